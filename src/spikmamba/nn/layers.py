@@ -1,0 +1,72 @@
+"""Small shared layers: stochastic depth, MLP, channel-last BatchNorm, shape checks."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def to_2tuple(v: "int | tuple[int, int]") -> "tuple[int, int]":
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValueError(f"expected an int or a pair, got {v!r}")
+        return int(v[0]), int(v[1])
+    return int(v), int(v)
+
+
+def check_rank(x: torch.Tensor, rank: int, name: str, layout: str) -> None:
+    """Raise a ValueError naming ``name`` and the expected ``layout`` when ``x`` has the wrong rank."""
+    if x.dim() != rank:
+        raise ValueError(f"{name} must be {rank}-D {layout}, got shape {tuple(x.shape)}")
+
+
+def check_channels(x: torch.Tensor, dim: int, expected: int, name: str, layout: str) -> None:
+    if x.shape[dim] != expected:
+        raise ValueError(f"{name} must have {expected} channels in {layout}, got shape {tuple(x.shape)}")
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop the whole residual branch per sample with probability ``p``."""
+
+    def __init__(self, p: float = 0.0, batch_dim: int = 0):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"drop_path must be in [0, 1), got {p}")
+        self.p, self.batch_dim = p, batch_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        shape = [1] * x.dim()
+        shape[self.batch_dim] = x.shape[self.batch_dim]
+        mask = x.new_empty(shape).bernoulli_(keep)
+        return x * mask / keep
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class Mlp(nn.Module):
+    """Linear -> GELU -> dropout -> Linear -> dropout, on the last dimension."""
+
+    def __init__(self, dim: int, hidden: int, drop: float = 0.0, act: type = nn.GELU):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = act()
+        self.fc2 = nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class ChannelLastBatchNorm(nn.BatchNorm1d):
+    """BatchNorm over the last (channel) axis of any ``[..., C]`` tensor.
+
+    The published code sizes a BatchNorm to the token count (1024 = (128/4)^2), which ties the
+    model to one resolution; normalising over channels works for any number of tokens.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        return super().forward(x.reshape(-1, shape[-1])).reshape(shape)
