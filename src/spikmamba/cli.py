@@ -1,0 +1,63 @@
+"""The ``spikmamba`` command. Each sub-command lives in a small ``_cmd_*`` function."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+DESCRIPTION = """\
+spikmamba: spiking state-space models (SpikMamba and friends) for event-camera data.
+
+Typical use:
+  spikmamba models                     list every registered model with its parameter count
+  spikmamba models --filter bisla      only names containing 'bisla'
+
+Run `spikmamba COMMAND --help` for the options of one command.
+"""
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from .models import count_parameters, create_model, list_models, model_description
+
+    names = list_models(args.filter)
+    if not names:
+        print(f"no registered model name contains {args.filter!r}", file=sys.stderr)
+        return 1
+    width = max(len(n) for n in names)
+    print(f"{'model':<{width}}  {'params':>10}  description")
+    for name in names:
+        params = count_parameters(create_model(name))
+        print(f"{name:<{width}}  {params / 1e6:>9.2f}M  {model_description(name)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spikmamba", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"spikmamba {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser(
+        "models", help="list registered models with parameter counts",
+        description="List every registered model (name, parameter count at its default size, description). "
+        "Build one in Python with spikmamba.models.create_model(NAME, **overrides).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--filter", default="", help="only list names containing this text")
+    p.set_defaults(func=_cmd_models)
+    return parser
+
+
+def main(argv: "list[str] | None" = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
