@@ -4,8 +4,7 @@ import pytest
 import torch
 
 from spikmamba.cli import main
-from spikmamba.engine import TrainConfig, apply_overrides, train
-from spikmamba.models import create_model
+from spikmamba.engine import TrainConfig, apply_overrides, build_model, train
 
 
 def test_overrides_cast_types_and_reject_unknown_keys():
@@ -27,8 +26,8 @@ def test_train_end_to_end_writes_a_loadable_checkpoint(tmp_path):
     assert losses[-1] < losses[0], losses
     assert 0.0 <= summary["test_acc"] <= 1.0
     ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
-    model = create_model(ckpt["config"]["model"], num_classes=10, in_chans=2, img_size=16, num_frames=4, patch_size=4)
-    model.load_state_dict(ckpt["model"])
+    model = build_model(TrainConfig(**ckpt["config"]), len(ckpt["classes"]))
+    model.load_state_dict(ckpt["model"])  # strict: every key and shape must match
     assert json.loads((tmp_path / "summary.json").read_text())["config"]["epochs"] == 3
     assert not list(tmp_path.glob("*.tmp"))
 

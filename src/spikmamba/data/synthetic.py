@@ -33,9 +33,8 @@ def _smooth_texture(rng: np.random.Generator, H: int, W: int, cells: int) -> np.
     ys, xs = np.linspace(0, cells, H), np.linspace(0, cells, W)
     y0, x0 = np.minimum(ys.astype(int), cells - 1), np.minimum(xs.astype(int), cells - 1)
     fy, fx = (ys - y0)[:, None], (xs - x0)[None, :]
-    g = grid
-    return ((1 - fy) * (1 - fx) * g[y0][:, x0] + (1 - fy) * fx * g[y0][:, x0 + 1]
-            + fy * (1 - fx) * g[y0 + 1][:, x0] + fy * fx * g[y0 + 1][:, x0 + 1])
+    return ((1 - fy) * (1 - fx) * grid[y0][:, x0] + (1 - fy) * fx * grid[y0][:, x0 + 1]
+            + fy * (1 - fx) * grid[y0 + 1][:, x0] + fy * fx * grid[y0 + 1][:, x0 + 1])
 
 
 def _shape_mask(shape: str, u: np.ndarray, v: np.ndarray, size: float) -> np.ndarray:

@@ -1,4 +1,4 @@
 """Training and evaluation."""
-from .train import TrainConfig, apply_overrides, evaluate, train
+from .train import TrainConfig, apply_overrides, build_model, evaluate, train
 
-__all__ = ["TrainConfig", "apply_overrides", "evaluate", "train"]
+__all__ = ["TrainConfig", "apply_overrides", "build_model", "evaluate", "train"]

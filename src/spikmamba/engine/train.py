@@ -80,6 +80,12 @@ def _frames_dataset(split: str, n: int, cfg: TrainConfig):
     return torch.from_numpy(np.log1p(x)), torch.tensor(ds.targets), ds.classes
 
 
+def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
+    """The model a config describes; training and checkpoint loading both build it here."""
+    return create_model(cfg.model, num_classes=num_classes, in_chans=2, img_size=cfg.sensor_size,
+                        num_frames=cfg.frames, patch_size=cfg.patch_size, **cfg.model_overrides)
+
+
 def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
     if step < warmup:
         return base * (step + 1) / warmup
@@ -109,8 +115,7 @@ def train(cfg: TrainConfig) -> dict:
     np.random.seed(cfg.seed)
     x_tr, y_tr, classes = _frames_dataset("train", cfg.num_train, cfg)
     x_te, y_te, _ = _frames_dataset("test", cfg.num_test, cfg)
-    model = create_model(cfg.model, num_classes=len(classes), in_chans=2, img_size=cfg.sensor_size,
-                         num_frames=cfg.frames, patch_size=cfg.patch_size, **cfg.model_overrides)
+    model = build_model(cfg, len(classes))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     steps_per_epoch = math.ceil(cfg.num_train / cfg.batch_size)
