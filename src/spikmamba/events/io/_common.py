@@ -1,0 +1,79 @@
+"""Helpers shared by the readers: chunked file access, output buffers, validation."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..types import EVENT_DTYPE
+from .errors import EventFormatError
+
+#: Bytes read per chunk: large enough to amortise Python overhead, small next to the output.
+CHUNK_BYTES = 1 << 24
+
+
+def file_size(path) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError as err:
+        raise FileNotFoundError(f"cannot read event file {os.fspath(path)!r}: {err.strerror}") from None
+
+
+def read_header_lines(f, prefix: bytes, end_marker: "bytes | None" = None, limit: int = 1 << 20) -> "tuple[list[bytes], int]":
+    """Read the ``prefix``-started text lines at the start of a file; return them and the data offset.
+
+    Stops at the first line that does not start with ``prefix`` (or after ``end_marker``).
+    A header longer than ``limit`` bytes means the file is not what it claims to be.
+    """
+    lines, offset = [], 0
+    f.seek(0)
+    while True:
+        line = f.readline(limit)
+        if not line.startswith(prefix):
+            break
+        offset += len(line)
+        lines.append(line)
+        if offset > limit:
+            raise EventFormatError(f.name, offset, f"text header longer than {limit} bytes; expected it to end with a line not starting with {prefix!r}")
+        if end_marker is not None and line.strip() == end_marker:
+            break
+    f.seek(offset)
+    return lines, offset
+
+
+class EventBuffer:
+    """Grow-once output array: readers that know an upper bound on the event count fill it
+    in place, so memory stays at about the final array's size (no list of chunks + concat)."""
+
+    def __init__(self, capacity: int):
+        self.data = np.empty(max(int(capacity), 0), dtype=EVENT_DTYPE)
+        self.n = 0
+
+    def append(self, t, x, y, p) -> None:
+        k = len(t)
+        if self.n + k > len(self.data):  # bound was an estimate: grow geometrically
+            new = np.empty(max(2 * len(self.data), self.n + k), dtype=EVENT_DTYPE)
+            new[: self.n] = self.data[: self.n]
+            self.data = new
+        s = self.data[self.n : self.n + k]
+        s["t"], s["x"], s["y"], s["p"] = t, x, y, p
+        self.n += k
+
+    def result(self) -> np.ndarray:
+        out = self.data[: self.n]
+        return out.copy() if self.n < len(self.data) // 2 else out
+
+
+def check_bounds(path, events: np.ndarray, sensor_size, what: str) -> None:
+    """Coordinates beyond the declared sensor mean a corrupt file or a wrong camera setting."""
+    if sensor_size is None or len(events) == 0:
+        return
+    W, H = sensor_size
+    bad = (events["x"] >= W) | (events["y"] >= H)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise EventFormatError(
+            path, None,
+            f"event {i} at (x={int(events['x'][i])}, y={int(events['y'][i])}) lies outside the {W}x{H} sensor "
+            f"({int(bad.sum())} such events); {what}",
+        )

@@ -1,0 +1,137 @@
+"""Plain array files: ``.npy`` (structured), ``.npz`` and ``.h5`` with x, y, t, p columns.
+
+Column names accepted: ``t``/``ts``/``timestamp``, ``x``, ``y``, ``p``/``pol``/``polarity``;
+in HDF5 either at the top level or under an ``events`` group (the DSEC layout). A
+``sensor_size`` array (npz) or ``width``/``height`` attributes (h5) give the sensor size.
+Timestamps must be integer microseconds; integral-valued floats are accepted, anything else
+is an error (we will not guess a time unit).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..types import EVENT_DTYPE
+from ._common import check_bounds
+from .errors import EventFormatError
+from .recording import Recording
+
+ALIASES = {"t": ("t", "ts", "timestamp", "timestamps"), "x": ("x",), "y": ("y",), "p": ("p", "pol", "polarity", "polarities")}
+
+
+def _pick(path, names, where: str):
+    found = {}
+    for field, options in ALIASES.items():
+        name = next((o for o in options if o in names), None)
+        if name is None:
+            raise EventFormatError(path, None, f"no {field!r} column in {where} (has {sorted(names)}); "
+                                               f"expected one of {list(options)}")
+        found[field] = name
+    return found
+
+
+def columns_to_events(path, cols: dict) -> np.ndarray:
+    n = {k: len(v) for k, v in cols.items()}
+    if len(set(n.values())) > 1:
+        raise EventFormatError(path, None, f"event columns differ in length: {n}")
+    out = np.empty(n["t"], dtype=EVENT_DTYPE)
+    for k in "txyp":
+        c = np.asarray(cols[k])
+        if c.dtype.kind == "f":
+            if not np.all(np.isfinite(c)):
+                raise EventFormatError(path, None, f"column {k!r} holds NaN or inf values")
+            if np.any(c != np.round(c)):
+                unit = " (timestamps must be integer microseconds; multiply seconds by 1e6)" if k == "t" else ""
+                raise EventFormatError(path, None, f"column {k!r} holds non-integer values{unit}")
+        elif c.dtype.kind == "b":
+            c = c.astype(np.int8)
+        elif c.dtype.kind not in "iu":
+            raise EventFormatError(path, None, f"column {k!r} has dtype {c.dtype}; integers expected")
+        if k in "xy" and len(c) and (c.min() < 0 or c.max() > np.iinfo(np.uint16).max):
+            raise EventFormatError(path, None, f"column {k!r} has coordinates outside [0, 65535]")
+        if k == "p" and len(c):
+            c = (c > 0).astype(np.int8)  # accepts 0/1, -1/+1 and booleans
+        out[k] = c
+    return out
+
+
+def read_npy(path, sensor_size=None) -> Recording:
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as err:
+        raise EventFormatError(path, 0, f"not a valid .npy file ({err})") from None
+    if arr.dtype.names is None:
+        if arr.ndim == 2 and arr.shape[1] == 4:
+            raise EventFormatError(path, None, "a plain [N, 4] array does not say which column is which; save a "
+                                               "structured array with fields t, x, y, p (see spikmamba.events.make_events)")
+        raise EventFormatError(path, None, "expected a structured array with fields t, x, y, p")
+    names = _pick(path, arr.dtype.names, "the array")
+    events = columns_to_events(path, {k: arr[v] for k, v in names.items()})
+    check_bounds(path, events, sensor_size, "pass the right sensor_size=")
+    return Recording(events, tuple(sensor_size) if sensor_size else None, "npy")
+
+
+def read_npz(path, sensor_size=None) -> Recording:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys = set(z.files)
+            if "events" in keys and z["events"].dtype.names:
+                arr = z["events"]
+                names = _pick(path, arr.dtype.names, "the 'events' array")
+                cols = {k: arr[v] for k, v in names.items()}
+            else:
+                names = _pick(path, keys, "the archive")
+                cols = {k: z[v] for k, v in names.items()}
+            if sensor_size is None and "sensor_size" in keys:
+                sensor_size = tuple(int(v) for v in z["sensor_size"][:2])
+    except (ValueError, OSError, EOFError) as err:
+        raise EventFormatError(path, None, f"not a readable .npz archive ({err})") from None
+    except Exception as err:  # zipfile.BadZipFile and friends
+        if isinstance(err, EventFormatError):
+            raise
+        raise EventFormatError(path, None, f"not a readable .npz archive ({type(err).__name__}: {err})") from None
+    events = columns_to_events(path, cols)
+    check_bounds(path, events, sensor_size, "pass the right sensor_size=")
+    return Recording(events, tuple(sensor_size) if sensor_size else None, "npz")
+
+
+def read_h5(path, sensor_size=None) -> Recording:
+    try:
+        import h5py
+    except ImportError:
+        raise ImportError("reading .h5 event files needs h5py: pip install h5py (or pip install 'spikmamba[io]')") from None
+    try:
+        with h5py.File(path, "r") as f:
+            group = f["events"] if "events" in f and isinstance(f["events"], h5py.Group) else f
+            names = _pick(path, set(group.keys()), f"the HDF5 group {group.name!r}")
+            cols = {k: group[v][()] for k, v in names.items()}
+            if sensor_size is None:
+                attrs = {**dict(f.attrs), **dict(group.attrs)}
+                if "width" in attrs and "height" in attrs:
+                    sensor_size = (int(attrs["width"]), int(attrs["height"]))
+    except OSError as err:
+        raise EventFormatError(path, None, f"not a readable HDF5 file ({err})") from None
+    events = columns_to_events(path, cols)
+    check_bounds(path, events, sensor_size, "pass the right sensor_size=")
+    return Recording(events, tuple(sensor_size) if sensor_size else None, "h5")
+
+
+def write_npy(path, events: np.ndarray, sensor_size=None) -> None:
+    with open(path, "wb") as f:
+        np.save(f, np.ascontiguousarray(events, dtype=EVENT_DTYPE))
+
+
+def write_npz(path, events: np.ndarray, sensor_size=None) -> None:
+    extra = {} if sensor_size is None else {"sensor_size": np.asarray(sensor_size, dtype=np.int64)}
+    with open(path, "wb") as f:
+        np.savez_compressed(f, t=events["t"], x=events["x"], y=events["y"], p=events["p"], **extra)
+
+
+def write_h5(path, events: np.ndarray, sensor_size=None) -> None:
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        g = f.create_group("events")
+        for k in "txyp":
+            g.create_dataset(k, data=events[k], compression="gzip" if len(events) > 4096 else None)
+        if sensor_size is not None:
+            f.attrs["width"], f.attrs["height"] = int(sensor_size[0]), int(sensor_size[1])
