@@ -1,5 +1,22 @@
-"""Datasets over event recordings; ``SynthActions`` needs no download."""
+"""Datasets over event recordings (each over an already-downloaded folder; nothing is ever
+downloaded) and ``SynthActions``, which needs no download at all."""
+from .base import DatasetLayoutError, EventDataset, Sample
+from .folder import EFAction, EventFolder, NCaltech101, PAF
+from .gesture import GESTURE_CLASSES, DVSGesture, DVSGestureClips
+from .hardvs import HARDVS
+from .nmnist import NMNIST
+from .representation import EventRepresentation
+from .sampled import SampledFrames
+from .splits import stratified_split
 from .synthetic import CLASSES as SYNTH_CLASSES
 from .synthetic import SynthActions
 
-__all__ = ["SYNTH_CLASSES", "SynthActions"]
+#: Name -> dataset class, for configs and ``spikmamba datasets``.
+DATASETS = {
+    "nmnist": NMNIST, "ncaltech101": NCaltech101, "dvsgesture": DVSGesture, "dvsgesture-clips": DVSGestureClips,
+    "hardvs": HARDVS, "paf": PAF, "efaction": EFAction, "event-folder": EventFolder, "sampled-frames": SampledFrames,
+}
+
+__all__ = ["DATASETS", "DVSGesture", "DVSGestureClips", "DatasetLayoutError", "EFAction", "EventDataset", "EventFolder",
+           "EventRepresentation", "GESTURE_CLASSES", "HARDVS", "NCaltech101", "NMNIST", "PAF", "SYNTH_CLASSES", "Sample",
+           "SampledFrames", "SynthActions", "stratified_split"]

@@ -88,6 +88,8 @@ def read_events(path: "str | os.PathLike", format: "str | None" = None, sensor_s
     if fmt not in READERS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {sorted(READERS)}")
     reader = READERS[fmt]
+    if fmt != "aedat2":
+        options.pop("camera", None)  # an AEDAT 2.0 address-layout hint; other formats state their sensor
     if sensor_size is not None and fmt not in ("aedat2", "aedat4", "nbin"):
         options["sensor_size"] = sensor_size
     rec = reader(path, **options)

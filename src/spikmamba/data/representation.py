@@ -1,0 +1,68 @@
+"""One configurable event -> tensor representation, named in configs by ``kind``.
+
+``frames`` (T frames, 2 polarity channels, split by time or by event count, counts or binary),
+``voxel`` (T bilinear time bins, 1 signed channel), ``count`` (one 2-channel count image,
+T = 1) and ``afe`` (ExACT's adaptive frames, 3 channels). Counts may be ``log1p``-scaled (robust
+to a clip's event rate), and frames resized to ``resolution`` with area averaging (the
+published scripts resize to 128x128).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..events.afe import to_afe_frames
+from ..events.representations import to_frames
+from ..events.voxel import to_count_image, to_voxel_grid
+
+KINDS = ("frames", "voxel", "count", "afe")
+
+
+@dataclass(frozen=True)
+class EventRepresentation:
+    sensor_size: Tuple[int, int]
+    kind: str = "frames"
+    frames: int = 8
+    split_by: str = "time"
+    binary: bool = False
+    normalize: str = "log1p"
+    resolution: Optional[Tuple[int, int]] = None
+    afe_threshold: float = 50.0
+    afe_min_events: int = 100_000
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"representation kind {self.kind!r} unknown; choose one of {KINDS}")
+        if self.normalize not in ("log1p", "none"):
+            raise ValueError(f"normalize must be 'log1p' or 'none', got {self.normalize!r}")
+
+    @property
+    def channels(self) -> int:
+        return {"frames": 2, "voxel": 1, "count": 2, "afe": 3}[self.kind]
+
+    @property
+    def time_steps(self) -> int:
+        return 1 if self.kind == "count" else self.frames
+
+    def __call__(self, events: np.ndarray) -> np.ndarray:
+        if self.kind == "frames":
+            x = to_frames(events, self.sensor_size, self.frames, self.split_by, self.binary)
+        elif self.kind == "voxel":
+            x = to_voxel_grid(events, self.sensor_size, self.frames)[:, None]
+        elif self.kind == "count":
+            x = to_count_image(events, self.sensor_size)[None]
+        else:
+            x = to_afe_frames(events, self.sensor_size, self.frames, self.afe_threshold, self.afe_min_events)
+        if self.normalize == "log1p" and self.kind in ("frames", "count"):
+            x = np.log1p(x)
+        if self.resolution is not None and tuple(self.resolution) != tuple(self.sensor_size):
+            W, H = self.resolution
+            x = F.interpolate(torch.from_numpy(np.ascontiguousarray(x)), size=(H, W), mode="area").numpy()
+        return x.astype(np.float32, copy=False)
+
+    def __repr__(self) -> str:
+        return "EventRepresentation(" + ", ".join(f"{k}={v!r}" for k, v in asdict(self).items()) + ")"
