@@ -9,7 +9,7 @@ from ..types import EVENT_DTYPE
 from .errors import EventFormatError
 
 #: Bytes read per chunk: large enough to amortise Python overhead, small next to the output.
-CHUNK_BYTES = 1 << 24
+CHUNK_BYTES = 1 << 20
 
 
 def file_size(path) -> int:

@@ -106,7 +106,7 @@ def _ordered(path, events: np.ndarray, on_unsorted: str) -> np.ndarray:
         raise ValueError(f"on_unsorted must be 'sort', 'error' or 'keep', got {on_unsorted!r}")
     if len(events) < 2:
         return events
-    back = np.diff(events["t"]) < 0
+    back = events["t"][1:] < events["t"][:-1]  # a bool temp, not an int64 diff
     if not back.any():
         return events
     first = int(np.argmax(back)) + 1

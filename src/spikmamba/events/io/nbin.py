@@ -17,8 +17,7 @@ RECORD = 5
 
 def decode_nbin(raw: np.ndarray):
     """``[n, 5]`` uint8 records -> (t, x, y, p) columns."""
-    b = raw.astype(np.int64)
-    t = ((b[:, 2] & 0x7F) << 16) | (b[:, 3] << 8) | b[:, 4]
+    t = ((raw[:, 2] & 0x7F).astype(np.int64) << 16) | (raw[:, 3].astype(np.int64) << 8) | raw[:, 4]
     return t, raw[:, 0], raw[:, 1], raw[:, 2] >> 7
 
 

@@ -1,0 +1,22 @@
+"""Shared fixtures: the real recordings in ``../shared/data`` (tests skip cleanly without them)."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real recordings not available: {SHARED_DATA} is absent (see DEVELOPERS.md, shared/data)")
+    return SHARED_DATA
+
+
+def random_events(n: int, sensor=(128, 128), t_max: int = 1_000_000, seed: int = 0) -> np.ndarray:
+    from spikmamba.events import make_events
+
+    rng = np.random.default_rng(seed)
+    return make_events(np.sort(rng.integers(0, t_max, n)), rng.integers(0, sensor[0], n), rng.integers(0, sensor[1], n),
+                       rng.integers(0, 2, n))
