@@ -1,0 +1,165 @@
+"""Every dataset on a tiny fake tree laid out exactly as the real one, plus the real N-MNIST
+and gesture-clip folders when ../shared/data is present."""
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import random_events
+from spikmamba.data import (DATASETS, DVSGesture, DVSGestureClips, DatasetLayoutError, EFAction, EventRepresentation, HARDVS,
+                            NCaltech101, NMNIST, PAF, SampledFrames, stratified_split)
+from spikmamba.events.io import write_events
+
+
+def _nbin(path, n=50, sensor=(34, 34), seed=0):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_events(path, random_events(n, sensor, 300_000, seed), format="nbin")
+
+
+def test_nmnist_official_tree(tmp_path):
+    for split in ("Train", "Test"):
+        for d in range(10):
+            for k in range(2):
+                _nbin(tmp_path / split / str(d) / f"{k:05d}.bin", seed=d * 10 + k)
+    rep = EventRepresentation((34, 34), frames=4)
+    tr, te = NMNIST(tmp_path, "train", representation=rep), NMNIST(tmp_path, "test")
+    assert len(tr) == 20 and len(te) == 20 and sorted(set(tr.targets)) == list(range(10))
+    x, y = tr[3]
+    assert isinstance(x, torch.Tensor) and x.shape == (4, 2, 34, 34) and y == 1
+    ev, _ = te[0]
+    assert ev.dtype.names == ("t", "x", "y", "p") and len(ev) == 50
+
+
+def test_nmnist_flat_folder_and_bad_labels(tmp_path):
+    flat = tmp_path / "train"
+    for i in range(1, 4):
+        _nbin(flat / f"{i}.bs2", seed=i)
+    (flat / "labels.txt").write_text("#sample #class\n1\t5\n2\t0\n3\t9\n")
+    ds = NMNIST(tmp_path, "train")
+    assert ds.targets == [5, 0, 9]
+    (flat / "labels.txt").write_text("#sample #class\n1\tfive\n")
+    with pytest.raises(ValueError, match="labels.txt:2"):
+        NMNIST(tmp_path, "train")
+
+
+def test_missing_dataset_folder_prints_expected_tree(tmp_path):
+    (tmp_path / "stray.txt").write_text("x")
+    with pytest.raises(DatasetLayoutError) as err:
+        NMNIST(tmp_path, "train")
+    msg = str(err.value)
+    assert "expected layout" in msg and "Train/0" in msg and "stray.txt" in msg
+    with pytest.raises(DatasetLayoutError, match="does not exist"):
+        DVSGesture(tmp_path / "nope")
+
+
+def test_ncaltech101_class_folders(tmp_path):
+    for c in ("accordion", "airplanes", "BACKGROUND_Google"):
+        for k in range(2):
+            _nbin(tmp_path / c / f"image_{k + 1:04d}.bin", sensor=(240, 180), seed=k)
+    ds = NCaltech101(tmp_path)
+    assert ds.classes == ["BACKGROUND_Google", "accordion", "airplanes"] and len(ds) == 6 and ds.sensor_size == (240, 180)
+
+
+def test_dvsgesture_trials_are_cut_into_labelled_samples(tmp_path):
+    ev = random_events(20_000, (128, 128), 6_000_000, seed=2)
+    write_events(tmp_path / "user01_fluorescent.aedat", ev, sensor_size=(128, 128), format="aedat3")
+    (tmp_path / "user01_fluorescent_labels.csv").write_text(
+        "class,startTime_usec,endTime_usec\n1,1000000,2000000\n11,3000000,4500000\n")
+    (tmp_path / "trials_to_train.txt").write_text("user01_fluorescent.aedat\n")
+    (tmp_path / "trials_to_test.txt").write_text("")
+    ds = DVSGesture(tmp_path, "train")
+    assert ds.targets == [0, 10] and len(DVSGesture(tmp_path, "test")) == 0
+    first, label = ds[0]
+    expected = ev[(ev["t"] >= 1_000_000) & (ev["t"] < 2_000_000)]
+    assert label == 0 and np.array_equal(first, expected)
+    assert ds.classes[10] == "other_gestures"
+    (tmp_path / "trials_to_train.txt").write_text("user02_led.aedat\n")
+    with pytest.raises(DatasetLayoutError, match="user02_led"):
+        DVSGesture(tmp_path, "train")
+
+
+def test_hardvs_label_files(tmp_path):
+    for a, name in [(1, "dvSave-2021_10_15_19_18_02"), (300, "dvSave-2021_11_01_10_00_00")]:
+        folder = tmp_path / f"action_{a:03d}"
+        folder.mkdir()
+        write_events(folder / f"{name}.npz", random_events(100, (346, 260)), format="npz")
+    (tmp_path / "train_label.txt").write_text("action_001/dvSave-2021_10_15_19_18_02 0\naction_300/dvSave-2021_11_01_10_00_00 299\n")
+    ds = HARDVS(tmp_path, "train", representation=EventRepresentation((346, 260), frames=2, resolution=(64, 48)))
+    assert ds.targets == [0, 299] and len(ds.classes) == 300 and ds[1][0].shape == (2, 2, 48, 64)
+    with pytest.raises(DatasetLayoutError, match="val_label.txt"):
+        HARDVS(tmp_path, "val")
+
+
+def test_paf_aedat2_davis_and_split_lists(tmp_path):
+    for c in ("1", "2", "10"):
+        (tmp_path / c).mkdir()
+        write_events(tmp_path / c / "clip.aedat", random_events(200, (346, 260)), sensor_size=(346, 260), format="aedat2")
+    (tmp_path / "train.txt").write_text("1/clip.aedat\n10/clip.aedat\n")
+    ds = PAF(tmp_path, "train")
+    assert ds.classes == ["1", "2", "10"] and ds.targets == [0, 2] and len(ds[1][0]) == 200
+    assert len(PAF(tmp_path)) == 3
+
+
+def test_efaction_reads_aedat4(shared_data, tmp_path):
+    pytest.importorskip("aedat")
+    for c in ("falling", "walking"):
+        (tmp_path / c).mkdir()
+        shutil.copy(shared_data / "aedat4" / "data_sample.aedat4", tmp_path / c / "clip.aedat4")
+    ds = EFAction(tmp_path, sensor_size=(320, 240))
+    ev, y = ds[1]
+    assert y == 1 and len(ev) == 323963
+
+
+def test_sampled_frames_layout(tmp_path):
+    for c in (1, 3):
+        d = tmp_path / "frames" / str(c)
+        d.mkdir(parents=True)
+        np.savez(d / "clip.npz", images=np.full((8, 16, 16, 3), 255, dtype=np.uint8))
+    (tmp_path / "list.txt").write_text("frames/1/clip.npz\nframes/3/clip.npz\n")
+    (tmp_path / "classes.json").write_text(json.dumps({"a": 0, "b": 1, "c": 2}))
+    ds = SampledFrames(tmp_path / "list.txt", tmp_path / "classes.json")
+    x, y = ds[1]
+    assert y == 2 and x.shape == (8, 3, 16, 16) and float(x.max()) == 1.0
+
+
+def test_cache_is_reused_and_survives_concurrent_builders(tmp_path):
+    flat = tmp_path / "data"
+    for i in range(1, 5):
+        _nbin(flat / f"{i}.bs2", seed=i)
+    (flat / "labels.txt").write_text("h\n1\t1\n2\t2\n3\t3\n4\t4\n")
+    rep = EventRepresentation((34, 34), frames=3)
+    a = NMNIST(flat, representation=rep, cache_dir=tmp_path / "cache")
+    b = NMNIST(flat, representation=rep, cache_dir=tmp_path / "cache")
+    first = [a[i][0] for i in range(4)]
+    files = sorted((tmp_path / "cache").rglob("*.npy"))
+    assert len(files) == 4 and not list((tmp_path / "cache").rglob("*.tmp"))
+    mtimes = [f.stat().st_mtime_ns for f in files]
+    for i in range(4):
+        assert torch.equal(b[i][0], first[i])
+    assert [f.stat().st_mtime_ns for f in files] == mtimes  # read back, not rebuilt
+    other = NMNIST(flat, representation=EventRepresentation((34, 34), frames=5), cache_dir=tmp_path / "cache")
+    assert other[0][0].shape[0] == 5  # a different representation gets its own cache folder
+
+
+def test_stratified_split_is_seeded_disjoint_and_balanced():
+    labels = [i % 4 for i in range(100)]
+    tr, va = stratified_split(labels, 0.2, seed=1)
+    assert not set(tr) & set(va) and len(tr) + len(va) == 100
+    assert np.bincount(np.asarray(labels)[va]).tolist() == [5, 5, 5, 5]
+    assert stratified_split(labels, 0.2, seed=1) == (tr, va) and stratified_split(labels, 0.2, seed=2) != (tr, va)
+
+
+def test_real_nmnist_and_gesture_clips(shared_data):
+    ds = NMNIST(shared_data / "nmnist-small", "train", representation=EventRepresentation((34, 34), frames=8))
+    assert len(ds) == 1000 and sorted(set(ds.targets)) == list(range(10))
+    assert ds[0][0].shape == (8, 2, 34, 34) and ds[0][0].sum() > 0
+    clips = DVSGestureClips(shared_data / "dvsgesture-clips")
+    assert len(clips) == 10 and clips.targets == list(range(10))
+
+
+def test_every_dataset_documents_its_layout():
+    for name, cls in DATASETS.items():
+        assert cls.layout.strip(), name
