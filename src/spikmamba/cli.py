@@ -12,6 +12,7 @@ Typical use:
   spikmamba train epochs=3 lr=1e-3     the same with config overrides (key=value)
   spikmamba models                     list every registered model with its parameter count
   spikmamba models --filter bisla      only names containing 'bisla'
+  spikmamba datasets                   list datasets with the folder layout each expects
 
 Run `spikmamba COMMAND --help` for the options of one command.
 """
@@ -29,6 +30,20 @@ def _cmd_models(args: argparse.Namespace) -> int:
     for name in names:
         params = count_parameters(create_model(name))
         print(f"{name:<{width}}  {params / 1e6:>9.2f}M  {model_description(name)}")
+    return 0
+
+
+def _cmd_datasets(args: argparse.Namespace) -> int:
+    from .data import DATASETS
+
+    names = [n for n in DATASETS if args.name in (None, n)]
+    if not names:
+        print(f"unknown dataset {args.name!r}; known: {', '.join(DATASETS)}", file=sys.stderr)
+        return 1
+    for name in names:
+        cls = DATASETS[name]
+        print(f"{name}  (spikmamba.data.{cls.__name__})")
+        print("  " + cls.layout.strip().replace("\n", "\n  ") + "\n")
     return 0
 
 
@@ -85,6 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--filter", default="", help="only list names containing this text")
     p.set_defaults(func=_cmd_models)
+
+    p = sub.add_parser(
+        "datasets", help="list datasets and the folder layout each expects",
+        description="List the recorded-event datasets (each reads an already-downloaded folder; nothing is "
+        "ever downloaded) with the exact folder layout each expects. Event files in any format that "
+        "spikmamba.events.read_events reads: N-MNIST .bin/.bs2, AEDAT 2.0/3.1/4, Prophesee DAT/EVT2/EVT3, "
+        "npy/npz/h5.",
+    )
+    p.add_argument("name", nargs="?", default=None, help="show only this dataset")
+    p.set_defaults(func=_cmd_datasets)
     return parser
 
 
