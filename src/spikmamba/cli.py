@@ -48,16 +48,20 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .engine.train import TrainConfig, apply_overrides, train
+    from .engine.train import TrainConfig, apply_overrides, load_config, train
 
     try:
-        cfg = apply_overrides(TrainConfig(), args.overrides)
-    except ValueError as err:
+        cfg = load_config(args.config) if args.config else TrainConfig()
+        cfg = apply_overrides(cfg, args.overrides)
+    except (ValueError, OSError) as err:
         print(f"spikmamba train: {err}", file=sys.stderr)
         return 2
     summary = train(cfg)
-    print(f"test accuracy: {summary['test_acc'] * 100:.2f}% on {cfg.num_test} held-out samples "
-          f"(checkpoint: {cfg.out_dir}/last.pt)")
+    if "best_val_acc" in summary:
+        print(f"validation accuracy: final epoch {summary['final_val_acc'] * 100:.2f}%, best "
+              f"{summary['best_val_acc'] * 100:.2f}% at epoch {summary['best_epoch']} (checkpoints: {cfg.out_dir}/best.pt, last.pt)")
+    if "test_acc" in summary:
+        print(f"test accuracy (final model): {summary['test_acc'] * 100:.2f}% (checkpoint: {cfg.out_dir}/last.pt)")
     return 0
 
 
@@ -83,13 +87,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser(
-        "train", help="train a model on the built-in simulated action dataset",
-        description="Train a model on SynthActions (10 simulated DVS action classes, generated from a seed; "
-        "no download), then report accuracy on a held-out test split. Writes OUT_DIR/last.pt "
-        "(weights + config) and OUT_DIR/summary.json.",
+        "train", help="train a model (default: on the built-in simulated action dataset)",
+        description="Train a model. With no arguments: SpikMamba tiny on SynthActions (10 simulated DVS action "
+        "classes, generated from a seed; no download), then accuracy on a held-out test split. With "
+        "data_name=<dataset> data_root=<folder> (see `spikmamba datasets`): a recorded dataset, with a seeded "
+        "stratified validation split (val_fraction) that picks the best epoch, and test_root for a separate "
+        "test folder. Writes OUT_DIR/last.pt, OUT_DIR/best.pt (with a validation split) and OUT_DIR/summary.json.",
         epilog=_train_help(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. epochs=5 batch_size=16")
+    p.add_argument("--config", metavar="FILE", default=None,
+                   help="YAML config (e.g. configs/nmnist_small.yaml); command-line key=value overrides it")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. epochs=5 batch_size=16 data.root=DIR")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser(

@@ -1,4 +1,4 @@
 """Training and evaluation."""
-from .train import TrainConfig, apply_overrides, build_model, evaluate, train
+from .train import TrainConfig, apply_overrides, build_model, evaluate, load_config, load_data, train
 
-__all__ = ["TrainConfig", "apply_overrides", "build_model", "evaluate", "train"]
+__all__ = ["TrainConfig", "apply_overrides", "build_model", "evaluate", "load_config", "load_data", "train"]
