@@ -137,7 +137,9 @@ def _recorded_dataset(cfg: TrainConfig, root: str, split: str):
     if not root:
         raise ValueError(f"data_name={cfg.data_name!r} needs data_root=<folder> (see `spikmamba datasets {cfg.data_name}`)")
     cls = DATASETS[cfg.data_name]
-    probe = cls(root, split) if "split" in cls.__init__.__code__.co_varnames else cls(root)
+    import inspect
+
+    probe = cls(root, split) if "split" in inspect.signature(cls).parameters else cls(root)
     W, H = probe.sensor_size
     res = (cfg.resolution, cfg.resolution) if cfg.resolution else (W, H)
     if res[0] != res[1]:

@@ -124,8 +124,6 @@ def _ordered(path, events: np.ndarray, on_unsorted: str) -> np.ndarray:
 def write_events(path: "str | os.PathLike", events: np.ndarray, sensor_size=None, format: "str | None" = None) -> None:
     """Write events in the format named by ``format`` or by the file extension."""
     fmt = format or EXTENSIONS.get(Path(path).suffix.lower())
-    if fmt == "aedat3" and format is None and Path(path).suffix.lower() == ".aedat":
-        fmt = "aedat3"
     if fmt not in WRITERS:
         raise ValueError(f"cannot tell the output format of {os.fspath(path)!r}; pass format= one of {sorted(WRITERS)}")
     kwargs = {} if sensor_size is None else {"sensor_size": tuple(sensor_size)}
