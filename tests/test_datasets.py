@@ -1,7 +1,6 @@
 """Every dataset on a tiny fake tree laid out exactly as the real one, plus the real N-MNIST
 and gesture-clip folders when ../shared/data is present."""
 import json
-import os
 import shutil
 
 import numpy as np

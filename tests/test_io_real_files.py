@@ -1,7 +1,6 @@
 """Every reader that has a real recording in ../shared/data is tested on it: count, bounds,
 monotonic time, and a checksum of the decoded array recorded once (sha256 prefix)."""
 import hashlib
-import shutil
 
 import numpy as np
 import pytest

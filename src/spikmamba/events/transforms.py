@@ -8,7 +8,7 @@ frontier of kept events per pixel.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -167,13 +167,17 @@ class TimeSlice:
         return events[keep]
 
 
-def _pixel_time_index(events, W):
-    """Events sorted by (pixel, time): the order and the sorted pixel/time columns."""
+def _pixel_time_index(events, W, pad: int = 0):
+    """Events sorted by (pixel, time): the order, the sorted pixel and time columns, and the
+    sort keys ``pixel * span + (t - t_min)``. ``pad`` widens ``span`` so that a key plus up to
+    ``pad`` µs never reaches the next pixel's keys."""
     pix = events["y"].astype(np.int64) * W + events["x"].astype(np.int64)
     t = events["t"].astype(np.int64)
     t0 = int(t.min())
-    order = np.argsort(pix * (int(t.max()) - t0 + 1) + (t - t0), kind="stable")
-    return order, pix, pix[order], t[order]
+    span = int(t.max()) - t0 + 1 + pad
+    keys = pix * span + (t - t0)
+    order = np.argsort(keys, kind="stable")
+    return order, pix[order], t[order], keys[order], span
 
 
 @dataclass
@@ -189,13 +193,9 @@ class Denoise:
         if len(events) == 0:
             return events
         check_events(events, self.sensor_size)
-        order, _, spix, st = _pixel_time_index(events, W)
-        # one sortable key per event: pixel-major, then time offset from the stream start.
-        # Queries "neighbour pixel, same time" taken in this sorted order are themselves sorted
-        # (a constant pixel offset keeps the order), so each searchsorted streams through memory.
-        t0 = int(st.min())
-        span = int(st.max()) - t0 + 1
-        keys = spix * span + (st - t0)
+        # Queries "neighbour pixel, same time" taken in key order are themselves sorted (a
+        # constant pixel offset keeps the order), so each searchsorted streams through memory.
+        order, spix, st, keys, span = _pixel_time_index(events, W)
         sx, sy = spix % W, spix // W
         support = np.zeros(len(events), dtype=bool)
         for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1)):
@@ -220,12 +220,11 @@ class RefractoryPeriod:
         W, _ = self.sensor_size
         if len(events) == 0:
             return events
-        order, _, spix, st = _pixel_time_index(events, W)
+        order, spix, st, keys, _ = _pixel_time_index(events, W, pad=self.period)
         n = len(events)
         first = np.ones(n, dtype=bool)
         first[1:] = spix[1:] != spix[:-1]
         # next candidate of each event: first event at the same pixel at least `period` later
-        keys = spix * (int(st.max() - st.min()) + self.period + 1) + (st - st.min())
         nxt = np.searchsorted(keys, keys + self.period, side="left")
         valid = nxt < n
         nxt_same = np.where(valid, nxt, 0)

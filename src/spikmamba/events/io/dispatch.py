@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from . import aedat2, aedat3, aedat4, arrays, nbin, prophesee
-from ._common import file_size
+from ._common import check_bounds, file_size
 from .errors import EventFormatError
 from .recording import Recording
 
@@ -94,8 +94,6 @@ def read_events(path: "str | os.PathLike", format: "str | None" = None, sensor_s
         options["sensor_size"] = sensor_size
     rec = reader(path, **options)
     if sensor_size is not None and rec.sensor_size != tuple(sensor_size):
-        from ._common import check_bounds
-
         check_bounds(path, rec.events, tuple(sensor_size), "pass the right sensor_size=")
         rec = rec._replace(sensor_size=tuple(sensor_size))
     return rec._replace(events=_ordered(path, rec.events, on_unsorted))

@@ -18,7 +18,6 @@ import re
 
 import numpy as np
 
-from ..types import EVENT_DTYPE
 from ._common import CHUNK_BYTES, EventBuffer, check_bounds, file_size, read_header_lines
 from .errors import EventFormatError
 from .recording import Recording
@@ -82,44 +81,54 @@ def write_dat(path, events: np.ndarray, sensor_size=(304, 240)) -> None:
         f.write(bytes([0, 8]) + rec.tobytes())
 
 
-def _raw_header(path):
+def _raw_words(path, sensor_size, dtype: str, type_shift: int, known: set, name: str, other: str):
+    """Open a ``.raw`` file: its word count (an upper bound on events), the sensor, and a
+    generator of ``(words, word types)`` chunks. A trailing partial word or a word of an
+    unknown type raises with its byte offset."""
+    size = file_size(path)
     with open(path, "rb") as f:
         header, offset = read_header_lines(f, b"%")
-    return header, offset
+    nbytes = np.dtype(dtype).itemsize
+    body = size - offset
+    if body % nbytes:
+        raise EventFormatError(path, size - body % nbytes, f"truncated word: {name} is made of {nbytes}-byte words, "
+                                                           f"{body % nbytes} stray byte(s) at the end")
+    sensor = tuple(sensor_size) if sensor_size else sensor_from_header(header)
+
+    def chunks():
+        with open(path, "rb") as f:
+            f.seek(offset)
+            pos = offset
+            while True:
+                w = np.fromfile(f, dtype=dtype, count=CHUNK_BYTES // nbytes)
+                if w.size == 0:
+                    return
+                kind = w >> type_shift
+                unknown = ~np.isin(kind, list(known))
+                if unknown.any():
+                    i = int(np.argmax(unknown))
+                    raise EventFormatError(path, pos + nbytes * i, f"unknown {name} word type {int(kind[i]):#x}; "
+                                                                   f"is this an {other} or a corrupt file?")
+                yield w, kind
+                pos += nbytes * w.size
+
+    return body // nbytes, sensor, chunks()
 
 
 def read_evt2(path, sensor_size=None) -> Recording:
-    size = file_size(path)
-    header, offset = _raw_header(path)
-    body = size - offset
-    if body % 4:
-        raise EventFormatError(path, size - body % 4, f"truncated word: EVT 2.0 is made of 4-byte words, {body % 4} stray byte(s) at the end")
-    sensor = tuple(sensor_size) if sensor_size else sensor_from_header(header)
-    buf, skipped, time_high = EventBuffer(body // 4), 0, 0
-    with open(path, "rb") as f:
-        f.seek(offset)
-        pos = offset
-        while True:
-            w = np.fromfile(f, dtype="<u4", count=CHUNK_BYTES // 4)
-            if w.size == 0:
-                break
-            kind = w >> 28
-            unknown = ~np.isin(kind, list(KNOWN_EVT2))
-            if unknown.any():
-                i = int(np.argmax(unknown))
-                raise EventFormatError(path, pos + 4 * i, f"unknown EVT 2.0 word type {int(kind[i]):#x}; "
-                                                          "is this an EVT 3.0 or a corrupt file?")
-            is_th = kind == TIME_HIGH
-            # index of the latest time-high word at or before each word (-1: the one carried in)
-            last = np.maximum.accumulate(np.where(is_th, np.arange(w.size), -1))
-            high = np.where(last >= 0, w[np.maximum(last, 0)].astype(np.int64) & 0x0FFFFFFF, time_high)
-            cd = kind <= CD_ON
-            ww = w[cd].astype(np.int64)
-            buf.append((high[cd] << 6) | ((ww >> 22) & 0x3F), (ww >> 11) & 0x7FF, ww & 0x7FF, kind[cd])
-            skipped += int((~cd & ~is_th).sum())
-            if is_th.any():
-                time_high = int(w[np.flatnonzero(is_th)[-1]]) & 0x0FFFFFFF
-            pos += 4 * w.size
+    n_words, sensor, chunks = _raw_words(path, sensor_size, "<u4", 28, KNOWN_EVT2, "EVT 2.0", "EVT 3.0")
+    buf, skipped, time_high = EventBuffer(n_words), 0, 0
+    for w, kind in chunks:
+        is_th = kind == TIME_HIGH
+        # index of the latest time-high word at or before each word (-1: the one carried in)
+        last = np.maximum.accumulate(np.where(is_th, np.arange(w.size), -1))
+        high = np.where(last >= 0, w[np.maximum(last, 0)].astype(np.int64) & 0x0FFFFFFF, time_high)
+        cd = kind <= CD_ON
+        ww = w[cd].astype(np.int64)
+        buf.append((high[cd] << 6) | ((ww >> 22) & 0x3F), (ww >> 11) & 0x7FF, ww & 0x7FF, kind[cd])
+        skipped += int((~cd & ~is_th).sum())
+        if is_th.any():
+            time_high = int(w[np.flatnonzero(is_th)[-1]]) & 0x0FFFFFFF
     events = buf.result()
     check_bounds(path, events, sensor, "pass the right sensor_size=")
     return Recording(events, sensor, "evt2", skipped)
@@ -205,39 +214,19 @@ def read_evt3(path, sensor_size=None) -> Recording:
     TIME_HIGH means the 24-bit clock wrapped). Triggers (10), vendor words (14) and
     continuations (7, 15) are skipped and counted. Chunks carry the decoder state forward as
     synthetic state words prepended to the next chunk."""
-    size = file_size(path)
-    header, offset = _raw_header(path)
-    body = size - offset
-    if body % 2:
-        raise EventFormatError(path, size - 1, "truncated word: EVT 3.0 is made of 2-byte words, 1 stray byte at the end")
-    sensor = tuple(sensor_size) if sensor_size else sensor_from_header(header)
-    buf, skipped, loops, prev_high = EventBuffer(body // 2), 0, 0, 0
+    n_words, sensor, chunks = _raw_words(path, sensor_size, "<u2", 12, KNOWN_EVT3, "EVT 3.0", "EVT 2.0")
+    buf, skipped, loops, prev_high = EventBuffer(n_words), 0, 0, 0
     state = None
-    with open(path, "rb") as f:
-        f.seek(offset)
-        pos = offset
-        while True:
-            w = np.fromfile(f, dtype="<u2", count=CHUNK_BYTES // 2)
-            if w.size == 0:
-                break
-            kind = w >> 12
-            unknown = ~np.isin(kind, list(KNOWN_EVT3))
-            if unknown.any():
-                i = int(np.argmax(unknown))
-                raise EventFormatError(path, pos + 2 * i, f"unknown EVT 3.0 word type {int(kind[i]):#x}; is this an EVT 2.0 or a corrupt file?")
-            skipped += int(np.isin(kind, [0x7, 0xA, 0xE, 0xF]).sum())
-            n_read = len(w)
-            if state is not None:
-                pre = np.array([(EVT3_TIME_HIGH << 12) | state["high"], (EVT3_TIME_LOW << 12) | state["low"],
-                                (EVT3_ADDR_Y << 12) | state["y"], (EVT3_VECT_BASE_X << 12) | (state["pol"] << 11) | (state["base"] & 0x7FF)],
-                               dtype="<u2")
-                w = np.concatenate([pre, w])
-            cols, loops, prev_high, state = _decode_evt3_chunk(w, loops, prev_high)
-            buf.append(*cols)
-            pos += 2 * n_read
+    for w, kind in chunks:
+        skipped += int(np.isin(kind, [0x7, 0xA, 0xE, 0xF]).sum())
+        if state is not None:
+            pre = np.array([(EVT3_TIME_HIGH << 12) | state["high"], (EVT3_TIME_LOW << 12) | state["low"],
+                            (EVT3_ADDR_Y << 12) | state["y"], (EVT3_VECT_BASE_X << 12) | (state["pol"] << 11) | (state["base"] & 0x7FF)],
+                           dtype="<u2")
+            w = np.concatenate([pre, w])
+        cols, loops, prev_high, state = _decode_evt3_chunk(w, loops, prev_high)
+        buf.append(*cols)
     events = buf.result()
-    if len(events) and events["p"].max() > 1:
-        raise EventFormatError(path, offset, "polarity values above 1")
     check_bounds(path, events, sensor, "pass the right sensor_size=")
     return Recording(events, sensor, "evt3", skipped)
 
