@@ -10,6 +10,10 @@ spikmamba: spiking state-space models (SpikMamba and friends) for event-camera d
 Typical use:
   spikmamba train                      train SpikMamba tiny on the built-in simulated dataset
   spikmamba train epochs=3 lr=1e-3     the same with config overrides (key=value)
+  spikmamba train --resume runs/synth/last.pt    continue an interrupted run exactly
+  spikmamba test --checkpoint runs/synth/last.pt  top-1/top-5, per-class, confusion matrix
+  spikmamba predict --checkpoint runs/synth/last.pt clip.aedat4 folder/   classify event files
+  torchrun --nproc_per_node 2 -m spikmamba train  data-parallel training
   spikmamba models                     list every registered model with its parameter count
   spikmamba models --filter bisla      only names containing 'bisla'
   spikmamba datasets                   list datasets with the folder layout each expects
@@ -47,34 +51,87 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fail(command: str, err: BaseException) -> int:
+    print(f"spikmamba {command}: {err}", file=sys.stderr)
+    return 2
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .engine.train import TrainConfig, apply_overrides, load_config, train
+    from .engine.checkpoint import CheckpointError
+    from .engine.config import TrainConfig, apply_overrides, load_config
+    from .engine.train import Interrupted, resume_config, train
 
     try:
-        cfg = load_config(args.config) if args.config else TrainConfig()
-        cfg = apply_overrides(cfg, args.overrides)
-    except (ValueError, OSError) as err:
+        if args.resume:
+            if args.config:
+                raise ValueError("--resume continues with the config stored in the checkpoint; drop --config "
+                                 "(key=value overrides, e.g. epochs=30, are allowed)")
+            cfg = resume_config(args.resume, args.overrides)
+        else:
+            cfg = load_config(args.config) if args.config else TrainConfig()
+            cfg = apply_overrides(cfg, args.overrides)
+        summary = train(cfg, resume=args.resume)
+    except (ValueError, OSError, CheckpointError) as err:
+        return _fail("train", err)
+    except Interrupted as err:
         print(f"spikmamba train: {err}", file=sys.stderr)
-        return 2
-    summary = train(cfg)
+        return 130
+    if summary.get("world_size", 1) > 1 and int(__import__("os").environ.get("RANK", "0")) != 0:
+        return 0
     if "best_val_acc" in summary:
         print(f"validation accuracy: final epoch {summary['final_val_acc'] * 100:.2f}%, best "
               f"{summary['best_val_acc'] * 100:.2f}% at epoch {summary['best_epoch']} (checkpoints: {cfg.out_dir}/best.pt, last.pt)")
     if "test_acc" in summary:
-        print(f"test accuracy (final model): {summary['test_acc'] * 100:.2f}% (checkpoint: {cfg.out_dir}/last.pt)")
+        print(f"test accuracy (final model): {summary['test_acc'] * 100:.2f}% top-1, {summary['test_top5'] * 100:.2f}% "
+              f"top-5 (checkpoint: {cfg.out_dir}/last.pt)")
     return 0
 
 
+def _cmd_test(args: argparse.Namespace) -> int:
+    from .engine.checkpoint import CheckpointError
+    from .engine.evaluate import run_test
+
+    try:
+        r = run_test(args.checkpoint, args.config, args.overrides, args.out, progress=not args.quiet)
+    except (ValueError, OSError, CheckpointError) as err:
+        return _fail("test", err)
+    k = next(key for key in r if key.startswith("top") and key != "top1")
+    print(f"{r['model']} on {r['data']} test: {r['samples']} samples, top-1 {r['top1'] * 100:.2f}%, "
+          f"{k} {r[k] * 100:.2f}%")
+    width = max(len(row["class"]) for row in r["per_class"])
+    print(f"{'class':<{width}}  accuracy  samples")
+    for row in r["per_class"]:
+        acc = "     -" if row["accuracy"] is None else f"{row['accuracy'] * 100:6.2f}%"
+        print(f"{row['class']:<{width}}  {acc}   {row['samples']:>6}")
+    print(f"wrote metrics.json, per_class.csv, confusion.csv, confusion.png in {r['out_dir']}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import json
+
+    from .engine.checkpoint import CheckpointError
+    from .engine.evaluate import predict_files
+
+    try:
+        r = predict_files(args.checkpoint, args.paths, topk=args.top, batch_size=args.batch_size, device=args.device)
+    except (ValueError, OSError, CheckpointError) as err:
+        return _fail("predict", err)
+    if args.json:
+        print(json.dumps(r, indent=2))
+    else:
+        for p in r["predictions"]:
+            others = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in p["top"][1:])
+            print(f"{p['file']}: {p['prediction']} ({p['probability']:.3f})" + (f"  [{others}]" if others else ""))
+    for e in r["errors"]:
+        print(f"spikmamba predict: {e['file']}: {e['error']}", file=sys.stderr)
+    return 1 if r["errors"] else 0
+
+
 def _train_help() -> str:
-    import dataclasses
+    from .engine.config import config_help
 
-    from .engine.train import TrainConfig
-
-    lines = ["config keys (override with key=value; defaults shown):"]
-    for f in dataclasses.fields(TrainConfig):
-        if f.name != "model_overrides":
-            lines.append(f"  {f.name:<16} {getattr(TrainConfig(), f.name)!r}")
-    return "\n".join(lines)
+    return config_help()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,13 +149,53 @@ def build_parser() -> argparse.ArgumentParser:
         "classes, generated from a seed; no download), then accuracy on a held-out test split. With "
         "data_name=<dataset> data_root=<folder> (see `spikmamba datasets`): a recorded dataset, with a seeded "
         "stratified validation split (val_fraction) that picks the best epoch, and test_root for a separate "
-        "test folder. Writes OUT_DIR/last.pt, OUT_DIR/best.pt (with a validation split) and OUT_DIR/summary.json.",
+        "test folder. Writes OUT_DIR/config.yaml, last.pt (every epoch; resumable), best.pt (with a validation "
+        "split), log.csv, tensorboard/ and summary.json. Ctrl-C or SIGTERM saves last.pt and stops; "
+        "--resume continues exactly where it stopped. Under `torchrun --nproc_per_node N -m spikmamba train ...` "
+        "it trains data-parallel (gloo on CPU, NCCL on CUDA) with the same global batch_size.",
         epilog=_train_help(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", metavar="FILE", default=None,
-                   help="YAML config (e.g. configs/nmnist_small.yaml); command-line key=value overrides it")
+                   help="YAML config (e.g. configs/nmnist_small.yaml); command-line key=value overrides it "
+                   "(default: none, the built-in defaults below)")
+    p.add_argument("--resume", metavar="CKPT", default=None,
+                   help="continue from a last.pt with its stored config (key=value overrides still apply, e.g. "
+                   "epochs=30); default: start afresh")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. epochs=5 batch_size=16 data.root=DIR")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
+        "test", help="evaluate a checkpoint: top-1/top-5, per-class accuracy, confusion matrix",
+        description="Evaluate a checkpoint on the test set its config names (synth: its test split; a recorded "
+        "dataset: test_root). Prints top-1, top-5 and per-class accuracy; writes metrics.json, per_class.csv, "
+        "confusion.csv (true class per row) and confusion.png.",
+        epilog=_train_help(), formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--checkpoint", required=True, metavar="CKPT", help="a best.pt or last.pt written by spikmamba train")
+    p.add_argument("--config", metavar="FILE", default=None,
+                   help="YAML whose keys replace the checkpoint's stored config, e.g. a different test_root "
+                   "(default: the stored config as is)")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="where to write the reports (default: test-<checkpoint name>/ beside the checkpoint)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (default: shown)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. test_root=DIR batch_size=64")
+    p.set_defaults(func=_cmd_test)
+
+    p = sub.add_parser(
+        "predict", help="classify event files with a trained checkpoint",
+        description="Classify event files in any supported format (N-MNIST .bin/.bs2, AEDAT 2/3.1/4, Prophesee "
+        "DAT/EVT2/EVT3, npy/npz/h5). Each file becomes the same tensor as in training (the representation is "
+        "stored in the checkpoint). A folder means every event file below it. Files that cannot be read are "
+        "reported with the reason and the exit status is 1; the others are still classified.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--checkpoint", required=True, metavar="CKPT", help="a best.pt or last.pt written by spikmamba train")
+    p.add_argument("paths", nargs="+", metavar="FILE_OR_FOLDER", help="event files and/or folders of them")
+    p.add_argument("--top", type=int, default=5, help="how many classes to report per file")
+    p.add_argument("--json", action="store_true", help="print one JSON document instead of lines")
+    p.add_argument("--batch-size", type=int, default=16, help="files per forward pass")
+    p.add_argument("--device", default="cpu", help="'cpu', 'cuda', 'cuda:N' or 'auto'")
+    p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser(
         "models", help="list registered models with parameter counts",

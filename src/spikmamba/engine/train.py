@@ -1,23 +1,28 @@
-"""A compact, honest training loop for the built-in dataset: train, evaluate, save.
+"""The training loop behind ``spikmamba train``: reproducible, resumable, data-parallel.
 
-``TrainConfig`` is a plain dataclass; a YAML file (``--config``) and the command line
-(``key=value``, dotted keys allowed: ``data.root=...`` sets ``data_root``) override its fields,
-both validated: an unknown key or a wrong type is an error naming the key and the source.
-Data: the built-in ``SynthActions`` (``data_name=synth``) or any recorded dataset in
-``spikmamba.data.DATASETS`` read from ``data_root``, with a seeded stratified validation split
-(``val_fraction``) on which the best epoch is chosen; a test set is never used for selection.
-The loop: AdamW, linear warm-up then cosine decay, label smoothing, gradient clipping,
-a tqdm progress bar (loss, accuracy, samples/s), test accuracy at the end, and a checkpoint
-(``state_dict`` + resolved config) written atomically (temp file, then rename).
+* **Reproducible**: one seed drives data generation, initialisation, shuffling (its own
+  generator) and augmentation (another). ``reset_net`` happens inside the model's ``forward``.
+* **Resumable**: ``last.pt`` holds model, optimizer, scheduler, grad-scaler and every RNG state,
+  plus where in the epoch training stopped. It is written at the end of every epoch, every
+  ``checkpoint_every`` steps, and when the process receives SIGTERM/SIGINT (it finishes the
+  current step, saves, and exits). ``train(cfg, resume=path)`` continues from it and reaches the
+  same weights as a run that was never interrupted.
+* **Data-parallel** under ``torchrun`` (see :mod:`.distributed`): the same steps as one process
+  with the same global ``batch_size``; metrics are summed across processes; only rank 0 writes.
+* Outputs in ``out_dir``: ``config.yaml`` (resolved), ``last.pt``, ``best.pt`` (best validation
+  accuracy, when ``val_fraction > 0``), ``log.csv``, ``tensorboard/``, ``summary.json``.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
-import os
+import random
+import signal
+import sys
 import time
-from dataclasses import dataclass, field
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,248 +30,323 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..data.synthetic import SynthActions
-from ..events.representations import ToFrame
-from ..models import create_model
+from . import distributed as D
+from .checkpoint import CheckpointError, load_checkpoint, load_model_state, save_checkpoint, state_digest
+from .config import TrainConfig, config_from_dict, save_config
+from .data import load_data, random_shift, representation_to_dict
+from .logs import RunLogger
+from .metrics import ClassificationMetrics
+from .model import build_model
 
 
-@dataclass
-class TrainConfig:
-    model: str = "spikmamba_tiny"
-    data_name: str = "synth"
-    data_root: str = ""
-    test_root: str = ""
-    val_fraction: float = 0.0
-    representation: str = "frames"
-    split_by: str = "time"
-    resolution: int = 0
-    sensor_size: int = 32
-    frames: int = 8
-    patch_size: int = 8
-    num_train: int = 2000
-    num_test: int = 500
-    batch_size: int = 32
-    epochs: int = 15
-    lr: float = 3e-3
-    weight_decay: float = 0.05
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.1
-    clip_grad: float = 1.0
-    seed: int = 0
-    out_dir: str = "runs/synth"
-    progress: bool = True
-    model_overrides: dict = field(default_factory=dict)
+def lr_factor(cfg: TrainConfig, steps_per_epoch: int):
+    """Multiplier of ``cfg.lr`` at optimizer step ``s``: linear warm-up, then cosine / step / constant."""
+    total = steps_per_epoch * cfg.epochs
+    warmup = int(cfg.warmup_epochs * steps_per_epoch)
+
+    def factor(s: int) -> float:
+        if s < warmup:
+            return (s + 1) / warmup
+        if cfg.schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(total - warmup, 1)))
+        if cfg.schedule == "step":
+            return cfg.step_gamma ** (s // (cfg.step_epochs * steps_per_epoch))
+        return 1.0
+    return factor
 
 
-def _coerce(key: str, value, current, source: str):
-    """``value`` as the type of the field's default, or a ValueError naming key and source."""
-    kind = type(current)
-    if isinstance(value, str) and kind is not str:
-        raw = value
-        try:
-            if kind is bool:
-                if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError
-                return raw.lower() in ("true", "1", "yes")
-            return kind(raw)
-        except ValueError:
-            raise ValueError(f"config key {key!r} expects {kind.__name__}, got {raw!r} ({source})") from None
-    ok = (isinstance(value, kind) and not (kind is int and isinstance(value, bool))) or \
-         (kind is float and isinstance(value, int) and not isinstance(value, bool))
-    if not ok:
-        raise ValueError(f"config key {key!r} expects {kind.__name__}, got {value!r} of type {type(value).__name__} ({source})")
-    return kind(value) if kind is float else value
+def resolve_device(name: str, env: "D.DistEnv | None" = None) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={name!r} but CUDA is not available here; use device=cpu")
+        if name == "cuda" and env is not None and env.enabled:
+            name = f"cuda:{env.local_rank}"
+    return torch.device(name)
 
 
-def _set(cfg: TrainConfig, pairs, source: str) -> TrainConfig:
-    fields = {f.name for f in dataclasses.fields(cfg)} - {"model_overrides"}
-    updates = {}
-    for key, value in pairs:
-        name = key.replace(".", "_")
-        if name not in fields:
-            raise ValueError(f"unknown config key {key!r} ({source}); valid keys: {', '.join(sorted(fields))}")
-        updates[name] = _coerce(key, value, getattr(cfg, name), source)
-    return dataclasses.replace(cfg, **updates)
+def autocast(device: torch.device, amp: str):
+    if amp == "none":
+        return contextlib.nullcontext()
+    if amp == "fp16" and device.type != "cuda":
+        raise ValueError("amp=fp16 needs a CUDA device; on the CPU use amp=bf16")
+    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
-def apply_overrides(cfg: TrainConfig, items: "list[str]") -> TrainConfig:
-    """Apply ``key=value`` strings; unknown keys and bad values raise ValueError naming the key."""
-    pairs = []
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"override {item!r} is not key=value (e.g. epochs=5)")
-        pairs.append(tuple(item.split("=", 1)))
-    return _set(cfg, pairs, "command line")
-
-
-def load_config(path: "str | os.PathLike", base: "TrainConfig | None" = None) -> TrainConfig:
-    """Read a YAML config (safe loader). Nested sections flatten with ``_``: ``data: {root: x}``
-    sets ``data_root``. Unknown keys and wrong types are errors naming the key and the file."""
-    import yaml
-
-    with open(path) as f:
-        doc = yaml.safe_load(f) or {}
-    if not isinstance(doc, dict):
-        raise ValueError(f"{path}: a config file must be a mapping of keys to values")
-
-    def flat(d, prefix=""):
-        for k, v in d.items():
-            if isinstance(v, dict):
-                yield from flat(v, f"{prefix}{k}.")
-            else:
-                yield f"{prefix}{k}", v
-
-    return _set(base or TrainConfig(), list(flat(doc)), f"in {path}")
-
-
-def _frames_dataset(split: str, n: int, cfg: TrainConfig):
-    size = (cfg.sensor_size, cfg.sensor_size)
-    ds = SynthActions(split, num_samples=n, sensor_size=size, seed=cfg.seed, cache=False,
-                      transform=ToFrame(size, cfg.frames))
-    x = np.stack([ds[i][0] for i in tqdm(range(n), desc=f"simulating {split} events", disable=not cfg.progress,
-                                          leave=False)])
-    # log-scaled counts: robust to the event rate of a clip
-    return torch.from_numpy(np.log1p(x)), torch.tensor(ds.targets), ds.classes
-
-
-def _recorded_dataset(cfg: TrainConfig, root: str, split: str):
-    from ..data import DATASETS, EventRepresentation
-
-    if cfg.data_name not in DATASETS:
-        raise ValueError(f"unknown data_name {cfg.data_name!r}; choose 'synth' or one of {', '.join(DATASETS)}")
-    if not root:
-        raise ValueError(f"data_name={cfg.data_name!r} needs data_root=<folder> (see `spikmamba datasets {cfg.data_name}`)")
-    cls = DATASETS[cfg.data_name]
-    import inspect
-
-    probe = cls(root, split) if "split" in inspect.signature(cls).parameters else cls(root)
-    W, H = probe.sensor_size
-    res = (cfg.resolution, cfg.resolution) if cfg.resolution else (W, H)
-    if res[0] != res[1]:
-        raise ValueError(f"{cfg.data_name} has a {W}x{H} sensor; the models take square input: set resolution=<pixels>")
-    probe.representation = EventRepresentation((W, H), kind=cfg.representation, frames=cfg.frames, split_by=cfg.split_by,
-                                               resolution=res)
-    x = torch.stack([probe[i][0] for i in tqdm(range(len(probe)), desc=f"reading {cfg.data_name} {split}",
-                                                disable=not cfg.progress, leave=False)])
-    return x, torch.tensor(probe.targets), probe.classes, probe.representation
-
-
-def load_data(cfg: TrainConfig) -> dict:
-    """Tensors for train / val (carved from train, stratified, seeded) / test, plus the input geometry."""
-    if cfg.data_name == "synth":
-        x_tr, y_tr, classes = _frames_dataset("train", cfg.num_train, cfg)
-        x_te, y_te, _ = _frames_dataset("test", cfg.num_test, cfg)
-        geometry = dict(in_chans=2, img_size=cfg.sensor_size, num_frames=cfg.frames)
-    else:
-        x_tr, y_tr, classes, rep = _recorded_dataset(cfg, cfg.data_root, "train")
-        x_te = y_te = None
-        if cfg.test_root:
-            x_te, y_te, _, _ = _recorded_dataset(cfg, cfg.test_root, "test")
-        geometry = dict(in_chans=rep.channels, img_size=x_tr.shape[-1], num_frames=rep.time_steps)
-    data = dict(classes=list(classes), geometry=geometry, test=(x_te, y_te) if x_te is not None else None)
-    if cfg.val_fraction > 0:
-        from ..data import stratified_split
-
-        tr, va = stratified_split(y_tr.tolist(), cfg.val_fraction, cfg.seed)
-        data["train"], data["val"] = (x_tr[tr], y_tr[tr]), (x_tr[va], y_tr[va])
-    else:
-        data["train"], data["val"] = (x_tr, y_tr), None
-    return data
-
-
-def build_model(cfg: TrainConfig, num_classes: int, in_chans: int = 2, img_size: "int | None" = None,
-                num_frames: "int | None" = None) -> nn.Module:
-    """The model a config describes; training and checkpoint loading both build it here."""
-    return create_model(cfg.model, num_classes=num_classes, in_chans=in_chans, img_size=img_size or cfg.sensor_size,
-                        num_frames=num_frames or cfg.frames, patch_size=cfg.patch_size, **cfg.model_overrides)
-
-
-def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    progress = (step - warmup) / max(total - warmup, 1)
-    return base * 0.5 * (1 + math.cos(math.pi * progress))
+def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, num_classes: "int | None" = None,
+             env: "D.DistEnv | None" = None, device: "torch.device | str" = "cpu", amp: str = "none",
+             progress: bool = False) -> ClassificationMetrics:
+    """Confusion-matrix metrics of ``model`` on ``(x, y)``; under DDP each process takes a shard and
+    the counts are summed, so every process returns the metrics of the whole set."""
+    env = env or D.DistEnv()
+    device = torch.device(device)
     model.eval()
-    correct = sum(int((model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum())
-                  for i in range(0, len(x), batch_size))
-    return correct / len(x)
+    metrics = ClassificationMetrics(num_classes or int(y.max()) + 1)
+    part = D.shard(torch.arange(len(y)), env)
+    for i in tqdm(range(0, len(part), batch_size), desc="evaluating", disable=not progress, leave=False):
+        idx = part[i:i + batch_size]
+        with autocast(device, amp):
+            logits = model(x[idx].to(device))
+        metrics.update(logits, y[idx])
+    if env.enabled:
+        D.all_reduce_sum(metrics.confusion, env)
+        D.all_reduce_sum(metrics.topk_correct, env)
+    return metrics
 
 
-def save_checkpoint(path: Path, payload: dict) -> None:
-    """Write to a temporary file in the same folder, then rename: never a half-written checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+class _StopFlag:
+    """Turns SIGTERM / SIGINT into a flag checked between steps (a checkpoint, then a clean exit)."""
+
+    def __init__(self):
+        self.raised = False
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: signals cannot be caught here
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.raised:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self.raised = True
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
 
-def train(cfg: TrainConfig) -> dict:
-    """Train ``cfg.model`` on SynthActions; returns a summary dict (also written as JSON)."""
+class Interrupted(Exception):
+    """Training stopped on a signal after writing ``last.pt``; resume with ``--resume``."""
+
+
+def _rng_state(gen_epoch_start: torch.Tensor, aug_gen: torch.Generator, env: D.DistEnv) -> dict:
+    np_state = np.random.get_state()
+    own = {"torch": torch.get_rng_state(), "python": random.getstate(),
+           "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *[float(v) for v in np_state[2:]]],
+           "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+    per_rank = [own]
+    if env.enabled:
+        per_rank = [None] * env.world_size
+        torch.distributed.all_gather_object(per_rank, own)
+    return {"per_rank": per_rank, "data_epoch_start": gen_epoch_start, "augment": aug_gen.get_state()}
+
+
+def _set_rng_state(state: dict, aug_gen: torch.Generator, env: D.DistEnv) -> None:
+    per_rank = state["per_rank"]
+    if len(per_rank) != env.world_size:
+        print(f"note: the checkpoint was written by {len(per_rank)} process(es), this run has {env.world_size}; "
+              "RNG streams restart from rank 0's state", file=sys.stderr)
+    own = per_rank[env.rank] if env.rank < len(per_rank) else per_rank[0]
+    torch.set_rng_state(own["torch"])
+    random.setstate(tuple(tuple(v) if isinstance(v, list) else v for v in own["python"]))
+    kind, key, pos, has_gauss, cached = own["numpy"]
+    np.random.set_state((kind, key.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
+    if own["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(own["cuda"])
+    aug_gen.set_state(state["augment"])
+
+
+def train(cfg: TrainConfig, resume: "str | None" = None) -> dict:
+    """Train ``cfg.model`` on ``cfg``'s data; returns a summary dict (also written to summary.json).
+
+    With ``resume``, continue from that ``last.pt`` (its weights, optimizer, schedule, RNG and
+    position); ``cfg`` should be the checkpoint's config, possibly with changed ``epochs``."""
+    ckpt = load_checkpoint(resume) if resume else None
+    if ckpt is not None and "progress" not in ckpt:
+        raise CheckpointError(f"{resume} has no training state (optimizer, RNG, position); resume from a last.pt")
+    device = resolve_device(cfg.device)
+    env = D.init(device.type)
+    if device.type == "cuda" and env.enabled:
+        device = resolve_device(cfg.device, env)
+        torch.cuda.set_device(device)
+    try:
+        return _train(cfg, ckpt, resume, device, env)
+    finally:
+        D.shutdown(env)
+
+
+def _train(cfg, ckpt, resume, device, env) -> dict:
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
-    data = load_data(cfg)
+    random.seed(cfg.seed)
+    out = Path(cfg.out_dir)
+    main = env.is_main
+    show = cfg.progress and main
+    data = load_data(cfg if show else dataclasses.replace(cfg, progress=False))
     x_tr, y_tr = data["train"]
     classes, geometry = data["classes"], data["geometry"]
     model = build_model(cfg, len(classes), **geometry)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    if ckpt is not None:
+        load_model_state(model, ckpt["model"], str(resume))
+    if env.enabled:
+        D.convert_batchnorm(model)
+    model.to(device)
+    net = model
+    if env.enabled:
+        # depthwise-conv gradients come out in another memory layout than DDP's buckets: a
+        # copy, not an error; keep the console readable
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    opt = make_optimizer(cfg, model)
     n_train = len(y_tr)
     steps_per_epoch = math.ceil(n_train / cfg.batch_size)
-    total, warmup = steps_per_epoch * cfg.epochs, int(cfg.warmup_epochs * steps_per_epoch)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(cfg, steps_per_epoch))
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing, reduction="sum")
     gen = torch.Generator().manual_seed(cfg.seed)
-    out = Path(cfg.out_dir)
-    best = {"val_acc": -1.0, "epoch": 0}
+    aug_gen = torch.Generator().manual_seed(cfg.seed + 1)
+    progress = {"epoch": 0, "batch": 0, "step": 0, "running": [0.0, 0.0, 0.0], "best_val_acc": -1.0, "best_epoch": 0,
+                "history": []}
+    gen_epoch_start = gen.get_state()
+    if ckpt is not None:
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        progress.update(ckpt["progress"])
+        _set_rng_state(ckpt["rng"], aug_gen, env)
+        gen_epoch_start = ckpt["rng"]["data_epoch_start"]
+        if main:
+            where = f"epoch {progress['epoch'] + 1}, step {progress['batch'] + 1}/{steps_per_epoch}"
+            print(f"resuming from {resume} at {where}" if progress["epoch"] < cfg.epochs
+                  else f"{resume} has finished all {cfg.epochs} epochs; evaluating it")
 
-    def payload(epoch):
-        return {"model": model.state_dict(), "config": dataclasses.asdict(cfg), "classes": list(classes),
-                "geometry": geometry, "epoch": epoch}
+    rep_dict = representation_to_dict(data["representation"])
 
-    step, history = 0, []
-    for epoch in range(cfg.epochs):
-        model.train()
-        order = torch.randperm(n_train, generator=gen)
-        seen = correct = 0
-        loss_sum = 0.0
-        start = time.perf_counter()
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress)
-        for b in bar:
-            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            xb, yb = x_tr[idx], y_tr[idx]
-            for group in opt.param_groups:
-                group["lr"] = _lr_at(step, total, warmup, cfg.lr)
-            logits = model(xb)
-            loss = loss_fn(logits, yb)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss {loss.item()} at epoch {epoch + 1}, step {step}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.clip_grad > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-            opt.step()
-            step += 1
-            seen += len(yb)
-            correct += int((logits.argmax(1) == yb).sum())
-            loss_sum += loss.item() * len(yb)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
-                            sps=f"{seen / (time.perf_counter() - start):.0f}")
-        record = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_acc": correct / seen}
-        if data["val"] is not None:
-            record["val_acc"] = evaluate(model, *data["val"], cfg.batch_size)
-            if record["val_acc"] > best["val_acc"]:
-                best = {"val_acc": record["val_acc"], "epoch": epoch + 1}
-                save_checkpoint(out / "best.pt", payload(epoch + 1))
-            if cfg.progress:
-                print(f"epoch {epoch + 1}: val acc {record['val_acc']:.4f} (best {best['val_acc']:.4f} at epoch {best['epoch']})")
-        history.append(record)
-    summary = {"history": history, "classes": list(classes), "config": dataclasses.asdict(cfg), "geometry": geometry}
+    def payload(best: bool = False) -> dict:
+        p = {"model_name": cfg.model, "model": model.state_dict(), "config": dataclasses.asdict(cfg),
+             "classes": list(classes), "geometry": geometry, "representation": rep_dict, "epoch": progress["epoch"]}
+        if not best:
+            p.update(optimizer=opt.state_dict(), scheduler=sched.state_dict(), scaler=scaler.state_dict(),
+                     progress=dict(progress), rng=rng)
+        return p
+
+    def write_last():
+        nonlocal rng
+        rng = _rng_state(gen_epoch_start, aug_gen, env)  # collective under DDP: every rank calls it
+        if main:
+            save_checkpoint(out / "last.pt", payload())
+
+    rng = None
+    logger = None
+    if main:
+        save_config(cfg, out / "config.yaml")
+        logger = RunLogger(out, cfg.tensorboard, resume_epoch=progress["epoch"] if ckpt is not None else 0,
+                           quiet=not cfg.progress)
+    total_steps = steps_per_epoch * cfg.epochs
+    bar = tqdm(total=total_steps, initial=min(progress["step"], total_steps), disable=not show, dynamic_ncols=True)
+    with _StopFlag() as stop:
+        while progress["epoch"] < cfg.epochs:
+            epoch = progress["epoch"]
+            if progress["batch"] == 0:
+                gen_epoch_start = gen.get_state()
+                progress["running"] = [0.0, 0.0, 0.0]
+            gen.set_state(gen_epoch_start)
+            order = torch.randperm(n_train, generator=gen)
+            net.train()
+            bar.set_description(f"epoch {epoch + 1}/{cfg.epochs}")
+            start, seen_here = time.perf_counter(), 0
+            for b in range(progress["batch"], steps_per_epoch):
+                idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+                # augment the whole global batch (the same random draws for any number of processes),
+                # then keep this process's contiguous shard
+                part = D.shard(torch.arange(len(idx)), env)
+                xb = random_shift(x_tr[idx], cfg.augment_shift, aug_gen)[part].to(device)
+                yb = y_tr[idx][part].to(device)
+                with autocast(device, cfg.amp):
+                    logits = net(xb)
+                    # sum over this shard / global batch, times world size: DDP's average then
+                    # equals the mean loss over the global batch
+                    loss = loss_fn(logits.float(), yb) * (env.world_size / len(idx))
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if cfg.clip_grad > 0:
+                    scaler.unscale_(opt)
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+                scaler.step(opt)
+                scaler.update()
+                sched.step()
+                stats = torch.tensor([loss.item() * len(idx) / env.world_size,
+                                      float((logits.argmax(1) == yb).sum()), float(len(yb)), float(stop.raised)],
+                                     dtype=torch.float64)
+                D.all_reduce_sum(stats, env)
+                if not math.isfinite(stats[0].item()):
+                    raise FloatingPointError(f"non-finite loss at epoch {epoch + 1}, step {b + 1}: lower lr, set "
+                                             f"clip_grad, or check the input data")
+                run = progress["running"]
+                run[0] += stats[0].item()
+                run[1] += stats[1].item()
+                run[2] += stats[2].item()
+                progress["batch"] = b + 1
+                progress["step"] += 1
+                seen_here += len(idx)
+                bar.update(1)
+                bar.set_postfix(loss=f"{run[0] / run[2]:.3f}", acc=f"{run[1] / run[2]:.3f}",
+                                sps=f"{seen_here / (time.perf_counter() - start):.0f}", refresh=False)
+                if stats[3].item() > 0:
+                    write_last()
+                    bar.close()
+                    if logger:
+                        logger.close()
+                    raise Interrupted(f"stopped by a signal at epoch {epoch + 1}, step {b + 1}; state saved to "
+                                      f"{out / 'last.pt'}. Continue with: spikmamba train --resume {out / 'last.pt'}")
+                if cfg.checkpoint_every and progress["step"] % cfg.checkpoint_every == 0 and b + 1 < steps_per_epoch:
+                    write_last()
+            run = progress["running"]
+            record = {"epoch": epoch + 1, "step": progress["step"], "lr": opt.param_groups[0]["lr"],
+                      "train_loss": run[0] / run[2], "train_acc": run[1] / run[2],
+                      "samples_per_s": seen_here / max(time.perf_counter() - start, 1e-9),
+                      "epoch_s": time.perf_counter() - start}
+            progress["epoch"], progress["batch"] = epoch + 1, 0
+            if data["val"] is not None:
+                m = evaluate(model, *data["val"], cfg.batch_size, len(classes), env, device, cfg.amp)
+                record.update(val_acc=m.top1, val_top5=m.topk_acc)
+                if m.top1 > progress["best_val_acc"]:
+                    progress["best_val_acc"], progress["best_epoch"] = m.top1, epoch + 1
+                    if main:
+                        save_checkpoint(out / "best.pt", payload(best=True))
+            progress["history"] = progress["history"] + [record]
+            write_last()
+            if main:
+                logger.log(record)
+                if show:
+                    val = (f", val acc {record['val_acc']:.4f} (best {progress['best_val_acc']:.4f} at epoch "
+                           f"{progress['best_epoch']})") if "val_acc" in record else ""
+                    tqdm.write(f"epoch {epoch + 1}: loss {record['train_loss']:.4f}, train acc {record['train_acc']:.4f}"
+                               f", {record['samples_per_s']:.0f} samples/s{val}")
+    bar.close()
+    digests = [state_digest(model.state_dict())]
+    if env.enabled:  # every process's weights, so drift between processes would show
+        digests = [None] * env.world_size
+        torch.distributed.all_gather_object(digests, state_digest(model.state_dict()))
+    summary = {"history": progress["history"], "classes": list(classes), "config": dataclasses.asdict(cfg),
+               "geometry": geometry, "world_size": env.world_size, "weights_sha256_per_rank": digests}
     if data["val"] is not None:
-        summary.update(final_val_acc=history[-1]["val_acc"], best_val_acc=best["val_acc"], best_epoch=best["epoch"])
-    if data["test"] is not None:
-        summary["test_acc"] = evaluate(model, *data["test"], cfg.batch_size)  # the final model: never selected on test
-    save_checkpoint(out / "last.pt", payload(cfg.epochs))
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        summary.update(final_val_acc=progress["history"][-1]["val_acc"] if progress["history"] else None,
+                       best_val_acc=progress["best_val_acc"], best_epoch=progress["best_epoch"])
+    if data["test"] is not None:  # the final model: a test set never selects anything
+        m = evaluate(model, *data["test"], cfg.batch_size, len(classes), env, device, cfg.amp, progress=show)
+        summary.update(test_acc=m.top1, test_top5=m.topk_acc)
+    if main:
+        logger.close()
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def resume_config(path: str, overrides: "list[str]") -> TrainConfig:
+    """The config stored in ``path`` with command-line overrides applied on top."""
+    from .config import apply_overrides
+
+    ckpt = load_checkpoint(path)
+    return apply_overrides(config_from_dict(ckpt["config"], f"in the config stored in {path}"), overrides)

@@ -51,7 +51,7 @@ class RoPE2d(nn.Module):
         """x: [..., h, w, dim] -> same shape, each channel pair rotated by its position's angle."""
         h, w = x.shape[-3], x.shape[-2]
         cos, sin = self._cos_sin(h, w, x.device, x.dtype)
-        pairs = x.reshape(*x.shape[:-1], -1, 2)
+        pairs = x.reshape(*x.shape[:-1], x.shape[-1] // 2, 2)
         re, im = pairs[..., 0], pairs[..., 1]
         return torch.stack([re * cos - im * sin, re * sin + im * cos], dim=-1).flatten(-2)
 
@@ -60,14 +60,15 @@ def window_partition(x: torch.Tensor, wh: int, ww: int) -> torch.Tensor:
     """[N, H, W, C] -> [N * nWindows, wh, ww, C]."""
     n, H, W, C = x.shape
     x = x.reshape(n, H // wh, wh, W // ww, ww, C).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(-1, wh, ww, C)
+    return x.reshape(n * (H // wh) * (W // ww), wh, ww, C)
 
 
 def window_reverse(x: torch.Tensor, H: int, W: int) -> torch.Tensor:
     """Inverse of :func:`window_partition`."""
-    _, wh, ww, C = x.shape
-    x = x.reshape(-1, H // wh, W // ww, wh, ww, C).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(-1, H, W, C)
+    nb, wh, ww, C = x.shape
+    n = nb // ((H // wh) * (W // ww))
+    x = x.reshape(n, H // wh, W // ww, wh, ww, C).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(n, H, W, C)
 
 
 def resolve_window(window_size, H: int, W: int) -> "tuple[int, int]":
@@ -108,13 +109,13 @@ class SpikingWindowLinearAttention(nn.Module):
         n, hd = wh * ww, C // self.num_heads
 
         def heads(t):  # [nb, wh, ww, C] -> [nb, heads, n, hd]
-            return t.reshape(-1, n, self.num_heads, hd).transpose(1, 2)
+            return t.reshape(t.shape[0], n, self.num_heads, hd).transpose(1, 2)
 
         qw, kw, vw, q_rope, k_rope = map(heads, (qw, kw, vw, q_rope, k_rope))
         z = 1.0 / (qw @ kw.mean(dim=-2, keepdim=True).transpose(-2, -1) + 1e-6)
         kv = (k_rope.transpose(-2, -1) * n**-0.5) @ (vw * n**-0.5)
         out = (q_rope @ kv) * z  # [nb, heads, n, hd]
-        out = window_reverse(out.transpose(1, 2).reshape(-1, wh, ww, C), H, W)
+        out = window_reverse(out.transpose(1, 2).reshape(out.shape[0], wh, ww, C), H, W)
         out = out + self.lepe(v.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         return out.reshape(T, B, H, W, C)
 
@@ -127,7 +128,7 @@ def _apply_map_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """Run a 2-D conv over channels-last ``[T, B, H, W, C]`` frames."""
     T, B, H, W, C = x.shape
     y = conv(x.reshape(T * B, H, W, C).permute(0, 3, 1, 2))
-    return y.permute(0, 2, 3, 1).reshape(T, B, H, W, -1)
+    return y.permute(0, 2, 3, 1).reshape(T, B, H, W, y.shape[1])
 
 
 class SLABlock(nn.Module):

@@ -50,9 +50,11 @@ def _scan_chunked(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         a = torch.cat([a, a.new_ones((pad,) + a.shape[1:])])
         b = torch.cat([b, b.new_zeros((pad,) + b.shape[1:])])
     rest = b.shape[1:]
-    # [K, nc, ...]: step k of every chunk is one contiguous slice
-    ac = a.reshape((nc, K) + rest).transpose(0, 1).contiguous()
-    h = b.reshape((nc, K) + rest).transpose(0, 1).contiguous()
+    # [K, nc, ...]: step k of every chunk is one contiguous slice. Always copies (``contiguous``
+    # may return a view, e.g. of an empty tensor, and the in-place updates below must never
+    # touch the caller's a or b, which autograd may have saved).
+    ac = a.reshape((nc, K) + rest).transpose(0, 1).clone(memory_format=torch.contiguous_format)
+    h = b.reshape((nc, K) + rest).transpose(0, 1).clone(memory_format=torch.contiguous_format)
     for k in range(1, K):
         h[k].addcmul_(ac[k], h[k - 1])
     torch.cumprod(ac, dim=0, out=ac)  # decay from the chunk start through step k

@@ -1,0 +1,119 @@
+"""The tensors a config trains and tests on, and the event -> tensor pipeline saved with a model.
+
+Both the built-in ``SynthActions`` and recorded datasets go through one ``EventRepresentation``;
+its settings are stored in every checkpoint, so ``spikmamba predict`` turns a new event file into
+exactly the tensor the model was trained on. Data are turned into tensors once, up front
+(datasets here fit in memory); the training loop then only indexes them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..data.representation import EventRepresentation
+from ..data.synthetic import SynthActions
+from .config import TrainConfig
+
+
+def representation_for(cfg: TrainConfig, sensor_size) -> EventRepresentation:
+    W, H = sensor_size
+    res = (cfg.resolution, cfg.resolution) if cfg.resolution else (W, H)
+    if res[0] != res[1]:
+        raise ValueError(f"{cfg.data_name} has a {W}x{H} sensor; the models take square input: set resolution=<pixels>")
+    return EventRepresentation((W, H), kind=cfg.representation, frames=cfg.frames, split_by=cfg.split_by, resolution=res)
+
+
+def representation_to_dict(rep: EventRepresentation) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(rep).items()}
+
+
+def representation_from_dict(d: dict) -> EventRepresentation:
+    return EventRepresentation(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def _stack(dataset, desc: str, progress: bool) -> torch.Tensor:
+    return torch.stack([torch.as_tensor(dataset[i][0]) for i in tqdm(range(len(dataset)), desc=desc, disable=not progress,
+                                                                      leave=False)])
+
+
+def _synth(cfg: TrainConfig, split: str, n: int):
+    size = (cfg.sensor_size, cfg.sensor_size)
+    rep = representation_for(cfg, size)
+    ds = SynthActions(split, num_samples=n, sensor_size=size, seed=cfg.seed, cache=False, transform=rep)
+    return _stack(ds, f"simulating {split} events", cfg.progress), torch.tensor(ds.targets), list(ds.classes), rep
+
+
+def _recorded(cfg: TrainConfig, root: str, split: str):
+    from ..data import DATASETS
+
+    if cfg.data_name not in DATASETS:
+        raise ValueError(f"unknown data_name {cfg.data_name!r}; choose 'synth' or one of {', '.join(DATASETS)}")
+    if not root:
+        raise ValueError(f"data_name={cfg.data_name!r} needs data_root=<folder> (see `spikmamba datasets {cfg.data_name}`)")
+    cls = DATASETS[cfg.data_name]
+    ds = cls(root, split) if "split" in inspect.signature(cls).parameters else cls(root)
+    ds.representation = representation_for(cfg, ds.sensor_size)
+    return _stack(ds, f"reading {cfg.data_name} {split}", cfg.progress), torch.tensor(ds.targets), list(ds.classes), \
+        ds.representation
+
+
+def load_split(cfg: TrainConfig, split: str):
+    """``(x, y, classes, representation)`` for ``split`` in {'train', 'test'}; None for a test set the config lacks."""
+    if cfg.data_name == "synth":
+        return _synth(cfg, split, cfg.num_train if split == "train" else cfg.num_test)
+    root = cfg.data_root if split == "train" else cfg.test_root
+    if split == "test" and not root:
+        return None
+    return _recorded(cfg, root, split)
+
+
+def load_data(cfg: TrainConfig) -> dict:
+    """Tensors for train / val (carved from train, stratified, seeded) / test, plus the input geometry."""
+    x_tr, y_tr, classes, rep = load_split(cfg, "train")
+    test = load_split(cfg, "test")
+    geometry = dict(in_chans=rep.channels, img_size=int(x_tr.shape[-1]), num_frames=rep.time_steps)
+    data = dict(classes=classes, geometry=geometry, representation=rep,
+                test=(test[0], test[1]) if test is not None else None)
+    if cfg.val_fraction > 0:
+        from ..data import stratified_split
+
+        tr, va = stratified_split(y_tr.tolist(), cfg.val_fraction, cfg.seed)
+        data["train"], data["val"] = (x_tr[tr], y_tr[tr]), (x_tr[va], y_tr[va])
+    else:
+        data["train"], data["val"] = (x_tr, y_tr), None
+    return data
+
+
+def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Translate each sample of ``x [B, T, C, H, W]`` by its own random (dx, dy) in
+    ``[-max_shift, max_shift]``, filling with zeros (no events entered the view there)."""
+    if max_shift <= 0:
+        return x
+    B, H, W = x.shape[0], x.shape[-2], x.shape[-1]
+    s = max_shift
+    offsets = torch.randint(0, 2 * s + 1, (B, 2), generator=generator).tolist()
+    padded = torch.nn.functional.pad(x, (s, s, s, s))
+    return torch.stack([padded[i, ..., dy:dy + H, dx:dx + W] for i, (dy, dx) in enumerate(offsets)])
+
+
+def load_event_file(path, rep: EventRepresentation) -> np.ndarray:
+    """One event file as the model input ``[T, C, H, W]``, made the way ``rep`` made the training data.
+
+    A file that states its own sensor size is represented at that size, then resized to the
+    trained resolution; a file that does not (npy/npz) must fit the trained sensor."""
+    from ..events.io import read_events
+
+    rec = read_events(path)
+    events = rec.events
+    sensor = tuple(rec.sensor_size) if rec.sensor_size else tuple(rep.sensor_size)
+    if len(events) and (int(events["x"].max()) >= sensor[0] or int(events["y"].max()) >= sensor[1]):
+        raise ValueError(f"{path}: events reach x={int(events['x'].max())}, y={int(events['y'].max())}, beyond the "
+                         f"{sensor[0]}x{sensor[1]} sensor the model was trained on; store the sensor size in the file "
+                         f"(e.g. npz with a 'sensor_size' entry) or crop the events")
+    out = rep.resolution or rep.sensor_size
+    file_rep = dataclasses.replace(rep, sensor_size=sensor, resolution=tuple(out))
+    return file_rep(events)

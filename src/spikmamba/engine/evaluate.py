@@ -1,0 +1,124 @@
+"""``spikmamba test`` and ``spikmamba predict``: use a trained checkpoint.
+
+``run_test`` rebuilds the test set the checkpoint's config names (optionally with changed data
+keys, e.g. ``test_root`` on another machine) and writes ``metrics.json``, ``per_class.csv``,
+``confusion.csv`` and ``confusion.png``. ``predict_files`` reads event files of any supported
+format, turns each into the tensor the model was trained on (the representation is stored in
+the checkpoint) and returns class probabilities.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import torch
+
+from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+from .config import TrainConfig, apply_overrides, config_from_dict, load_config
+from .data import load_event_file, load_split, representation_from_dict
+from .train import evaluate, resolve_device
+
+
+def test_config(checkpoint: str, ckpt: dict, config_file: "str | None", overrides: "list[str]") -> TrainConfig:
+    cfg = config_from_dict(ckpt["config"], f"in the config stored in {checkpoint}")
+    if config_file:
+        cfg = load_config(config_file, base=cfg)
+    return apply_overrides(cfg, overrides)
+
+
+def run_test(checkpoint: str, config_file: "str | None" = None, overrides: "list[str] | None" = None,
+             out_dir: "str | None" = None, progress: bool = True) -> dict:
+    """Evaluate ``checkpoint`` on its test set; returns the metrics dict (also written as JSON)."""
+    ckpt = load_checkpoint(checkpoint)
+    cfg = test_config(checkpoint, ckpt, config_file, overrides or [])
+    model, _ = model_from_checkpoint(checkpoint, ckpt)
+    split = load_split(cfg, "test")
+    if split is None:
+        raise ValueError(f"the config of {checkpoint} has no test set: pass test_root=<folder> "
+                         f"(see `spikmamba datasets {cfg.data_name}`)")
+    x, y, classes, _ = split
+    if list(classes) != list(ckpt["classes"]):
+        raise ValueError(f"the test set's classes {list(classes)[:5]}... differ from the checkpoint's "
+                         f"{list(ckpt['classes'])[:5]}...; point test_root at the same dataset")
+    want = ckpt["geometry"]
+    got = dict(in_chans=int(x.shape[2]), img_size=int(x.shape[-1]), num_frames=int(x.shape[1]))
+    if got != {k: int(want[k]) for k in got}:
+        raise ValueError(f"the test data has geometry {got} but the model was trained on {dict(want)}; keep the "
+                         f"representation, frames and resolution of training")
+    device = resolve_device(cfg.device)
+    model.to(device)
+    metrics = evaluate(model, x, y, cfg.batch_size, len(classes), device=device, amp=cfg.amp, progress=progress)
+    out = Path(out_dir) if out_dir else Path(checkpoint).parent / f"test-{Path(checkpoint).stem}"
+    out.mkdir(parents=True, exist_ok=True)
+    result = {"checkpoint": str(checkpoint), "model": ckpt["model_name"], "data": cfg.data_name, **metrics.summary(classes)}
+    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    with open(out / "per_class.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["class", "accuracy", "samples"])
+        for row in result["per_class"]:
+            w.writerow([row["class"], "" if row["accuracy"] is None else f"{row['accuracy']:.6f}", row["samples"]])
+    metrics.save_csv(out / "confusion.csv", classes)
+    metrics.save_png(out / "confusion.png", classes, title=f"{ckpt['model_name']} on {cfg.data_name} test")
+    result["out_dir"] = str(out)
+    return result
+
+
+def collect_event_files(paths) -> "list[Path]":
+    """Files named directly, plus every file with a known event-file extension under named folders."""
+    from ..events.io import EVENT_FILE_EXTENSIONS
+
+    files = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.name.lower().endswith(EVENT_FILE_EXTENSIONS))
+            if not found:
+                raise FileNotFoundError(f"{p} holds no event files (extensions {', '.join(EVENT_FILE_EXTENSIONS)})")
+            files += found
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"{p} does not exist")
+    return files
+
+
+@torch.no_grad()
+def predict_files(checkpoint: str, paths, topk: int = 5, batch_size: int = 16, device: str = "cpu") -> dict:
+    """``{"predictions": [...], "errors": [...]}``: for each readable file the top-``topk`` classes with
+    probabilities; a file that cannot be read or represented is listed under errors with the reason."""
+    ckpt = load_checkpoint(checkpoint)
+    if "representation" not in ckpt:
+        raise CheckpointError(f"{checkpoint} does not record how events became tensors; it cannot predict from files")
+    model, _ = model_from_checkpoint(checkpoint, ckpt)
+    dev = resolve_device(device)
+    model.to(dev)
+    rep = representation_from_dict(ckpt["representation"])
+    classes = ckpt["classes"]
+    k = min(topk, len(classes))
+    predictions, errors, batch, names = [], [], [], []
+
+    def flush():
+        if not batch:
+            return
+        probs = model(torch.stack(batch).to(dev)).float().softmax(1).cpu()
+        for name, p in zip(names, probs):
+            top = p.topk(k)
+            predictions.append({"file": str(name), "prediction": classes[int(top.indices[0])],
+                                "probability": float(top.values[0]),
+                                "top": [{"class": classes[int(i)], "probability": float(v)}
+                                        for v, i in zip(top.values, top.indices)]})
+        batch.clear()
+        names.clear()
+
+    for f in collect_event_files(paths):
+        try:
+            x = torch.from_numpy(load_event_file(f, rep))
+        except (ValueError, OSError, ImportError) as err:
+            errors.append({"file": str(f), "error": str(err)})
+            continue
+        batch.append(x)
+        names.append(f)
+        if len(batch) == batch_size:
+            flush()
+    flush()
+    return {"checkpoint": str(checkpoint), "model": ckpt["model_name"], "predictions": predictions, "errors": errors}

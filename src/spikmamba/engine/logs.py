@@ -1,0 +1,51 @@
+"""Per-epoch logs: ``log.csv`` (always) and TensorBoard scalars (when ``tensorboard`` is installed).
+
+On resume the CSV keeps only the epochs the checkpoint has seen, so an epoch that ran after the
+last checkpoint and is run again does not appear twice.
+"""
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+COLUMNS = ("epoch", "step", "lr", "train_loss", "train_acc", "val_acc", "val_top5", "samples_per_s", "epoch_s")
+
+
+class RunLogger:
+    def __init__(self, out_dir: "str | Path", tensorboard: bool = True, resume_epoch: int = 0, quiet: bool = False):
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.csv_path = self.out / "log.csv"
+        kept = []
+        if resume_epoch and self.csv_path.exists():
+            with open(self.csv_path, newline="") as f:
+                kept = [r for r in csv.DictReader(f) if r.get("epoch", "").isdigit() and int(r["epoch"]) <= resume_epoch]
+        with open(self.csv_path, "w", newline="") as f:
+            w = csv.DictWriter(f, COLUMNS)
+            w.writeheader()
+            w.writerows({k: r.get(k, "") for k in COLUMNS} for r in kept)
+        self.tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                if not quiet:
+                    print("note: TensorBoard logging is off (pip install tensorboard to enable it); log.csv is written",
+                          file=sys.stderr)
+            else:
+                self.tb = SummaryWriter(log_dir=str(self.out / "tensorboard"), purge_step=resume_epoch + 1 if resume_epoch else None)
+
+    def log(self, record: dict) -> None:
+        with open(self.csv_path, "a", newline="") as f:
+            csv.DictWriter(f, COLUMNS).writerow({k: record.get(k, "") for k in COLUMNS})
+        if self.tb is not None:
+            for key, value in record.items():
+                if key not in ("epoch", "step") and isinstance(value, (int, float)):
+                    group = "val" if key.startswith("val") else "train"
+                    self.tb.add_scalar(f"{group}/{key}", value, record["epoch"])
+            self.tb.flush()
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
