@@ -29,7 +29,7 @@ def test_train_end_to_end_writes_a_loadable_checkpoint(tmp_path):
     model = build_model(TrainConfig(**ckpt["config"]), len(ckpt["classes"]))
     model.load_state_dict(ckpt["model"])  # strict: every key and shape must match
     assert json.loads((tmp_path / "summary.json").read_text())["config"]["epochs"] == 3
-    assert not list(tmp_path.glob("*.tmp"))
+    assert not list(tmp_path.glob("*tmp*"))
 
 
 def test_cli_train_bad_override_exits_2(capsys):

@@ -1,0 +1,271 @@
+"""train -> checkpoint -> test -> predict -> resume, DDP with real torchrun processes, AMP, logs."""
+import csv
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from spikmamba.cli import main
+from spikmamba.engine import (CheckpointError, ClassificationMetrics, TrainConfig, load_checkpoint,
+                              model_from_checkpoint, save_checkpoint, train)
+from spikmamba.engine.checkpoint import state_digest
+from spikmamba.engine.data import load_split
+from spikmamba.engine.train import lr_factor
+
+TINY = dict(sensor_size=16, frames=4, patch_size=4, num_train=48, num_test=24, batch_size=16, epochs=3,
+            progress=False, tensorboard=False)
+
+
+def tiny_cfg(out, **kw) -> TrainConfig:
+    return dataclasses.replace(TrainConfig(), **{**TINY, "out_dir": str(out), **kw})
+
+
+def as_args(cfg: TrainConfig) -> "list[str]":
+    default = TrainConfig()
+    return [f"{f.name}={getattr(cfg, f.name)}" for f in dataclasses.fields(cfg)
+            if f.name != "model_overrides" and getattr(cfg, f.name) != getattr(default, f.name)]
+
+
+def weights(path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    cfg = tiny_cfg(out, epochs=4, val_fraction=0.25)
+    return cfg, train(cfg)
+
+
+def test_training_writes_config_logs_and_both_checkpoints(trained):
+    cfg, summary = trained
+    out = cfg.out_dir
+    losses = [h["train_loss"] for h in summary["history"]]
+    assert losses[-1] < losses[0], losses
+    with open(f"{out}/log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    assert float(rows[0]["train_loss"]) == pytest.approx(losses[0])
+    from spikmamba.engine import load_config
+    assert load_config(f"{out}/config.yaml") == cfg  # the resolved config reloads to the same run
+    best = load_checkpoint(f"{out}/best.pt")
+    assert best["epoch"] == summary["best_epoch"] and "optimizer" not in best
+    last = load_checkpoint(f"{out}/last.pt")
+    assert last["progress"]["epoch"] == 4 and last["representation"]["frames"] == 4
+
+
+def test_test_command_reports_topk_per_class_and_confusion(trained, tmp_path, capsys):
+    cfg, summary = trained
+    assert main(["test", "--checkpoint", f"{cfg.out_dir}/last.pt", "--out", str(tmp_path), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "top-1" in printed and "move_right" in printed
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["top1"] == pytest.approx(summary["test_acc"])  # the same model on the same test set
+    assert m["samples"] == cfg.num_test and sum(map(sum, m["confusion"])) == cfg.num_test
+    assert m["top5"] >= m["top1"]
+    with open(tmp_path / "confusion.csv") as f:
+        rows = list(csv.reader(f))
+    assert len(rows) == 11 and sum(int(v) for r in rows[1:] for v in r[1:]) == cfg.num_test
+    assert (tmp_path / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    per_class = {r["class"]: r for r in m["per_class"]}
+    c = m["confusion"]
+    assert per_class["move_left"]["samples"] == sum(c[1])
+    if sum(c[1]):
+        assert per_class["move_left"]["accuracy"] == pytest.approx(c[1][1] / sum(c[1]))
+
+
+def test_predict_classifies_files_like_the_test_pipeline(trained, tmp_path, capsys):
+    from spikmamba.data.synthetic import SynthActions
+    from spikmamba.events.io import write_events
+
+    cfg, _ = trained
+    ds = SynthActions("test", num_samples=cfg.num_test, sensor_size=(16, 16), seed=cfg.seed, cache=False)
+    for i in range(5):
+        write_events(tmp_path / f"clip{i}.npz", ds.events(i), sensor_size=(16, 16))
+    (tmp_path / "broken.npz").write_bytes(b"not an npz file")
+    rc = main(["predict", "--checkpoint", f"{cfg.out_dir}/last.pt", str(tmp_path), "--json", "--top", "3"])
+    out = capsys.readouterr()
+    assert rc == 1 and "broken.npz" in out.err  # the bad file is named, the others still classified
+    result = json.loads(out.out)
+    assert [os.path.basename(p["file"]) for p in result["predictions"]] == [f"clip{i}.npz" for i in range(5)]
+    assert len(result["errors"]) == 1 and result["errors"][0]["file"].endswith("broken.npz")
+    model, ckpt = model_from_checkpoint(f"{cfg.out_dir}/last.pt")
+    x, _, classes, _ = load_split(cfg, "test")
+    with torch.no_grad():
+        probs = model(x[:5]).softmax(1)
+    for p, ref in zip(result["predictions"], probs):
+        assert p["prediction"] == classes[int(ref.argmax())]
+        assert p["probability"] == pytest.approx(float(ref.max()), abs=1e-5)
+        assert len(p["top"]) == 3 and p["top"][0]["class"] == p["prediction"]
+
+
+def test_predict_rejects_events_beyond_the_trained_sensor(trained, tmp_path, capsys):
+    from spikmamba.events import make_events
+    from spikmamba.events.io import write_events
+
+    cfg, _ = trained
+    write_events(tmp_path / "big.npy", make_events(x=[40], y=[3], t=[10], p=[1]))
+    assert main(["predict", "--checkpoint", f"{cfg.out_dir}/last.pt", str(tmp_path / "big.npy")]) == 1
+    assert "beyond the 16x16 sensor" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_killed_run_resumes_to_the_same_weights(tmp_path, how):
+    cfg = tiny_cfg(tmp_path / "whole", epochs=4, checkpoint_every=1)
+    train(cfg)
+    reference = weights(tmp_path / "whole" / "last.pt")
+
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "spikmamba", "train", *as_args(dataclasses.replace(cfg, out_dir=str(out)))]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "last.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    os.kill(proc.pid, getattr(signal, how))
+    _, err = proc.communicate(timeout=120)
+    if how == "SIGKILL":
+        assert proc.returncode == -signal.SIGKILL
+    else:
+        assert proc.returncode == 130 and "--resume" in err, err
+    state = load_checkpoint(out / "last.pt")
+    steps_total = 4 * 3
+    assert 0 < state["progress"]["step"] < steps_total, "the run was not interrupted mid-way"
+
+    assert main(["train", "--resume", str(out / "last.pt")]) == 0
+    resumed = weights(out / "last.pt")
+    assert resumed.keys() == reference.keys()
+    for k in reference:
+        assert torch.equal(resumed[k], reference[k]), k
+    with open(out / "log.csv") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1, 2, 3, 4]
+
+
+def test_resume_can_extend_a_finished_run(tmp_path):
+    cfg = tiny_cfg(tmp_path, epochs=1)
+    train(cfg)
+    assert main(["train", "--resume", str(tmp_path / "last.pt"), "epochs=2"]) == 0
+    assert load_checkpoint(tmp_path / "last.pt")["progress"]["epoch"] == 2
+    assert main(["train", "--resume", str(tmp_path / "last.pt"), "--config", "x.yaml"]) == 2
+
+
+def test_two_torchrun_processes_match_one_process(tmp_path):
+    # 49 samples in batches of 16: the last global batch has one sample, so one process gets an
+    # empty shard. SGD keeps rounding differences small (Adam rescales near-zero gradients, so
+    # rounding can move a weight by up to one learning rate there).
+    cfg = tiny_cfg(tmp_path / "single", num_train=49, epochs=2, optimizer="sgd", lr=0.05)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ddp_out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "spikmamba", "train", *as_args(dataclasses.replace(cfg, out_dir=str(ddp_out)))]
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    single = subprocess.run([sys.executable, "-m", "spikmamba", "train", *as_args(cfg)], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr[-3000:]
+    ddp_summary = json.loads((ddp_out / "summary.json").read_text())
+    one_summary = json.loads((tmp_path / "single" / "summary.json").read_text())
+    assert ddp_summary["world_size"] == 2
+    digests = ddp_summary["weights_sha256_per_rank"]
+    assert len(digests) == 2 and digests[0] == digests[1]  # both processes hold bit-identical weights
+    assert digests[0] == state_digest(weights(ddp_out / "last.pt"))
+    a, b = weights(ddp_out / "last.pt"), weights(tmp_path / "single" / "last.pt")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4, msg=k)
+    assert ddp_summary["test_acc"] == one_summary["test_acc"]
+    for h1, h2 in zip(ddp_summary["history"], one_summary["history"]):
+        assert h1["train_loss"] == pytest.approx(h2["train_loss"], rel=1e-5)
+        assert h1["train_acc"] == h2["train_acc"]
+
+
+def test_bf16_autocast_trains_and_fp16_on_cpu_is_refused(tmp_path):
+    summary = train(tiny_cfg(tmp_path, epochs=1, amp="bf16"))
+    assert np.isfinite(summary["history"][0]["train_loss"])
+    with pytest.raises(ValueError, match="amp=fp16 needs a CUDA device"):
+        train(tiny_cfg(tmp_path / "fp16", epochs=1, amp="fp16", device="cpu"))
+
+
+def test_tensorboard_scalars_are_readable(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    summary = train(tiny_cfg(tmp_path, epochs=2, tensorboard=True, val_fraction=0.25))
+    acc = EventAccumulator(str(tmp_path / "tensorboard"))
+    acc.Reload()
+    loss = acc.Scalars("train/train_loss")
+    assert [e.step for e in loss] == [1, 2]
+    assert loss[1].value == pytest.approx(summary["history"][1]["train_loss"], rel=1e-6)
+    assert len(acc.Scalars("val/val_acc")) == 2
+
+
+def test_bad_checkpoints_are_clear_errors(trained, tmp_path):
+    cfg, _ = trained
+    last = f"{cfg.out_dir}/last.pt"
+    blob = open(last, "rb").read()
+    (tmp_path / "cut.pt").write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(CheckpointError, match="not a readable spikmamba checkpoint"):
+        load_checkpoint(tmp_path / "cut.pt")
+    torch.save(torch.nn.Linear(2, 2).state_dict(), tmp_path / "bare.pt")
+    with pytest.raises(CheckpointError, match="lacks the checkpoint keys"):
+        load_checkpoint(tmp_path / "bare.pt")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nope.pt")
+    # weights for a different model shape under the same name
+    ckpt = load_checkpoint(last)
+    ckpt["config"]["model_overrides"] = {"embed_dim": 32}
+    save_checkpoint(tmp_path / "other.pt", ckpt)
+    with pytest.raises(CheckpointError, match="shape mismatch"):
+        model_from_checkpoint(tmp_path / "other.pt")
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch pwned_by_checkpoint",))
+
+
+def test_checkpoint_loading_never_runs_pickled_code(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    torch.save({"model_name": "x", "model": {}, "config": {}, "classes": [], "geometry": _Exploit()}, "evil.pt")
+    with pytest.raises(CheckpointError):
+        load_checkpoint("evil.pt")
+    assert not (tmp_path / "pwned_by_checkpoint").exists()
+
+
+def test_classification_metrics_match_a_hand_count():
+    m = ClassificationMetrics(3, topk=2)
+    logits = torch.tensor([[3.0, 2, 1], [1, 3, 2], [1, 2, 3], [3, 1, 2], [2, 3, 1]])
+    target = torch.tensor([0, 2, 2, 1, 0])
+    m.update(logits, target)
+    # predictions 0, 1, 2, 0, 1; top-2 sets {0,1} {1,2} {2,1} {0,2} {1,0}
+    assert m.confusion.tolist() == [[1, 1, 0], [1, 0, 0], [0, 1, 1]]
+    assert m.top1 == pytest.approx(2 / 5)
+    assert m.topk_acc == pytest.approx(4 / 5)  # sample 4 (true 1, top-2 {0, 2}) is the only miss
+    assert m.per_class() == [0.5, 0.0, 0.5]
+
+
+def test_schedules_warm_up_then_decay():
+    cfg = TrainConfig(epochs=4, warmup_epochs=1, schedule="cosine")
+    f = lr_factor(cfg, steps_per_epoch=10)
+    assert [f(0), f(9)] == [pytest.approx(0.1), pytest.approx(1.0)]
+    assert f(10) == pytest.approx(1.0) and f(25) == pytest.approx(0.5) and f(39) < 0.01
+    g = lr_factor(dataclasses.replace(cfg, schedule="step", step_epochs=2, step_gamma=0.5, warmup_epochs=0), 10)
+    assert [g(0), g(19), g(20), g(39)] == [1.0, 1.0, 0.5, 0.5]
+
+
+def test_config_choices_are_checked_and_help_shows_defaults(capsys):
+    from spikmamba.engine import apply_overrides
+
+    with pytest.raises(ValueError, match="'optimizer' must be one of adamw, sgd"):
+        apply_overrides(TrainConfig(), ["optimizer=lamb"])
+    for command in ("train", "test", "predict"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = capsys.readouterr().out
+        assert "default" in text
+    assert "[0.003]" in (main.__globals__["_train_help"]())
