@@ -65,10 +65,15 @@ def test_config_files_in_repo_load(tmp_path):
 
     from spikmamba.engine import load_config
 
-    files = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
-    assert files
+    from spikmamba.data import DATASETS
+    from spikmamba.models import list_models
+
+    files = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
+    assert len(files) >= 9
     for f in files:
-        load_config(f)
+        cfg = load_config(f)
+        assert cfg.model in list_models(), f
+        assert cfg.data_name == "synth" or cfg.data_name in DATASETS, f
 
 
 def test_few_epochs_on_100_real_nmnist_samples_beat_chance_on_unseen_samples(shared_data, tmp_path):

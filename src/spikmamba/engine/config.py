@@ -44,11 +44,13 @@ class TrainConfig:
     # optimisation
     batch_size: int = _opt(32, "global batch size (split across processes under torchrun)")
     epochs: int = _opt(15, "training epochs")
-    optimizer: str = _opt("adamw", "optimizer", ("adamw", "sgd"))
+    optimizer: str = _opt("adamw", "optimizer (adam = L2 weight decay, as the published SpikMamba recipe)",
+                          ("adamw", "adam", "sgd"))
     lr: float = _opt(3e-3, "peak learning rate, reached after warm-up")
     momentum: float = _opt(0.9, "SGD momentum (sgd only)")
     weight_decay: float = _opt(0.05, "decoupled weight decay (AdamW) or L2 (SGD)")
     schedule: str = _opt("cosine", "learning-rate schedule after warm-up", ("cosine", "step", "constant"))
+    min_lr: float = _opt(0.0, "cosine schedule: the learning rate it decays to")
     step_epochs: int = _opt(10, "step schedule: multiply the learning rate by step_gamma every this many epochs")
     step_gamma: float = _opt(0.1, "step schedule: decay factor")
     warmup_epochs: float = _opt(1.0, "linear warm-up length in epochs (may be fractional)")

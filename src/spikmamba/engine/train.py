@@ -48,7 +48,8 @@ def lr_factor(cfg: TrainConfig, steps_per_epoch: int):
         if s < warmup:
             return (s + 1) / warmup
         if cfg.schedule == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(total - warmup, 1)))
+            floor = cfg.min_lr / cfg.lr if cfg.lr > 0 else 0.0
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(total - warmup, 1)))
         if cfg.schedule == "step":
             return cfg.step_gamma ** (s // (cfg.step_epochs * steps_per_epoch))
         return 1.0
@@ -77,6 +78,8 @@ def autocast(device: torch.device, amp: str):
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
