@@ -255,7 +255,7 @@ def test_schedules_warm_up_then_decay():
     assert [f(0), f(9)] == [pytest.approx(0.1), pytest.approx(1.0)]
     assert f(10) == pytest.approx(1.0) and f(25) == pytest.approx(0.5) and f(39) < 0.01
     floor = lr_factor(dataclasses.replace(cfg, lr=1e-5, min_lr=1e-6), 10)
-    assert floor(39) == pytest.approx(0.1, abs=2e-3) and floor(10) == pytest.approx(1.0)
+    assert floor(39) == pytest.approx(0.1, abs=5e-3) and floor(39) > 0.1 and floor(10) == pytest.approx(1.0)
     g = lr_factor(dataclasses.replace(cfg, schedule="step", step_epochs=2, step_gamma=0.5, warmup_epochs=0), 10)
     assert [g(0), g(19), g(20), g(39)] == [1.0, 1.0, 0.5, 0.5]
 
