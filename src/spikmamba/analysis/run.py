@@ -1,0 +1,66 @@
+"""``spikmamba energy``: the energy report of a checkpoint (on its test data) or of an untrained model."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from ..engine.checkpoint import load_checkpoint, load_model_state, model_from_checkpoint
+from ..engine.config import TrainConfig, apply_overrides, config_from_dict
+from ..engine.data import load_split
+from ..engine.model import build_model
+from .energy import EnergyConstants, energy_report
+
+
+def _inputs(cfg: TrainConfig, samples: int) -> torch.Tensor:
+    if cfg.data_name == "synth":
+        cfg = dataclasses.replace(cfg, num_test=samples)
+    split = load_split(cfg, "test") or load_split(cfg, "train")
+    return split[0][:samples]
+
+
+def _ann_twin(cfg: TrainConfig, num_classes: int, geometry: dict, state: dict):
+    """The same model and weights with every spiking neuron replaced by the identity, or None
+    when the model has no ``spiking`` switch."""
+    try:
+        twin = build_model(dataclasses.replace(cfg, model_overrides={**cfg.model_overrides, "spiking": False}),
+                           num_classes, **geometry)
+    except TypeError:
+        return None
+    load_model_state(twin, state, "the ANN twin")
+    return twin
+
+
+def run_energy(checkpoint: "str | None" = None, model_name: "str | None" = None, overrides: "list[str] | None" = None,
+               samples: int = 16, batch_size: int = 8, constants: EnergyConstants = EnergyConstants(),
+               ann: bool = True) -> dict:
+    """``{"snn": report, "ann": report or None, "model": name, "data": name}``."""
+    if (checkpoint is None) == (model_name is None):
+        raise ValueError("give exactly one of --checkpoint CKPT or --model NAME")
+    if checkpoint:
+        ckpt = load_checkpoint(checkpoint)
+        model, _ = model_from_checkpoint(checkpoint, ckpt)
+        cfg = apply_overrides(config_from_dict(ckpt["config"], f"in the config stored in {checkpoint}"), overrides or [])
+        x = _inputs(cfg, samples)
+        num_classes, geometry = len(ckpt["classes"]), dict(ckpt["geometry"])
+    else:
+        cfg = apply_overrides(dataclasses.replace(TrainConfig(), model=model_name, progress=False), overrides or [])
+        x = _inputs(cfg, samples)
+        geometry = dict(in_chans=int(x.shape[2]), img_size=int(x.shape[-1]), num_frames=int(x.shape[1]))
+        num_classes = 10 if cfg.data_name == "synth" else None
+        if num_classes is None:
+            num_classes = len(load_split(cfg, "train")[2])
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg, num_classes, **geometry).eval()
+    batches = [x[i:i + batch_size] for i in range(0, len(x), batch_size)]
+    snn = energy_report(model, batches, constants)
+    twin = _ann_twin(cfg, num_classes, geometry, model.state_dict()) if ann else None
+    return {"model": cfg.model, "data": cfg.data_name, "snn": snn,
+            "ann": energy_report(twin, batches, constants) if twin is not None else None}
+
+
+def default_out_dir(checkpoint: "str | None", model_name: "str | None") -> Path:
+    if checkpoint:
+        return Path(checkpoint).parent / f"energy-{Path(checkpoint).stem}"
+    return Path("runs") / "energy" / str(model_name)
