@@ -99,7 +99,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
         return _fail("test", err)
     k = next(key for key in r if key.startswith("top") and key != "top1")
     print(f"{r['model']} on {r['data']} test: {r['samples']} samples, top-1 {r['top1'] * 100:.2f}%, "
-          f"{k} {r[k] * 100:.2f}%")
+          f"top-{k[3:]} {r[k] * 100:.2f}%")
     width = max(len(row["class"]) for row in r["per_class"])
     print(f"{'class':<{width}}  accuracy  samples")
     for row in r["per_class"]:
