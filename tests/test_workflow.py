@@ -222,6 +222,11 @@ def test_bad_checkpoints_are_clear_errors(trained, tmp_path):
     save_checkpoint(tmp_path / "other.pt", ckpt)
     with pytest.raises(CheckpointError, match="shape mismatch"):
         model_from_checkpoint(tmp_path / "other.pt")
+    ckpt = load_checkpoint(last)
+    ckpt["model_name"] = "spikmamba_tiny_nosnn"
+    save_checkpoint(tmp_path / "renamed.pt", ckpt)
+    with pytest.raises(CheckpointError, match="weights are for 'spikmamba_tiny_nosnn'"):
+        model_from_checkpoint(tmp_path / "renamed.pt")
 
 
 class _Exploit:
