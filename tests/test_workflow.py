@@ -276,3 +276,21 @@ def test_config_choices_are_checked_and_help_shows_defaults(capsys):
         text = capsys.readouterr().out
         assert "default" in text
     assert "[0.003]" in (main.__globals__["_train_help"]())
+
+
+def test_gesture_clips_smoke_config_runs_read_frames_model_prediction(shared_data, tmp_path, capsys):
+    from pathlib import Path
+
+    from spikmamba.data.gesture import GESTURE_CLASSES
+    from spikmamba.engine import load_config
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "dvsgesture_clips_smoke.yaml"
+    cfg = dataclasses.replace(load_config(config), data_root=str(shared_data / "dvsgesture-clips"),
+                              out_dir=str(tmp_path), progress=False, tensorboard=False, epochs=1)
+    summary = train(cfg)
+    assert np.isfinite(summary["history"][0]["train_loss"])
+    rc = main(["predict", "--checkpoint", str(tmp_path / "last.pt"), str(shared_data / "dvsgesture-clips"), "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert rc == 0 and not result["errors"]
+    assert len(result["predictions"]) == 10
+    assert {p["prediction"] for p in result["predictions"]} <= set(GESTURE_CLASSES)
