@@ -25,7 +25,7 @@ def _opt(default, help: str, choices: "tuple | None" = None):
 @dataclass
 class TrainConfig:
     # model
-    model: str = _opt("spikmamba_tiny", "registered model name (`spikmamba models` lists them)")
+    model: str = _opt("spikmamba_tiny_sps", "registered model name (`spikmamba models` lists them)")
     patch_size: int = _opt(8, "patch size of the spiking patch embedding, pixels")
     model_overrides: dict = _opt({}, "extra keyword arguments for the model factory (YAML only), e.g. {embed_dim: 96}")
     # data
@@ -38,12 +38,12 @@ class TrainConfig:
     frames: int = _opt(8, "time steps T (frames or voxel bins) per sample")
     resolution: int = _opt(0, "resize frames to resolution x resolution pixels; 0 = the sensor size")
     sensor_size: int = _opt(32, "synth only: simulated sensor width = height, pixels")
-    num_train: int = _opt(2000, "synth only: training clips")
+    num_train: int = _opt(3000, "synth only: training clips")
     num_test: int = _opt(500, "synth only: test clips (a disjoint seed stream)")
-    augment_shift: int = _opt(0, "random translation of each training sample by up to this many pixels (0 = off)")
+    augment_shift: int = _opt(2, "random translation of each training sample by up to this many pixels (0 = off)")
     # optimisation
-    batch_size: int = _opt(32, "global batch size (split across processes under torchrun)")
-    epochs: int = _opt(15, "training epochs")
+    batch_size: int = _opt(16, "global batch size (split across processes under torchrun)")
+    epochs: int = _opt(14, "training epochs")
     optimizer: str = _opt("adamw", "optimizer (adam = L2 weight decay, as the published SpikMamba recipe)",
                           ("adamw", "adam", "sgd"))
     lr: float = _opt(3e-3, "peak learning rate, reached after warm-up")

@@ -207,6 +207,13 @@ def spikmamba_tiny(**overrides) -> SpikMamba:
 
 
 @register_model
+def spikmamba_tiny_sps(**overrides) -> SpikMamba:
+    """SpikMamba tiny with Spikformer's SPS stem (4 conv-BN-LIF stages): finer spatial features than
+    one patch conv; the default of `spikmamba train` (it learns the rotation direction of SynthActions)."""
+    return SpikMamba(**{**_TINY, "stem": "sps", **overrides})
+
+
+@register_model
 def spikmamba_tiny_nosnn(**overrides) -> SpikMamba:
     """SpikMamba tiny, nosnn ablation (LIF -> identity)."""
     return SpikMamba(**{**_TINY, "spiking": False, **overrides})
