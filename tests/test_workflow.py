@@ -277,7 +277,7 @@ def test_config_choices_are_checked_and_help_shows_defaults(capsys):
             main([command, "--help"])
         text = capsys.readouterr().out
         assert "default" in text
-    assert "[0.003]" in (main.__globals__["_train_help"]())
+    assert "[0.005]" in (main.__globals__["_train_help"]())
 
 
 def test_gesture_clips_smoke_config_runs_read_frames_model_prediction(shared_data, tmp_path, capsys):

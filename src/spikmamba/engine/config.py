@@ -46,7 +46,7 @@ class TrainConfig:
     epochs: int = _opt(14, "training epochs")
     optimizer: str = _opt("adamw", "optimizer (adam = L2 weight decay, as the published SpikMamba recipe)",
                           ("adamw", "adam", "sgd"))
-    lr: float = _opt(3e-3, "peak learning rate, reached after warm-up")
+    lr: float = _opt(5e-3, "peak learning rate, reached after warm-up")
     momentum: float = _opt(0.9, "SGD momentum (sgd only)")
     weight_decay: float = _opt(0.05, "decoupled weight decay (AdamW) or L2 (SGD)")
     schedule: str = _opt("cosine", "learning-rate schedule after warm-up", ("cosine", "step", "constant"))
