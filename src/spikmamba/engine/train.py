@@ -134,7 +134,7 @@ class Interrupted(Exception):
     """Training stopped on a signal after writing ``last.pt``; resume with ``--resume``."""
 
 
-def _rng_state(gen_epoch_start: torch.Tensor, aug_gen: torch.Generator, env: D.DistEnv) -> dict:
+def _rng_state(gen: torch.Generator, gen_epoch_start: torch.Tensor, aug_gen: torch.Generator, env: D.DistEnv) -> dict:
     np_state = np.random.get_state()
     own = {"torch": torch.get_rng_state(), "python": random.getstate(),
            "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *[float(v) for v in np_state[2:]]],
@@ -143,10 +143,11 @@ def _rng_state(gen_epoch_start: torch.Tensor, aug_gen: torch.Generator, env: D.D
     if env.enabled:
         per_rank = [None] * env.world_size
         torch.distributed.all_gather_object(per_rank, own)
-    return {"per_rank": per_rank, "data_epoch_start": gen_epoch_start, "augment": aug_gen.get_state()}
+    return {"per_rank": per_rank, "data": gen.get_state(), "data_epoch_start": gen_epoch_start,
+            "augment": aug_gen.get_state()}
 
 
-def _set_rng_state(state: dict, aug_gen: torch.Generator, env: D.DistEnv) -> None:
+def _set_rng_state(state: dict, gen: torch.Generator, aug_gen: torch.Generator, env: D.DistEnv) -> None:
     per_rank = state["per_rank"]
     if len(per_rank) != env.world_size:
         print(f"note: the checkpoint was written by {len(per_rank)} process(es), this run has {env.world_size}; "
@@ -158,6 +159,7 @@ def _set_rng_state(state: dict, aug_gen: torch.Generator, env: D.DistEnv) -> Non
     np.random.set_state((kind, key.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
     if own["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(own["cuda"])
+    gen.set_state(state["data"])
     aug_gen.set_state(state["augment"])
 
 
@@ -218,7 +220,7 @@ def _train(cfg, ckpt, resume, device, env) -> dict:
         sched.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
         progress.update(ckpt["progress"])
-        _set_rng_state(ckpt["rng"], aug_gen, env)
+        _set_rng_state(ckpt["rng"], gen, aug_gen, env)
         gen_epoch_start = ckpt["rng"]["data_epoch_start"]
         if main:
             where = f"epoch {progress['epoch'] + 1}, step {progress['batch'] + 1}/{steps_per_epoch}"
@@ -237,7 +239,7 @@ def _train(cfg, ckpt, resume, device, env) -> dict:
 
     def write_last():
         nonlocal rng
-        rng = _rng_state(gen_epoch_start, aug_gen, env)  # collective under DDP: every rank calls it
+        rng = _rng_state(gen, gen_epoch_start, aug_gen, env)  # collective under DDP: every rank calls it
         if main:
             save_checkpoint(out / "last.pt", payload())
 
