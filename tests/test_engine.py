@@ -77,7 +77,8 @@ def test_config_files_in_repo_load(tmp_path):
 
 
 def test_few_epochs_on_100_real_nmnist_samples_beat_chance_on_unseen_samples(shared_data, tmp_path):
-    # 2 epochs (40 steps) leave the tiny model predicting one class (12% here); 8 epochs reach ~32%
+    # 2 epochs (40 steps) of spikmamba_tiny_sps reach 19.5% on 200 unseen samples here. Chance is
+    # 10%, and a one-class predictor scores about that; P(>= 30/200 correct | p = 0.1) is about 0.01.
     src = shared_data / "nmnist-small" / "train"
     lines = (src / "labels.txt").read_text().splitlines()[1:]
     for name, part in (("data", lines[:100]), ("unseen", lines[500:700])):
@@ -87,10 +88,10 @@ def test_few_epochs_on_100_real_nmnist_samples_beat_chance_on_unseen_samples(sha
             (tmp_path / name / f"{sid}.bs2").symlink_to(src / f"{sid}.bs2")
         (tmp_path / name / "labels.txt").write_text("#sample #class\n" + "\n".join(part) + "\n")
     cfg = TrainConfig(data_name="nmnist", data_root=str(tmp_path / "data"), test_root=str(tmp_path / "unseen"), resolution=32,
-                      frames=4, patch_size=8, epochs=8, batch_size=4, warmup_epochs=0.0, val_fraction=0.2, out_dir=str(tmp_path / "run"),
-                      progress=False)
+                      frames=4, patch_size=8, epochs=2, batch_size=4, augment_shift=0, warmup_epochs=0.0, val_fraction=0.2,
+                      out_dir=str(tmp_path / "run"), progress=False, tensorboard=False)
     summary = train(cfg)
     assert summary["geometry"] == {"in_chans": 2, "img_size": 32, "num_frames": 4}
-    assert summary["test_acc"] > 0.2, summary  # 200 samples never seen in training; chance is 0.1
+    assert summary["test_acc"] >= 0.15, summary  # 200 samples never seen in training
     assert {"final_val_acc", "best_val_acc", "best_epoch"} <= set(summary)
     assert (tmp_path / "run" / "best.pt").is_file()
