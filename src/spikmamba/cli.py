@@ -16,6 +16,7 @@ Typical use:
   spikmamba predict --checkpoint runs/synth/last.pt clip.aedat4 folder/   classify event files
   torchrun --nproc_per_node 2 -m spikmamba train  data-parallel training
   spikmamba energy --checkpoint runs/synth/last.pt   firing rates, SOPs, energy (SNN vs ANN)
+  spikmamba bench lif scan-L1024       time kernels against baselines (ratios)
   spikmamba models                     list every registered model with its parameter count
   spikmamba models --filter bisla      only names containing 'bisla'
   spikmamba datasets                   list datasets with the folder layout each expects
@@ -148,6 +149,19 @@ def _cmd_energy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .benchmark import run_benchmarks, save_json
+
+    try:
+        report = run_benchmarks(args.names or None, args.dir, quick=args.quick, repeats=args.repeats, warmup=args.warmup)
+    except (ValueError, FileNotFoundError) as err:
+        return _fail("bench", err)
+    if args.json:
+        save_json(report, args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
 def _train_help() -> str:
     from .engine.config import config_help
 
@@ -240,6 +254,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="report folder (default: energy-<ckpt name>/ beside the checkpoint, or runs/energy/<model>)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for the data and model")
     p.set_defaults(func=_cmd_energy)
+
+    p = sub.add_parser(
+        "bench", help="time our kernels against baselines in the same process (ratios printed)",
+        description="Run the benchmarks in benchmarks/bench_*.py. Each benchmark times our implementation and "
+        "its baselines alternately in one process, after warm-up, and prints median times and the ratio "
+        "baseline/ours (above 1: ours is faster). Baselines that are not installed (SpikingJelly, mambapy, "
+        "tonic) are reported as skipped, never replaced.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("names", nargs="*", metavar="NAME", help="benchmarks to run (default: all), e.g. lif scan-L1024 frames-1e6")
+    p.add_argument("--quick", action="store_true", help="tiny shapes: checks that everything runs, times mean little")
+    p.add_argument("--repeats", type=int, default=5, help="timed rounds per benchmark")
+    p.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
+    p.add_argument("--json", metavar="FILE", default=None, help="also write the results as JSON")
+    p.add_argument("--dir", metavar="DIR", default=None, help="benchmarks folder (default: the source checkout's benchmarks/)")
+    p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser(
         "models", help="list registered models with parameter counts",

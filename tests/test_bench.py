@@ -1,0 +1,32 @@
+"""The benchmark harness: every benchmark runs (tiny shapes), ratios are baseline/ours, skips are reported."""
+import json
+import time
+
+import pytest
+
+from spikmamba.benchmark import Skip, run_case
+from spikmamba.cli import main
+
+
+def test_run_case_ratios_and_skips():
+    r = run_case({"ours": lambda: None, "slow": lambda: time.sleep(0.02), "absent": Skip("not installed")},
+                 repeats=3, warmup=1)
+    assert r["ours"] == "ours" and r["results"]["ours"]["ratio_vs_ours"] == 1.0
+    assert r["results"]["slow"]["median_s"] >= 0.02 and r["results"]["slow"]["ratio_vs_ours"] > 2
+    assert r["results"]["absent"] == {"skipped": "not installed"}
+    with pytest.raises(RuntimeError, match="was skipped"):
+        run_case({"ours": Skip("gone"), "other": lambda: None})
+
+
+def test_every_benchmark_runs_quick_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--quick", "--repeats", "1", "--warmup", "0", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert {"lif", "scan-L256", "scan-L1024", "scan-L4096", "frames-1e6", "frames-1e7"} <= set(report["benchmarks"])
+    for name, case in report["benchmarks"].items():
+        ours = case["results"][case["ours"]]
+        assert ours["ratio_vs_ours"] == 1.0 and ours["median_s"] > 0, name
+        for impl, row in case["results"].items():
+            assert ("skipped" in row) != ("median_s" in row), (name, impl)
+    assert "(ours)" in capsys.readouterr().out
+    assert main(["bench", "nope"]) == 2
