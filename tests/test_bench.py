@@ -30,3 +30,13 @@ def test_every_benchmark_runs_quick_and_writes_json(tmp_path, capsys):
             assert ("skipped" in row) != ("median_s" in row), (name, impl)
     assert "(ours)" in capsys.readouterr().out
     assert main(["bench", "nope"]) == 2
+
+
+def test_memory_is_measured_in_fresh_processes(tmp_path):
+    out = tmp_path / "mem.json"
+    assert main(["bench", "lif", "--quick", "--repeats", "1", "--warmup", "0", "--memory", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["benchmarks"]["lif"]["results"]
+    for impl, row in rows.items():
+        if "skipped" not in row:
+            mem = row["memory"]
+            assert mem["peak_rss_mb"] >= mem["rss_before_mb"] > 10, (impl, mem)

@@ -57,6 +57,39 @@ def run_case(impls: dict, repeats: int = 5, warmup: int = 1) -> dict:
     return {"ours": ours, "repeats": repeats, "results": rows}
 
 
+_MEMORY_DRIVER = """
+import json, sys
+from spikmamba.benchmark import load_benchmarks
+folder, name, impl, quick = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
+case = load_benchmarks(folder)[name](quick)
+def status_mb(key):  # VmHWM is per address space, so it starts afresh in this process
+    with open("/proc/self/status") as f:        # (ru_maxrss would be inherited from the parent)
+        return next(int(line.split()[1]) for line in f if line.startswith(key + ":")) / 1024
+before = status_mb("VmHWM")
+case["impls"][impl]()
+print(json.dumps({"rss_before_mb": before, "peak_rss_mb": status_mb("VmHWM")}))
+"""
+
+
+def peak_memory(folder, name: str, impls: dict, quick: bool) -> dict:
+    """Peak resident memory of one call of each implementation, each in a fresh process (Linux).
+
+    ``peak_rss_mb`` is the process high-water mark (VmHWM) after the call; ``rss_before_mb`` the
+    high-water mark after the setup (inputs of every implementation), so the call itself needed
+    at most the difference."""
+    import subprocess
+
+    out = {}
+    for impl, fn in impls.items():
+        if isinstance(fn, Skip):
+            continue
+        run = subprocess.run([sys.executable, "-c", _MEMORY_DRIVER, str(folder), name, impl, "1" if quick else "0"],
+                             capture_output=True, text=True)
+        out[impl] = json.loads(run.stdout.strip().splitlines()[-1]) if run.returncode == 0 else \
+            {"error": (run.stderr.strip().splitlines() or ["failed"])[-1]}
+    return out
+
+
 def default_dir() -> Path:
     """``benchmarks/`` of the source checkout this package was installed from, or of the CWD."""
     here = Path(__file__).resolve().parents[2] / "benchmarks"
@@ -79,10 +112,11 @@ def load_benchmarks(folder: "str | Path") -> dict:
 
 
 def run_benchmarks(names=None, folder=None, quick: bool = False, repeats: int = 5, warmup: int = 1,
-                   echo=print) -> dict:
+                   echo=print, memory: bool = False) -> dict:
     import torch
 
-    table = load_benchmarks(folder or default_dir())
+    folder = folder or default_dir()
+    table = load_benchmarks(folder)
     unknown = [n for n in (names or []) if n not in table]
     if unknown:
         raise ValueError(f"unknown benchmark(s) {', '.join(unknown)}; available: {', '.join(table)}")
@@ -92,6 +126,9 @@ def run_benchmarks(names=None, folder=None, quick: bool = False, repeats: int = 
         case = table[name](quick)
         result = run_case(case["impls"], repeats, warmup)
         result["what"] = case["what"]
+        if memory:
+            for impl, mem in peak_memory(folder, name, case["impls"], quick).items():
+                result["results"][impl]["memory"] = mem
         report["benchmarks"][name] = result
         echo(format_case(name, result))
     return report
@@ -104,6 +141,11 @@ def format_case(name: str, result: dict) -> str:
             lines.append(f"  {impl:<40} skipped ({r['skipped']})")
         else:
             tag = "  (ours)" if impl == result["ours"] else f"  {r['ratio_vs_ours']:.2f}x ours"
+            mem = r.get("memory", {})
+            if "peak_rss_mb" in mem:
+                tag += f"  peak RSS {mem['peak_rss_mb']:.0f} MB (setup {mem['rss_before_mb']:.0f} MB)"
+            elif "error" in mem:
+                tag += f"  memory: {mem['error']}"
             lines.append(f"  {impl:<40} {r['median_s'] * 1e3:>10.2f} ms{tag}")
     return "\n".join(lines)
 

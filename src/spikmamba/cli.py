@@ -153,7 +153,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from .benchmark import run_benchmarks, save_json
 
     try:
-        report = run_benchmarks(args.names or None, args.dir, quick=args.quick, repeats=args.repeats, warmup=args.warmup)
+        report = run_benchmarks(args.names or None, args.dir, quick=args.quick, repeats=args.repeats, warmup=args.warmup,
+                                memory=args.memory)
     except (ValueError, FileNotFoundError) as err:
         return _fail("bench", err)
     if args.json:
@@ -268,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=5, help="timed rounds per benchmark")
     p.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
     p.add_argument("--json", metavar="FILE", default=None, help="also write the results as JSON")
+    p.add_argument("--memory", action="store_true",
+                   help="also measure the peak resident memory of one call of each implementation, each in a fresh process")
     p.add_argument("--dir", metavar="DIR", default=None, help="benchmarks folder (default: the source checkout's benchmarks/)")
     p.set_defaults(func=_cmd_bench)
 
