@@ -8,6 +8,8 @@ is an error (we will not guess a time unit).
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from ..types import EVENT_DTYPE
@@ -27,6 +29,19 @@ def _pick(path, names, where: str):
                                                f"expected one of {list(options)}")
         found[field] = name
     return found
+
+
+@contextlib.contextmanager
+def _unreadable_as_format_error(path, what: str):
+    """Corrupt containers fail deep inside numpy/zipfile/h5py with whatever those raise
+    (ValueError, tokenize.TokenError, BadZipFile, KeyError, RuntimeError, ...): report them all as
+    one EventFormatError that names the file."""
+    try:
+        yield
+    except EventFormatError:
+        raise
+    except Exception as err:
+        raise EventFormatError(path, None, f"not a readable {what} ({type(err).__name__}: {err})") from None
 
 
 def columns_to_events(path, cols: dict) -> np.ndarray:
@@ -55,23 +70,22 @@ def columns_to_events(path, cols: dict) -> np.ndarray:
 
 
 def read_npy(path, sensor_size=None) -> Recording:
-    try:
+    with _unreadable_as_format_error(path, ".npy file"):
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as err:
-        raise EventFormatError(path, 0, f"not a valid .npy file ({err})") from None
-    if arr.dtype.names is None:
-        if arr.ndim == 2 and arr.shape[1] == 4:
-            raise EventFormatError(path, None, "a plain [N, 4] array does not say which column is which; save a "
-                                               "structured array with fields t, x, y, p (see spikmamba.events.make_events)")
-        raise EventFormatError(path, None, "expected a structured array with fields t, x, y, p")
-    names = _pick(path, arr.dtype.names, "the array")
-    events = columns_to_events(path, {k: arr[v] for k, v in names.items()})
+        if arr.dtype.names is None:
+            if arr.ndim == 2 and arr.shape[1] == 4:
+                raise EventFormatError(path, None, "a plain [N, 4] array does not say which column is which; save a "
+                                                   "structured array with fields t, x, y, p (see spikmamba.events.make_events)")
+            raise EventFormatError(path, None, "expected a structured array with fields t, x, y, p")
+        names = _pick(path, arr.dtype.names, "the array")
+        cols = {k: np.array(arr[v]) for k, v in names.items()}
+    events = columns_to_events(path, cols)
     check_bounds(path, events, sensor_size, "pass the right sensor_size=")
     return Recording(events, tuple(sensor_size) if sensor_size else None, "npy")
 
 
 def read_npz(path, sensor_size=None) -> Recording:
-    try:
+    with _unreadable_as_format_error(path, ".npz archive"):
         with np.load(path, allow_pickle=False) as z:
             keys = set(z.files)
             if "events" in keys and z["events"].dtype.names:
@@ -83,12 +97,6 @@ def read_npz(path, sensor_size=None) -> Recording:
                 cols = {k: z[v] for k, v in names.items()}
             if sensor_size is None and "sensor_size" in keys:
                 sensor_size = tuple(int(v) for v in z["sensor_size"][:2])
-    except (ValueError, OSError, EOFError) as err:
-        raise EventFormatError(path, None, f"not a readable .npz archive ({err})") from None
-    except Exception as err:  # zipfile.BadZipFile and friends
-        if isinstance(err, EventFormatError):
-            raise
-        raise EventFormatError(path, None, f"not a readable .npz archive ({type(err).__name__}: {err})") from None
     events = columns_to_events(path, cols)
     check_bounds(path, events, sensor_size, "pass the right sensor_size=")
     return Recording(events, tuple(sensor_size) if sensor_size else None, "npz")
@@ -99,7 +107,7 @@ def read_h5(path, sensor_size=None) -> Recording:
         import h5py
     except ImportError:
         raise ImportError("reading .h5 event files needs h5py: pip install h5py (or pip install 'spikmamba[io]')") from None
-    try:
+    with _unreadable_as_format_error(path, "HDF5 file"):
         with h5py.File(path, "r") as f:
             group = f["events"] if "events" in f and isinstance(f["events"], h5py.Group) else f
             names = _pick(path, set(group.keys()), f"the HDF5 group {group.name!r}")
@@ -108,8 +116,6 @@ def read_h5(path, sensor_size=None) -> Recording:
                 attrs = {**dict(f.attrs), **dict(group.attrs)}
                 if "width" in attrs and "height" in attrs:
                     sensor_size = (int(attrs["width"]), int(attrs["height"]))
-    except OSError as err:
-        raise EventFormatError(path, None, f"not a readable HDF5 file ({err})") from None
     events = columns_to_events(path, cols)
     check_bounds(path, events, sensor_size, "pass the right sensor_size=")
     return Recording(events, tuple(sensor_size) if sensor_size else None, "h5")
