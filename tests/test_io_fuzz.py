@@ -52,3 +52,30 @@ def test_mutated_files_read_or_raise_event_format_error(tmp_path, ext):
         assert np.all(np.diff(ev["t"].astype(np.int64)) >= 0)  # sorted, as read_events promises
         outcomes["read"] += 1
     assert outcomes["refused"] > 0, outcomes  # the mutations do reach the error paths
+
+
+def test_mutated_real_aedat4_reads_or_raises_event_format_error(shared_data, tmp_path):
+    pytest.importorskip("aedat")
+    original = (shared_data / "aedat4" / "data_sample.aedat4").read_bytes()
+    rng = random.Random(1)
+    refused = 0
+    for i in range(30):
+        data = bytearray(original)
+        if rng.random() < 0.3:
+            data = data[: rng.randint(0, len(data))]
+        else:
+            for _ in range(rng.randint(1, 20)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+        path = tmp_path / f"m{i}.aedat4"
+        path.write_bytes(bytes(data))
+        try:  # BaseException too: a panic in the Rust decoder would be a PanicException
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                read_events(path)
+        except EventFormatError as err:
+            assert str(path) in str(err)
+            refused += 1
+        except BaseException as err:  # noqa: B036 - the point is to see anything else
+            pytest.fail(f"mutation {i} escaped as {type(err).__name__}: {err}")
+        path.unlink()
+    assert refused > 0
