@@ -16,6 +16,19 @@ from spikmamba.events.io.dispatch import EXTENSIONS
 FORMATS = sorted({ext for ext, fmt in EXTENSIONS.items() if fmt in WRITERS})
 
 
+def _mutate(original: bytes, rng: random.Random, p_random: float, p_truncate: float, max_flips: int) -> bytes:
+    """Random bytes (probability p_random), a truncation (p_truncate), or 1..max_flips changed bytes."""
+    roll = rng.random()
+    if roll < p_random:
+        return rng.randbytes(rng.randint(0, 300))
+    if roll < p_random + p_truncate:
+        return original[: rng.randint(0, len(original))]
+    data = bytearray(original)
+    for _ in range(rng.randint(1, max_flips)):
+        data[rng.randrange(len(data))] = rng.randrange(256)
+    return bytes(data)
+
+
 @pytest.mark.parametrize("ext", FORMATS)
 def test_mutated_files_read_or_raise_event_format_error(tmp_path, ext):
     if ext == ".h5":
@@ -28,17 +41,8 @@ def test_mutated_files_read_or_raise_event_format_error(tmp_path, ext):
     rng = random.Random(ext)
     outcomes = {"read": 0, "refused": 0}
     for i in range(60):
-        data = bytearray(original)
-        roll = rng.random()
-        if roll < 0.2:
-            data = bytearray(rng.randbytes(rng.randint(0, 300)))
-        elif roll < 0.5:
-            data = data[: rng.randint(0, len(data))]
-        else:
-            for _ in range(rng.randint(1, 8)):
-                data[rng.randrange(len(data))] = rng.randrange(256)
         path = tmp_path / f"m{i}{ext}"
-        path.write_bytes(bytes(data))
+        path.write_bytes(_mutate(original, rng, p_random=0.2, p_truncate=0.3, max_flips=8))
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # unsorted-timestamp warnings are expected here
@@ -60,14 +64,8 @@ def test_mutated_real_aedat4_reads_or_raises_event_format_error(shared_data, tmp
     rng = random.Random(1)
     refused = 0
     for i in range(30):
-        data = bytearray(original)
-        if rng.random() < 0.3:
-            data = data[: rng.randint(0, len(data))]
-        else:
-            for _ in range(rng.randint(1, 20)):
-                data[rng.randrange(len(data))] = rng.randrange(256)
         path = tmp_path / f"m{i}.aedat4"
-        path.write_bytes(bytes(data))
+        path.write_bytes(_mutate(original, rng, p_random=0.0, p_truncate=0.3, max_flips=20))
         try:  # BaseException too: a panic in the Rust decoder would be a PanicException
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

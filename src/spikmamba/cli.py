@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -79,7 +80,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     except Interrupted as err:
         print(f"spikmamba train: {err}", file=sys.stderr)
         return 130
-    if summary.get("world_size", 1) > 1 and int(__import__("os").environ.get("RANK", "0")) != 0:
+    if summary.get("world_size", 1) > 1 and os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return 0
     if "best_val_acc" in summary:
         print(f"validation accuracy: final epoch {summary['final_val_acc'] * 100:.2f}%, best "

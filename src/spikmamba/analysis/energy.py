@@ -46,7 +46,7 @@ def energy_report(model: nn.Module, batches, constants: EnergyConstants = Energy
                        "energy_mj": (macs * constants.e_mac_pj + sops * constants.e_ac_pj) * 1e-9})
     total_macs = sum(r["macs"] for r in layers)
     total_sops = sum(r["sops"] for r in layers)
-    spiking = {name: rate for name, rate in rates.items()}
+    spiking = dict(rates)
     return {
         "samples": samples,
         "constants": asdict(constants),

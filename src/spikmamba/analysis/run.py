@@ -6,18 +6,19 @@ from pathlib import Path
 
 import torch
 
-from ..engine.checkpoint import load_checkpoint, load_model_state, model_from_checkpoint
-from ..engine.config import TrainConfig, apply_overrides, config_from_dict
+from ..engine.checkpoint import load_checkpoint, load_model_state, model_from_checkpoint, stored_config
+from ..engine.config import TrainConfig, apply_overrides
 from ..engine.data import load_split
 from ..engine.model import build_model
 from .energy import EnergyConstants, energy_report
 
 
-def _inputs(cfg: TrainConfig, samples: int) -> torch.Tensor:
+def _inputs(cfg: TrainConfig, samples: int) -> "tuple[torch.Tensor, list]":
+    """The first ``samples`` inputs of the test split (the training split when there is none), and the classes."""
     if cfg.data_name == "synth":
         cfg = dataclasses.replace(cfg, num_test=samples)
-    split = load_split(cfg, "test") or load_split(cfg, "train")
-    return split[0][:samples]
+    x, _, classes, _ = load_split(cfg, "test") or load_split(cfg, "train")
+    return x[:samples], classes
 
 
 def _ann_twin(cfg: TrainConfig, num_classes: int, geometry: dict, state: dict):
@@ -41,16 +42,14 @@ def run_energy(checkpoint: "str | None" = None, model_name: "str | None" = None,
     if checkpoint:
         ckpt = load_checkpoint(checkpoint)
         model, _ = model_from_checkpoint(checkpoint, ckpt)
-        cfg = apply_overrides(config_from_dict(ckpt["config"], f"in the config stored in {checkpoint}"), overrides or [])
-        x = _inputs(cfg, samples)
+        cfg = apply_overrides(stored_config(ckpt, checkpoint), overrides or [])
+        x, _ = _inputs(cfg, samples)
         num_classes, geometry = len(ckpt["classes"]), dict(ckpt["geometry"])
     else:
         cfg = apply_overrides(dataclasses.replace(TrainConfig(), model=model_name, progress=False), overrides or [])
-        x = _inputs(cfg, samples)
+        x, classes = _inputs(cfg, samples)
         geometry = dict(in_chans=int(x.shape[2]), img_size=int(x.shape[-1]), num_frames=int(x.shape[1]))
-        num_classes = 10 if cfg.data_name == "synth" else None
-        if num_classes is None:
-            num_classes = len(load_split(cfg, "train")[2])
+        num_classes = len(classes)
         torch.manual_seed(cfg.seed)
         model = build_model(cfg, num_classes, **geometry).eval()
     batches = [x[i:i + batch_size] for i in range(0, len(x), batch_size)]

@@ -93,13 +93,19 @@ def load_model_state(model: nn.Module, state: dict, source: str) -> None:
     model.load_state_dict(state)
 
 
+def stored_config(ckpt: dict, path: "str | os.PathLike"):
+    """The TrainConfig saved in a checkpoint, validated like any config (errors name the checkpoint)."""
+    from .config import config_from_dict
+
+    return config_from_dict(ckpt["config"], f"in the config stored in {path}")
+
+
 def model_from_checkpoint(path: "str | os.PathLike", ckpt: "dict | None" = None):
     """(model in eval mode, checkpoint dict): the model the checkpoint's config describes, with its weights."""
-    from .config import config_from_dict
     from .model import build_model
 
     ckpt = ckpt if ckpt is not None else load_checkpoint(path)
-    cfg = config_from_dict(ckpt["config"], f"in the config stored in {path}")
+    cfg = stored_config(ckpt, path)
     if cfg.model != ckpt["model_name"]:
         raise CheckpointError(f"{path}: config names model {cfg.model!r} but the weights are for {ckpt['model_name']!r}")
     model = build_model(cfg, len(ckpt["classes"]), **ckpt["geometry"])

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
-from .config import TrainConfig, apply_overrides, config_from_dict, load_config
+from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, stored_config
+from .config import TrainConfig, apply_overrides, load_config
 from .data import load_event_file, load_split, representation_from_dict
 from .train import evaluate, resolve_device
 
 
 def test_config(checkpoint: str, ckpt: dict, config_file: "str | None", overrides: "list[str]") -> TrainConfig:
-    cfg = config_from_dict(ckpt["config"], f"in the config stored in {checkpoint}")
+    cfg = stored_config(ckpt, checkpoint)
     if config_file:
         cfg = load_config(config_file, base=cfg)
     return apply_overrides(cfg, overrides)

@@ -31,8 +31,9 @@ from torch import nn
 from tqdm import tqdm
 
 from . import distributed as D
-from .checkpoint import CheckpointError, load_checkpoint, load_model_state, save_checkpoint, state_digest
-from .config import TrainConfig, config_from_dict, save_config
+from .checkpoint import (CheckpointError, load_checkpoint, load_model_state, save_checkpoint, state_digest,
+                         stored_config)
+from .config import TrainConfig, save_config
 from .data import load_data, random_shift, representation_to_dict
 from .logs import RunLogger
 from .metrics import ClassificationMetrics
@@ -229,21 +230,17 @@ def _train(cfg, ckpt, resume, device, env) -> dict:
 
     rep_dict = representation_to_dict(data["representation"])
 
-    def payload(best: bool = False) -> dict:
-        p = {"model_name": cfg.model, "model": model.state_dict(), "config": dataclasses.asdict(cfg),
-             "classes": list(classes), "geometry": geometry, "representation": rep_dict, "epoch": progress["epoch"]}
-        if not best:
-            p.update(optimizer=opt.state_dict(), scheduler=sched.state_dict(), scaler=scaler.state_dict(),
-                     progress=dict(progress), rng=rng)
-        return p
+    def payload() -> dict:
+        """What best.pt holds: enough to evaluate, predict and fine-tune, not to resume."""
+        return {"model_name": cfg.model, "model": model.state_dict(), "config": dataclasses.asdict(cfg),
+                "classes": list(classes), "geometry": geometry, "representation": rep_dict, "epoch": progress["epoch"]}
 
     def write_last():
-        nonlocal rng
         rng = _rng_state(gen, gen_epoch_start, aug_gen, env)  # collective under DDP: every rank calls it
         if main:
-            save_checkpoint(out / "last.pt", payload())
+            save_checkpoint(out / "last.pt", {**payload(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                                              "scaler": scaler.state_dict(), "progress": dict(progress), "rng": rng})
 
-    rng = None
     logger = None
     if main:
         save_config(cfg, out / "config.yaml")
@@ -320,7 +317,7 @@ def _train(cfg, ckpt, resume, device, env) -> dict:
                 if m.top1 > progress["best_val_acc"]:
                     progress["best_val_acc"], progress["best_epoch"] = m.top1, epoch + 1
                     if main:
-                        save_checkpoint(out / "best.pt", payload(best=True))
+                        save_checkpoint(out / "best.pt", payload())
             progress["history"] = progress["history"] + [record]
             write_last()
             if main:
@@ -353,5 +350,4 @@ def resume_config(path: str, overrides: "list[str]") -> TrainConfig:
     """The config stored in ``path`` with command-line overrides applied on top."""
     from .config import apply_overrides
 
-    ckpt = load_checkpoint(path)
-    return apply_overrides(config_from_dict(ckpt["config"], f"in the config stored in {path}"), overrides)
+    return apply_overrides(stored_config(load_checkpoint(path), path), overrides)
