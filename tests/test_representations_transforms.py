@@ -6,6 +6,7 @@ from conftest import random_events
 from spikmamba.data import EventRepresentation
 from spikmamba.events import (CenterCrop, Compose, Denoise, Downsample, DropEvent, RandomCrop, RandomFlip, RefractoryPeriod,
                               TimeJitter, TimeShift, TimeSlice, make_events, to_afe_frames, to_count_image, to_voxel_grid)
+from spikmamba.data.representation import KINDS
 from spikmamba.events.afe import afe_segments
 
 
@@ -117,3 +118,36 @@ def test_refractory_equals_loop():
             last[k] = int(e["t"])
         keep.append(ok)
     assert np.array_equal(out, ev[np.array(keep)]) and 0 < len(out) < len(ev)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_edge_cases_behave_the_same_in_every_representation(kind):
+    r = EventRepresentation((4, 3), kind=kind, frames=2, afe_min_events=1, normalize="none")
+    # empty sample: a defined all-background tensor (zeros; AFE's published colouring is white = 1)
+    empty = r(make_events([], [], [], []))
+    assert empty.shape == (r.time_steps, r.channels, 3, 4)
+    np.testing.assert_array_equal(empty, np.ones_like(empty) if kind == "afe" else np.zeros_like(empty))
+    # one event: it lands at its pixel and nowhere else
+    one = r(make_events([5], [1], [2], [1]))
+    changed = np.argwhere((one != empty).any(axis=(0, 1)))
+    assert changed.tolist() == [[2, 1]]
+    # outside the sensor, bad polarity: the same clear error everywhere
+    with pytest.raises(ValueError, match="outside the 4x3 sensor"):
+        r(make_events([0], [4], [0], [1]))
+    bad_p = make_events([0], [0], [0], [1])
+    bad_p["p"] = 2
+    with pytest.raises(ValueError, match="polarity must be 0"):
+        r(bad_p)
+
+
+def test_make_events_refuses_values_it_would_otherwise_wrap_or_truncate():
+    with pytest.raises(ValueError, match="non-finite value \\(nan\\) at index 1"):
+        make_events([0.0, np.nan], [0, 0], [0, 0], [1, 1])
+    with pytest.raises(ValueError, match="fractional"):
+        make_events([0], [1.5], [0], [1])
+    with pytest.raises(ValueError, match="column x has -1 at index 0"):
+        make_events([0], [-1], [0], [1])
+    with pytest.raises(ValueError, match="outside \\[-1, 1\\]"):
+        make_events([0], [0], [0], [3])
+    np.testing.assert_array_equal(make_events([0, 1], [0, 0], [0, 0], [-1, 1])["p"], [0, 1])
+    np.testing.assert_array_equal(make_events([2.0, 1.0], [3.0, 4.0], [0, 0], [1, 0])["x"], [4, 3])  # sorted by t

@@ -11,12 +11,43 @@ import numpy as np
 EVENT_DTYPE = np.dtype([("t", "<i8"), ("x", "<u2"), ("y", "<u2"), ("p", "i1")])
 
 
+def _integer_column(name: str, col: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """``col`` as int64 after checking that every value is a finite integer in [lo, hi]."""
+    if col.dtype.kind == "f":
+        if not np.all(np.isfinite(col)):
+            bad = int(np.flatnonzero(~np.isfinite(col))[0])
+            raise ValueError(f"event column {name} holds a non-finite value ({col[bad]}) at index {bad}")
+        if np.any(col != np.round(col)):
+            bad = int(np.flatnonzero(col != np.round(col))[0])
+            raise ValueError(f"event column {name} holds a fractional value ({col[bad]}) at index {bad}; "
+                             "round or scale it to integers first (t is in microseconds)")
+    elif col.dtype.kind not in "iub" and len(col):
+        raise ValueError(f"event column {name} must be integer-like, got dtype {col.dtype}")
+    col = col.astype(np.int64)
+    if len(col) and (col.min() < lo or col.max() > hi):
+        bad = int(np.flatnonzero((col < lo) | (col > hi))[0])
+        raise ValueError(f"event column {name} has {col[bad]} at index {bad}, outside [{lo}, {hi}]")
+    return col
+
+
 def make_events(t, x, y, p, sort: bool = True) -> np.ndarray:
-    """Build an event array from columns (any integer-like sequences of equal length)."""
+    """Build an event array from columns (integer-like sequences of equal length).
+
+    Values are checked, never wrapped or truncated: NaN/inf, fractional values and negative
+    coordinates raise ``ValueError``. Polarity may be given as {0, 1} or {-1, 1} (-1 becomes 0).
+    """
     t, x, y, p = (np.asarray(c) for c in (t, x, y, p))
     n = len(t)
     if not (len(x) == len(y) == len(p) == n):
         raise ValueError(f"event columns differ in length: t={n}, x={len(x)}, y={len(y)}, p={len(p)}")
+    t = _integer_column("t", t, -2**63, 2**63 - 1)
+    x = _integer_column("x", x, 0, 2**16 - 1)
+    y = _integer_column("y", y, 0, 2**16 - 1)
+    p = _integer_column("p", p, -1, 1)
+    if np.any(p == -1):
+        if np.any(p == 0):
+            raise ValueError("polarity mixes -1, 0 and 1; use {0, 1} or {-1, 1}")
+        p = (p > 0).astype(np.int64)
     ev = np.empty(n, dtype=EVENT_DTYPE)
     ev["t"], ev["x"], ev["y"], ev["p"] = t, x, y, p
     if sort and n and np.any(np.diff(ev["t"]) < 0):
@@ -34,3 +65,5 @@ def check_events(events: np.ndarray, sensor_size: "tuple[int, int]") -> None:
             f"events lie outside the {W}x{H} sensor (max x={int(events['x'].max())}, max y={int(events['y'].max())}); "
             "pass the right sensor_size or crop the events first"
         )
+    if len(events) and events["p"].view(np.uint8).max() > 1:  # a negative int8 reads as >= 128
+        raise ValueError("event polarity must be 0 (OFF) or 1 (ON); map {-1, 1} with make_events or p = p > 0")
