@@ -9,7 +9,7 @@ import torch
 
 from conftest import random_events
 from spikmamba.data import (DATASETS, DVSGesture, DVSGestureClips, DatasetLayoutError, EFAction, EventRepresentation, HARDVS,
-                            NCaltech101, NMNIST, PAF, SampledFrames, stratified_split)
+                            NCaltech101, NMNIST, PAF, SampledFrames, SampleError, stratified_split)
 from spikmamba.events.io import write_events
 
 
@@ -162,3 +162,18 @@ def test_real_nmnist_and_gesture_clips(shared_data):
 def test_every_dataset_documents_its_layout():
     for name, cls in DATASETS.items():
         assert cls.layout.strip(), name
+
+
+def test_a_bad_sample_is_reported_by_index_and_path_even_from_dataloader_workers(tmp_path):
+    for k in range(4):
+        _nbin(tmp_path / "a" / f"image_{k + 1:04d}.bin", sensor=(240, 180), seed=k)
+    bad = tmp_path / "a" / "image_0003.bin"
+    bad.write_bytes(bad.read_bytes()[:7])  # truncated mid-event
+    ds = NCaltech101(tmp_path, representation=EventRepresentation((240, 180), frames=2))
+    index = [s.path for s in ds.samples].index(str(bad))
+    with pytest.raises(SampleError, match=f"sample {index} \\(.*image_0003.bin, label 0\\) failed: EventFormatError"):
+        ds[index]
+    loader = torch.utils.data.DataLoader(ds, batch_size=1, num_workers=2)
+    with pytest.raises(SampleError, match=f"sample {index} .*image_0003.bin"):
+        for _ in loader:
+            pass

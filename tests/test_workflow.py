@@ -297,3 +297,50 @@ def test_gesture_clips_smoke_config_runs_read_frames_model_prediction(shared_dat
     assert rc == 0 and not result["errors"]
     assert len(result["predictions"]) == 10
     assert {p["prediction"] for p in result["predictions"]} <= set(GESTURE_CLASSES)
+
+
+def _nan_model(monkeypatch, bad_calls):
+    """Patch the trainer's model factory: the model's training forward returns NaN logits on the
+    listed call numbers (1-based). A forward hook, so checkpoints keep the model's own keys."""
+    T = sys.modules["spikmamba.engine.train"]  # the package re-exports a function of the same name
+    built, calls, real = [], [0], T.build_model
+
+    def poison(module, inputs, out):
+        if module.training:
+            calls[0] += 1
+            if calls[0] in bad_calls:
+                return out * float("nan")
+        return out
+
+    def build(*a, **kw):
+        built.append(real(*a, **kw))
+        built[-1].register_forward_hook(poison)
+        return built[-1]
+    monkeypatch.setattr(T, "build_model", build)
+    return built
+
+
+def test_nonfinite_loss_stops_naming_the_step_and_the_last_good_checkpoint(tmp_path, monkeypatch):
+    # 48 samples / batch 16 = 3 steps per epoch: call 5 is epoch 2, step 2; last.pt was written after epoch 1
+    built = _nan_model(monkeypatch, {5})
+    cfg = tiny_cfg(tmp_path)
+    with pytest.raises(FloatingPointError, match=r"epoch 2, step 2 \(global step 5\).*Last good checkpoint: "
+                                                 r".*last.pt \(epoch 2, step 0\).*skip_nonfinite"):
+        train(cfg)
+    assert all(torch.isfinite(p).all() for p in built[0].parameters())  # the NaN step never reached the weights
+    # the checkpoint on disk is the good one, and resuming from it works
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["progress"]["step"] == 3
+    monkeypatch.undo()
+    summary = train(dataclasses.replace(cfg, epochs=2), resume=str(tmp_path / "last.pt"))
+    assert len(summary["history"]) == 2
+
+
+def test_skip_nonfinite_skips_exactly_that_many_steps(tmp_path, monkeypatch):
+    built = _nan_model(monkeypatch, {2, 4})
+    summary = train(tiny_cfg(tmp_path, skip_nonfinite=2))
+    assert all(torch.isfinite(p).all() for p in built[0].parameters())
+    assert all(np.isfinite(r["train_loss"]) for r in summary["history"])
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["progress"]["nonfinite_steps"] == 2
+    built = _nan_model(monkeypatch, {2, 4, 6})
+    with pytest.raises(FloatingPointError, match="global step 6"):
+        train(tiny_cfg(tmp_path / "again", skip_nonfinite=2))

@@ -1,6 +1,6 @@
 """Datasets over event recordings (each over an already-downloaded folder; nothing is ever
 downloaded) and ``SynthActions``, which needs no download at all."""
-from .base import DatasetLayoutError, EventDataset, Sample
+from .base import DatasetLayoutError, EventDataset, Sample, SampleError
 from .folder import EFAction, EventFolder, NCaltech101, PAF
 from .gesture import GESTURE_CLASSES, DVSGesture, DVSGestureClips
 from .hardvs import HARDVS
@@ -17,6 +17,6 @@ DATASETS = {
     "hardvs": HARDVS, "paf": PAF, "efaction": EFAction, "event-folder": EventFolder, "sampled-frames": SampledFrames,
 }
 
-__all__ = ["DATASETS", "DVSGesture", "DVSGestureClips", "DatasetLayoutError", "EFAction", "EventDataset", "EventFolder",
+__all__ = ["DATASETS", "DVSGesture", "DVSGestureClips", "DatasetLayoutError", "EFAction", "EventDataset", "EventFolder", "SampleError",
            "EventRepresentation", "GESTURE_CLASSES", "HARDVS", "NCaltech101", "NMNIST", "PAF", "SYNTH_CLASSES", "Sample",
            "SampledFrames", "SynthActions", "stratified_split"]

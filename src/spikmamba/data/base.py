@@ -38,6 +38,13 @@ class DatasetLayoutError(FileNotFoundError):
         super().__init__(f"{name}: {problem}\n{found}\nexpected layout:\n{layout.strip()}")
 
 
+class SampleError(ValueError):
+    """Reading or converting one sample failed: names the dataset, the index, the file and window.
+
+    Raised inside a ``DataLoader`` worker, PyTorch re-raises it in the main process with this
+    message, so a bad recording is found by index and path, not by bisecting the dataset."""
+
+
 @dataclass(frozen=True)
 class Sample:
     path: str
@@ -101,6 +108,15 @@ class EventDataset(Dataset):
             index += len(self)
         if not 0 <= index < len(self):
             raise IndexError(f"{self.name}: index {index} out of range for {len(self)} samples")
+        try:
+            return self._get(index)
+        except Exception as err:
+            s = self.samples[index]
+            window = f", window {s.window[0]}-{s.window[1]} µs" if s.window is not None else ""
+            raise SampleError(f"{self.name}: sample {index} ({s.path}{window}, label {s.label}) failed: "
+                              f"{type(err).__name__}: {err}") from err
+
+    def _get(self, index: int):
         label = self.samples[index].label
         if self.cache_dir is not None and self.transform is None:
             path = self._cache_file(index)

@@ -56,6 +56,7 @@ class TrainConfig:
     warmup_epochs: float = _opt(1.0, "linear warm-up length in epochs (may be fractional)")
     label_smoothing: float = _opt(0.1, "label smoothing of the cross-entropy loss")
     clip_grad: float = _opt(1.0, "clip the gradient norm to this value (0 = off)")
+    skip_nonfinite: int = _opt(0, "skip up to this many steps whose loss or gradient is NaN/inf (0 = stop at the first)")
     amp: str = _opt("none", "mixed precision: bf16 (CPU or CUDA) or fp16 (CUDA, with a grad scaler)", ("none", "bf16", "fp16"))
     device: str = _opt("auto", "'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'")
     seed: int = _opt(0, "seed of data generation, initialisation, shuffling and augmentation")

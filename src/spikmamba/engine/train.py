@@ -131,6 +131,10 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
+class NonFiniteLoss(FloatingPointError):
+    """The loss or gradient became NaN/inf more often than ``skip_nonfinite`` allows."""
+
+
 class Interrupted(Exception):
     """Training stopped on a signal after writing ``last.pt``; resume with ``--resume``."""
 
@@ -235,8 +239,11 @@ def _train(cfg, ckpt, resume, device, env) -> dict:
         return {"model_name": cfg.model, "model": model.state_dict(), "config": dataclasses.asdict(cfg),
                 "classes": list(classes), "geometry": geometry, "representation": rep_dict, "epoch": progress["epoch"]}
 
+    last_written = [f"{out / 'last.pt'} from the earlier run" if ckpt is not None else "none written yet"]
+
     def write_last():
         rng = _rng_state(gen, gen_epoch_start, aug_gen, env)  # collective under DDP: every rank calls it
+        last_written[0] = f"{out / 'last.pt'} (epoch {progress['epoch'] + 1}, step {progress['batch']})"
         if main:
             save_checkpoint(out / "last.pt", {**payload(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                                               "scaler": scaler.state_dict(), "progress": dict(progress), "rng": rng})
@@ -273,28 +280,48 @@ def _train(cfg, ckpt, resume, device, env) -> dict:
                     loss = loss_fn(logits.float(), yb) * (env.world_size / len(idx))
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
+                grad_norm = None
                 if cfg.clip_grad > 0:
                     scaler.unscale_(opt)
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-                scaler.step(opt)
-                scaler.update()
-                sched.step()
+                    grad_norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
                 stats = torch.tensor([loss.item() * len(idx) / env.world_size,
                                       float((logits.argmax(1) == yb).sum()), float(len(yb)), float(stop.raised)],
                                      dtype=torch.float64)
-                D.all_reduce_sum(stats, env)
-                if not math.isfinite(stats[0].item()):
-                    raise FloatingPointError(f"non-finite loss at epoch {epoch + 1}, step {b + 1}: lower lr, set "
-                                             f"clip_grad, or check the input data")
+                D.all_reduce_sum(stats, env)  # before the step: a non-finite loss on any rank stops all of them
+                # fp16's grad scaler skips overflowing steps itself; otherwise an inf/NaN gradient is bad too
+                finite = math.isfinite(stats[0].item()) and (
+                    grad_norm is None or cfg.amp == "fp16" or math.isfinite(grad_norm.item()))
+                if finite:
+                    scaler.step(opt)
+                else:
+                    progress["nonfinite_steps"] = progress.get("nonfinite_steps", 0) + 1
+                    where = f"epoch {epoch + 1}, step {b + 1} (global step {progress['step'] + 1})"
+                    if progress["nonfinite_steps"] > cfg.skip_nonfinite:
+                        bar.close()
+                        if logger:
+                            logger.close()
+                        raise NonFiniteLoss(
+                            f"non-finite loss or gradient at {where}; weights were not updated with it. "
+                            f"Last good checkpoint: {last_written[0]}. Lower lr, set clip_grad, check the input "
+                            f"data, or allow skipping such steps with skip_nonfinite=<count>")
+                    opt.zero_grad(set_to_none=True)
+                    if scaler.is_enabled() and grad_norm is None:
+                        scaler.unscale_(opt)  # the scaler's update() needs this step's inf check
+                    if show:
+                        tqdm.write(f"skipped a non-finite step at {where} "
+                                   f"({progress['nonfinite_steps']}/{cfg.skip_nonfinite} allowed)")
+                scaler.update()
+                sched.step()
                 run = progress["running"]
-                run[0] += stats[0].item()
-                run[1] += stats[1].item()
-                run[2] += stats[2].item()
+                if finite:
+                    run[0] += stats[0].item()
+                    run[1] += stats[1].item()
+                    run[2] += stats[2].item()
                 progress["batch"] = b + 1
                 progress["step"] += 1
                 seen_here += len(idx)
                 bar.update(1)
-                bar.set_postfix(loss=f"{run[0] / run[2]:.3f}", acc=f"{run[1] / run[2]:.3f}",
+                bar.set_postfix(loss=f"{run[0] / max(run[2], 1):.3f}", acc=f"{run[1] / max(run[2], 1):.3f}",
                                 sps=f"{seen_here / (time.perf_counter() - start):.0f}", refresh=False)
                 if stats[3].item() > 0:
                     write_last()
@@ -307,7 +334,7 @@ def _train(cfg, ckpt, resume, device, env) -> dict:
                     write_last()
             run = progress["running"]
             record = {"epoch": epoch + 1, "step": progress["step"], "lr": opt.param_groups[0]["lr"],
-                      "train_loss": run[0] / run[2], "train_acc": run[1] / run[2],
+                      "train_loss": run[0] / max(run[2], 1), "train_acc": run[1] / max(run[2], 1),
                       "samples_per_s": seen_here / max(time.perf_counter() - start, 1e-9),
                       "epoch_s": time.perf_counter() - start}
             progress["epoch"], progress["batch"] = epoch + 1, 0
