@@ -1,9 +1,10 @@
 """Corrupt files: every reader either returns valid events or raises EventFormatError naming the file.
 
 Seeded mutations (random bytes, truncation, flipped bytes) of small valid files written by our
-own writers, for every format with a writer, then Hypothesis-driven truncations, byte flips and
-random blobs, each read under tracemalloc with an allocation bound proportional to the file size. Before this test, a corrupt .npy header escaped as
-tokenize.TokenError and a corrupt .h5 as KeyError/RuntimeError from inside h5py."""
+own writers, for every format with a writer; then Hypothesis-driven truncations, byte flips and
+random blobs, each read under tracemalloc with an allocation bound proportional to the file
+size. Before these tests, a corrupt .npy header escaped as tokenize.TokenError and a corrupt .h5
+as KeyError/RuntimeError from inside h5py."""
 import random
 import tracemalloc
 import warnings
