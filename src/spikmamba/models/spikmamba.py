@@ -33,7 +33,7 @@ from torch import nn
 
 from ..nn.attention import SLABlock
 from ..nn.functional import reset_net
-from ..nn.layers import check_rank, to_2tuple
+from ..nn.layers import check_rank, init_transformer_weights, to_2tuple
 from ..nn.ssm.mamba import MambaBlock, RMSNorm
 from ..nn.stem import SpikingPatchSplitting, TubeletEmbed
 from .registry import register_model
@@ -95,7 +95,7 @@ class SpikMamba(nn.Module):
         self.head = nn.Linear(embed_dim, num_classes)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.trunc_normal_(self.temporal_pos_embed, std=0.02)
-        self.apply(_init_weights)  # before the Mamba blocks: their dt/A initialisation is special
+        self.apply(init_transformer_weights)  # before the Mamba blocks: their dt/A initialisation is special
         self.mamba_blocks = nn.ModuleList([
             MambaBlock(embed_dim, dpr[sla_depth + i], d_state=d_state, d_conv=d_conv, expand=expand,
                        bidirectional=mamba_bidirectional)
@@ -146,16 +146,6 @@ class SpikMamba(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         reset_net(self)  # every clip starts from rest; no state leaks between batches
         return self.forward_head(self.forward_features(x))
-
-
-def _init_weights(m: nn.Module) -> None:
-    if isinstance(m, nn.Linear):
-        nn.init.trunc_normal_(m.weight, std=0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.LayerNorm):
-        nn.init.ones_(m.weight)
-        nn.init.zeros_(m.bias)
 
 
 # ---------------------------------------------------------------- registered variants

@@ -70,3 +70,14 @@ class ChannelLastBatchNorm(nn.BatchNorm1d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         return super().forward(x.reshape(-1, shape[-1])).reshape(shape)
+
+
+def init_transformer_weights(m: nn.Module) -> None:
+    """``model.apply(...)``: truncated-normal (std 0.02) Linear weights, zero biases, unit LayerNorms."""
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)

@@ -1,7 +1,8 @@
-"""Selective state-space layers: the scan (reference, fast, CUDA dispatch) and Mamba blocks."""
+"""Selective state-space layers: the scan (reference, fast, CUDA dispatch), Mamba blocks, SS2D."""
 from .linear_scan import linear_scan
 from .mamba import Mamba, MambaBlock, RMSNorm
+from .ss2d import SS2D, cross_merge, cross_scan
 from .selective_scan import selective_scan_fast, selective_scan_fn, selective_scan_ref
 
-__all__ = ["linear_scan", "Mamba", "MambaBlock", "RMSNorm", "selective_scan_fast", "selective_scan_fn",
+__all__ = ["SS2D", "cross_merge", "cross_scan", "linear_scan", "Mamba", "MambaBlock", "RMSNorm", "selective_scan_fast", "selective_scan_fn",
            "selective_scan_ref"]
