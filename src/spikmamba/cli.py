@@ -118,7 +118,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from .engine.evaluate import predict_files
 
     try:
-        r = predict_files(args.checkpoint, args.paths, topk=args.top, batch_size=args.batch_size, device=args.device)
+        names = None
+        if args.class_index:
+            names = json.loads(Path(args.class_index).read_text())
+            if not isinstance(names, dict):
+                raise ValueError(f"{args.class_index}: expected a JSON object of class index -> name, "
+                                 f"e.g. {{\"0\": \"airplane\"}}")
+        r = predict_files(args.checkpoint, args.paths, topk=args.top, batch_size=args.batch_size, device=args.device,
+                          class_names=names)
     except (ValueError, OSError, CheckpointError) as err:
         return _fail("predict", err)
     if args.json:
@@ -218,15 +225,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_test)
 
     p = sub.add_parser(
-        "predict", help="classify event files with a trained checkpoint",
+        "predict", help="classify event files (or images, for image models) with a trained checkpoint",
         description="Classify event files in any supported format (N-MNIST .bin/.bs2, AEDAT 2/3.1/4, Prophesee "
-        "DAT/EVT2/EVT3, npy/npz/h5). Each file becomes the same tensor as in training (the representation is "
-        "stored in the checkpoint). A folder means every event file below it. Files that cannot be read are "
-        "reported with the reason and the exit status is 1; the others are still classified.",
+        "DAT/EVT2/EVT3, npy/npz/h5), or image files (png, jpg, ...) with an image model such as SVMamba. Each "
+        "file becomes the same tensor as in training (the representation is stored in the checkpoint). A folder "
+        "means every such file below it. Files that cannot be read are reported with the reason and the exit "
+        "status is 1; the others are still classified.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--checkpoint", required=True, metavar="CKPT", help="a best.pt or last.pt written by spikmamba train")
-    p.add_argument("paths", nargs="+", metavar="FILE_OR_FOLDER", help="event files and/or folders of them")
+    p.add_argument("paths", nargs="+", metavar="FILE_OR_FOLDER", help="event (or image) files and/or folders of them")
+    p.add_argument("--class-index", metavar="JSON", help="JSON object of class index -> name, replacing the names "
+                   "stored in the checkpoint (e.g. {\"0\": \"airplane\", \"1\": \"automobile\"})")
     p.add_argument("--top", type=int, default=5, help="how many classes to report per file")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of lines")
     p.add_argument("--batch-size", type=int, default=16, help="files per forward pass")

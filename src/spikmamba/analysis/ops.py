@@ -7,11 +7,13 @@ Counted (multiply-accumulates, MACs, per layer call, summed over every call):
 * :class:`~spikmamba.nn.attention.SpikingWindowLinearAttention`, its three matmuls per window
   and head: the normaliser ``q . mean(k)`` (``n*hd``), ``k^T v`` (``n*hd^2``) and ``q (k^T v)``
   (``n*hd^2``). The q/k/v projections are Linear layers and are counted by their own hooks.
-* The selective scan of a Mamba direction (``_ScanBranch``): the ``dt`` projection
+* Modules with a ``count_macs(inputs, output)`` method count themselves: the selective scans.
+  A Mamba direction (``_ScanBranch``): the ``dt`` projection
   (``L*R*D``), the state update ``h = exp(dt*A)*h + dt*B*u`` (3 per state element: ``dt*A``,
   the decay times ``h``, ``dt*B*u``), the readout ``C.h`` (1 per state element) and the skip
   ``D*u`` (``L*D``), i.e. ``B*L*(R*D + 4*D*N + D)``. Its conv1d and x_proj are counted by
-  their own hooks.
+  their own hooks. SS2D: per direction, its x and dt projections plus the scan (see
+  :meth:`~spikmamba.nn.ssm.ss2d.SS2D.count_macs`).
 
 A layer is **spike-fed** when every element of its input is 0 or 1. For such a layer, only the
 nonzero inputs cause work, so its synaptic operations are ``SOPs = input firing rate * MACs``
@@ -77,11 +79,6 @@ def _attention_macs(m, x: torch.Tensor, y: torch.Tensor) -> float:
     return float(windows * m.num_heads * (n * hd + 2 * n * hd * hd))
 
 
-def _scan_macs(m, inputs, y: torch.Tensor) -> float:
-    Bsz, D, L = inputs[0].shape
-    return float(Bsz * L * (m.dt_rank * D + 4 * D * m.d_state + D))
-
-
 class OpCounter:
     """``with OpCounter(model) as ops: model(x)``; then ``ops.layers`` (in call order) holds the counts."""
 
@@ -93,7 +90,6 @@ class OpCounter:
 
     def _rules(self, module: nn.Module):
         from ..nn.attention import SpikingWindowLinearAttention
-        from ..nn.ssm.mamba import _ScanBranch
 
         if isinstance(module, nn.Linear):
             return "linear", lambda m, i, o: _linear_macs(m, i[0], o), True
@@ -101,8 +97,8 @@ class OpCounter:
             return "conv", lambda m, i, o: _conv_macs(m, i[0], o), True
         if isinstance(module, SpikingWindowLinearAttention):
             return "attention-matmul", lambda m, i, o: _attention_macs(m, i[0], o), False
-        if isinstance(module, _ScanBranch):
-            return "selective-scan", lambda m, i, o: _scan_macs(m, i, o), False
+        if callable(getattr(module, "count_macs", None)):  # scans declare their own arithmetic
+            return "selective-scan", lambda m, i, o: m.count_macs(i, o), False
         return None
 
     def __enter__(self) -> "OpCounter":

@@ -8,17 +8,18 @@ import torch
 
 from ..engine.checkpoint import load_checkpoint, load_model_state, model_from_checkpoint, stored_config
 from ..engine.config import TrainConfig, apply_overrides
-from ..engine.data import load_split
+from ..engine.data import geometry_of, load_split
 from ..engine.model import build_model
 from .energy import EnergyConstants, energy_report
 
 
-def _inputs(cfg: TrainConfig, samples: int) -> "tuple[torch.Tensor, list]":
-    """The first ``samples`` inputs of the test split (the training split when there is none), and the classes."""
+def _inputs(cfg: TrainConfig, samples: int) -> tuple:
+    """The first ``samples`` inputs of the test split (the training split when there is none), the
+    classes and the representation."""
     if cfg.data_name == "synth":
         cfg = dataclasses.replace(cfg, num_test=samples)
-    x, _, classes, _ = load_split(cfg, "test") or load_split(cfg, "train")
-    return x[:samples], classes
+    x, _, classes, rep = load_split(cfg, "test") or load_split(cfg, "train")
+    return x[:samples], classes, rep
 
 
 def _ann_twin(cfg: TrainConfig, num_classes: int, geometry: dict, state: dict):
@@ -43,12 +44,12 @@ def run_energy(checkpoint: "str | None" = None, model_name: "str | None" = None,
         ckpt = load_checkpoint(checkpoint)
         model, _ = model_from_checkpoint(checkpoint, ckpt)
         cfg = apply_overrides(stored_config(ckpt, checkpoint), overrides or [])
-        x, _ = _inputs(cfg, samples)
+        x = _inputs(cfg, samples)[0]
         num_classes, geometry = len(ckpt["classes"]), dict(ckpt["geometry"])
     else:
         cfg = apply_overrides(dataclasses.replace(TrainConfig(), model=model_name, progress=False), overrides or [])
-        x, classes = _inputs(cfg, samples)
-        geometry = dict(in_chans=int(x.shape[2]), img_size=int(x.shape[-1]), num_frames=int(x.shape[1]))
+        x, classes, rep = _inputs(cfg, samples)
+        geometry = geometry_of(x, rep)
         num_classes = len(classes)
         torch.manual_seed(cfg.seed)
         model = build_model(cfg, num_classes, **geometry).eval()

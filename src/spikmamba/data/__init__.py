@@ -1,9 +1,10 @@
-"""Datasets over event recordings (each over an already-downloaded folder; nothing is ever
-downloaded) and ``SynthActions``, which needs no download at all."""
+"""Datasets over event recordings and images (each over an already-downloaded folder; nothing is
+ever downloaded) and ``SynthActions``, which needs no download at all."""
 from .base import DatasetLayoutError, EventDataset, Sample, SampleError
 from .folder import EFAction, EventFolder, NCaltech101, PAF
 from .gesture import GESTURE_CLASSES, DVSGesture, DVSGestureClips
 from .hardvs import HARDVS
+from .images import CIFAR10, CIFAR100, IMAGE_DATASETS, ImageFolderSplits, ImageRepresentation, MiniImageNet
 from .nmnist import NMNIST
 from .representation import EventRepresentation
 from .sampled import SampledFrames
@@ -15,8 +16,9 @@ from .synthetic import SynthActions
 DATASETS = {
     "nmnist": NMNIST, "ncaltech101": NCaltech101, "dvsgesture": DVSGesture, "dvsgesture-clips": DVSGestureClips,
     "hardvs": HARDVS, "paf": PAF, "efaction": EFAction, "event-folder": EventFolder, "sampled-frames": SampledFrames,
+    **IMAGE_DATASETS,
 }
 
-__all__ = ["DATASETS", "DVSGesture", "DVSGestureClips", "DatasetLayoutError", "EFAction", "EventDataset", "EventFolder", "SampleError",
+__all__ = ["CIFAR10", "CIFAR100", "ImageFolderSplits", "ImageRepresentation", "MiniImageNet", "DATASETS", "DVSGesture", "DVSGestureClips", "DatasetLayoutError", "EFAction", "EventDataset", "EventFolder", "SampleError",
            "EventRepresentation", "GESTURE_CLASSES", "HARDVS", "NCaltech101", "NMNIST", "PAF", "SYNTH_CLASSES", "Sample",
            "SampledFrames", "SynthActions", "stratified_split"]

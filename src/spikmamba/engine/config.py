@@ -26,7 +26,8 @@ def _opt(default, help: str, choices: "tuple | None" = None):
 class TrainConfig:
     # model
     model: str = _opt("spikmamba_tiny_sps", "registered model name (`spikmamba models` lists them)")
-    patch_size: int = _opt(8, "patch size of the spiking patch embedding, pixels")
+    patch_size: int = _opt(0, "patch size of the patch embedding, pixels; 0 = the model's default (8 for "
+                                 "spikmamba_tiny*, 4 for svmamba_*)")
     model_overrides: dict = _opt({}, "extra keyword arguments for the model factory (YAML only), e.g. {embed_dim: 96}")
     # data
     data_name: str = _opt("synth", "'synth' (built-in simulated actions, no download) or a dataset from `spikmamba datasets`")
@@ -41,6 +42,8 @@ class TrainConfig:
     num_train: int = _opt(3000, "synth only: training clips")
     num_test: int = _opt(500, "synth only: test clips (a disjoint seed stream)")
     augment_shift: int = _opt(2, "random translation of each training sample by up to this many pixels (0 = off)")
+    image_augment: str = _opt("flip", "images only: 'flip', or 'published' = random resized crop + flip + AutoAugment "
+                              "(torchvision) + random erasing", ("none", "flip", "published"))
     # optimisation
     batch_size: int = _opt(16, "global batch size (split across processes under torchrun)")
     epochs: int = _opt(14, "training epochs")
@@ -55,6 +58,8 @@ class TrainConfig:
     step_gamma: float = _opt(0.1, "step schedule: decay factor")
     warmup_epochs: float = _opt(1.0, "linear warm-up length in epochs (may be fractional)")
     label_smoothing: float = _opt(0.1, "label smoothing of the cross-entropy loss")
+    ema_decay: float = _opt(0.0, "keep an exponential moving average of the weights with this decay (e.g. 0.9998) "
+                            "and evaluate / save it; 0 = off")
     clip_grad: float = _opt(1.0, "clip the gradient norm to this value (0 = off)")
     skip_nonfinite: int = _opt(0, "skip up to this many steps whose loss or gradient is NaN/inf (0 = stop at the first)")
     amp: str = _opt("none", "mixed precision: bf16 (CPU or CUDA) or fp16 (CUDA, with a grad scaler)", ("none", "bf16", "fp16"))

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..data.images import ImageRepresentation
 from ..data.representation import EventRepresentation
 from ..data.synthetic import SynthActions
 from .config import TrainConfig
@@ -27,12 +28,19 @@ def representation_for(cfg: TrainConfig, sensor_size) -> EventRepresentation:
     return EventRepresentation((W, H), kind=cfg.representation, frames=cfg.frames, split_by=cfg.split_by, resolution=res)
 
 
-def representation_to_dict(rep: EventRepresentation) -> dict:
+def representation_to_dict(rep) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(rep).items()}
 
 
-def representation_from_dict(d: dict) -> EventRepresentation:
-    return EventRepresentation(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+def representation_from_dict(d: dict):
+    """An :class:`EventRepresentation`, or an :class:`ImageRepresentation` for image models."""
+    cls = ImageRepresentation if d.get("kind") == "image" else EventRepresentation
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def geometry_of(x: torch.Tensor, rep) -> dict:
+    """The model's input geometry: ``x`` is ``[N, T, C, H, W]`` (events) or ``[N, C, H, W]`` (images)."""
+    return dict(in_chans=rep.channels, img_size=int(x.shape[-1]), num_frames=rep.time_steps)
 
 
 def _stack(dataset, desc: str, progress: bool) -> torch.Tensor:
@@ -55,6 +63,13 @@ def _recorded(cfg: TrainConfig, root: str, split: str):
     if not root:
         raise ValueError(f"data_name={cfg.data_name!r} needs data_root=<folder> (see `spikmamba datasets {cfg.data_name}`)")
     cls = DATASETS[cfg.data_name]
+    if getattr(cls, "modality", "events") == "image":
+        ds = cls(root, split, size=cfg.resolution)
+        if not ds.sensor_size[0]:
+            raise ValueError(f"{cfg.data_name} images come in many sizes: set resolution=<pixels>")
+        ds.representation = ImageRepresentation(size=ds.sensor_size[0], frames=cfg.frames)
+        return _stack(ds, f"reading {cfg.data_name} {split}", cfg.progress), torch.tensor(ds.targets), \
+            list(ds.classes), ds.representation
     ds = cls(root, split) if "split" in inspect.signature(cls).parameters else cls(root)
     ds.representation = representation_for(cfg, ds.sensor_size)
     return _stack(ds, f"reading {cfg.data_name} {split}", cfg.progress), torch.tensor(ds.targets), list(ds.classes), \
@@ -75,7 +90,7 @@ def load_data(cfg: TrainConfig) -> dict:
     """Tensors for train / val (carved from train, stratified, seeded) / test, plus the input geometry."""
     x_tr, y_tr, classes, rep = load_split(cfg, "train")
     test = load_split(cfg, "test")
-    geometry = dict(in_chans=rep.channels, img_size=int(x_tr.shape[-1]), num_frames=rep.time_steps)
+    geometry = geometry_of(x_tr, rep)
     data = dict(classes=classes, geometry=geometry, representation=rep,
                 test=(test[0], test[1]) if test is not None else None)
     if cfg.val_fraction > 0:
@@ -88,16 +103,11 @@ def load_data(cfg: TrainConfig) -> dict:
     return data
 
 
-def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
-    """Translate each sample of ``x [B, T, C, H, W]`` by its own random (dx, dy) in
-    ``[-max_shift, max_shift]``, filling with zeros (no events entered the view there)."""
-    if max_shift <= 0:
-        return x
-    B, H, W = x.shape[0], x.shape[-2], x.shape[-1]
-    s = max_shift
-    offsets = torch.randint(0, 2 * s + 1, (B, 2), generator=generator).tolist()
-    padded = torch.nn.functional.pad(x, (s, s, s, s))
-    return torch.stack([padded[i, ..., dy:dy + H, dx:dx + W] for i, (dy, dx) in enumerate(offsets)])
+def load_input_file(path, rep) -> torch.Tensor:
+    """One event or image file as the model input, prepared the way ``rep`` prepared the training data."""
+    if isinstance(rep, ImageRepresentation):
+        return rep.load(path)
+    return torch.from_numpy(load_event_file(path, rep))
 
 
 def load_event_file(path, rep: EventRepresentation) -> np.ndarray:

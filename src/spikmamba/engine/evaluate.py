@@ -16,7 +16,7 @@ import torch
 
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, stored_config
 from .config import TrainConfig, apply_overrides, load_config
-from .data import load_event_file, load_split, representation_from_dict
+from .data import geometry_of, load_input_file, load_split, representation_from_dict
 from .train import evaluate, resolve_device
 
 
@@ -37,12 +37,12 @@ def run_test(checkpoint: str, config_file: "str | None" = None, overrides: "list
     if split is None:
         raise ValueError(f"the config of {checkpoint} has no test set: pass test_root=<folder> "
                          f"(see `spikmamba datasets {cfg.data_name}`)")
-    x, y, classes, _ = split
+    x, y, classes, rep = split
     if list(classes) != list(ckpt["classes"]):
         raise ValueError(f"the test set's classes {list(classes)[:5]}... differ from the checkpoint's "
                          f"{list(ckpt['classes'])[:5]}...; point test_root at the same dataset")
     want = ckpt["geometry"]
-    got = dict(in_chans=int(x.shape[2]), img_size=int(x.shape[-1]), num_frames=int(x.shape[1]))
+    got = geometry_of(x, rep)
     if got != {k: int(want[k]) for k in got}:
         raise ValueError(f"the test data has geometry {got} but the model was trained on {dict(want)}; keep the "
                          f"representation, frames and resolution of training")
@@ -64,16 +64,17 @@ def run_test(checkpoint: str, config_file: "str | None" = None, overrides: "list
     return result
 
 
-def collect_event_files(paths) -> "list[Path]":
-    """Files named directly, plus every file with a known event-file extension under named folders."""
+def collect_event_files(paths, extensions: "tuple[str, ...] | None" = None, what: str = "event") -> "list[Path]":
+    """Files named directly, plus every file with a known extension (event files by default) under named folders."""
     from ..events.io import EVENT_FILE_EXTENSIONS
 
+    extensions = extensions or EVENT_FILE_EXTENSIONS
     files = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.name.lower().endswith(EVENT_FILE_EXTENSIONS))
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.name.lower().endswith(extensions))
             if not found:
-                raise FileNotFoundError(f"{p} holds no event files (extensions {', '.join(EVENT_FILE_EXTENSIONS)})")
+                raise FileNotFoundError(f"{p} holds no {what} files (extensions {', '.join(extensions)})")
             files += found
         elif p.is_file():
             files.append(p)
@@ -83,9 +84,12 @@ def collect_event_files(paths) -> "list[Path]":
 
 
 @torch.no_grad()
-def predict_files(checkpoint: str, paths, topk: int = 5, batch_size: int = 16, device: str = "cpu") -> dict:
+def predict_files(checkpoint: str, paths, topk: int = 5, batch_size: int = 16, device: str = "cpu",
+                  class_names: "dict | None" = None) -> dict:
     """``{"predictions": [...], "errors": [...]}``: for each readable file the top-``topk`` classes with
-    probabilities; a file that cannot be read or represented is listed under errors with the reason."""
+    probabilities; a file that cannot be read or represented is listed under errors with the reason.
+    Event checkpoints read event files, image checkpoints (SVMamba) image files. ``class_names``
+    (class index -> name, e.g. from a class-index JSON) replaces the names stored in the checkpoint."""
     ckpt = load_checkpoint(checkpoint)
     if "representation" not in ckpt:
         raise CheckpointError(f"{checkpoint} does not record how events became tensors; it cannot predict from files")
@@ -93,7 +97,10 @@ def predict_files(checkpoint: str, paths, topk: int = 5, batch_size: int = 16, d
     dev = resolve_device(device)
     model.to(dev)
     rep = representation_from_dict(ckpt["representation"])
-    classes = ckpt["classes"]
+    classes = list(ckpt["classes"])
+    if class_names:
+        classes = [str(class_names.get(str(i), class_names.get(i, c))) if isinstance(class_names, dict) else c
+                   for i, c in enumerate(classes)]
     k = min(topk, len(classes))
     predictions, errors, batch, names = [], [], [], []
 
@@ -110,9 +117,13 @@ def predict_files(checkpoint: str, paths, topk: int = 5, batch_size: int = 16, d
         batch.clear()
         names.clear()
 
-    for f in collect_event_files(paths):
+    from ..data.images import IMAGE_EXTENSIONS, ImageRepresentation
+
+    is_image = isinstance(rep, ImageRepresentation)
+    files = collect_event_files(paths, IMAGE_EXTENSIONS, "image") if is_image else collect_event_files(paths)
+    for f in files:
         try:
-            x = torch.from_numpy(load_event_file(f, rep))
+            x = load_input_file(f, rep)
         except (ValueError, OSError, ImportError) as err:
             errors.append({"file": str(f), "error": str(err)})
             continue

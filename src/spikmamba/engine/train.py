@@ -31,10 +31,12 @@ from torch import nn
 from tqdm import tqdm
 
 from . import distributed as D
+from .augment import augment_batch
 from .checkpoint import (CheckpointError, load_checkpoint, load_model_state, save_checkpoint, state_digest,
                          stored_config)
 from .config import TrainConfig, save_config
-from .data import load_data, random_shift, representation_to_dict
+from .data import load_data, representation_to_dict
+from .ema import EMA
 from .logs import RunLogger
 from .metrics import ClassificationMetrics
 from .model import build_model
@@ -210,6 +212,7 @@ def _train(cfg, ckpt, resume, device, env) -> dict:
         warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     opt = make_optimizer(cfg, model)
+    ema = EMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     n_train = len(y_tr)
     steps_per_epoch = math.ceil(n_train / cfg.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(cfg, steps_per_epoch))
@@ -226,6 +229,10 @@ def _train(cfg, ckpt, resume, device, env) -> dict:
         scaler.load_state_dict(ckpt["scaler"])
         progress.update(ckpt["progress"])
         _set_rng_state(ckpt["rng"], gen, aug_gen, env)
+        if ema is not None:
+            if "ema" not in ckpt:
+                raise CheckpointError(f"{resume} was trained without ema_decay; resume with ema_decay=0")
+            ema.load_state_dict(ckpt["ema"])
         gen_epoch_start = ckpt["rng"]["data_epoch_start"]
         if main:
             where = f"epoch {progress['epoch'] + 1}, step {progress['batch'] + 1}/{steps_per_epoch}"
@@ -234,9 +241,14 @@ def _train(cfg, ckpt, resume, device, env) -> dict:
 
     rep_dict = representation_to_dict(data["representation"])
 
+    def evaluation_weights():
+        """Validation and test use the moving average when there is one."""
+        return ema.swapped_in(model) if ema is not None else contextlib.nullcontext()
+
     def payload() -> dict:
-        """What best.pt holds: enough to evaluate, predict and fine-tune, not to resume."""
-        return {"model_name": cfg.model, "model": model.state_dict(), "config": dataclasses.asdict(cfg),
+        """What best.pt holds: enough to evaluate, predict and fine-tune, not to resume. With
+        ``ema_decay`` its weights are the moving average, the ones that were evaluated."""
+        return {"model_name": cfg.model, "model": ema.state_dict() if ema is not None else model.state_dict(), "config": dataclasses.asdict(cfg),
                 "classes": list(classes), "geometry": geometry, "representation": rep_dict, "epoch": progress["epoch"]}
 
     last_written = [f"{out / 'last.pt'} from the earlier run" if ckpt is not None else "none written yet"]
@@ -245,7 +257,8 @@ def _train(cfg, ckpt, resume, device, env) -> dict:
         rng = _rng_state(gen, gen_epoch_start, aug_gen, env)  # collective under DDP: every rank calls it
         last_written[0] = f"{out / 'last.pt'} (epoch {progress['epoch'] + 1}, step {progress['batch']})"
         if main:
-            save_checkpoint(out / "last.pt", {**payload(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            extra = {"ema": ema.state_dict(), "model": model.state_dict()} if ema is not None else {}
+            save_checkpoint(out / "last.pt", {**payload(), **extra, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                                               "scaler": scaler.state_dict(), "progress": dict(progress), "rng": rng})
 
     logger = None
@@ -271,7 +284,7 @@ def _train(cfg, ckpt, resume, device, env) -> dict:
                 # augment the whole global batch (the same random draws for any number of processes),
                 # then keep this process's contiguous shard
                 part = D.shard(torch.arange(len(idx)), env)
-                xb = random_shift(x_tr[idx], cfg.augment_shift, aug_gen)[part].to(device)
+                xb = augment_batch(x_tr[idx], cfg.augment_shift, cfg.image_augment, aug_gen)[part].to(device)
                 yb = y_tr[idx][part].to(device)
                 with autocast(device, cfg.amp):
                     logits = net(xb)
@@ -293,6 +306,8 @@ def _train(cfg, ckpt, resume, device, env) -> dict:
                     grad_norm is None or cfg.amp == "fp16" or math.isfinite(grad_norm.item()))
                 if finite:
                     scaler.step(opt)
+                    if ema is not None:
+                        ema.update(model)
                 else:
                     progress["nonfinite_steps"] = progress.get("nonfinite_steps", 0) + 1
                     where = f"epoch {epoch + 1}, step {b + 1} (global step {progress['step'] + 1})"
@@ -339,7 +354,8 @@ def _train(cfg, ckpt, resume, device, env) -> dict:
                       "epoch_s": time.perf_counter() - start}
             progress["epoch"], progress["batch"] = epoch + 1, 0
             if data["val"] is not None:
-                m = evaluate(model, *data["val"], cfg.batch_size, len(classes), env, device, cfg.amp)
+                with evaluation_weights():
+                    m = evaluate(model, *data["val"], cfg.batch_size, len(classes), env, device, cfg.amp)
                 record.update(val_acc=m.top1, val_top5=m.topk_acc)
                 if m.top1 > progress["best_val_acc"]:
                     progress["best_val_acc"], progress["best_epoch"] = m.top1, epoch + 1
@@ -365,7 +381,8 @@ def _train(cfg, ckpt, resume, device, env) -> dict:
         summary.update(final_val_acc=progress["history"][-1]["val_acc"] if progress["history"] else None,
                        best_val_acc=progress["best_val_acc"], best_epoch=progress["best_epoch"])
     if data["test"] is not None:  # the final model: a test set never selects anything
-        m = evaluate(model, *data["test"], cfg.batch_size, len(classes), env, device, cfg.amp, progress=show)
+        with evaluation_weights():
+            m = evaluate(model, *data["test"], cfg.batch_size, len(classes), env, device, cfg.amp, progress=show)
         summary.update(test_acc=m.top1, test_top5=m.topk_acc)
     if main:
         logger.close()

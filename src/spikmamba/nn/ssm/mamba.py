@@ -56,6 +56,13 @@ class _ScanBranch(nn.Module):
         )
 
 
+    def count_macs(self, inputs, output) -> float:
+        """Energy accounting (``analysis/ops``): dt projection, state update (3 per state
+        element), readout (1 per state element) and ``D*u``; conv1d and x_proj count themselves."""
+        Bsz, D, L = inputs[0].shape
+        return float(Bsz * L * (self.dt_rank * D + 4 * D * self.d_state + D))
+
+
 class Mamba(nn.Module):
     def __init__(
         self,
