@@ -207,3 +207,31 @@ def test_chunk_boundaries_do_not_change_the_result(tmp_path, monkeypatch, fmt):
     monkeypatch.setattr(importlib.import_module(f"spikmamba.events.io.{module}"), "CHUNK_BYTES", 8 * 13)
     chunked = read_events(path, format=fmt).events
     assert np.array_equal(whole, chunked) and len(whole) == 3000
+
+
+def test_prophesee_bbox_labels_both_releases(tmp_path):
+    from spikmamba.events.io import read_prophesee_bboxes
+
+    gen1 = np.dtype([("ts", "<u8"), ("x", "<f4"), ("y", "<f4"), ("w", "<f4"), ("h", "<f4"), ("class_id", "u1"),
+                     ("confidence", "<f4"), ("track_id", "<u4")])
+    boxes = np.array([(50_000, 10.5, 20, 30, 40, 0, 0.9, 7), (99_999, 200, 100, 50, 60, 1, 1.0, 8)], gen1)
+    np.save(tmp_path / "a_bbox.npy", boxes)
+    got = read_prophesee_bboxes(tmp_path / "a_bbox.npy", sensor_size=(304, 240))
+    assert got["t"].tolist() == [50_000, 99_999] and got["x"][0] == 10.5 and got["class_id"].tolist() == [0, 1]
+    assert got["track_id"].tolist() == [7, 8]
+    old = np.dtype([("t", "<u8"), ("x", "<f8"), ("y", "<f8"), ("w", "<f8"), ("h", "<f8"), ("class_id", "u1")])
+    np.save(tmp_path / "b_bbox.npy", np.array([(9, 1, 2, 3, 4, 1), (5, 1, 2, 3, 4, 0)], old))
+    with pytest.warns(UserWarning, match="go backwards"):
+        got = read_prophesee_bboxes(tmp_path / "b_bbox.npy")
+    assert got["t"].tolist() == [5, 9] and got["confidence"].tolist() == [1.0, 1.0] and got["track_id"].tolist() == [-1, -1]
+    np.save(tmp_path / "c_bbox.npy", np.array([(1, 1, 2, -3, 4, 1)], old))
+    with pytest.raises(EventFormatError, match="box 0 has a negative width"):
+        read_prophesee_bboxes(tmp_path / "c_bbox.npy")
+    with pytest.raises(EventFormatError, match="box 1 lies outside the 304x90 sensor"):
+        read_prophesee_bboxes(tmp_path / "a_bbox.npy", sensor_size=(304, 90))
+    np.save(tmp_path / "d_bbox.npy", np.array([{"evil": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(EventFormatError, match="d_bbox.npy: not a Prophesee bbox"):
+        read_prophesee_bboxes(tmp_path / "d_bbox.npy")
+    np.save(tmp_path / "e_bbox.npy", np.zeros(3))
+    with pytest.raises(EventFormatError, match="missing"):
+        read_prophesee_bboxes(tmp_path / "e_bbox.npy")

@@ -1,6 +1,8 @@
 """One configurable event -> tensor representation, named in configs by ``kind``.
 
 ``frames`` (T frames, 2 polarity channels, split by time or by event count, counts or binary),
+``adaptive`` (the same frames at ``frames * fine_steps`` fine bins: the input of EAS-SNN's
+learned sampler, :class:`~spikmamba.nn.AdaptiveSampler`, which makes the T steps itself),
 ``voxel`` (T bilinear time bins, 1 signed channel), ``count`` (one 2-channel count image,
 T = 1) and ``afe`` (ExACT's adaptive frames, 3 channels). Counts may be ``log1p``-scaled (robust
 to a clip's event rate), and frames resized to ``resolution`` with area averaging (the
@@ -19,7 +21,7 @@ from ..events.afe import to_afe_frames
 from ..events.representations import to_frames
 from ..events.voxel import to_count_image, to_voxel_grid
 
-KINDS = ("frames", "voxel", "count", "afe")
+KINDS = ("frames", "voxel", "count", "afe", "adaptive")
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class EventRepresentation:
     resolution: Optional[Tuple[int, int]] = None
     afe_threshold: float = 50.0
     afe_min_events: int = 100_000
+    fine_steps: int = 1
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -42,22 +45,24 @@ class EventRepresentation:
 
     @property
     def channels(self) -> int:
-        return {"frames": 2, "voxel": 1, "count": 2, "afe": 3}[self.kind]
+        return {"frames": 2, "voxel": 1, "count": 2, "afe": 3, "adaptive": 2}[self.kind]
 
     @property
     def time_steps(self) -> int:
+        if self.kind == "adaptive":
+            return self.frames * self.fine_steps
         return 1 if self.kind == "count" else self.frames
 
     def __call__(self, events: np.ndarray) -> np.ndarray:
-        if self.kind == "frames":
-            x = to_frames(events, self.sensor_size, self.frames, self.split_by, self.binary)
+        if self.kind in ("frames", "adaptive"):
+            x = to_frames(events, self.sensor_size, self.time_steps, self.split_by, self.binary)
         elif self.kind == "voxel":
             x = to_voxel_grid(events, self.sensor_size, self.frames)[:, None]
         elif self.kind == "count":
             x = to_count_image(events, self.sensor_size)[None]
         else:
             x = to_afe_frames(events, self.sensor_size, self.frames, self.afe_threshold, self.afe_min_events)
-        if self.normalize == "log1p" and self.kind in ("frames", "count"):
+        if self.normalize == "log1p" and self.kind in ("frames", "count", "adaptive"):
             x = np.log1p(x)
         if self.resolution is not None and tuple(self.resolution) != tuple(self.sensor_size):
             W, H = self.resolution

@@ -34,7 +34,13 @@ class TrainConfig:
     data_root: str = _opt("", "folder of the recorded training set (not used for synth)")
     test_root: str = _opt("", "folder of the recorded test set; empty = no test set (synth has its own)")
     val_fraction: float = _opt(0.0, "fraction of the training set held out (stratified, seeded) to pick the best epoch")
-    representation: str = _opt("frames", "event representation", ("frames", "voxel", "count", "afe"))
+    representation: str = _opt("frames", "event representation; 'adaptive' = EAS-SNN's learned sampler over "
+                               "frames x adaptive_fine_steps fine bins, trained with the model",
+                               ("frames", "voxel", "count", "afe", "adaptive"))
+    adaptive_fine_steps: int = _opt(4, "adaptive only: fine bins per output time step")
+    adaptive_channels: int = _opt(2, "adaptive only: channels of the sampled representation")
+    adaptive_sat: bool = _opt(True, "adaptive only: spike-aware training (gradient through the sampling spikes)")
+    adaptive_rpd: bool = _opt(True, "adaptive only: residual potential dropout (drop windows still open at the end)")
     split_by: str = _opt("time", "how frames slice a recording: equal time or equal event count", ("time", "number"))
     frames: int = _opt(8, "time steps T (frames or voxel bins) per sample")
     resolution: int = _opt(0, "resize frames to resolution x resolution pixels; 0 = the sensor size")

@@ -25,7 +25,8 @@ def representation_for(cfg: TrainConfig, sensor_size) -> EventRepresentation:
     res = (cfg.resolution, cfg.resolution) if cfg.resolution else (W, H)
     if res[0] != res[1]:
         raise ValueError(f"{cfg.data_name} has a {W}x{H} sensor; the models take square input: set resolution=<pixels>")
-    return EventRepresentation((W, H), kind=cfg.representation, frames=cfg.frames, split_by=cfg.split_by, resolution=res)
+    return EventRepresentation((W, H), kind=cfg.representation, frames=cfg.frames, split_by=cfg.split_by, resolution=res,
+                               fine_steps=cfg.adaptive_fine_steps if cfg.representation == "adaptive" else 1)
 
 
 def representation_to_dict(rep) -> dict:

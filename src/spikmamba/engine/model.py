@@ -9,6 +9,19 @@ from .config import TrainConfig
 
 def build_model(cfg: TrainConfig, num_classes: int, in_chans: int = 2, img_size: "int | None" = None,
                 num_frames: "int | None" = None) -> nn.Module:
+    """``cfg.model`` for inputs of ``in_chans`` channels and ``num_frames`` steps. With
+    ``representation: adaptive`` the inputs are fine frames: the model is the adaptive sampler
+    followed by ``cfg.model`` on ``num_frames / adaptive_fine_steps`` sampled steps."""
     extra = {"patch_size": cfg.patch_size} if cfg.patch_size else {}  # 0: the model's own default
-    return create_model(cfg.model, num_classes=num_classes, in_chans=in_chans, img_size=img_size or cfg.sensor_size,
-                        num_frames=num_frames or cfg.frames, **extra, **cfg.model_overrides)
+    num_frames = num_frames or cfg.frames
+    sampler = None
+    if cfg.representation == "adaptive":
+        from ..models.adaptive import AdaptiveFrontEnd
+        from ..nn.adaptive_sampler import AdaptiveSampler
+
+        sampler = AdaptiveSampler(in_chans, cfg.adaptive_channels, cfg.adaptive_fine_steps, sat=cfg.adaptive_sat,
+                                  rpd=cfg.adaptive_rpd)
+        in_chans, num_frames = cfg.adaptive_channels, num_frames // cfg.adaptive_fine_steps
+    model = create_model(cfg.model, num_classes=num_classes, in_chans=in_chans, img_size=img_size or cfg.sensor_size,
+                         num_frames=num_frames, **extra, **cfg.model_overrides)
+    return model if sampler is None else AdaptiveFrontEnd(sampler, model)
