@@ -86,8 +86,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"validation accuracy: final epoch {summary['final_val_acc'] * 100:.2f}%, best "
               f"{summary['best_val_acc'] * 100:.2f}% at epoch {summary['best_epoch']} (checkpoints: {cfg.out_dir}/best.pt, last.pt)")
     if "test_acc" in summary:
-        print(f"test accuracy (final model): {summary['test_acc'] * 100:.2f}% top-1, {summary['test_top5'] * 100:.2f}% "
+        level = " per clip" if "test_video_acc" in summary else ""
+        print(f"test accuracy (final model): {summary['test_acc'] * 100:.2f}% top-1{level}, {summary['test_top5'] * 100:.2f}% "
               f"top-5 (checkpoint: {cfg.out_dir}/last.pt)")
+    if "test_video_acc" in summary:
+        print(f"test accuracy per video (mean of its clips' logits): {summary['test_video_acc'] * 100:.2f}% top-1, "
+              f"{summary['test_video_top5'] * 100:.2f}% top-5")
     return 0
 
 
@@ -100,8 +104,13 @@ def _cmd_test(args: argparse.Namespace) -> int:
     except (ValueError, OSError, CheckpointError) as err:
         return _fail("test", err)
     k = next(key for key in r if key.startswith("top") and key != "top1")
-    print(f"{r['model']} on {r['data']} test: {r['samples']} samples, top-1 {r['top1'] * 100:.2f}%, "
+    level = " clips" if "per_video" in r else " samples"
+    print(f"{r['model']} on {r['data']} test: {r['samples']}{level}, top-1 {r['top1'] * 100:.2f}%, "
           f"top-{k[3:]} {r[k] * 100:.2f}%")
+    if "per_video" in r:
+        v = r["per_video"]
+        print(f"per video (mean of its clips' logits): {v['samples']} videos, top-1 {v['top1'] * 100:.2f}%, "
+              f"top-{k[3:]} {v[k] * 100:.2f}%")
     width = max(len(row["class"]) for row in r["per_class"])
     print(f"{'class':<{width}}  accuracy  samples")
     for row in r["per_class"]:

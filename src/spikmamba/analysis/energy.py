@@ -47,12 +47,18 @@ def energy_report(model: nn.Module, batches, constants: EnergyConstants = Energy
     total_macs = sum(r["macs"] for r in layers)
     total_sops = sum(r["sops"] for r in layers)
     spiking = dict(rates)
+    parts: "dict[str, dict]" = {}  # per top-level module: e.g. ReSpike's ann / snn / fusions / head
+    for r in layers:
+        p = parts.setdefault(r["layer"].split(".")[0], {"macs": 0.0, "sops": 0.0, "energy_mj": 0.0})
+        for key in p:
+            p[key] += r[key]
     return {
         "samples": samples,
         "constants": asdict(constants),
         "firing_rates": spiking,
         "mean_firing_rate": sum(spiking.values()) / len(spiking) if spiking else None,
         "layers": layers,
+        "parts": parts,
         "total": {"macs": total_macs, "sops": total_sops,
                   "dense_equivalent_macs": sum(r.macs for r in ops.layers.values()) / samples,
                   "energy_mj": sum(r["energy_mj"] for r in layers)},
@@ -69,6 +75,11 @@ def format_report(snn: dict, ann: "dict | None" = None) -> str:
     t = snn["total"]
     rows.append(f"{'total (per sample)':<44} {'':<16} {'':<7} {'':>6} {t['macs'] / 1e6:>10.3f} {t['sops'] / 1e6:>10.3f} "
                 f"{t['energy_mj'] * 1e3:>10.3f}")
+    if len(snn.get("parts", {})) > 1:
+        rows.append("")
+        rows.append("by part (top-level module): MMACs, MSOPs, energy uJ")
+        rows += [f"  {name:<42} {p['macs'] / 1e6:>10.3f} {p['sops'] / 1e6:>10.3f} {p['energy_mj'] * 1e3:>10.3f}"
+                 for name, p in snn["parts"].items()]
     if snn["firing_rates"]:
         rows.append("")
         rows.append(f"firing rates (spikes per neuron per time step), mean {snn['mean_firing_rate']:.4f}:")

@@ -4,6 +4,7 @@ from .base import DatasetLayoutError, EventDataset, Sample, SampleError
 from .folder import EFAction, EventFolder, NCaltech101, PAF
 from .gesture import GESTURE_CLASSES, DVSGesture, DVSGestureClips
 from .hardvs import HARDVS
+from .video import HMDB51, UCF101, VIDEO_DATASETS, Kinetics400, VideoClips, VideoFolder, VideoReadError, VideoRepresentation
 from .images import CIFAR10, CIFAR100, IMAGE_DATASETS, ImageFolderSplits, ImageRepresentation, MiniImageNet
 from .nmnist import NMNIST
 from .representation import EventRepresentation
@@ -16,9 +17,10 @@ from .synthetic import SynthActions
 DATASETS = {
     "nmnist": NMNIST, "ncaltech101": NCaltech101, "dvsgesture": DVSGesture, "dvsgesture-clips": DVSGestureClips,
     "hardvs": HARDVS, "paf": PAF, "efaction": EFAction, "event-folder": EventFolder, "sampled-frames": SampledFrames,
-    **IMAGE_DATASETS,
+    **IMAGE_DATASETS, **VIDEO_DATASETS,
 }
 
-__all__ = ["CIFAR10", "CIFAR100", "ImageFolderSplits", "ImageRepresentation", "MiniImageNet", "DATASETS", "DVSGesture", "DVSGestureClips", "DatasetLayoutError", "EFAction", "EventDataset", "EventFolder", "SampleError",
+__all__ = ["HMDB51", "Kinetics400", "UCF101", "VideoClips", "VideoFolder", "VideoReadError", "VideoRepresentation",
+           "CIFAR10", "CIFAR100", "ImageFolderSplits", "ImageRepresentation", "MiniImageNet", "DATASETS", "DVSGesture", "DVSGestureClips", "DatasetLayoutError", "EFAction", "EventDataset", "EventFolder", "SampleError",
            "EventRepresentation", "GESTURE_CLASSES", "HARDVS", "NCaltech101", "NMNIST", "PAF", "SYNTH_CLASSES", "Sample",
            "SampledFrames", "SynthActions", "stratified_split"]

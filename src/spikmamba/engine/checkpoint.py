@@ -56,16 +56,25 @@ def state_digest(state: dict) -> str:
     return h.hexdigest()
 
 
+def load_checkpoint_file(path: "str | os.PathLike", what: str = "weights file"):
+    """``torch.load(weights_only=True)`` with one clear CheckpointError for a missing or unusable file
+    (also for pretrained weights such as a torchvision ResNet-50 ``.pth``); never runs pickled code."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{what} {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated zip, foreign pickle, disallowed globals
+        raise CheckpointError(f"{path} is not a readable {what} ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0] if str(err) else 'no detail'})") from None
+
+
 def load_checkpoint(path: "str | os.PathLike") -> dict:
     """Read a checkpoint with ``weights_only=True``; a clear CheckpointError for anything unusable."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist (training writes best.pt and last.pt in its out_dir)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated zip, foreign pickle, disallowed globals
-        raise CheckpointError(f"{path} is not a readable spikmamba checkpoint ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0] if str(err) else 'no detail'})") from None
+    ckpt = load_checkpoint_file(path, "spikmamba checkpoint")
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path} holds a {type(ckpt).__name__}, not a spikmamba checkpoint dict")
     missing = [k for k in REQUIRED if k not in ckpt]

@@ -44,6 +44,11 @@ class TrainConfig:
     split_by: str = _opt("time", "how frames slice a recording: equal time or equal event count", ("time", "number"))
     frames: int = _opt(8, "time steps T (frames or voxel bins) per sample")
     resolution: int = _opt(0, "resize frames to resolution x resolution pixels; 0 = the sensor size")
+    frame_stride: int = _opt(2, "video only: take every N-th frame when cutting a clip of `frames` frames")
+    clips_per_video: int = _opt(1, "video only: clips cut from each video, evenly spaced")
+    fold: int = _opt(1, "video only: the official split (fold) of UCF-101 / HMDB-51, 1-3")
+    skip_unreadable: bool = _opt(False, "video only: leave out videos that cannot be decoded (listed and warned), "
+                                 "instead of stopping with an error naming the file")
     sensor_size: int = _opt(32, "synth only: simulated sensor width = height, pixels")
     num_train: int = _opt(3000, "synth only: training clips")
     num_test: int = _opt(500, "synth only: test clips (a disjoint seed stream)")

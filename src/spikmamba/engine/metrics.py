@@ -87,3 +87,16 @@ class ClassificationMetrics:
         fig.tight_layout()
         fig.savefig(path, dpi=120)
         plt.close(fig)
+
+
+def per_group_metrics(logits: torch.Tensor, target: torch.Tensor, groups: torch.Tensor, num_classes: int,
+                      topk: int = 5) -> ClassificationMetrics:
+    """Metrics with one prediction per group (video): the mean of its members' (clips') logits."""
+    groups = torch.as_tensor(groups)
+    ids, inverse = torch.unique(groups, return_inverse=True)
+    sums = torch.zeros(len(ids), logits.shape[1], dtype=torch.float64).index_add_(0, inverse, logits.double())
+    counts = torch.bincount(inverse, minlength=len(ids)).clamp(min=1).unsqueeze(1)
+    labels = torch.zeros(len(ids), dtype=torch.long).scatter_(0, inverse, target.long())
+    m = ClassificationMetrics(num_classes, topk)
+    m.update(sums / counts, labels)
+    return m

@@ -38,7 +38,7 @@ from .config import TrainConfig, save_config
 from .data import load_data, representation_to_dict
 from .ema import EMA
 from .logs import RunLogger
-from .metrics import ClassificationMetrics
+from .metrics import ClassificationMetrics, per_group_metrics
 from .model import build_model
 
 
@@ -89,23 +89,33 @@ def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, num_classes: "int | None" = None,
              env: "D.DistEnv | None" = None, device: "torch.device | str" = "cpu", amp: str = "none",
-             progress: bool = False) -> ClassificationMetrics:
+             progress: bool = False, groups: "torch.Tensor | None" = None):
     """Confusion-matrix metrics of ``model`` on ``(x, y)``; under DDP each process takes a shard and
-    the counts are summed, so every process returns the metrics of the whole set."""
+    the counts are summed, so every process returns the metrics of the whole set. With ``groups``
+    (the video of each clip) returns ``(per-clip metrics, per-video metrics)``: a video's
+    prediction is the mean of its clips' logits."""
     env = env or D.DistEnv()
     device = torch.device(device)
     model.eval()
-    metrics = ClassificationMetrics(num_classes or int(y.max()) + 1)
+    num_classes = num_classes or int(y.max()) + 1
+    metrics = ClassificationMetrics(num_classes)
+    all_logits = torch.zeros(len(y), num_classes, dtype=torch.float64) if groups is not None else None
     part = D.shard(torch.arange(len(y)), env)
     for i in tqdm(range(0, len(part), batch_size), desc="evaluating", disable=not progress, leave=False):
         idx = part[i:i + batch_size]
         with autocast(device, amp):
             logits = model(x[idx].to(device))
         metrics.update(logits, y[idx])
+        if all_logits is not None:
+            all_logits[idx] = logits.detach().double().cpu()
     if env.enabled:
         D.all_reduce_sum(metrics.confusion, env)
         D.all_reduce_sum(metrics.topk_correct, env)
-    return metrics
+        if all_logits is not None:
+            D.all_reduce_sum(all_logits, env)
+    if groups is None:
+        return metrics
+    return metrics, per_group_metrics(all_logits, y, groups, num_classes)
 
 
 class _StopFlag:
@@ -184,7 +194,12 @@ def train(cfg: TrainConfig, resume: "str | None" = None) -> dict:
         device = resolve_device(cfg.device, env)
         torch.cuda.set_device(device)
     try:
-        return _train(cfg, ckpt, resume, device, env)
+        summary = _train(cfg, ckpt, resume, device, env)
+        # rank 0 is still writing summary.json when the others finish: tearing the gloo group
+        # down under it aborted a process now and then ("terminate called without an active
+        # exception", SIGABRT); wait for every rank first
+        D.barrier(env)
+        return summary
     finally:
         D.shutdown(env)
 
@@ -382,7 +397,11 @@ def _train(cfg, ckpt, resume, device, env) -> dict:
                        best_val_acc=progress["best_val_acc"], best_epoch=progress["best_epoch"])
     if data["test"] is not None:  # the final model: a test set never selects anything
         with evaluation_weights():
-            m = evaluate(model, *data["test"], cfg.batch_size, len(classes), env, device, cfg.amp, progress=show)
+            m = evaluate(model, *data["test"], cfg.batch_size, len(classes), env, device, cfg.amp, progress=show,
+                         groups=data["test_groups"])
+        if data["test_groups"] is not None:  # clip-level (as published code measures) and video-level
+            m, per_video = m
+            summary.update(test_video_acc=per_video.top1, test_video_top5=per_video.topk_acc)
         summary.update(test_acc=m.top1, test_top5=m.topk_acc)
     if main:
         logger.close()

@@ -1,0 +1,181 @@
+"""ReSpike and the video data: key/residual split, fusion, weights from a local file, the official
+UCF-101 / HMDB-51 / Kinetics layouts on tiny videos written here with PyAV, and a short training
+run with clip- and video-level accuracy, predict and the ANN/SNN energy split."""
+import dataclasses
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+av = pytest.importorskip("av")
+
+from spikmamba.cli import main  # noqa: E402
+from spikmamba.data import HMDB51, UCF101, DatasetLayoutError, Kinetics400, VideoFolder, VideoReadError  # noqa: E402
+from spikmamba.data.video import VideoRepresentation, read_video  # noqa: E402
+from spikmamba.engine import TrainConfig, train  # noqa: E402
+from spikmamba.models import create_model  # noqa: E402
+from spikmamba.models.respike import split_key_and_residual  # noqa: E402
+from spikmamba.models.resnet import ResNet50Features, load_torchvision_weights  # noqa: E402
+
+
+def write_video(path, label: int, n=20, size=32, seed=0):
+    """A bright square moving left (label 0) or right (label 1) over a noisy background, tinted by class."""
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mpeg4", rate=10)
+        s.width = s.height = size
+        s.pix_fmt = "yuv420p"
+        for i in range(n):
+            img = rng.integers(0, 40, (size, size, 3)).astype(np.uint8)
+            img[..., 2 * label] += 60
+            x = (2 + i) % (size - 8) if label else (size - 10 - i) % (size - 8)
+            img[12:20, x:x + 8] = 250
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+def test_read_video_and_clip_cutting(tmp_path):
+    v = read_video(write_video(tmp_path / "a.avi", 1, n=20))
+    assert v.shape == (20, 32, 32, 3) and v.dtype == np.uint8
+    rep = VideoRepresentation(frames=4, frame_stride=3, size=16, clips_per_video=3)
+    assert rep.clip_starts(20) == [0, 5, 10]  # span 10, evenly spread
+    clips = rep.clips(v)
+    assert clips.shape == (3, 4, 3, 16, 16) and clips.dtype == torch.uint8
+    short = rep.clips(v[:5])  # shorter than one clip: the last frame repeats
+    assert short.shape == (1, 4, 3, 16, 16) and torch.equal(short[0, 2], short[0, 3])
+    (tmp_path / "bad.avi").write_bytes(b"RIFF\x00\x00\x00\x00AVI junk")
+    with pytest.raises(VideoReadError, match="bad.avi: cannot decode"):
+        read_video(tmp_path / "bad.avi")
+
+
+def test_key_and_residual_frames():
+    x = torch.arange(2 * 8 * 1 * 1 * 1, dtype=torch.float32).reshape(2, 8, 1, 1, 1)
+    key, res = split_key_and_residual(x, 4)
+    assert key.shape == (2, 2, 1, 1, 1) and res.shape == (2, 2, 3, 1, 1, 1)
+    assert key[0, :, 0, 0, 0].tolist() == [0, 4] and res[0, 1, :, 0, 0, 0].tolist() == [1, 2, 3]
+    with pytest.raises(ValueError, match="stride 3"):
+        split_key_and_residual(x, 3)
+
+
+def test_respike_shapes_zero_init_fusion_and_gradients():
+    torch.manual_seed(0)
+    m = create_model("respike_tiny", num_classes=4, num_frames=8)
+    x = torch.randint(0, 256, (2, 8, 3, 32, 32), dtype=torch.uint8)
+    out = m(x)
+    assert out.shape == (2, 4)
+    # the zero-initialised output projection makes each fusion an identity at the start
+    s, a = torch.randn(3, 2, 8, 8, 8), torch.randn(2, 32, 8, 8)
+    assert torch.equal(m.fusions[0](s, a), s)
+    out.logsumexp(1).sum().backward()
+    for part in ("ann", "snn", "head"):
+        grads = [p.grad for n, p in m.named_parameters() if n.startswith(part)]
+        assert all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0, part
+    assert all(float(f.out.weight.grad.abs().sum()) > 0 for f in m.fusions)
+    with pytest.raises(ValueError, match=r"clips \[B, F, 3, H, W\]"):
+        m(torch.rand(2, 3, 32, 32))
+
+
+def test_ann_weights_load_from_a_local_torchvision_file(tmp_path):
+    src = ResNet50Features(base=8, depths=(1, 1, 1, 1))
+    state = {**src.state_dict(), "fc.weight": torch.zeros(10, 256), "fc.bias": torch.zeros(10)}
+    torch.save(state, tmp_path / "resnet50.pth")
+    m = create_model("respike_tiny", num_classes=3, num_frames=8, ann_weights=str(tmp_path / "resnet50.pth"))
+    assert all(torch.equal(m.ann.state_dict()[k], v) for k, v in src.state_dict().items())
+    torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "other.pth")
+    with pytest.raises(ValueError, match="not a torchvision ResNet-50"):
+        load_torchvision_weights(ResNet50Features(8, (1, 1, 1, 1)), str(tmp_path / "other.pth"))
+    with pytest.raises(Exception, match="does not exist"):
+        load_torchvision_weights(ResNet50Features(8, (1, 1, 1, 1)), str(tmp_path / "nope.pth"))
+
+
+def test_ucf101_hmdb51_kinetics_layouts(tmp_path):
+    rep = VideoRepresentation(frames=4, frame_stride=2, size=16)
+    ucf = tmp_path / "ucf"
+    for k, cls in enumerate(["ApplyEyeMakeup", "Basketball"]):
+        for g in (1, 2):
+            write_video(ucf / cls / f"v_{cls}_g0{g}_c01.avi", k, n=10)
+    (ucf / "ucfTrainTestlist").mkdir()
+    (ucf / "ucfTrainTestlist" / "classInd.txt").write_text("1 ApplyEyeMakeup\n2 Basketball\n")
+    (ucf / "ucfTrainTestlist" / "trainlist01.txt").write_text(
+        "ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi 1\nBasketball/v_Basketball_g01_c01.avi 2\n")
+    (ucf / "ucfTrainTestlist" / "testlist01.txt").write_text(
+        "ApplyEyeMakeup/v_ApplyEyeMakeup_g02_c01.avi\nBasketball/v_Basketball_g02_c01.avi\n")
+    test = UCF101(ucf, "test", representation=rep)
+    assert test.classes == ["ApplyEyeMakeup", "Basketball"] and test.targets == [0, 1] and test[1][0].shape == (4, 3, 16, 16)
+    with pytest.raises(DatasetLayoutError, match="trainlist02"):
+        UCF101(ucf, "train", fold=2)
+
+    hmdb = tmp_path / "hmdb"
+    (hmdb / "testTrainMulti_7030_splits").mkdir(parents=True)
+    for k, cls in enumerate(["brush_hair", "cartwheel"]):
+        for name in ("a.avi", "b.avi", "c.avi"):
+            write_video(hmdb / cls / name, k, n=10)
+        (hmdb / "testTrainMulti_7030_splits" / f"{cls}_test_split1.txt").write_text("a.avi 1 \nb.avi 2 \nc.avi 0 \n")
+    train_set = HMDB51(hmdb, "train", representation=rep)
+    assert [p.name for p, _ in train_set.videos] == ["a.avi", "a.avi"] and train_set.targets == [0, 1]
+
+    kin = tmp_path / "kinetics"
+    write_video(kin / "val" / "abseiling" / "abc_000010_000020.mp4", 0, n=10)
+    (kin / "val.csv").write_text("label,youtube_id,time_start,time_end,split\nabseiling,abc,10,20,val\n"
+                                 "air drumming,gone,1,11,val\n")
+    with pytest.warns(UserWarning, match="1 of 2 annotated videos are not in"):
+        k400 = Kinetics400(kin, "test", representation=rep)  # no test.csv: the validation set
+    assert k400.classes == ["abseiling", "air drumming"] and k400.targets == [0]
+
+
+def test_unreadable_videos_stop_or_are_skipped_only_when_asked(tmp_path):
+    for k in range(2):
+        write_video(tmp_path / f"c{k}" / "ok.avi", k, n=10)
+    (tmp_path / "c1" / "broken.avi").write_bytes(b"not a video at all")
+    rep = VideoRepresentation(frames=4, frame_stride=2, size=16)
+    with pytest.raises(VideoReadError, match="broken.avi.*skip_unreadable=True"):
+        VideoFolder(tmp_path, "train", representation=rep).tensors()
+    ds = VideoFolder(tmp_path, "train", representation=rep, skip_unreadable=True)
+    with pytest.warns(UserWarning, match="skipped 1 unreadable videos of 3"):
+        assert len(ds) == 2
+    assert ds.skipped[0][0].endswith("broken.avi")
+    with pytest.raises(DatasetLayoutError, match="no test.txt"):
+        VideoFolder(tmp_path, "test")
+
+
+def test_respike_trains_on_a_tiny_video_folder(tmp_path, capsys):
+    root = tmp_path / "videos"
+    names = {0: "left", 1: "right"}
+    lines = {"train": [], "test": []}
+    for k in (0, 1):
+        for i in range(10):
+            split = "test" if i >= 8 else "train"
+            write_video(root / names[k] / f"{i}.avi", k, n=18, seed=10 * k + i)
+            lines[split].append(f"{names[k]}/{i}.avi")
+    for split, rel in lines.items():
+        (root / f"{split}.txt").write_text("\n".join(rel) + "\n")
+    cfg = dataclasses.replace(TrainConfig(), model="respike_tiny", data_name="video-folder", data_root=str(root),
+                              test_root=str(root), frames=8, frame_stride=2, clips_per_video=2, resolution=32,
+                              batch_size=8, epochs=4, lr=2e-3, warmup_epochs=0.5, augment_shift=0, image_augment="none",
+                              progress=False, tensorboard=False, out_dir=str(tmp_path / "run"),
+                              model_overrides={"stride": 4})
+    summary = train(cfg)
+    losses = [r["train_loss"] for r in summary["history"]]
+    assert losses[-1] < losses[0], losses
+    assert 0.0 <= summary["test_video_acc"] <= 1.0 and 0.0 <= summary["test_acc"] <= 1.0
+    capsys.readouterr()
+    assert main(["test", "--checkpoint", str(tmp_path / "run" / "last.pt"), "--quiet"]) == 0
+    metrics = json.loads((tmp_path / "run" / "test-last" / "metrics.json").read_text())
+    assert metrics["level"] == "clip" and metrics["samples"] == 8 and metrics["per_video"]["samples"] == 4
+    assert "per video (mean of its clips' logits)" in capsys.readouterr().out
+    assert main(["predict", "--checkpoint", str(tmp_path / "run" / "last.pt"), str(root / "right" / "9.avi"),
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["predictions"][0]["file"].endswith("9.avi")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["energy", "--checkpoint", str(tmp_path / "run" / "last.pt"), "--samples", "2",
+                     "--out", str(tmp_path / "energy")]) == 0
+    parts = json.loads((tmp_path / "energy" / "energy.json").read_text())["snn"]["parts"]
+    assert parts["ann"]["macs"] > 0 and parts["ann"]["sops"] == 0  # the ANN path: multiply-accumulates
+    assert parts["snn"]["sops"] > 0  # the SNN path: spike-driven accumulates
