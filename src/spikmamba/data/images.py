@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 import pickle
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -54,15 +54,10 @@ def load_cifar_batch(path: Path) -> dict:
     return {(k.decode() if isinstance(k, bytes) else k): v for k, v in d.items()}
 
 
-@dataclass(frozen=True)
-class ImageRepresentation:
-    """How an image file becomes model input: RGB, resized to ``size`` x ``size`` (0 = keep),
-    ``uint8 [3, H, W]``. ``frames`` is the number of direct-encoding steps the model repeats
-    the image over. Stored in checkpoints so ``predict`` prepares files the same way."""
+class RGBInput:
+    """What image and video representations share: 3 channels, ``frames`` time steps."""
 
-    size: int = 0
-    frames: int = 4
-    kind: str = "image"
+    frames: int
 
     @property
     def channels(self) -> int:
@@ -71,6 +66,17 @@ class ImageRepresentation:
     @property
     def time_steps(self) -> int:
         return self.frames
+
+
+@dataclass(frozen=True)
+class ImageRepresentation(RGBInput):
+    """How an image file becomes model input: RGB, resized to ``size`` x ``size`` (0 = keep),
+    ``uint8 [3, H, W]``. ``frames`` is the number of direct-encoding steps the model repeats
+    the image over. Stored in checkpoints so ``predict`` prepares files the same way."""
+
+    size: int = 0
+    frames: int = 4
+    kind: str = "image"
 
     def from_pil(self, img) -> torch.Tensor:
         from PIL import Image
@@ -88,9 +94,6 @@ class ImageRepresentation:
                 return self.from_pil(img)
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
             raise ValueError(f"{path}: not a readable image ({type(err).__name__}: {err})") from None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class ImageDataset(Dataset):

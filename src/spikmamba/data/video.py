@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import csv
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 
 from .base import DatasetLayoutError
 from .folder import class_sort_key
+from .images import RGBInput
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm")
 
@@ -54,7 +55,7 @@ def read_video(path) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class VideoRepresentation:
+class VideoRepresentation(RGBInput):
     """How a video becomes clips; stored in checkpoints so ``predict`` cuts new videos the same way."""
 
     frames: int = 16
@@ -62,14 +63,6 @@ class VideoRepresentation:
     size: int = 112
     clips_per_video: int = 1
     kind: str = "video"
-
-    @property
-    def channels(self) -> int:
-        return 3
-
-    @property
-    def time_steps(self) -> int:
-        return self.frames
 
     def clip_starts(self, n: int) -> "list[int]":
         span = (self.frames - 1) * self.frame_stride + 1
@@ -90,9 +83,6 @@ class VideoRepresentation:
 
     def load(self, path) -> torch.Tensor:
         return self.clips(read_video(path))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class VideoClips(Dataset):
