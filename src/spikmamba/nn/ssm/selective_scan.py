@@ -12,8 +12,8 @@ Shapes: ``u, delta, z: [B, D, L]``; ``A: [D, N]``; ``B, C``: ``[D, N]`` (time-in
 
 Three entry points:
 * :func:`selective_scan_ref`  - the recurrence as a plain loop; the readable definition.
-* :func:`selective_scan_fast` - the same maths in ``[L, B, D, N]`` layout with the chunked
-  :func:`~.linear_scan.linear_scan`; tested equal to the reference, forward and backward.
+* :func:`selective_scan_fast` - the same maths, time-blocked with a hand-written backward that
+  recomputes each block (:mod:`.blocked_scan`); tested equal to the reference, forward and backward.
 * :func:`selective_scan_fn`   - what models call: ``mamba_ssm``'s CUDA kernel when the tensors
   are on CUDA and ``mamba_ssm`` is importable, the fast path otherwise. ``mamba_ssm`` is never
   imported for CPU tensors.
@@ -25,7 +25,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from .linear_scan import linear_scan
+from .blocked_scan import blocked_scan
 
 
 def _check(u, delta, A, B, C, D, z, delta_bias):
@@ -107,19 +107,37 @@ def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
     return (out, x.to(dtype)) if return_last_state else out
 
 
+def _groups(M: torch.Tensor) -> int:
+    return M.shape[1] if M.dim() == 4 else 1
+
+
+def _as_blocked(M: torch.Tensor, G: int, d: int) -> torch.Tensor:
+    """B or C in the blocked scan's layout, broadcastable to ``[L, B, G, D/G, N]``."""
+    if M.dim() == 2:  # [D, N]: time-invariant
+        return M.reshape(1, 1, G, d // G, M.shape[1])
+    if M.dim() == 3:  # [B, N, L]: one B/C for every channel
+        return M.permute(2, 0, 1).unsqueeze(2).unsqueeze(2)
+    if M.shape[1] == G:  # [B, G, N, L]
+        return M.permute(3, 0, 1, 2).unsqueeze(3)
+    return _as_lbdn(M, d).unsqueeze(2)  # groups differing between B and C: per channel, G = 1
+
+
 def selective_scan_fast(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                         return_last_state=False):
-    """Same result as :func:`selective_scan_ref`, computed with the chunked linear scan."""
+    """Same result as :func:`selective_scan_ref`, computed by the time-blocked scan
+    (:mod:`.blocked_scan`): cache-sized blocks, states recomputed in backward."""
     _check(u, delta, A, B, C, D, z, delta_bias)
     dtype, cdt = u.dtype, _compute_dtype(u)
-    d = u.shape[1]
-    delta = _prepare_delta(delta, delta_bias, delta_softplus, cdt).permute(2, 0, 1).unsqueeze(-1)  # [L,B,D,1]
-    deltaA = torch.exp(delta * A.to(cdt))  # [L, B, D, N]
-    deltaB_u = (delta * u.to(cdt).permute(2, 0, 1).unsqueeze(-1)) * _as_lbdn(B.to(cdt), d)
-    h = linear_scan(deltaA, deltaB_u)  # [L, B, D, N]
-    y = (h * _as_lbdn(C.to(cdt), d)).sum(-1).permute(1, 2, 0)  # [B, D, L]
-    out = _finish(y, u, D, z, dtype)
-    return (out, h[-1].to(dtype)) if return_last_state else out
+    b, d, L = u.shape
+    G = max(_groups(B), _groups(C))
+    if _groups(B) not in (1, G) or _groups(C) not in (1, G):
+        G = 1
+    lay = lambda t: t.to(cdt).permute(2, 0, 1).reshape(L, b, G, d // G)  # noqa: E731  [B, D, L] -> [L, B, G, Dg]
+    delta = _prepare_delta(delta, delta_bias, delta_softplus, cdt)
+    y, last = blocked_scan(lay(delta).contiguous(), lay(u).contiguous(), A.to(cdt).reshape(G, d // G, -1),
+                           _as_blocked(B.to(cdt), G, d), _as_blocked(C.to(cdt), G, d))
+    out = _finish(y.reshape(L, b, d).permute(1, 2, 0), u, D, z, dtype)
+    return (out, last.reshape(b, d, -1).to(dtype)) if return_last_state else out
 
 
 @functools.lru_cache(maxsize=1)
