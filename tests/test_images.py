@@ -158,7 +158,7 @@ def test_svmamba_trains_on_a_tiny_cifar_folder_then_tests_predicts_and_reports_e
     assert losses[-1] < losses[0] - 0.2, losses
     assert summary["test_acc"] > 0.5  # 3 learnable classes; chance is 1/3
     ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
-    assert ckpt["representation"]["kind"] == "image" and "ema" in ckpt
+    assert ckpt["representation"]["kind"] == "image" and "train_model" in ckpt  # "model" is the EMA
     # predict on PNG files, with a class-index JSON
     pics = tmp_path / "pics"
     pics.mkdir()
@@ -209,6 +209,6 @@ def test_resume_with_ema_is_exact(tmp_path, monkeypatch):
     monkeypatch.undo()
     resumed = train(dataclasses.replace(base, out_dir=str(tmp_path / "part")), resume=str(tmp_path / "part" / "last.pt"))
     assert resumed["weights_sha256_per_rank"] == full["weights_sha256_per_rank"]
-    a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["ema"]
-    b = torch.load(tmp_path / "part" / "last.pt", weights_only=True)["ema"]
+    a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["model"]  # the EMA weights
+    b = torch.load(tmp_path / "part" / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)

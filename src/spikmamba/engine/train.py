@@ -215,8 +215,8 @@ def _train(cfg, ckpt, resume, device, env) -> dict:
     x_tr, y_tr = data["train"]
     classes, geometry = data["classes"], data["geometry"]
     model = build_model(cfg, len(classes), **geometry)
-    if ckpt is not None:
-        load_model_state(model, ckpt["model"], str(resume))
+    if ckpt is not None:  # with EMA, "model" holds the average and "train_model" the trained weights
+        load_model_state(model, ckpt.get("train_model", ckpt["model"]), str(resume))
     if env.enabled:
         D.convert_batchnorm(model)
     model.to(device)
@@ -245,9 +245,9 @@ def _train(cfg, ckpt, resume, device, env) -> dict:
         progress.update(ckpt["progress"])
         _set_rng_state(ckpt["rng"], gen, aug_gen, env)
         if ema is not None:
-            if "ema" not in ckpt:
+            if "train_model" not in ckpt:
                 raise CheckpointError(f"{resume} was trained without ema_decay; resume with ema_decay=0")
-            ema.load_state_dict(ckpt["ema"])
+            ema.load_state_dict(ckpt["model"])
         gen_epoch_start = ckpt["rng"]["data_epoch_start"]
         if main:
             where = f"epoch {progress['epoch'] + 1}, step {progress['batch'] + 1}/{steps_per_epoch}"
@@ -263,8 +263,9 @@ def _train(cfg, ckpt, resume, device, env) -> dict:
     def payload() -> dict:
         """What best.pt holds: enough to evaluate, predict and fine-tune, not to resume. With
         ``ema_decay`` its weights are the moving average, the ones that were evaluated."""
-        return {"model_name": cfg.model, "model": ema.state_dict() if ema is not None else model.state_dict(), "config": dataclasses.asdict(cfg),
-                "classes": list(classes), "geometry": geometry, "representation": rep_dict, "epoch": progress["epoch"]}
+        weights = ema.state_dict() if ema is not None else model.state_dict()
+        return {"model_name": cfg.model, "model": weights, "config": dataclasses.asdict(cfg), "classes": list(classes),
+                "geometry": geometry, "representation": rep_dict, "epoch": progress["epoch"]}
 
     last_written = [f"{out / 'last.pt'} from the earlier run" if ckpt is not None else "none written yet"]
 
@@ -272,9 +273,10 @@ def _train(cfg, ckpt, resume, device, env) -> dict:
         rng = _rng_state(gen, gen_epoch_start, aug_gen, env)  # collective under DDP: every rank calls it
         last_written[0] = f"{out / 'last.pt'} (epoch {progress['epoch'] + 1}, step {progress['batch']})"
         if main:
-            extra = {"ema": ema.state_dict(), "model": model.state_dict()} if ema is not None else {}
-            save_checkpoint(out / "last.pt", {**payload(), **extra, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                                              "scaler": scaler.state_dict(), "progress": dict(progress), "rng": rng})
+            extra = {"train_model": model.state_dict()} if ema is not None else {}  # "model" is the average
+            save_checkpoint(out / "last.pt", {**payload(), **extra, "optimizer": opt.state_dict(),
+                                              "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
+                                              "progress": dict(progress), "rng": rng})
 
     logger = None
     if main:
