@@ -1,4 +1,5 @@
-"""Selective scan forward+backward: our chunked scan vs the sequential reference and mambapy's pscan."""
+"""Selective scan forward+backward: our time-blocked scan vs the sequential reference, mambapy's
+pscan, and our previous whole-sequence chunked scan."""
 import torch
 
 from spikmamba.benchmark import optional
@@ -13,6 +14,18 @@ def _inputs(B, D, N, L):
     Bm = torch.randn(B, N, L, generator=g, requires_grad=True)
     Cm = torch.randn(B, N, L, generator=g, requires_grad=True)
     return u, delta, A, Bm, Cm
+
+
+def _chunked_linear_scan(u, delta, A, Bm, Cm):
+    """Our previous path: whole-sequence [L, B, D, N] tensors through the chunked linear_scan
+    (kept here as a baseline for the time-blocked scan that replaced it)."""
+    from spikmamba.nn.ssm.linear_scan import linear_scan
+
+    d = delta.permute(2, 0, 1).unsqueeze(-1)                                        # [L, B, D, 1]
+    dA = torch.exp(d * A)
+    dBu = d * u.permute(2, 0, 1).unsqueeze(-1) * Bm.permute(2, 0, 1).unsqueeze(2)
+    h = linear_scan(dA, dBu)
+    return (h * Cm.permute(2, 0, 1).unsqueeze(2)).sum(-1).permute(1, 2, 0)
 
 
 def _ours(fn, args):
@@ -50,6 +63,7 @@ def make(L):
         length = 32 if quick else L
         args = _inputs(B, D, N, length)
         impls = {"spikmamba selective_scan_fast": _ours(selective_scan_fast, args)}
+        impls["previous: whole-sequence chunked linear_scan"] = _ours(_chunked_linear_scan, args)
         impls["sequential reference (selective_scan_ref)"] = _ours(selective_scan_ref, args)
         missing = optional("mambapy")
         impls["mambapy pscan"] = missing or _mambapy(args)

@@ -95,3 +95,18 @@ def test_few_epochs_on_100_real_nmnist_samples_beat_chance_on_unseen_samples(sha
     assert summary["test_acc"] >= 0.15, summary  # 200 samples never seen in training
     assert {"final_val_acc", "best_val_acc", "best_epoch"} <= set(summary)
     assert (tmp_path / "run" / "best.pt").is_file()
+
+
+def test_weight_decay_skips_biases_norms_and_marked_parameters():
+    from spikmamba.engine.train import param_groups
+    from spikmamba.models import create_model
+
+    model = create_model("spikmamba_tiny", num_classes=3, in_chans=2, img_size=16, num_frames=2, patch_size=4)
+    decay, keep = param_groups(model, 0.05)
+    kept = {id(p) for p in keep["params"]}
+    named = dict(model.named_parameters())
+    assert decay["weight_decay"] == 0.05 and keep["weight_decay"] == 0.0
+    for name in ("pos_embed", "mamba_blocks.0.mixer.fwd.A_log", "mamba_blocks.0.mixer.fwd.D", "head.bias"):
+        assert id(named[name]) in kept, name
+    assert id(named["head.weight"]) not in kept
+    assert len(decay["params"]) + len(keep["params"]) == len(named)

@@ -78,12 +78,24 @@ def autocast(device: torch.device, amp: str):
     return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
+def param_groups(model: nn.Module, weight_decay: float) -> "list[dict]":
+    """Weight decay on weight matrices and kernels only: not on biases and norm scales (1-D), nor
+    on parameters marked ``_no_weight_decay`` (Mamba's ``A_log`` and ``D``, the adaptive
+    sampler's gains), whose values have a physical meaning that decay toward 0 would erase."""
+    decay, keep = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (keep if p.ndim < 2 or getattr(p, "_no_weight_decay", False) else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": keep, "weight_decay": 0.0}]
+
+
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    groups = param_groups(model, cfg.weight_decay)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(groups, lr=cfg.lr)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
 
 
 @torch.no_grad()
@@ -239,7 +251,11 @@ def _train(cfg, ckpt, resume, device, env) -> dict:
                 "history": []}
     gen_epoch_start = gen.get_state()
     if ckpt is not None:
-        opt.load_state_dict(ckpt["optimizer"])
+        try:
+            opt.load_state_dict(ckpt["optimizer"])
+        except ValueError as err:  # e.g. parameter groups of an older spikmamba (before decay groups)
+            raise CheckpointError(f"{resume}: its optimizer state does not fit this version's optimizer ({err}); "
+                                  f"start a new run initialised from it instead") from None
         sched.load_state_dict(ckpt["scheduler"])
         scaler.load_state_dict(ckpt["scaler"])
         progress.update(ckpt["progress"])

@@ -84,6 +84,7 @@ class SpikMamba(nn.Module):
         self.grid = (self.img_size[0] // self.patch_size[0], self.img_size[1] // self.patch_size[1])
         self.pos_embed = nn.Parameter(torch.zeros(1, *self.grid, embed_dim))
         self.temporal_pos_embed = nn.Parameter(torch.zeros(num_frames, 1, 1, 1, embed_dim))
+        self.pos_embed._no_weight_decay = self.temporal_pos_embed._no_weight_decay = True  # as in ViT/Vim recipes
         self.pos_drop = nn.Dropout(drop_rate)
         n_blocks = sla_depth + mamba_depth
         dpr = torch.linspace(0, drop_path_rate, max(n_blocks, 1)).tolist()

@@ -65,6 +65,8 @@ class AdaptiveSampler(nn.Module):
             self.conv_in.weight[out, out % self.in_chans, c, c] += 2.0
         self.conv_in.bias.zero_()
         self.conv_x.bias.fill_(2.0)
+        for p in self.parameters():  # the gains set when windows close: weight decay would silence the sampler
+            p._no_weight_decay = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 5 or x.shape[2] != self.in_chans:
