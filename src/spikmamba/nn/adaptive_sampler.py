@@ -7,7 +7,7 @@ network decides, per pixel and channel, when to close a sampling window:
 * Gated recurrent LIF (the ARSNN cell), per fine step ``t``::
 
       leak_t, gain_t = sigmoid(conv_x(x_t) + conv_s(s_{t-1}))     gates: current input and previous spikes
-      u_t = leak_t * u_{t-1} + gain_t * conv_in(x_t)              membrane potential
+      u_t = leak_t * u_{t-1} + gain_t * conv_in(x_t)              membrane potential (conv_in: no bias)
       w_t = w_{t-1} + u_t                                          the open window's summed potential
       s_t = H(u_t - v_threshold)                                   box surrogate in the backward pass
       u_t, w_t <- (1 - s_t) * u_t, (1 - s_t) * w_t                  hard reset: a spike closes the window
@@ -42,7 +42,10 @@ class AdaptiveSampler(nn.Module):
         pad = kernel_size // 2
         self.in_chans, self.channels, self.fine_steps = in_chans, channels, fine_steps
         self.v_threshold, self.sat, self.rpd = float(v_threshold), bool(sat), bool(rpd)
-        self.conv_in = nn.Conv2d(in_chans, channels, kernel_size, padding=pad)
+        # no bias: a pixel without events gets no current. With a bias, empty pixels slowly
+        # integrated it, kept their windows open for the whole clip and, when one finally
+        # crossed the threshold, emitted a sum 100x the typical value (a measured run collapsed)
+        self.conv_in = nn.Conv2d(in_chans, channels, kernel_size, padding=pad, bias=False)
         self.conv_x = nn.Conv2d(in_chans, 2 * channels, kernel_size, padding=pad)
         self.conv_s = nn.Conv2d(channels, 2 * channels, kernel_size, padding=pad, bias=False)
         self.surrogate = get_surrogate(surrogate_function) if surrogate_function is not None else Rectangular(1.0)
@@ -63,7 +66,6 @@ class AdaptiveSampler(nn.Module):
         c = self.conv_in.kernel_size[0] // 2
         for out in range(self.channels):
             self.conv_in.weight[out, out % self.in_chans, c, c] += 2.0
-        self.conv_in.bias.zero_()
         self.conv_x.bias.fill_(2.0)
         for p in self.parameters():  # the gains set when windows close: weight decay would silence the sampler
             p._no_weight_decay = True
