@@ -230,6 +230,7 @@ root/
   train/  [<label>/]<youtube_id>_<time_start:06d>_<time_end:06d>.mp4 ...
   val/    ...
 (the official annotation CSVs; videos as downloaded and trimmed by the usual scripts)
+Without a test.csv, the test split is the validation set (the test labels were never public).
 """
 
     def __init__(self, root, split: str = "train", representation=None, skip_unreadable: bool = False):
