@@ -18,7 +18,7 @@ def _random_events(n, W, H, seed=0):
 def _frames_loop(ev, W, H, T, split_by):
     out = np.zeros((T, 2, H, W))
     n = len(ev)
-    t0, t1 = (int(ev["t"][0]), int(ev["t"][-1])) if n else (0, 1)
+    t0, t1 = (int(ev["t"].min()), int(ev["t"].max())) if n else (0, 1)
     for i, e in enumerate(ev):
         if split_by == "time":
             f = min((int(e["t"]) - t0) * T // max(t1 - t0, 1), T - 1)
@@ -130,3 +130,17 @@ def test_tiny_spikmamba_learns_on_synthetic_actions():
         opt.step()
         losses.append(loss.item())
     assert np.mean(losses[-3:]) < 0.6 * losses[0], losses
+
+
+@pytest.mark.parametrize("split_by", ["time", "number"])
+def test_to_frames_contiguous_runs_match_the_loop_on_ties_and_unsorted_streams(split_by):
+    """Frames are cut as contiguous runs of a sorted stream (binary search on t): equal
+    timestamps on a frame boundary, a stream shorter than T, and an unsorted stream (which takes
+    the per-event path) all give what the loop gives."""
+    rng = np.random.default_rng(3)
+    t = np.repeat([0, 10, 10, 20, 35, 35, 35, 40], 3)
+    ev = make_events(t, rng.integers(0, 9, len(t)), rng.integers(0, 5, len(t)), rng.integers(0, 2, len(t)))
+    for T in (1, 3, 4, 7, 30):
+        np.testing.assert_array_equal(to_frames(ev, (9, 5), T, split_by), _frames_loop(ev, 9, 5, T, split_by))
+    shuffled = ev[rng.permutation(len(ev))]
+    np.testing.assert_array_equal(to_frames(shuffled, (9, 5), 4, split_by), _frames_loop(shuffled, 9, 5, 4, split_by))

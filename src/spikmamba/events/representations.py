@@ -28,25 +28,58 @@ def frame_index_by_number(n_events: int, n_frames: int) -> np.ndarray:
     return (np.arange(n_events, dtype=np.int64) * n_frames) // max(n_events, 1)
 
 
+def _pixel_index(events: np.ndarray, W: int, H: int) -> np.ndarray:
+    """``(p * H + y) * W + x`` per event (channel 0 = OFF, 1 = ON), int64."""
+    pixel = events["p"].astype(np.int64)  # 0/1, checked by check_events
+    pixel *= H
+    pixel += events["y"]
+    pixel *= W
+    pixel += events["x"]
+    return pixel
+
+
+def _is_sorted(t: np.ndarray) -> bool:
+    return bool(np.all(t[1:] >= t[:-1]))
+
+
+def _time_frame_bounds(t: np.ndarray, n_frames: int) -> np.ndarray:
+    """Start of each frame in a sorted ``t`` (and the end), the same split as :func:`frame_index_by_time`:
+    event ``i`` is in frame ``k`` iff ``k*span <= (t_i - t0)*n_frames < (k+1)*span``, i.e.
+    ``t_i - t0 >= ceil(k*span/n_frames)``; the last event (``t = t1``) belongs to the last frame."""
+    t0, t1 = int(t[0]), int(t[-1])
+    span = max(t1 - t0, 1)
+    starts = [t0 + -(-k * span // n_frames) for k in range(1, n_frames)]
+    inner = np.searchsorted(t, np.array(starts, dtype=t.dtype), side="left") if starts else np.zeros(0, np.int64)
+    return np.concatenate([[0], inner, [len(t)]])
+
+
 def to_frames(events: np.ndarray, sensor_size: "tuple[int, int]", n_frames: int, split_by: str = "time",
               binary: bool = False, dtype=np.float32) -> np.ndarray:
     """Integrate events into ``[n_frames, 2, H, W]`` counts (or 0/1 with ``binary=True``).
 
-    An empty event array gives all-zero frames.
+    ``split_by='time'`` cuts [earliest, latest] timestamp into equal spans; ``'number'`` cuts the
+    array, in its order, into runs of (nearly) equal count. An empty event array gives all-zero frames.
     """
     if n_frames < 1:
         raise ValueError(f"n_frames must be >= 1, got {n_frames}")
     check_events(events, sensor_size)
     W, H = sensor_size
-    if split_by == "time":
-        f = frame_index_by_time(events["t"], n_frames)
-    elif split_by == "number":
-        f = frame_index_by_number(len(events), n_frames)
-    else:
+    if split_by not in ("time", "number"):
         raise ValueError(f"split_by must be 'time' or 'number', got {split_by!r}")
-    p = (events["p"] > 0).astype(np.int64)
-    flat = ((f * 2 + p) * H + events["y"].astype(np.int64)) * W + events["x"].astype(np.int64)
-    frames = np.bincount(flat, minlength=n_frames * 2 * H * W).reshape(n_frames, 2, H, W)
+    pixel = _pixel_index(events, W, H)
+    n = len(events)
+    if split_by == "number":  # frame k holds events ceil(k*n/T) .. ceil((k+1)*n/T) - 1
+        bounds = np.array([-(-k * n // n_frames) for k in range(n_frames + 1)])
+    elif n and _is_sorted(events["t"]):  # each frame is one contiguous run, found by binary search
+        bounds = _time_frame_bounds(events["t"], n_frames)
+    else:  # unsorted (or empty) stream: a frame index per event, over the earliest..latest time
+        t = events["t"]
+        f = frame_index_by_time(t, n_frames, *((int(t.min()), int(t.max())) if n else (None, None)))
+        frames = np.bincount(f * (2 * H * W) + pixel, minlength=n_frames * 2 * H * W).reshape(n_frames, 2, H, W)
+        bounds = None
+    if bounds is not None:  # contiguous runs: no per-event frame index (an int64 multiply, divide, clip)
+        frames = np.stack([np.bincount(pixel[a:b], minlength=2 * H * W) for a, b in zip(bounds[:-1], bounds[1:])])
+        frames = frames.reshape(n_frames, 2, H, W)
     if binary:
         frames = frames > 0
     return frames.astype(dtype)
