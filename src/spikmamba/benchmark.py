@@ -25,9 +25,14 @@ class Skip:
 
 
 def optional(module: str, why: str = "") -> "Skip | None":
-    """``Skip`` when ``module`` cannot be imported, else None."""
+    """``Skip`` when ``module`` cannot be imported (not installed, or installed but broken, e.g.
+    a missing dependency of its own), else None."""
     if importlib.util.find_spec(module) is None:
         return Skip(f"{module} is not installed{': ' + why if why else ''}")
+    try:
+        importlib.import_module(module)
+    except Exception as err:
+        return Skip(f"{module} is installed but does not import ({type(err).__name__}: {err})")
     return None
 
 

@@ -7,6 +7,8 @@ count (``split_by='number'``), the two modes of SpikingJelly's ``integrate_event
 """
 from __future__ import annotations
 
+import bisect
+
 import numpy as np
 
 from .types import check_events
@@ -49,8 +51,9 @@ def _time_frame_bounds(t: np.ndarray, n_frames: int) -> np.ndarray:
     t0, t1 = int(t[0]), int(t[-1])
     span = max(t1 - t0, 1)
     starts = [t0 + -(-k * span // n_frames) for k in range(1, n_frames)]
-    inner = np.searchsorted(t, np.array(starts, dtype=t.dtype), side="left") if starts else np.zeros(0, np.int64)
-    return np.concatenate([[0], inner, [len(t)]])
+    # bisect reads ~log2(n) elements per boundary; np.searchsorted would first copy the strided
+    # field of the structured array into a contiguous one (20 ms at 1e7 events)
+    return np.array([0] + [bisect.bisect_left(t, s) for s in starts] + [len(t)], dtype=np.int64)
 
 
 def to_frames(events: np.ndarray, sensor_size: "tuple[int, int]", n_frames: int, split_by: str = "time",
@@ -78,7 +81,12 @@ def to_frames(events: np.ndarray, sensor_size: "tuple[int, int]", n_frames: int,
         frames = np.bincount(f * (2 * H * W) + pixel, minlength=n_frames * 2 * H * W).reshape(n_frames, 2, H, W)
         bounds = None
     if bounds is not None:  # contiguous runs: no per-event frame index (an int64 multiply, divide, clip)
-        frames = np.stack([np.bincount(pixel[a:b], minlength=2 * H * W) for a, b in zip(bounds[:-1], bounds[1:])])
+        bins = 2 * H * W
+        if n > n_frames * bins:  # many events per bin: one bincount per run (measured fastest at 1e6+)
+            frames = np.stack([np.bincount(pixel[a:b], minlength=bins) for a, b in zip(bounds[:-1], bounds[1:])])
+        else:  # few: one bincount, each run offset by its frame (T small bincounts cost more)
+            pixel += np.repeat(np.arange(n_frames, dtype=np.int64) * bins, np.diff(bounds))
+            frames = np.bincount(pixel, minlength=n_frames * bins)
         frames = frames.reshape(n_frames, 2, H, W)
     if binary:
         frames = frames > 0
