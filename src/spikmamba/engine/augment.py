@@ -87,8 +87,12 @@ def random_erasing(x: torch.Tensor, generator: torch.Generator, p: float = 0.25,
 _warned = []
 
 
-def auto_augment(x: torch.Tensor) -> torch.Tensor:
-    """torchvision's AutoAugment (ImageNet policy) per uint8 image; skipped, with one warning, without torchvision."""
+def auto_augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """torchvision's AutoAugment (ImageNet policy) per uint8 image; skipped, with one warning, without torchvision.
+
+    torchvision draws from the global torch RNG; it runs here inside ``fork_rng`` seeded from
+    ``generator``, so the batch augmentation stays a function of our one generator (and the
+    global RNG is left as it was)."""
     try:
         from torchvision.transforms import v2
     except ImportError:
@@ -98,7 +102,10 @@ def auto_augment(x: torch.Tensor) -> torch.Tensor:
             _warned.append(True)
         return x
     policy = v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET)
-    return torch.stack([policy(img) for img in x])
+    seed = int(torch.randint(0, 2**62, (), generator=generator))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return torch.stack([policy(img) for img in x])
 
 
 def augment_batch(x: torch.Tensor, shift: int, image_augment: str, generator: torch.Generator) -> torch.Tensor:
@@ -112,5 +119,5 @@ def augment_batch(x: torch.Tensor, shift: int, image_augment: str, generator: to
         x = random_resized_crop(x, generator)
     x = random_flip(x, generator)
     if image_augment == "published":
-        x = random_erasing(auto_augment(x), generator)
+        x = random_erasing(auto_augment(x, generator), generator)
     return x
