@@ -179,3 +179,32 @@ def test_respike_trains_on_a_tiny_video_folder(tmp_path, capsys):
     parts = json.loads((tmp_path / "energy" / "energy.json").read_text())["snn"]["parts"]
     assert parts["ann"]["macs"] > 0 and parts["ann"]["sops"] == 0  # the ANN path: multiply-accumulates
     assert parts["snn"]["sops"] > 0  # the SNN path: spike-driven accumulates
+
+
+def test_validation_split_keeps_each_videos_clips_together(tmp_path):
+    """Each video is one flat grey level, so a clip's mean names its video: no video may have
+    clips in both the training and the validation part."""
+    from spikmamba.engine.data import load_data
+
+    for k in (0, 1):
+        for i in range(4):
+            path = tmp_path / f"c{k}" / f"{i}.avi"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with av.open(str(path), "w") as c:
+                s = c.add_stream("mpeg4", rate=10)
+                s.width = s.height = 16
+                s.pix_fmt = "yuv420p"
+                for _ in range(12):
+                    frame = np.full((16, 16, 3), 40 + 20 * (4 * k + i), np.uint8)
+                    for p in s.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                        c.mux(p)
+                for p in s.encode():
+                    c.mux(p)
+    cfg = dataclasses.replace(TrainConfig(), model="respike_tiny", data_name="video-folder", data_root=str(tmp_path),
+                              frames=4, frame_stride=1, clips_per_video=3, resolution=16, val_fraction=0.25,
+                              progress=False)
+    data = load_data(cfg)
+    (x_tr, _), (x_va, _) = data["train"], data["val"]
+    assert len(x_tr) == 18 and len(x_va) == 6  # 6 + 2 videos, 3 clips each
+    video_of = lambda clips: {round(float(c.float().mean()) / 20) for c in clips}  # noqa: E731
+    assert len(video_of(x_tr)) == 6 and len(video_of(x_va)) == 2 and not video_of(x_tr) & video_of(x_va)

@@ -128,7 +128,7 @@ def load_data(cfg: TrainConfig) -> dict:
             for i, g in enumerate(groups.tolist()):
                 first.setdefault(g, i)
             vids = list(first)
-            vtr, vva = stratified_split([int(y_tr[first[v]]) for v in vids], cfg.val_fraction, cfg.seed)
+            _, vva = stratified_split([int(y_tr[first[v]]) for v in vids], cfg.val_fraction, cfg.seed)
             in_val = torch.zeros(int(groups.max()) + 1, dtype=torch.bool)
             in_val[[vids[i] for i in vva]] = True
             va = torch.nonzero(in_val[groups]).flatten().tolist()
