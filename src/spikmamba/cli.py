@@ -234,16 +234,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_test)
 
     p = sub.add_parser(
-        "predict", help="classify event files (or images, for image models) with a trained checkpoint",
+        "predict", help="classify event files (images or videos for image and video models) with a trained checkpoint",
         description="Classify event files in any supported format (N-MNIST .bin/.bs2, AEDAT 2/3.1/4, Prophesee "
-        "DAT/EVT2/EVT3, npy/npz/h5), or image files (png, jpg, ...) with an image model such as SVMamba. Each "
-        "file becomes the same tensor as in training (the representation is stored in the checkpoint). A folder "
-        "means every such file below it. Files that cannot be read are reported with the reason and the exit "
+        "DAT/EVT2/EVT3, npy/npz/h5), image files (png, jpg, ...) with an image model such as SVMamba, or videos "
+        "(avi, mp4, ...) with a video model such as ReSpike: one prediction per video from the mean of its clips' "
+        "logits. Each file becomes the same tensor as in training (the representation is stored in the "
+        "checkpoint). A folder means every such file below it. Files that cannot be read are reported with the reason and the exit "
         "status is 1; the others are still classified.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--checkpoint", required=True, metavar="CKPT", help="a best.pt or last.pt written by spikmamba train")
-    p.add_argument("paths", nargs="+", metavar="FILE_OR_FOLDER", help="event (or image) files and/or folders of them")
+    p.add_argument("paths", nargs="+", metavar="FILE_OR_FOLDER", help="event, image or video files and/or folders of them")
     p.add_argument("--class-index", metavar="JSON", help="JSON object of class index -> name, replacing the names "
                    "stored in the checkpoint (e.g. {\"0\": \"airplane\", \"1\": \"automobile\"})")
     p.add_argument("--top", type=int, default=5, help="how many classes to report per file")

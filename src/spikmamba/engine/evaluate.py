@@ -71,7 +71,7 @@ def run_test(checkpoint: str, config_file: "str | None" = None, overrides: "list
     return result
 
 
-def collect_event_files(paths, extensions: "tuple[str, ...] | None" = None, what: str = "event") -> "list[Path]":
+def collect_input_files(paths, extensions: "tuple[str, ...] | None" = None, what: str = "event") -> "list[Path]":
     """Files named directly, plus every file with a known extension (event files by default) under named folders."""
     from ..events.io import EVENT_FILE_EXTENSIONS
 
@@ -134,7 +134,7 @@ def predict_files(checkpoint: str, paths, topk: int = 5, batch_size: int = 16, d
 
     is_video = isinstance(rep, VideoRepresentation)
     kinds = {ImageRepresentation: (IMAGE_EXTENSIONS, "image"), VideoRepresentation: (VIDEO_EXTENSIONS, "video")}
-    files = collect_event_files(paths, *kinds.get(type(rep), (None, "event")))
+    files = collect_input_files(paths, *kinds.get(type(rep), (None, "event")))
     for f in files:
         try:
             x = load_input_file(f, rep)
