@@ -15,6 +15,9 @@ Typical use:
   spikmamba train --resume runs/synth/last.pt    continue an interrupted run exactly
   spikmamba test --checkpoint runs/synth/last.pt  top-1/top-5, per-class, confusion matrix
   spikmamba predict --checkpoint runs/synth/last.pt clip.aedat4 folder/   classify event files
+  spikmamba train --config configs/synth_adaptive.yaml   EAS-SNN's learned sampler in front of the model
+  spikmamba train --config configs/cifar10_svmamba_tiny.yaml data.root=DIR test_root=DIR   SVMamba on images
+  spikmamba train --config configs/ucf101_respike.yaml data.root=DIR test_root=DIR   ReSpike on RGB video
   torchrun --nproc_per_node 2 -m spikmamba train  data-parallel training
   spikmamba energy --checkpoint runs/synth/last.pt   firing rates, SOPs, energy (SNN vs ANN)
   spikmamba bench lif scan-L1024       time kernels against baselines (ratios)
