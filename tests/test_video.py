@@ -87,6 +87,17 @@ def test_ann_weights_load_from_a_local_torchvision_file(tmp_path):
     torch.save(state, tmp_path / "resnet50.pth")
     m = create_model("respike_tiny", num_classes=3, num_frames=8, ann_weights=str(tmp_path / "resnet50.pth"))
     assert all(torch.equal(m.ann.state_dict()[k], v) for k, v in src.state_dict().items())
+    # a checkpoint of a model initialised from the file loads without it (predict on another machine)
+    from spikmamba.engine import model_from_checkpoint, save_checkpoint
+
+    cfg = dataclasses.replace(TrainConfig(), model="respike_tiny", frames=8,
+                              model_overrides={"ann_weights": str(tmp_path / "resnet50.pth")})
+    save_checkpoint(tmp_path / "ckpt.pt", {"model_name": "respike_tiny", "model": m.state_dict(), "classes": ["a", "b", "c"],
+                                           "config": dataclasses.asdict(cfg),
+                                           "geometry": {"in_chans": 3, "img_size": 32, "num_frames": 8}})
+    (tmp_path / "resnet50.pth").unlink()
+    restored, _ = model_from_checkpoint(str(tmp_path / "ckpt.pt"))
+    assert all(torch.equal(restored.state_dict()[k], v) for k, v in m.state_dict().items())
     torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "other.pth")
     with pytest.raises(ValueError, match="not a torchvision ResNet-50"):
         load_torchvision_weights(ResNet50Features(8, (1, 1, 1, 1)), str(tmp_path / "other.pth"))

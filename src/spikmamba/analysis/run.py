@@ -27,7 +27,7 @@ def _ann_twin(cfg: TrainConfig, num_classes: int, geometry: dict, state: dict):
     when the model has no ``spiking`` switch."""
     try:
         twin = build_model(dataclasses.replace(cfg, model_overrides={**cfg.model_overrides, "spiking": False}),
-                           num_classes, **geometry)
+                           num_classes, **geometry, pretrained=False)
     except TypeError:
         return None
     load_model_state(twin, state, "the ANN twin")

@@ -117,6 +117,6 @@ def model_from_checkpoint(path: "str | os.PathLike", ckpt: "dict | None" = None)
     cfg = stored_config(ckpt, path)
     if cfg.model != ckpt["model_name"]:
         raise CheckpointError(f"{path}: config names model {cfg.model!r} but the weights are for {ckpt['model_name']!r}")
-    model = build_model(cfg, len(ckpt["classes"]), **ckpt["geometry"])
+    model = build_model(cfg, len(ckpt["classes"]), **ckpt["geometry"], pretrained=False)
     load_model_state(model, ckpt["model"], str(path))
     return model.eval(), ckpt

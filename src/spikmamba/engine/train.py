@@ -226,7 +226,7 @@ def _train(cfg, ckpt, resume, device, env) -> dict:
     data = load_data(cfg if show else dataclasses.replace(cfg, progress=False))
     x_tr, y_tr = data["train"]
     classes, geometry = data["classes"], data["geometry"]
-    model = build_model(cfg, len(classes), **geometry)
+    model = build_model(cfg, len(classes), **geometry, pretrained=ckpt is None)
     if ckpt is not None:  # with EMA, "model" holds the average and "train_model" the trained weights
         load_model_state(model, ckpt.get("train_model", ckpt["model"]), str(resume))
     if env.enabled:
