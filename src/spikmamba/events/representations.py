@@ -2,8 +2,9 @@
 
 ``to_frames`` integrates events into ``T`` frames of shape ``[T, 2, H, W]`` (channel 0 = OFF,
 channel 1 = ON), splitting the stream by equal time (``split_by='time'``) or by equal event
-count (``split_by='number'``), the two modes of SpikingJelly's ``integrate_events_*``. One
-``np.bincount`` over a flat index: no Python loop over events.
+count (``split_by='number'``), the two modes of SpikingJelly's ``integrate_events_*``. Each frame
+of a sorted stream is a contiguous run of events, so frames are ``np.bincount`` calls over runs
+found by binary search: no Python loop over events, no per-event frame index.
 """
 from __future__ import annotations
 
@@ -25,9 +26,11 @@ def frame_index_by_time(t: np.ndarray, n_frames: int, t_start: "int | None" = No
     return np.clip(idx, 0, n_frames - 1)
 
 
-def frame_index_by_number(n_events: int, n_frames: int) -> np.ndarray:
-    """Frame of each event when the stream is cut into ``n_frames`` runs of (nearly) equal count."""
-    return (np.arange(n_events, dtype=np.int64) * n_frames) // max(n_events, 1)
+def _count_frame_bounds(n_events: int, n_frames: int) -> np.ndarray:
+    """Start of each frame (and the end) when ``n_events`` are cut into ``n_frames`` runs of (nearly)
+    equal count: event ``i`` is in frame ``floor(i * n_frames / n_events)``, i.e. frame ``k`` starts
+    at ``ceil(k * n_events / n_frames)``."""
+    return np.array([-(-k * n_events // n_frames) for k in range(n_frames + 1)], dtype=np.int64)
 
 
 def _pixel_index(events: np.ndarray, W: int, H: int) -> np.ndarray:
@@ -71,8 +74,8 @@ def to_frames(events: np.ndarray, sensor_size: "tuple[int, int]", n_frames: int,
         raise ValueError(f"split_by must be 'time' or 'number', got {split_by!r}")
     pixel = _pixel_index(events, W, H)
     n = len(events)
-    if split_by == "number":  # frame k holds events ceil(k*n/T) .. ceil((k+1)*n/T) - 1
-        bounds = np.array([-(-k * n // n_frames) for k in range(n_frames + 1)])
+    if split_by == "number":
+        bounds = _count_frame_bounds(n, n_frames)
     elif n and _is_sorted(events["t"]):  # each frame is one contiguous run, found by binary search
         bounds = _time_frame_bounds(events["t"], n_frames)
     else:  # unsorted (or empty) stream: a frame index per event, over the earliest..latest time
