@@ -300,6 +300,13 @@ def _train(cfg, ckpt, resume, device, env) -> dict:
         logger = RunLogger(out, cfg.tensorboard, resume_epoch=progress["epoch"] if ckpt is not None else 0,
                            quiet=not cfg.progress)
     total_steps = steps_per_epoch * cfg.epochs
+
+    def close_outputs():
+        """Before leaving the loop on an error or a signal: end the progress bar, flush the logs."""
+        bar.close()
+        if logger:
+            logger.close()
+
     bar = tqdm(total=total_steps, initial=min(progress["step"], total_steps), disable=not show, dynamic_ncols=True)
     with _StopFlag() as stop:
         while progress["epoch"] < cfg.epochs:
@@ -345,9 +352,7 @@ def _train(cfg, ckpt, resume, device, env) -> dict:
                     progress["nonfinite_steps"] = progress.get("nonfinite_steps", 0) + 1
                     where = f"epoch {epoch + 1}, step {b + 1} (global step {progress['step'] + 1})"
                     if progress["nonfinite_steps"] > cfg.skip_nonfinite:
-                        bar.close()
-                        if logger:
-                            logger.close()
+                        close_outputs()
                         raise NonFiniteLoss(
                             f"non-finite loss or gradient at {where}; weights were not updated with it. "
                             f"Last good checkpoint: {last_written[0]}. Lower lr, set clip_grad, check the input "
@@ -373,9 +378,7 @@ def _train(cfg, ckpt, resume, device, env) -> dict:
                                 sps=f"{seen_here / (time.perf_counter() - start):.0f}", refresh=False)
                 if stats[3].item() > 0:
                     write_last()
-                    bar.close()
-                    if logger:
-                        logger.close()
+                    close_outputs()
                     raise Interrupted(f"stopped by a signal at epoch {epoch + 1}, step {b + 1}; state saved to "
                                       f"{out / 'last.pt'}. Continue with: spikmamba train --resume {out / 'last.pt'}")
                 if cfg.checkpoint_every and progress["step"] % cfg.checkpoint_every == 0 and b + 1 < steps_per_epoch:
