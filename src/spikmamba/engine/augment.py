@@ -42,15 +42,21 @@ def _uniform(generator, lo, hi) -> float:
     return lo + (hi - lo) * float(torch.rand((), generator=generator))
 
 
+def _random_box_sides(generator, area: float, fraction, ratio) -> "tuple[int, int]":
+    """Sides ``(sqrt(a * r), sqrt(a / r))`` of a box of random area ``a`` (a ``fraction`` range of
+    ``area``) and random aspect ``r`` (log-uniform in ``ratio``), rounded to pixels."""
+    a = area * _uniform(generator, *fraction)
+    aspect = math.exp(_uniform(generator, math.log(ratio[0]), math.log(ratio[1])))
+    return round(math.sqrt(a * aspect)), round(math.sqrt(a / aspect))
+
+
 def random_resized_crop(x: torch.Tensor, generator: torch.Generator, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)) -> torch.Tensor:
     """Per sample: a crop of random area fraction and aspect ratio, resized back to ``H x W``."""
     B, C, H, W = x.shape
     out = torch.empty_like(x)
     for i in range(B):
         for _ in range(10):
-            area = H * W * _uniform(generator, *scale)
-            aspect = math.exp(_uniform(generator, math.log(ratio[0]), math.log(ratio[1])))
-            w, h = round(math.sqrt(area * aspect)), round(math.sqrt(area / aspect))
+            w, h = _random_box_sides(generator, H * W, scale, ratio)
             if 0 < w <= W and 0 < h <= H:
                 break
         else:  # fall back to the whole image
@@ -72,9 +78,7 @@ def random_erasing(x: torch.Tensor, generator: torch.Generator, p: float = 0.25,
         if float(torch.rand((), generator=generator)) >= p:
             continue
         for _ in range(10):
-            a = H * W * _uniform(generator, *area)
-            aspect = math.exp(_uniform(generator, math.log(ratio[0]), math.log(ratio[1])))
-            h, w = round(math.sqrt(a * aspect)), round(math.sqrt(a / aspect))
+            h, w = _random_box_sides(generator, H * W, area, ratio)
             if 0 < h < H and 0 < w < W:
                 top = int(torch.randint(0, H - h + 1, (), generator=generator))
                 left = int(torch.randint(0, W - w + 1, (), generator=generator))
