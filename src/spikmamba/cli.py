@@ -242,8 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
         "DAT/EVT2/EVT3, npy/npz/h5), image files (png, jpg, ...) with an image model such as SVMamba, or videos "
         "(avi, mp4, ...) with a video model such as ReSpike: one prediction per video from the mean of its clips' "
         "logits. Each file becomes the same tensor as in training (the representation is stored in the "
-        "checkpoint). A folder means every such file below it. Files that cannot be read are reported with the reason and the exit "
-        "status is 1; the others are still classified.",
+        "checkpoint). A folder means every such file below it. Files that cannot be read are reported with the "
+        "reason and the exit status is 1; the others are still classified.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--checkpoint", required=True, metavar="CKPT", help="a best.pt or last.pt written by spikmamba train")

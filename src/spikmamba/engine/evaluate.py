@@ -107,8 +107,7 @@ def predict_files(checkpoint: str, paths, topk: int = 5, batch_size: int = 16, d
     rep = representation_from_dict(ckpt["representation"])
     classes = list(ckpt["classes"])
     if class_names:
-        classes = [str(class_names.get(str(i), class_names.get(i, c))) if isinstance(class_names, dict) else c
-                   for i, c in enumerate(classes)]
+        classes = [str(class_names.get(str(i), class_names.get(i, c))) for i, c in enumerate(classes)]
     k = min(topk, len(classes))
     predictions, errors, batch, names = [], [], [], []
 
