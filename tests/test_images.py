@@ -212,3 +212,12 @@ def test_resume_with_ema_is_exact(tmp_path, monkeypatch):
     a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["model"]  # the EMA weights
     b = torch.load(tmp_path / "part" / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resized_cifar_arrays_match_resized_image_files(tmp_path):
+    """Training data (CIFAR arrays) and predict input (image files) go through one resize."""
+    write_cifar10(tmp_path)
+    ds = CIFAR10(tmp_path, "test", size=48)
+    x, _ = ds[2]
+    Image.fromarray(_images(24, 5)[0][2].transpose(1, 2, 0)).save(tmp_path / "same.png")
+    assert x.shape == (3, 48, 48) and torch.equal(x, ds.representation.load(tmp_path / "same.png"))

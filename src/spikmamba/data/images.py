@@ -124,11 +124,13 @@ class ImageDataset(Dataset):
         item = self.images[index]
         if isinstance(item, (str, Path)):
             x = self.representation.load(item)
+        elif self.representation.size and tuple(item.shape[-2:]) != (self.representation.size,) * 2:
+            # resized through PIL like image files, so training (arrays) and predict (files) agree
+            from PIL import Image
+
+            x = self.representation.from_pil(Image.fromarray(np.ascontiguousarray(item.transpose(1, 2, 0))))
         else:
             x = torch.from_numpy(np.ascontiguousarray(item))
-            if self.representation.size and tuple(x.shape[-2:]) != (self.representation.size,) * 2:
-                x = torch.nn.functional.interpolate(x[None].float(), size=(self.representation.size,) * 2,
-                                                    mode="bicubic", align_corners=False)[0].round().clamp(0, 255).byte()
         return x, self._targets[index]
 
     def __repr__(self) -> str:
