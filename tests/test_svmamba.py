@@ -61,7 +61,7 @@ def test_no_membrane_state_leaks_between_samples_of_a_batch():
 def test_uint8_images_are_normalised_inside_the_model():
     m = create_model("svmamba_tiny", **TINY).eval()
     img = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
-    normed = (img.float() / 255 - m.mean.view(1, 3, 1, 1)) / m.std.view(1, 3, 1, 1)
+    normed = (img.float() / 255 - m.normalise.mean.view(1, 3, 1, 1)) / m.normalise.std.view(1, 3, 1, 1)
     torch.testing.assert_close(m(img), m(normed))
 
 

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn.functional import reset_net
+from ..nn.layers import PixelNormalize
 from .registry import register_model
 from .resnet import ResNet50Features, SpikingResNet18, load_torchvision_weights
 
@@ -117,13 +118,7 @@ class ReSpike(nn.Module):
         self.snn = SpikingResNet18(snn_base, snn_depths, neuron)
         self.fusions = nn.ModuleList(CrossFusion(c, ca, heads, pool_to) for c, ca in zip(self.snn.channels, self.ann.channels))
         self.head = nn.Linear(self.ann.channels[-1] + self.snn.channels[-1], num_classes)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD), persistent=False)
-
-    def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        if x.is_floating_point():
-            return x
-        return (x.float() / 255 - self.mean.view(3, 1, 1)) / self.std.view(3, 1, 1)
+        self.normalise = PixelNormalize(IMAGENET_MEAN, IMAGENET_STD)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 5 or x.shape[2] != 3:

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn.functional import reset_net
-from ..nn.layers import DropPath, init_transformer_weights
+from ..nn.layers import DropPath, PixelNormalize, init_transformer_weights
 from ..nn.neurons import build_neuron
 from ..nn.ssm.ss2d import SS2D
 from .registry import register_model
@@ -117,12 +117,9 @@ class SVMamba(nn.Module):
         if num_frames < 1:
             raise ValueError(f"num_frames (T) must be >= 1, got {num_frames}")
         self.num_frames, self.in_chans, self.num_classes = num_frames, in_chans, num_classes
-        # uint8 images are scaled to [0, 1] and normalised here, so data can stay uint8 in memory
-        # (4x less than float) and predict / test need no separate preprocessing step
-        if len(mean) != in_chans or len(std) != in_chans:
+        if len(mean) != in_chans or len(std) != in_chans:  # the CIFAR statistics fit RGB only
             mean, std = (0.5,) * in_chans, (0.5,) * in_chans
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32), persistent=False)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32), persistent=False)
+        self.normalise = PixelNormalize(mean, std)
         self.stem = nn.Sequential(_ConvNormAct(in_chans, dims[0] // 2, act=True), _ConvNormAct(dims[0] // 2, dims[0], act=True))
         rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
         self.stages, self.downsamples = nn.ModuleList(), nn.ModuleList()
@@ -136,13 +133,6 @@ class SVMamba(nn.Module):
         self.norm = nn.LayerNorm(dims[-1])
         self.head = nn.Linear(dims[-1], num_classes)
         self.apply(init_transformer_weights)
-
-    def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 pixels -> normalised floats (channel axis -3); float input is taken as already normalised."""
-        if x.is_floating_point():
-            return x
-        shape = (-1, 1, 1)
-        return (x.float() / 255 - self.mean.view(shape)) / self.std.view(shape)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.normalise(x)

@@ -81,3 +81,22 @@ def init_transformer_weights(m: nn.Module) -> None:
     elif isinstance(m, nn.LayerNorm):
         nn.init.ones_(m.weight)
         nn.init.zeros_(m.bias)
+
+
+class PixelNormalize(nn.Module):
+    """uint8 pixels -> ``(x / 255 - mean) / std`` per channel (channel axis -3); float input is
+    taken as already normalised and passed through. Image and video models keep their data
+    uint8 in memory (4x less than float) and normalise here, so training, ``test`` and
+    ``predict`` share one preprocessing. The statistics are not saved in state dicts."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        if len(mean) != len(std):
+            raise ValueError(f"mean and std need one value per channel, got {len(mean)} and {len(std)}")
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(-1, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.is_floating_point():
+            return x
+        return (x.float() / 255 - self.mean) / self.std
