@@ -11,23 +11,24 @@ import numpy as np
 EVENT_DTYPE = np.dtype([("t", "<i8"), ("x", "<u2"), ("y", "<u2"), ("p", "i1")])
 
 
-def _integer_column(name: str, col: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    """``col`` as int64 after checking that every value is a finite integer in [lo, hi]."""
+def check_integer_column(name: str, col: np.ndarray, lo: int, hi: int) -> None:
+    """Raise ValueError unless every value of ``col`` is a finite integer in [lo, hi] (shared by
+    :func:`make_events` and the array-file readers; validates without copying the column)."""
     if col.dtype.kind == "f":
         if not np.all(np.isfinite(col)):
             bad = int(np.flatnonzero(~np.isfinite(col))[0])
-            raise ValueError(f"event column {name} holds a non-finite value ({col[bad]}) at index {bad}")
+            raise ValueError(f"event column {name} holds a non-finite value ({col[bad]}) at index {bad}; "
+                             "NaN and inf are not event values")
         if np.any(col != np.round(col)):
             bad = int(np.flatnonzero(col != np.round(col))[0])
             raise ValueError(f"event column {name} holds a fractional value ({col[bad]}) at index {bad}; "
-                             "round or scale it to integers first (t is in microseconds)")
+                             "timestamps must be integer microseconds (multiply seconds by 1e6), "
+                             "coordinates whole pixels")
     elif col.dtype.kind not in "iub" and len(col):
         raise ValueError(f"event column {name} must be integer-like, got dtype {col.dtype}")
-    col = col.astype(np.int64)
     if len(col) and (col.min() < lo or col.max() > hi):
         bad = int(np.flatnonzero((col < lo) | (col > hi))[0])
         raise ValueError(f"event column {name} has {col[bad]} at index {bad}, outside [{lo}, {hi}]")
-    return col
 
 
 def make_events(t, x, y, p, sort: bool = True) -> np.ndarray:
@@ -40,10 +41,9 @@ def make_events(t, x, y, p, sort: bool = True) -> np.ndarray:
     n = len(t)
     if not (len(x) == len(y) == len(p) == n):
         raise ValueError(f"event columns differ in length: t={n}, x={len(x)}, y={len(y)}, p={len(p)}")
-    t = _integer_column("t", t, -2**63, 2**63 - 1)
-    x = _integer_column("x", x, 0, 2**16 - 1)
-    y = _integer_column("y", y, 0, 2**16 - 1)
-    p = _integer_column("p", p, -1, 1)
+    for name, col, lo, hi in (("t", t, -2**63, 2**63 - 1), ("x", x, 0, 2**16 - 1), ("y", y, 0, 2**16 - 1),
+                              ("p", p, -1, 1)):
+        check_integer_column(name, col, lo, hi)
     if np.any(p == -1):
         if np.any(p == 0):
             raise ValueError("polarity mixes -1, 0 and 1; use {0, 1} or {-1, 1}")

@@ -12,7 +12,7 @@ import contextlib
 
 import numpy as np
 
-from ..types import EVENT_DTYPE
+from ..types import EVENT_DTYPE, check_integer_column
 from ._common import check_bounds
 from .errors import EventFormatError
 from .recording import Recording
@@ -49,20 +49,13 @@ def columns_to_events(path, cols: dict) -> np.ndarray:
     if len(set(n.values())) > 1:
         raise EventFormatError(path, None, f"event columns differ in length: {n}")
     out = np.empty(n["t"], dtype=EVENT_DTYPE)
-    for k in "txyp":
+    wide = (-2**63, 2**63 - 1)
+    for k, (lo, hi) in {"t": wide, "x": (0, 2**16 - 1), "y": (0, 2**16 - 1), "p": wide}.items():
         c = np.asarray(cols[k])
-        if c.dtype.kind == "f":
-            if not np.all(np.isfinite(c)):
-                raise EventFormatError(path, None, f"column {k!r} holds NaN or inf values")
-            if np.any(c != np.round(c)):
-                unit = " (timestamps must be integer microseconds; multiply seconds by 1e6)" if k == "t" else ""
-                raise EventFormatError(path, None, f"column {k!r} holds non-integer values{unit}")
-        elif c.dtype.kind == "b":
-            c = c.astype(np.int8)
-        elif c.dtype.kind not in "iu":
-            raise EventFormatError(path, None, f"column {k!r} has dtype {c.dtype}; integers expected")
-        if k in "xy" and len(c) and (c.min() < 0 or c.max() > np.iinfo(np.uint16).max):
-            raise EventFormatError(path, None, f"column {k!r} has coordinates outside [0, 65535]")
+        try:
+            check_integer_column(k, c, lo, hi)
+        except ValueError as err:
+            raise EventFormatError(path, None, str(err)) from None
         if k == "p" and len(c):
             c = (c > 0).astype(np.int8)  # accepts 0/1, -1/+1 and booleans
         out[k] = c
