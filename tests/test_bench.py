@@ -40,3 +40,20 @@ def test_memory_is_measured_in_fresh_processes(tmp_path):
         if "skipped" not in row:
             mem = row["memory"]
             assert mem["peak_rss_mb"] >= mem["rss_before_mb"] > 10, (impl, mem)
+
+
+def test_busy_processes_run_beside_the_benchmark_and_are_gone_after(tmp_path):
+    import os
+
+    from spikmamba.benchmark import busy_processes
+
+    with busy_processes(2) as procs:
+        assert len(procs) == 2 and all(p.poll() is None for p in procs)
+        pids = [p.pid for p in procs]
+    for pid in pids:  # killed and reaped: no such process any more
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    out = tmp_path / "busy.json"
+    assert main(["bench", "lif", "--quick", "--repeats", "1", "--warmup", "0", "--busy", "1", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["busy_processes"] == 1
+    assert main(["bench", "lif", "--quick", "--busy", "-1"]) == 2

@@ -6,7 +6,7 @@ import torch
 from spikmamba.nn import LIFNode, ParametricLIFNode, record_firing_rates, reset_net
 from spikmamba.nn.surrogate import ATan, Rectangular, Sigmoid
 
-CASES = list(itertools.product([LIFNode, ParametricLIFNode], [0.0, None], [True, False], [True, False]))
+CASES = list(itertools.product([LIFNode, ParametricLIFNode], [0.0, -0.5, None], [True, False], [True, False]))
 
 
 def _run(cls, backend, x, v_reset, detach_reset, decay_input, surrogate=None):

@@ -9,7 +9,9 @@ reported as skipped and never replaced by anything else.
 """
 from __future__ import annotations
 
+import contextlib
 import gc
+import os
 import importlib.util
 import json
 import statistics
@@ -95,6 +97,28 @@ def peak_memory(folder, name: str, impls: dict, quick: bool) -> dict:
     return out
 
 
+@contextlib.contextmanager
+def busy_processes(n: int):
+    """``n`` processes that each keep one core busy (a Python spin loop) for the duration: the
+    benchmarks then measure what a user sees on a machine that is doing something else too."""
+    import subprocess
+
+    if n < 0:
+        raise ValueError(f"--busy must be >= 0, got {n}")
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        if procs:
+            time.sleep(0.5)  # let them reach the loop
+        for p in procs:
+            if p.poll() is not None:
+                raise RuntimeError(f"a busy process exited early (status {p.returncode})")
+        yield procs
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
 def default_dir() -> Path:
     """``benchmarks/`` of the source checkout this package was installed from, or of the CWD."""
     here = Path(__file__).resolve().parents[2] / "benchmarks"
@@ -117,7 +141,7 @@ def load_benchmarks(folder: "str | Path") -> dict:
 
 
 def run_benchmarks(names=None, folder=None, quick: bool = False, repeats: int = 5, warmup: int = 1,
-                   echo=print, memory: bool = False) -> dict:
+                   echo=print, memory: bool = False, busy: int = 0) -> dict:
     import torch
 
     folder = folder or default_dir()
@@ -126,10 +150,16 @@ def run_benchmarks(names=None, folder=None, quick: bool = False, repeats: int = 
     if unknown:
         raise ValueError(f"unknown benchmark(s) {', '.join(unknown)}; available: {', '.join(table)}")
     report = {"machine": {"python": sys.version.split()[0], "torch": torch.__version__,
-                          "threads": torch.get_num_threads()}, "quick": quick, "benchmarks": {}}
+                          "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+                          "GOMP_SPINCOUNT": os.environ.get("GOMP_SPINCOUNT"),
+                          "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY")},
+              "busy_processes": busy, "quick": quick, "benchmarks": {}}
+    if busy:
+        echo(f"with {busy} busy process(es) beside the benchmarks")
     for name in names or list(table):
         case = table[name](quick)
-        result = run_case(case["impls"], repeats, warmup)
+        with busy_processes(busy):
+            result = run_case(case["impls"], repeats, warmup)
         result["what"] = case["what"]
         if memory:
             for impl, mem in peak_memory(folder, name, case["impls"], quick).items():

@@ -174,8 +174,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     try:
         report = run_benchmarks(args.names or None, args.dir, quick=args.quick, repeats=args.repeats, warmup=args.warmup,
-                                memory=args.memory)
-    except (ValueError, FileNotFoundError) as err:
+                                memory=args.memory, busy=args.busy)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
         return _fail("bench", err)
     if args.json:
         save_json(report, args.json)
@@ -296,6 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory", action="store_true",
                    help="also measure the peak resident memory of one call of each implementation, each in a fresh process")
     p.add_argument("--dir", metavar="DIR", default=None, help="benchmarks folder (default: the source checkout's benchmarks/)")
+    p.add_argument("--busy", type=int, default=0, metavar="N",
+                   help="run N busy processes (one spinning core each) beside the timed rounds, to measure a shared "
+                   "machine; compare with the same command without --busy")
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser(
@@ -320,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: "list[str] | None" = None) -> int:
+    from .threads import apply_wait_policy
+
+    apply_wait_policy()  # before anything imports torch: OpenMP reads it once, at load time
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -28,6 +28,9 @@ import torch
 
 from .surrogate import SurrogateFunction
 
+#: elements of one block of steps in the backward pass (a few temporaries of this size stay in cache)
+LIF_BLOCK_ELEMENTS = 1 << 16
+
 
 def _reset(h: torch.Tensor, s: torch.Tensor, v_threshold: float, v_reset: float | None) -> torch.Tensor:
     if v_reset is None:
@@ -52,18 +55,25 @@ class MultiStepLIFFunction(torch.autograd.Function):
         a = 1.0 - kf
         b = kf if decay_input else 1.0
         c = kf * v_reset if v_reset is not None else 0.0
-        h_seq = torch.empty_like(x_seq)
+        # the input part of every step's charge at once, then 3 operations per step: the time
+        # loop is the only part that cannot be vectorised, so it does as little as possible
+        h_seq = torch.mul(x_seq, b) if b != 1.0 else x_seq.clone()
+        if c != 0.0:
+            h_seq.add_(c)
         s_seq = torch.empty_like(x_seq)
-        v = v0.expand_as(x_seq[0])
+        v = torch.empty_like(x_seq[0])
+        v_prev = v0
+        v_reset_t = None if not v_reset else torch.tensor(v_reset, dtype=x_seq.dtype, device=x_seq.device)
         for t in range(x_seq.shape[0]):
-            h = h_seq[t]
-            torch.mul(v, a, out=h)
-            h.add_(x_seq[t], alpha=b)
-            if c != 0.0:
-                h.add_(c)
-            s = s_seq[t]
-            s.copy_(h >= v_threshold)
-            v = _reset(h, s, v_threshold, v_reset)
+            h = h_seq[t].add_(v_prev, alpha=a)                   # charge
+            s = torch.ge(h, v_threshold, out=s_seq[t])           # fire
+            if v_reset is None:                                  # soft reset: h - s * v_th
+                torch.sub(h, s, alpha=v_threshold, out=v)
+            elif v_reset_t is None:                              # hard reset to 0: h - s * h, exact
+                torch.addcmul(h, s, h, value=-1.0, out=v)
+            else:                                                # hard reset to v_reset
+                torch.where(s.bool(), v_reset_t, h, out=v)
+            v_prev = v
         ctx.save_for_backward(h_seq, s_seq, v0, x_seq if isinstance(k, torch.Tensor) and k.requires_grad else None)
         ctx.params = (kf, v_threshold, v_reset, decay_input, detach_reset, surrogate)
         ctx.k_is_tensor = isinstance(k, torch.Tensor)
@@ -76,32 +86,45 @@ class MultiStepLIFFunction(torch.autograd.Function):
         a = 1.0 - kf
         b = kf if decay_input else 1.0
         vr = 0.0 if v_reset is None else v_reset
-        need_k = x_seq is not None
         T = h_seq.shape[0]
-        grad_x = torch.empty_like(h_seq)
-        g_v = grad_v_last if grad_v_last is not None else torch.zeros_like(h_seq[0])
-        grad_k = torch.zeros((), dtype=h_seq.dtype, device=h_seq.device) if need_k else None
-        for t in range(T - 1, -1, -1):
-            h, s = h_seq[t], s_seq[t]
+        # g_h[t] = grad_s[t] * sg[t] + g_v[t] * dv_dh[t], with g_v[t] = a * g_h[t+1] (grad_v_last at
+        # the end). Everything but the recursion is computed for a block of steps at once; blocks
+        # are sized to stay in cache, so small layers take few, larger operations and large
+        # layers stream each step once, as a per-step loop would.
+        g_h = torch.empty_like(h_seq)
+        K = max(1, min(T, LIF_BLOCK_ELEMENTS // max(h_seq[0].numel(), 1)))
+        carry = grad_v_last  # g_v entering the block's last step
+        for start in reversed(range(0, T, K)):
+            stop = min(start + K, T)
+            h, s, g = h_seq[start:stop], s_seq[start:stop], g_h[start:stop]
             sg = surrogate.derivative(h - v_th)
+            if grad_s_seq is not None:
+                torch.mul(grad_s_seq[start:stop], sg, out=g)
+            else:
+                g.zero_()
             if v_reset is None:
-                dv_dh = 1.0 if detach_reset else 1.0 - v_th * sg
+                dv_dh = None if detach_reset else sg.mul_(-v_th).add_(1.0)
             else:
                 dv_dh = 1.0 - s
                 if not detach_reset:
-                    dv_dh = dv_dh + (v_reset - h) * sg
-            g_h = g_v * dv_dh
-            if grad_s_seq is not None:
-                g_h = g_h + grad_s_seq[t] * sg
-            torch.mul(g_h, b, out=grad_x[t])
-            if need_k:
-                v_prev = v0 if t == 0 else _reset(h_seq[t - 1], s_seq[t - 1], v_th, v_reset)
-                dh_dk = (x_seq[t] - (v_prev - vr)) if decay_input else -(v_prev - vr)
-                grad_k = grad_k + (g_h * dh_dk).sum()
-            g_v = g_h * a
-        grad_v0 = _sum_to_shape(g_v, v0.shape) if ctx.needs_input_grad[1] else None
-        if ctx.k_is_tensor and grad_k is not None:
-            grad_k = grad_k.reshape(()).to(h_seq.dtype)
+                    dv_dh.addcmul_(vr - h, sg)
+            if carry is not None:
+                g[-1].add_(carry * dv_dh[-1] if dv_dh is not None else carry)
+            for t in range(stop - start - 2, -1, -1):  # the recursion: one operation per step
+                if dv_dh is None:
+                    g[t].add_(g[t + 1], alpha=a)
+                else:
+                    g[t].addcmul_(g[t + 1], dv_dh[t], value=a)
+            carry = g[0] * a
+        grad_v0 = _sum_to_shape(carry, v0.shape) if ctx.needs_input_grad[1] else None
+        grad_k = None
+        if x_seq is not None:  # parametric LIF: dh/dk, with v_prev the membrane after the previous step
+            v_prev = torch.cat([v0.expand_as(h_seq[0]).unsqueeze(0), _reset(h_seq[:-1], s_seq[:-1], v_th, v_reset)])
+            dh_dk = (x_seq - (v_prev - vr)) if decay_input else -(v_prev - vr)
+            grad_k = (g_h * dh_dk).sum()
+            if ctx.k_is_tensor:
+                grad_k = grad_k.reshape(()).to(h_seq.dtype)
+        grad_x = g_h.mul_(b) if b != 1.0 else g_h
         return grad_x, grad_v0, grad_k, None, None, None, None, None
 
 
