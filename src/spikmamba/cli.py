@@ -66,6 +66,7 @@ def _fail(command: str, err: BaseException) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from .engine.checkpoint import CheckpointError
     from .engine.config import TrainConfig, apply_overrides, load_config
+    from .engine.run_dir import RunDirBusy
     from .engine.train import Interrupted, NonFiniteLoss, resume_config, train
 
     try:
@@ -78,7 +79,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             cfg = load_config(args.config) if args.config else TrainConfig()
             cfg = apply_overrides(cfg, args.overrides)
         summary = train(cfg, resume=args.resume)
-    except (ValueError, OSError, CheckpointError, NonFiniteLoss) as err:
+    except (ValueError, OSError, CheckpointError, NonFiniteLoss, RunDirBusy) as err:
         return _fail("train", err)
     except Interrupted as err:
         print(f"spikmamba train: {err}", file=sys.stderr)

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from ..engine.checkpoint import load_checkpoint, load_model_state, model_from_checkpoint, stored_config
-from ..engine.config import TrainConfig, apply_overrides
+from ..engine.config import TrainConfig, apply_overrides, validate_config
 from ..engine.data import geometry_of, load_split
 from ..engine.model import build_model
 from .energy import EnergyConstants, energy_report
@@ -43,11 +43,12 @@ def run_energy(checkpoint: "str | None" = None, model_name: "str | None" = None,
     if checkpoint:
         ckpt = load_checkpoint(checkpoint)
         model, _ = model_from_checkpoint(checkpoint, ckpt)
-        cfg = apply_overrides(stored_config(ckpt, checkpoint), overrides or [])
+        cfg = validate_config(apply_overrides(stored_config(ckpt, checkpoint), overrides or []))
         x = _inputs(cfg, samples)[0]
         num_classes, geometry = len(ckpt["classes"]), dict(ckpt["geometry"])
     else:
-        cfg = apply_overrides(dataclasses.replace(TrainConfig(), model=model_name, progress=False), overrides or [])
+        cfg = validate_config(apply_overrides(dataclasses.replace(TrainConfig(), model=model_name, progress=False),
+                                              overrides or []))
         x, classes, rep = _inputs(cfg, samples)
         geometry = geometry_of(x, rep)
         num_classes = len(classes)

@@ -78,6 +78,8 @@ class TrainConfig:
     seed: int = _opt(0, "seed of data generation, initialisation, shuffling and augmentation")
     # outputs
     out_dir: str = _opt("runs/synth", "folder for checkpoints (best.pt, last.pt), config.yaml, log.csv, TensorBoard events")
+    overwrite: bool = _opt(False, "write into out_dir even when it holds another run's files (they are removed first); "
+                           "by default a new run goes to the first free out_dir-2, out_dir-3, ...")
     checkpoint_every: int = _opt(0, "also write last.pt every this many steps (0 = at the end of each epoch only)")
     tensorboard: bool = _opt(True, "write TensorBoard scalars per epoch when the tensorboard package is installed")
     progress: bool = _opt(True, "show progress bars and per-epoch lines")
@@ -117,7 +119,11 @@ def _set(cfg: TrainConfig, pairs, source: str) -> TrainConfig:
     for key, value in pairs:
         name = key.replace(".", "_")
         if name not in fields:
-            raise ValueError(f"unknown config key {key!r} ({source}); valid keys: {', '.join(sorted(fields))}")
+            import difflib
+
+            close = difflib.get_close_matches(name, list(fields), n=3, cutoff=0.6)
+            hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+            raise ValueError(f"unknown config key {key!r} ({source}); {hint}valid keys: {', '.join(sorted(fields))}")
         value = _coerce(key, value, getattr(cfg, name), source)
         choices = fields[name].metadata.get("choices")
         if choices and value not in choices:
@@ -172,6 +178,73 @@ def save_config(cfg: TrainConfig, path: "str | os.PathLike") -> None:
     text = "# resolved config of this run; reload with: spikmamba train --config <this file>\n"
     text += yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False)
     atomic_write_bytes(path, text.encode())
+
+
+def _at_least(lo):
+    return (lambda v: v >= lo), f">= {lo}"
+
+
+def _between(lo, hi, hi_open=True):
+    return ((lambda v: lo <= v < hi) if hi_open else (lambda v: lo <= v <= hi)), \
+        f"in [{lo}, {hi}{')' if hi_open else ']'}"
+
+
+#: the allowed range of every numeric key (checked by :func:`validate_config`)
+RANGES = {
+    "patch_size": _at_least(0), "frames": _at_least(1), "resolution": _at_least(0), "frame_stride": _at_least(1),
+    "clips_per_video": _at_least(1), "fold": _between(1, 3, hi_open=False), "sensor_size": _at_least(1),
+    "num_train": _at_least(1), "num_test": _at_least(1), "augment_shift": _at_least(0),
+    "val_fraction": _between(0.0, 1.0), "adaptive_fine_steps": _at_least(1), "adaptive_channels": _at_least(1),
+    "batch_size": _at_least(1), "epochs": _at_least(1), "lr": ((lambda v: v > 0), "> 0"),
+    "momentum": _between(0.0, 1.0), "weight_decay": _at_least(0.0), "min_lr": _at_least(0.0),
+    "step_epochs": _at_least(1), "step_gamma": ((lambda v: 0 < v <= 1), "in (0, 1]"),
+    "warmup_epochs": _at_least(0.0), "label_smoothing": _between(0.0, 1.0), "ema_decay": _between(0.0, 1.0),
+    "clip_grad": _at_least(0.0), "skip_nonfinite": _at_least(0), "seed": _between(0, 2**32), "checkpoint_every": _at_least(0),
+}
+#: keys that only mean something for recorded data; set with data_name=synth they would be ignored
+RECORDED_ONLY = ("data_root", "test_root")
+#: keys that only mean something for the built-in SynthActions
+SYNTH_ONLY = ("sensor_size", "num_train", "num_test")
+
+
+def validate_config(cfg: TrainConfig, source: str = "config") -> TrainConfig:
+    """Check value ranges and relations between keys of a complete config; a ValueError names the
+    key, its value and what is allowed. Called where a run starts (train, test, energy), once every
+    source (YAML, command line, checkpoint) has been applied."""
+    import math
+    import re
+
+    for key, (ok, allowed) in RANGES.items():
+        value = getattr(cfg, key)
+        if isinstance(value, float) and not math.isfinite(value) or not ok(value):
+            raise ValueError(f"config key {key!r} is {value!r}; it must be {allowed} ({source})")
+    if cfg.min_lr > cfg.lr:
+        raise ValueError(f"config key 'min_lr' is {cfg.min_lr!r}, above lr={cfg.lr!r}; the cosine schedule decays "
+                         f"from lr down to min_lr, so min_lr must be <= lr ({source})")
+    if cfg.warmup_epochs > cfg.epochs:
+        raise ValueError(f"config key 'warmup_epochs' is {cfg.warmup_epochs!r}, longer than epochs={cfg.epochs}; the "
+                         f"learning rate would never reach lr ({source})")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", cfg.device):
+        raise ValueError(f"config key 'device' is {cfg.device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N' ({source})")
+    defaults = TrainConfig()
+    if cfg.data_name == "synth":
+        for key in RECORDED_ONLY:
+            if getattr(cfg, key):
+                raise ValueError(
+                    f"config key {key!r} is set ({getattr(cfg, key)!r}) but data_name is 'synth', the built-in "
+                    f"simulated data, which reads no folder; to train on recorded data set data_name=<dataset> "
+                    f"too (`spikmamba datasets` lists them), or drop {key} ({source})")
+    else:
+        from ..data import DATASETS
+
+        if cfg.data_name not in DATASETS:
+            raise ValueError(f"config key 'data_name' is {cfg.data_name!r}; choose 'synth' or one of "
+                             f"{', '.join(DATASETS)} ({source})")
+        for key in SYNTH_ONLY:
+            if getattr(cfg, key) != getattr(defaults, key):
+                raise ValueError(f"config key {key!r} is set ({getattr(cfg, key)!r}) but only the built-in synth data "
+                                 f"use it; data_name={cfg.data_name!r} reads its samples from data_root ({source})")
+    return cfg
 
 
 def config_help() -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, stored_config
-from .config import TrainConfig, apply_overrides, load_config
+from .config import TrainConfig, apply_overrides, load_config, validate_config
 from .data import geometry_of, load_input_file, load_split, representation_from_dict
 from .train import evaluate, resolve_device
 
@@ -24,7 +24,7 @@ def test_config(checkpoint: str, ckpt: dict, config_file: "str | None", override
     cfg = stored_config(ckpt, checkpoint)
     if config_file:
         cfg = load_config(config_file, base=cfg)
-    return apply_overrides(cfg, overrides)
+    return validate_config(apply_overrides(cfg, overrides), f"the config of {checkpoint} with the given overrides")
 
 
 def run_test(checkpoint: str, config_file: "str | None" = None, overrides: "list[str] | None" = None,

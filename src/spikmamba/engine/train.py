@@ -34,12 +34,13 @@ from . import distributed as D
 from .augment import augment_batch
 from .checkpoint import (CheckpointError, load_checkpoint, load_model_state, save_checkpoint, state_digest,
                          stored_config)
-from .config import TrainConfig, save_config
+from .config import TrainConfig, save_config, validate_config
 from .data import load_data, representation_to_dict
 from .ema import EMA
 from .logs import RunLogger
 from .metrics import ClassificationMetrics, per_group_metrics
 from .model import build_model
+from .run_dir import RunDirBusy, claim_run_dir, holds_run
 
 
 def lr_factor(cfg: TrainConfig, steps_per_epoch: int):
@@ -197,6 +198,7 @@ def train(cfg: TrainConfig, resume: "str | None" = None) -> dict:
 
     With ``resume``, continue from that ``last.pt`` (its weights, optimizer, schedule, RNG and
     position); ``cfg`` should be the checkpoint's config, possibly with changed ``epochs``."""
+    validate_config(cfg)
     ckpt = load_checkpoint(resume) if resume else None
     if ckpt is not None and "progress" not in ckpt:
         raise CheckpointError(f"{resume} has no training state (optimizer, RNG, position); resume from a last.pt")
@@ -206,14 +208,54 @@ def train(cfg: TrainConfig, resume: "str | None" = None) -> dict:
         device = resolve_device(cfg.device, env)
         torch.cuda.set_device(device)
     try:
-        summary = _train(cfg, ckpt, resume, device, env)
-        # rank 0 is still writing summary.json when the others finish: tearing the gloo group
-        # down under it aborted a process now and then ("terminate called without an active
-        # exception", SIGABRT); wait for every rank first
-        D.barrier(env)
+        lock, failure = None, None
+        try:
+            lock = _claim_run_folder(cfg, resume, ckpt, env)
+        except RunDirBusy as err:
+            failure = err
+        try:
+            cfg = dataclasses.replace(cfg, out_dir=str(_shared_folder(lock, failure, env)))
+            summary = _train(cfg, ckpt, resume, device, env)
+            # rank 0 is still writing summary.json when the others finish: tearing the gloo group
+            # down under it aborted a process now and then ("terminate called without an active
+            # exception", SIGABRT); wait for every rank first
+            D.barrier(env)
+        finally:
+            if lock is not None:
+                lock.release()
         return summary
     finally:
         D.shutdown(env)
+
+
+def _claim_run_folder(cfg: TrainConfig, resume: "str | None", ckpt: "dict | None", env: D.DistEnv):
+    """Rank 0 locks the folder this run writes (see :mod:`.run_dir`): a resumed run its own folder,
+    a new run one that holds no other run's files (or ``out_dir`` itself with ``overwrite``)."""
+    if not env.is_main:
+        return None
+    out = Path(cfg.out_dir)
+    if resume is not None and cfg.out_dir == str(ckpt["config"].get("out_dir", cfg.out_dir)):
+        lock = claim_run_dir(Path(resume).parent, "resume")  # its own folder, wherever the command starts
+    else:
+        lock = claim_run_dir(out, "overwrite" if cfg.overwrite else "new")
+    if lock.note:
+        print(f"note: {lock.note}", file=sys.stderr)
+    if lock.removed:
+        print(f"overwrite=true: removed {', '.join(lock.removed)} of the previous run in {out}", file=sys.stderr)
+    elif resume is None and lock.folder != out:
+        print(f"{out} holds another run ({', '.join(holds_run(out))}); this run writes to {lock.folder} "
+              f"(set out_dir=<folder>, or overwrite=true to replace that run)", file=sys.stderr)
+    return lock
+
+
+def _shared_folder(lock, failure: "Exception | None", env: D.DistEnv) -> Path:
+    """Rank 0's folder, known to every process; rank 0's failure to claim one stops them all."""
+    choice = [str(lock.folder) if lock is not None else None, str(failure) if failure else None]
+    if env.enabled:
+        torch.distributed.broadcast_object_list(choice, src=0)
+    if choice[1] is not None:
+        raise RunDirBusy(choice[1])
+    return Path(choice[0])
 
 
 def _train(cfg, ckpt, resume, device, env) -> dict:
@@ -411,7 +453,7 @@ def _train(cfg, ckpt, resume, device, env) -> dict:
     if env.enabled:  # every process's weights, so drift between processes would show
         digests = [None] * env.world_size
         torch.distributed.all_gather_object(digests, state_digest(model.state_dict()))
-    summary = {"history": progress["history"], "classes": list(classes), "config": dataclasses.asdict(cfg),
+    summary = {"out_dir": str(out), "history": progress["history"], "classes": list(classes), "config": dataclasses.asdict(cfg),
                "geometry": geometry, "world_size": env.world_size, "weights_sha256_per_rank": digests}
     if data["val"] is not None:
         summary.update(final_val_acc=progress["history"][-1]["val_acc"] if progress["history"] else None,

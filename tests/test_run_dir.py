@@ -1,0 +1,96 @@
+"""A run never writes into another run's folder, and two live processes never share one (issue 25)."""
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from spikmamba.cli import main
+from spikmamba.engine import TrainConfig, load_checkpoint, train
+from spikmamba.engine.run_dir import LOCK_NAME, RunDirBusy, RunLock, fresh_run_dir
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "nmnist-small" / "train"
+TINY = dict(sensor_size=16, frames=4, patch_size=4, num_train=32, num_test=16, batch_size=16, epochs=1,
+            progress=False, tensorboard=False)
+
+
+def tiny(out, **kw) -> TrainConfig:
+    return dataclasses.replace(TrainConfig(), **{**TINY, "out_dir": str(out), **kw})
+
+
+def snapshot(folder: Path) -> dict:
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+def test_a_recorded_data_key_with_synth_data_is_an_error_and_writes_nothing(tmp_path, capsys):
+    # the newcomer's command: data.root without data.name silently trained on synth before
+    root = SHARED if SHARED.is_dir() else tmp_path
+    out = tmp_path / "runs"
+    assert main(["train", f"data.root={root}", "epochs=1", f"out_dir={out}"]) == 2
+    err = capsys.readouterr().err
+    assert "'data_root'" in err and "data_name" in err and "spikmamba datasets" in err
+    assert not out.exists()
+
+
+def test_a_second_run_goes_to_a_fresh_folder_and_leaves_the_first_intact(tmp_path, capsys):
+    first = tmp_path / "synth"
+    train(tiny(first))
+    before = snapshot(first)
+    summary = train(tiny(first, seed=1))
+    assert summary["out_dir"] == str(tmp_path / "synth-2")
+    assert snapshot(first) == before  # config.yaml, log.csv, last.pt, summary.json byte-identical
+    assert (tmp_path / "synth-2" / "last.pt").is_file()
+    assert load_checkpoint(tmp_path / "synth-2" / "last.pt")["config"]["out_dir"] == str(tmp_path / "synth-2")
+    assert "holds another run" in capsys.readouterr().err
+    assert fresh_run_dir(first) == tmp_path / "synth-3"
+    # overwrite=true replaces the first run's files instead
+    summary = train(tiny(first, seed=2, overwrite=True))
+    assert summary["out_dir"] == str(first) and snapshot(first)["last.pt"] != before["last.pt"]
+
+
+def test_a_live_process_holding_the_folder_refuses_a_second_one(tmp_path, capsys):
+    out = tmp_path / "run"
+    train(tiny(out))
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / LOCK_NAME).write_text(f"{holder.pid}\n{os.uname().nodename}\n2026-11-30 00:00:00\n")
+        with pytest.raises(RunDirBusy, match=f"process {holder.pid}"):
+            train(tiny(out, overwrite=True))
+        assert main(["train", "--resume", str(out / "last.pt"), "epochs=2"]) == 2
+        assert f"being written by process {holder.pid}" in capsys.readouterr().err
+        assert load_checkpoint(out / "last.pt")["progress"]["epoch"] == 1  # untouched
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is gone: its lock is stale and the resume takes over
+    assert main(["train", "--resume", str(out / "last.pt"), "epochs=2"]) == 0
+    assert "took over" in capsys.readouterr().err
+    assert load_checkpoint(out / "last.pt")["progress"]["epoch"] == 2
+    assert not (out / LOCK_NAME).exists()  # released at the end
+
+
+def test_lock_is_exclusive_within_one_machine(tmp_path):
+    with RunLock(tmp_path):
+        child = subprocess.run([sys.executable, "-c", "from spikmamba.engine.run_dir import RunLock; import sys; "
+                                f"RunLock(sys.argv[1]).acquire()", str(tmp_path)], capture_output=True, text=True)
+        assert child.returncode != 0 and "RunDirBusy" in child.stderr
+    assert not (tmp_path / LOCK_NAME).exists()
+
+
+def test_under_torchrun_a_busy_folder_stops_every_process(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        (out / LOCK_NAME).write_text(f"{holder.pid}\n{os.uname().nodename}\n2026-11-30 00:00:00\n")
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "spikmamba",
+               "train", f"out_dir={out}", "overwrite=true", "sensor_size=16", "num_train=16", "num_test=16",
+               "progress=false", "tensorboard=false"]
+        run = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=120)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run.returncode != 0
+    assert run.stderr.count(f"being written by process {holder.pid}") == 2  # both ranks say why, neither hangs
