@@ -113,7 +113,8 @@ def test_predict_rejects_events_beyond_the_trained_sensor(trained, tmp_path, cap
     cfg, _ = trained
     write_events(tmp_path / "big.npy", make_events(x=[40], y=[3], t=[10], p=[1]))
     assert main(["predict", "--checkpoint", f"{cfg.out_dir}/last.pt", str(tmp_path / "big.npy")]) == 1
-    assert "beyond the 16x16 sensor" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "beyond the 16x16 sensor" in err and err.count("big.npy") == 1, err  # the file named once
 
 
 @pytest.mark.parametrize("how, every", [("SIGKILL", 1), ("SIGTERM", 1), ("SIGKILL", 0)])
@@ -243,6 +244,22 @@ def test_checkpoint_loading_never_runs_pickled_code(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError):
         load_checkpoint("evil.pt")
     assert not (tmp_path / "pwned_by_checkpoint").exists()
+
+
+def test_refusals_explain_and_never_suggest_the_unsafe_loader(tmp_path, capsys):
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "module.pt")  # a whole pickled module
+    (tmp_path / "notes.pt").write_text("hello")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    expected = {"module.pt": "pickled Python objects (such as torch.nn.modules.linear.Linear)",
+                "notes.pt": "torch.save writes a zip archive", "empty.pt": "the file is empty"}
+    for name, why in expected.items():
+        with pytest.raises(CheckpointError) as info:
+            load_checkpoint(tmp_path / name)
+        text = str(info.value)
+        assert why in text and "weights_only" not in text and "False" not in text and "\x1b" not in text, text
+        assert main(["predict", "--checkpoint", str(tmp_path / name), str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert why in err and "weights_only" not in err, err
 
 
 def test_classification_metrics_match_a_hand_count():

@@ -30,7 +30,8 @@ Run `spikmamba COMMAND --help` for the options of one command.
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from .models import count_parameters, create_model, list_models, model_description
+    from .models import list_models, model_description
+    from .models.registry import count_model_parameters
 
     names = list_models(args.filter)
     if not names:
@@ -39,7 +40,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
     width = max(len(n) for n in names)
     print(f"{'model':<{width}}  {'params':>10}  description")
     for name in names:
-        params = count_parameters(create_model(name))
+        params = count_model_parameters(name)
         print(f"{name:<{width}}  {params / 1e6:>9.2f}M  {model_description(name)}")
     return 0
 
@@ -332,7 +333,17 @@ def main(argv: "list[str] | None" = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    return int(args.func(args) or 0)
+    try:
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the try, not at interpreter exit
+        return code
+    except BrokenPipeError:  # `spikmamba predict ... --json | head`: the reader left; not an error of ours
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush does not fail again
+        except (OSError, ValueError):
+            pass
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

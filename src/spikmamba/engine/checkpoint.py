@@ -65,8 +65,32 @@ def load_checkpoint_file(path: "str | os.PathLike", what: str = "weights file"):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated zip, foreign pickle, disallowed globals
-        raise CheckpointError(f"{path} is not a readable {what} ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0] if str(err) else 'no detail'})") from None
+        raise CheckpointError(f"{path} is not a readable {what}: {_load_failure(path, err)}") from None
+
+
+def _load_failure(path: Path, err: Exception) -> str:
+    """Why ``torch.load`` refused a file, in our words. Never torch's own advice, which suggests
+    reloading with ``weights_only=False``: that would run whatever code the file's pickle holds."""
+    import re
+    import zipfile
+
+    text = str(err)
+    if "Weights only load failed" in text or isinstance(err, __import__("pickle").UnpicklingError):
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        what = f" (such as {found.group(1)})" if found else ""
+        return (f"it stores pickled Python objects{what}, which spikmamba does not load because unpickling them can "
+                f"run code; a spikmamba checkpoint or weights file holds only tensors, numbers, strings, lists and "
+                f"dicts (a whole saved nn.Module is not one: save its state_dict)")
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            head = f.read(8)
+        size = path.stat().st_size
+        if size == 0:
+            return "the file is empty"
+        return (f"not a PyTorch file: torch.save writes a zip archive, and this one ({size} bytes, starting "
+                f"{head!r}) is not one; truncated, or another kind of file?")
+    first = text.splitlines()[0] if text else "no detail"
+    return f"the zip archive is damaged or incomplete ({type(err).__name__}: {first})"
 
 
 def load_checkpoint(path: "str | os.PathLike") -> dict:

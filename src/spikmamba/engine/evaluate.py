@@ -9,6 +9,7 @@ the checkpoint) and returns class probabilities.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def run_test(checkpoint: str, config_file: "str | None" = None, overrides: "list
              out_dir: "str | None" = None, progress: bool = True) -> dict:
     """Evaluate ``checkpoint`` on its test set; returns the metrics dict (also written as JSON)."""
     ckpt = load_checkpoint(checkpoint)
-    cfg = test_config(checkpoint, ckpt, config_file, overrides or [])
+    cfg = dataclasses.replace(test_config(checkpoint, ckpt, config_file, overrides or []), progress=progress)
     model, _ = model_from_checkpoint(checkpoint, ckpt)
     split = load_split(cfg, "test")
     if split is None:
@@ -71,6 +72,14 @@ def run_test(checkpoint: str, config_file: "str | None" = None, overrides: "list
     return result
 
 
+def natural_key(path) -> tuple:
+    """Sort key that orders numbers by value: ``2.bs2`` before ``10.bs2``, ``clip9`` before ``clip10``."""
+    import re
+
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part.lower())
+                 for part in re.split(r"(\d+)", str(path)) if part)
+
+
 def collect_input_files(paths, extensions: "tuple[str, ...] | None" = None, what: str = "event") -> "list[Path]":
     """Files named directly, plus every file with a known extension (event files by default) under named folders."""
     from ..events.io import EVENT_FILE_EXTENSIONS
@@ -79,7 +88,8 @@ def collect_input_files(paths, extensions: "tuple[str, ...] | None" = None, what
     files = []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.name.lower().endswith(extensions))
+            found = sorted((f for f in p.rglob("*") if f.is_file() and f.name.lower().endswith(extensions)),
+                           key=natural_key)
             if not found:
                 raise FileNotFoundError(f"{p} holds no {what} files (extensions {', '.join(extensions)})")
             files += found
@@ -88,6 +98,15 @@ def collect_input_files(paths, extensions: "tuple[str, ...] | None" = None, what
         else:
             raise FileNotFoundError(f"{p} does not exist")
     return files
+
+
+def _without_path(message: str, path) -> str:
+    """The reason alone: the file is reported beside it, so a message that starts with the path
+    (as reader errors do) would name it twice."""
+    for prefix in (str(path), str(Path(path).resolve())):
+        if message.startswith(prefix):
+            return message[len(prefix):].lstrip(":").strip()
+    return message
 
 
 @torch.no_grad()
@@ -138,7 +157,7 @@ def predict_files(checkpoint: str, paths, topk: int = 5, batch_size: int = 16, d
         try:
             x = load_input_file(f, rep)
         except (ValueError, OSError, ImportError) as err:
-            errors.append({"file": str(f), "error": str(err)})
+            errors.append({"file": str(f), "error": _without_path(str(err), f)})
             continue
         if is_video:  # one prediction per video: the mean of its clips' logits
             batch.append(torch.cat([model(x[i:i + batch_size].to(dev)).float().cpu()

@@ -21,8 +21,9 @@ def list_models(pattern: str = "") -> "list[str]":
 
 
 def model_description(name: str) -> str:
+    """The first paragraph of the factory's docstring, on one line (never cut mid-sentence)."""
     doc = (_MODELS[name].__doc__ or "").strip()
-    return doc.splitlines()[0] if doc else ""
+    return " ".join(line.strip() for line in doc.split("\n\n")[0].splitlines())
 
 
 def create_model(name: str, **overrides) -> nn.Module:
@@ -38,3 +39,12 @@ def create_model(name: str, **overrides) -> nn.Module:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def count_model_parameters(name: str, **overrides) -> int:
+    """Parameters of a registered model, built on the ``meta`` device: shapes only, no memory, no
+    initialisation, so listing every model (a 43.7 M-parameter one included) takes moments."""
+    import torch
+
+    with torch.device("meta"):
+        return count_parameters(create_model(name, **overrides))

@@ -33,7 +33,7 @@ from torch import nn
 
 from ..nn.attention import SLABlock
 from ..nn.functional import reset_net
-from ..nn.layers import check_rank, init_transformer_weights, to_2tuple
+from ..nn.layers import check_rank, drop_path_rates, init_transformer_weights, to_2tuple
 from ..nn.ssm.mamba import MambaBlock, RMSNorm
 from ..nn.stem import SpikingPatchSplitting, TubeletEmbed
 from .registry import register_model
@@ -87,7 +87,7 @@ class SpikMamba(nn.Module):
         self.pos_embed._no_weight_decay = self.temporal_pos_embed._no_weight_decay = True  # as in ViT/Vim recipes
         self.pos_drop = nn.Dropout(drop_rate)
         n_blocks = sla_depth + mamba_depth
-        dpr = torch.linspace(0, drop_path_rate, max(n_blocks, 1)).tolist()
+        dpr = drop_path_rates(drop_path_rate, n_blocks)
         self.sla_blocks = nn.ModuleList([
             SLABlock(embed_dim, num_heads, window_size, mlp_ratio, True, drop_rate, dpr[i],
                      sla_bidirectional, spiking, neuron)

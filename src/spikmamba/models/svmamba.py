@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn.functional import reset_net
-from ..nn.layers import DropPath, PixelNormalize, init_transformer_weights
+from ..nn.layers import DropPath, PixelNormalize, drop_path_rates, init_transformer_weights
 from ..nn.neurons import build_neuron
 from ..nn.ssm.ss2d import SS2D
 from .registry import register_model
@@ -121,7 +121,7 @@ class SVMamba(nn.Module):
             mean, std = (0.5,) * in_chans, (0.5,) * in_chans
         self.normalise = PixelNormalize(mean, std)
         self.stem = nn.Sequential(_ConvNormAct(in_chans, dims[0] // 2, act=True), _ConvNormAct(dims[0] // 2, dims[0], act=True))
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        rates = drop_path_rates(drop_path_rate, sum(depths))
         self.stages, self.downsamples = nn.ModuleList(), nn.ModuleList()
         k = 0
         for i, (depth, dim) in enumerate(zip(depths, dims)):

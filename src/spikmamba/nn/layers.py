@@ -13,6 +13,12 @@ def to_2tuple(v: "int | tuple[int, int]") -> "tuple[int, int]":
     return int(v), int(v)
 
 
+def drop_path_rates(rate: float, n: int) -> "list[float]":
+    """Stochastic-depth rates rising linearly from 0 to ``rate`` over ``n`` blocks (as ViT/timm).
+    Plain Python, so a model can be built on the ``meta`` device (``spikmamba models`` does)."""
+    return [rate * i / (n - 1) if n > 1 else 0.0 for i in range(max(n, 1))]
+
+
 def check_rank(x: torch.Tensor, rank: int, name: str, layout: str) -> None:
     """Raise a ValueError naming ``name`` and the expected ``layout`` when ``x`` has the wrong rank."""
     if x.dim() != rank:
