@@ -106,6 +106,21 @@ def test_predict_classifies_files_like_the_test_pipeline(trained, tmp_path, caps
         assert len(p["top"]) == 3 and p["top"][0]["class"] == p["prediction"]
 
 
+def test_synth_clips_written_as_files_are_classified_like_the_test_split(trained, tmp_path, capsys):
+    cfg, _ = trained
+    assert main(["synth", "--out", str(tmp_path / "clips"), "--count", "6", "--sensor-size", "16"]) == 0
+    rows = (tmp_path / "clips" / "labels.csv").read_text().splitlines()
+    assert rows[0] == "file,class_id,class_name" and rows[5].startswith("0004_rotate_cw.npz,4,")
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", f"{cfg.out_dir}/last.pt", str(tmp_path / "clips"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    model, _ = model_from_checkpoint(f"{cfg.out_dir}/last.pt")
+    x, _, classes, _ = load_split(cfg, "test")
+    with torch.no_grad():
+        expected = [classes[int(i)] for i in model(x[:6]).argmax(1)]
+    assert [p["prediction"] for p in result["predictions"]] == expected  # clip i is test sample i
+
+
 def test_predict_rejects_events_beyond_the_trained_sensor(trained, tmp_path, capsys):
     from spikmamba.events import make_events
     from spikmamba.events.io import write_events

@@ -14,7 +14,7 @@ Typical use:
   spikmamba train epochs=3 lr=1e-3     the same with config overrides (key=value)
   spikmamba train --resume runs/synth/last.pt    continue an interrupted run exactly
   spikmamba test --checkpoint runs/synth/last.pt  top-1/top-5, per-class, confusion matrix
-  spikmamba predict --checkpoint runs/synth/last.pt clip.aedat4 folder/   classify event files
+  spikmamba predict --checkpoint runs/synth/last.pt clips/   classify event files (spikmamba synth --out clips makes some)
   spikmamba train --config configs/synth_adaptive.yaml   EAS-SNN's learned sampler in front of the model
   spikmamba train --config configs/cifar10_svmamba_tiny.yaml data.root=DIR test_root=DIR   SVMamba on images
   spikmamba train --config configs/ucf101_respike.yaml data.root=DIR test_root=DIR   ReSpike on RGB video
@@ -24,6 +24,7 @@ Typical use:
   spikmamba models                     list every registered model with its parameter count
   spikmamba models --filter bisla      only names containing 'bisla'
   spikmamba datasets                   list datasets with the folder layout each expects
+  spikmamba synth --out clips          write simulated clips as event files (to try predict on)
 
 Run `spikmamba COMMAND --help` for the options of one command.
 """
@@ -56,6 +57,19 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
         cls = DATASETS[name]
         print(f"{name}  (spikmamba.data.{cls.__name__})")
         print("  " + cls.layout.strip().replace("\n", "\n  ") + "\n")
+    return 0
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from .data.synthetic import export_clips
+
+    try:
+        paths = export_clips(args.out, args.count, args.split, (args.sensor_size, args.sensor_size), args.seed,
+                             args.format)
+    except (ValueError, OSError) as err:
+        return _fail("synth", err)
+    print(f"wrote {len(paths)} SynthActions {args.split} clips ({args.sensor_size}x{args.sensor_size} sensor, seed "
+          f"{args.seed}) and labels.csv to {args.out}; e.g. spikmamba predict --checkpoint runs/synth/last.pt {args.out}")
     return 0
 
 
@@ -302,6 +316,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run N busy processes (one spinning core each) beside the timed rounds, to measure a shared "
                    "machine; compare with the same command without --busy")
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser(
+        "synth", help="write SynthActions clips (the built-in simulated data) as event files",
+        description="Write clips of the built-in simulated action dataset as event files NNNN_<class>.<ext> plus "
+        "labels.csv (file,class_id,class_name), to read, show or classify like recordings. With the defaults they "
+        "are the first test clips of the default `spikmamba train` run (same seed and 32x32 sensor), so "
+        "`spikmamba predict --checkpoint runs/synth/last.pt DIR` classifies them.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write (created if missing)")
+    p.add_argument("--count", type=int, default=20, help="clips to write (classes cycle 0-9)")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"), help="which seed stream")
+    p.add_argument("--sensor-size", type=int, default=32, help="sensor width = height, pixels (train's sensor_size)")
+    p.add_argument("--seed", type=int, default=0, help="base seed (train's seed)")
+    p.add_argument("--format", default=".npz", help="file extension: .npz/.h5 store the sensor size; .aedat (AEDAT "
+                   "3.1), .bs2 (N-MNIST), .dat, .raw and .npy do not, so readers then need it passed")
+    p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser(
         "models", help="list registered models with parameter counts",

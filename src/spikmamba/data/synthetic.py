@@ -156,3 +156,34 @@ class SynthActions:
     def __getitem__(self, index: int):
         ev = self.events(index)
         return (self.transform(ev) if self.transform else ev), self.label(index)
+
+
+def export_clips(out_dir, count: int = 20, split: str = "test", sensor_size=(32, 32), seed: int = 0,
+                 extension: str = ".npz") -> "list":
+    """Write ``count`` SynthActions clips of ``split`` as event files ``NNNN_<class>.<ext>`` plus
+    ``labels.csv`` (``file,class_id,class_name``), so the built-in data can be read, shown and
+    classified like recordings (``spikmamba synth --out DIR``). The clips are those a run with the
+    same ``seed`` and ``sensor_size`` uses: test clip ``i`` is sample ``i`` of its test split.
+    ``.npz`` (and ``.h5``) files store the sensor size; other formats need it passed when read."""
+    import csv
+    from pathlib import Path
+
+    from ..events.io import write_events
+
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ds = SynthActions(split, num_samples=count, sensor_size=tuple(sensor_size), seed=seed, cache=False)
+    ext = extension if extension.startswith(".") else f".{extension}"
+    rows, paths = [], []
+    for i in range(count):
+        name = f"{i:04d}_{CLASSES[ds.label(i)]}{ext}"
+        write_events(out / name, ds.events(i), sensor_size=tuple(sensor_size))
+        rows.append((name, ds.label(i), CLASSES[ds.label(i)]))
+        paths.append(out / name)
+    with open(out / "labels.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "class_id", "class_name"])
+        w.writerows(rows)
+    return paths

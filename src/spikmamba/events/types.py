@@ -59,6 +59,10 @@ def check_events(events: np.ndarray, sensor_size: "tuple[int, int]") -> None:
     """Raise ValueError if ``events`` is not a valid event array for a ``(W, H)`` sensor."""
     if not isinstance(events, np.ndarray) or events.dtype.names is None or not {"t", "x", "y", "p"} <= set(events.dtype.names):
         raise ValueError("events must be a structured NumPy array with fields t, x, y, p (see spikmamba.events.EVENT_DTYPE)")
+    if sensor_size is None:
+        raise ValueError("sensor_size is None: this recording's file does not state its sensor size (N-MNIST "
+                         ".bin/.bs2 and .npy files never do, some DAT and AEDAT files do not); pass (width, height), "
+                         "e.g. read_events(path, sensor_size=(34, 34)) for N-MNIST")
     W, H = sensor_size
     if len(events) and (events["x"].max() >= W or events["y"].max() >= H):
         raise ValueError(
