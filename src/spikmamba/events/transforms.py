@@ -1,14 +1,21 @@
 """Event -> event transforms: small callables composed with :class:`Compose` (tonic style).
 
 Every transform returns a valid event array: coordinates inside its output sensor, sorted by
-time. Random transforms take an optional ``numpy.random.Generator`` so a seeded pipeline is
-reproducible. All are vectorised (no Python loop over events); the denoise filter uses one
+time. Random transforms draw from a ``numpy.random.Generator``: the one passed to the call
+(``t(events, rng=g)``; the training pipeline passes one seeded from (seed, epoch, sample), so a
+run is reproducible whatever the number of loader workers), else their own ``rng`` field, else
+a fresh one. All are vectorised (no Python loop over events); the denoise filter uses one
 ``searchsorted`` per neighbour over (pixel, time) keys and the refractory filter advances a
 frontier of kept events per pixel.
+
+Each transform also says what it does to the sensor (``output_size``) and what replaces it when
+a model is evaluated (``eval_form``: deterministic ones stay, random ones are dropped, and
+``RandomCrop`` becomes the ``CenterCrop`` of the same size), so configs can name them
+(:func:`transforms_from_config`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -26,19 +33,56 @@ def _sorted(events: np.ndarray) -> np.ndarray:
     return events
 
 
+def _call(t: Callable, events, rng):
+    """``t(events, rng=rng)`` for transforms that draw random numbers, ``t(events)`` for the others
+    (tonic's and any plain callable)."""
+    if rng is not None and getattr(t, "random", False):
+        return t(events, rng=rng)
+    return t(events)
+
+
 class Compose:
-    """Apply transforms in order."""
+    """Apply transforms in order; ``rng`` (optional) is handed to each random one."""
 
     def __init__(self, transforms: Sequence[Callable]):
         self.transforms = list(transforms)
 
-    def __call__(self, events):
+    @property
+    def random(self) -> bool:
+        return any(getattr(t, "random", False) for t in self.transforms)
+
+    def __call__(self, events, rng=None):
         for t in self.transforms:
-            events = t(events)
+            events = _call(t, events, rng)
         return events
+
+    def output_size(self, sensor_size):
+        for t in self.transforms:
+            sensor_size = output_size(t, sensor_size)
+        return tuple(sensor_size)
+
+    def eval_form(self) -> "Compose":
+        return Compose([e for e in (eval_form(t) for t in self.transforms) if e is not None])
+
+    def __len__(self) -> int:
+        return len(self.transforms)
 
     def __repr__(self):
         return "Compose([" + ", ".join(repr(t) for t in self.transforms) + "])"
+
+
+def output_size(t, sensor_size):
+    """The sensor size after ``t`` (unchanged for transforms that do not say)."""
+    f = getattr(t, "output_size", None)
+    return tuple(f(sensor_size)) if f is not None else tuple(sensor_size)
+
+
+def eval_form(t):
+    """What replaces ``t`` when evaluating: itself when deterministic, else its ``eval_form()`` (None: dropped)."""
+    if not getattr(t, "random", False):
+        return t
+    f = getattr(t, "eval_form", None)
+    return f() if f is not None else None
 
 
 @dataclass
@@ -60,6 +104,18 @@ class Downsample:
         return out
 
 
+def _check_probability(p) -> None:
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"p must be a probability in [0, 1], got {p}")
+
+
+def _check_crop(sensor_size, size) -> None:
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(f"size must be (width, height) in pixels, got {size}")
+    if size[0] > sensor_size[0] or size[1] > sensor_size[1]:
+        raise ValueError(f"crop {tuple(size)} is larger than the {sensor_size[0]}x{sensor_size[1]} sensor")
+
+
 def _crop(events, x0, y0, w, h):
     keep = (events["x"] >= x0) & (events["x"] < x0 + w) & (events["y"] >= y0) & (events["y"] < y0 + h)
     out = events[keep]
@@ -74,6 +130,12 @@ class CenterCrop:
     sensor_size: tuple
     size: tuple
 
+    def __post_init__(self):
+        _check_crop(self.sensor_size, self.size)
+
+    def output_size(self, sensor_size):
+        return tuple(self.size)
+
     def __call__(self, events):
         W, H = self.sensor_size
         w, h = self.size
@@ -84,16 +146,27 @@ class CenterCrop:
 
 @dataclass
 class RandomCrop:
+    """Keep a ``size`` ``(w, h)`` window at a random place (the centre one when evaluating)."""
     sensor_size: tuple
     size: tuple
     rng: Optional[np.random.Generator] = None
+    random = True
 
-    def __call__(self, events):
+    def __post_init__(self):
+        _check_crop(self.sensor_size, self.size)
+
+    def output_size(self, sensor_size):
+        return tuple(self.size)
+
+    def eval_form(self):
+        return CenterCrop(self.sensor_size, self.size)
+
+    def __call__(self, events, rng=None):
         W, H = self.sensor_size
         w, h = self.size
         if w > W or h > H:
             raise ValueError(f"crop {self.size} is larger than the {W}x{H} sensor")
-        r = _rng(self.rng)
+        r = _rng(rng if rng is not None else self.rng)
         return _crop(events, int(r.integers(0, W - w + 1)), int(r.integers(0, H - h + 1)), w, h)
 
 
@@ -104,9 +177,15 @@ class RandomFlip:
     p: float = 0.5
     axis: str = "x"
     rng: Optional[np.random.Generator] = None
+    random = True
 
-    def __call__(self, events):
-        if _rng(self.rng).random() >= self.p:
+    def __post_init__(self):
+        _check_probability(self.p)
+        if self.axis not in ("x", "y"):
+            raise ValueError(f"axis must be 'x' or 'y', got {self.axis!r}")
+
+    def __call__(self, events, rng=None):
+        if _rng(rng if rng is not None else self.rng).random() >= self.p:
             return events
         out = events.copy()
         k = 0 if self.axis == "x" else 1
@@ -119,9 +198,13 @@ class DropEvent:
     """Drop each event independently with probability ``p``."""
     p: float
     rng: Optional[np.random.Generator] = None
+    random = True
 
-    def __call__(self, events):
-        return events[_rng(self.rng).random(len(events)) >= self.p]
+    def __post_init__(self):
+        _check_probability(self.p)
+
+    def __call__(self, events, rng=None):
+        return events[_rng(rng if rng is not None else self.rng).random(len(events)) >= self.p]
 
 
 @dataclass
@@ -130,10 +213,16 @@ class TimeJitter:
     std: float
     rng: Optional[np.random.Generator] = None
     clip_negative: bool = True
+    random = True
 
-    def __call__(self, events):
+    def __post_init__(self):
+        if not self.std >= 0:
+            raise ValueError(f"std must be >= 0 µs, got {self.std}")
+
+    def __call__(self, events, rng=None):
         out = events.copy()
-        out["t"] = out["t"] + np.round(_rng(self.rng).normal(0.0, self.std, len(out))).astype(np.int64)
+        r = _rng(rng if rng is not None else self.rng)
+        out["t"] = out["t"] + np.round(r.normal(0.0, self.std, len(out))).astype(np.int64)
         if self.clip_negative:
             out["t"] = np.maximum(out["t"], 0)
         return _sorted(out)
@@ -156,6 +245,10 @@ class TimeSlice:
     """Keep events with ``start <= t - t_first < stop`` (µs, relative to the first event)."""
     start: int = 0
     stop: Optional[int] = None
+
+    def __post_init__(self):
+        if self.start < 0 or (self.stop is not None and self.stop <= self.start):
+            raise ValueError(f"need 0 <= start < stop, got start={self.start}, stop={self.stop}")
 
     def __call__(self, events):
         if not len(events):
@@ -188,6 +281,10 @@ class Denoise:
     sensor_size: tuple
     filter_time: int = 10_000
 
+    def __post_init__(self):
+        if not self.filter_time > 0:
+            raise ValueError(f"filter_time must be > 0 µs, got {self.filter_time}")
+
     def __call__(self, events):
         W, H = self.sensor_size
         if len(events) == 0:
@@ -216,6 +313,10 @@ class RefractoryPeriod:
     sensor_size: tuple
     period: int = 1_000
 
+    def __post_init__(self):
+        if not self.period >= 0:
+            raise ValueError(f"period must be >= 0 µs, got {self.period}")
+
     def __call__(self, events):
         W, _ = self.sensor_size
         if len(events) == 0:
@@ -237,3 +338,67 @@ class RefractoryPeriod:
         keep = np.zeros(n, dtype=bool)
         keep[order[kept]] = True
         return events[keep]
+
+
+#: the transforms a config can name (``transforms:`` in YAML)
+TRANSFORMS = {cls.__name__: cls for cls in (Downsample, CenterCrop, RandomCrop, RandomFlip, DropEvent, TimeJitter,
+                                             TimeShift, TimeSlice, Denoise, RefractoryPeriod)}
+
+
+def _spec_items(spec) -> "list[tuple[str, dict]]":
+    """``[name or {name: {param: value}}, ...]`` -> ``[(name, params), ...]``, with clear errors."""
+    if spec is None:
+        return []
+    if not isinstance(spec, (list, tuple)):
+        raise ValueError(f"transforms must be a list, e.g. [RandomFlip, {{DropEvent: {{p: 0.1}}}}]; got {spec!r}")
+    items = []
+    for n, item in enumerate(spec, 1):
+        if isinstance(item, str):
+            name, params = item, {}
+        elif isinstance(item, dict) and len(item) == 1:
+            (name, params), = item.items()
+            params = {} if params is None else params
+            if not isinstance(params, dict):
+                raise ValueError(f"transforms item {n} ({name}): parameters must be a mapping, e.g. "
+                                 f"{{{name}: {{p: 0.5}}}}; got {params!r}")
+        else:
+            raise ValueError(f"transforms item {n} must be a name or a one-key mapping {{Name: {{param: value}}}}, "
+                             f"got {item!r}")
+        if name not in TRANSFORMS:
+            raise ValueError(f"transforms item {n}: unknown transform {name!r}; choose from {', '.join(TRANSFORMS)}")
+        items.append((name, dict(params)))
+    return items
+
+
+def transforms_from_config(spec, sensor_size) -> Compose:
+    """Build the transforms a config names, for events of a ``(W, H)`` sensor. ``sensor_size`` is
+    filled in for each transform that needs it (the size left by the transforms before it); list
+    values become tuples (``size: [112, 112]``). Errors name the item, the transform and the key."""
+    out = []
+    sensor = tuple(sensor_size)
+    for n, (name, params) in enumerate(_spec_items(spec), 1):
+        cls = TRANSFORMS[name]
+        names = [f.name for f in fields(cls) if f.name not in ("sensor_size", "rng")]
+        unknown = sorted(set(params) - set(names))
+        if unknown:
+            raise ValueError(f"transforms item {n} ({name}): unknown parameter(s) {', '.join(unknown)}; "
+                             f"{name} takes {', '.join(names) or 'none'}")
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
+        if "sensor_size" in [f.name for f in fields(cls)]:
+            kwargs["sensor_size"] = sensor
+        try:
+            t = cls(**kwargs)
+        except TypeError as err:  # a required parameter missing
+            need = [f.name for f in fields(cls) if f.name in names and f.default is MISSING
+                    and f.default_factory is MISSING]
+            raise ValueError(f"transforms item {n} ({name}): {err}; it needs {', '.join(need)}") from None
+        except ValueError as err:
+            raise ValueError(f"transforms item {n} ({name}): {err}") from None
+        sensor = output_size(t, sensor)
+        out.append(t)
+    return Compose(out)
+
+
+def check_transforms_spec(spec) -> None:
+    """Validate names and parameters of a ``transforms:`` list without knowing the sensor yet."""
+    transforms_from_config(spec, (1 << 15, 1 << 15))
