@@ -1,6 +1,7 @@
 """Every dataset on a tiny fake tree laid out exactly as the real one, plus the real N-MNIST
 and gesture-clip folders when ../shared/data is present."""
 import json
+import os
 import shutil
 
 import numpy as np
@@ -124,23 +125,88 @@ def test_sampled_frames_layout(tmp_path):
     assert y == 2 and x.shape == (8, 3, 16, 16) and float(x.max()) == 1.0
 
 
-def test_cache_is_reused_and_survives_concurrent_builders(tmp_path):
+def _flat_nmnist(folder, n=4, events=50):
+    for i in range(1, n + 1):
+        _nbin(folder / f"{i}.bs2", n=events, seed=i)
+    (folder / "labels.txt").write_text("h\n" + "".join(f"{i}\t{i % 10}\n" for i in range(1, n + 1)))
+
+
+def test_cache_is_reused_compact_and_equal_to_computing(tmp_path):
     flat = tmp_path / "data"
-    for i in range(1, 5):
-        _nbin(flat / f"{i}.bs2", seed=i)
-    (flat / "labels.txt").write_text("h\n1\t1\n2\t2\n3\t3\n4\t4\n")
-    rep = EventRepresentation((34, 34), frames=3)
+    _flat_nmnist(flat)
+    rep = EventRepresentation((34, 34), frames=3, resolution=(64, 64))
+    plain = NMNIST(flat, representation=rep)
     a = NMNIST(flat, representation=rep, cache_dir=tmp_path / "cache")
     b = NMNIST(flat, representation=rep, cache_dir=tmp_path / "cache")
     first = [a[i][0] for i in range(4)]
-    files = sorted((tmp_path / "cache").rglob("*.npy"))
+    files = sorted((tmp_path / "cache").rglob("*.npz"))
     assert len(files) == 4 and not list((tmp_path / "cache").rglob("*.tmp"))
     mtimes = [f.stat().st_mtime_ns for f in files]
     for i in range(4):
-        assert torch.equal(b[i][0], first[i])
+        assert torch.equal(b[i][0], first[i]) and torch.equal(plain[i][0], first[i])  # bit-identical to computing
     assert [f.stat().st_mtime_ns for f in files] == mtimes  # read back, not rebuilt
+    # compact: 50 events -> at most 50 nonzero counts, stored sparse as uint32 index + uint8 count
+    with np.load(files[0]) as z:
+        assert set(z.files) == {"shape", "index", "value"} and z["value"].dtype == np.uint8 and len(z["value"]) <= 50
+    assert max(f.stat().st_size for f in files) < 2000  # the float32 tensor would be 3*2*64*64*4 = 98 kB
     other = NMNIST(flat, representation=EventRepresentation((34, 34), frames=5), cache_dir=tmp_path / "cache")
-    assert other[0][0].shape[0] == 5  # a different representation gets its own cache folder
+    assert other[0][0].shape[0] == 5 and other.cache_dir != a.cache_dir  # another representation, another folder
+
+
+def test_cache_entries_dense_when_smaller_and_each_kind_round_trips():
+    from spikmamba.data.cache import decode, encode
+
+    rng = np.random.default_rng(0)
+    busy = rng.integers(0, 300, (4, 2, 8, 8))  # every bin counts, some above 255
+    e = encode(busy)
+    assert set(e) == {"shape", "dense"} and e["dense"].dtype == np.uint16 and np.array_equal(decode(e), busy)
+    voxel = np.zeros((4, 1, 8, 8), np.float32)
+    voxel[1, 0, 2, 3] = -0.25
+    e = encode(voxel)
+    assert "index" in e and e["value"].dtype == np.float32 and np.array_equal(decode(e), voxel)
+    assert np.array_equal(decode(encode(np.zeros((2, 3, 4, 4), np.uint8))), np.zeros((2, 3, 4, 4)))
+
+
+def test_a_truncated_entry_is_recomputed_and_a_read_only_cache_is_reported_not_fatal(tmp_path):
+    flat = tmp_path / "data"
+    _flat_nmnist(flat, n=2)
+    rep = EventRepresentation((34, 34), frames=3)
+    ds = NMNIST(flat, representation=rep, cache_dir=tmp_path / "cache")
+    good = ds[0][0]
+    entry = next((tmp_path / "cache").rglob("*.npz"))
+    entry.write_bytes(entry.read_bytes()[:40])  # a crash mid-write elsewhere, or a damaged disk
+    with pytest.warns(UserWarning, match="unreadable entry .* recomputed"):
+        again = NMNIST(flat, representation=rep, cache_dir=tmp_path / "cache")[0][0]
+    assert torch.equal(again, good) and np.load(entry)["shape"].tolist() == [3, 2, 34, 34]  # replaced
+    blocked = tmp_path / "a-file"
+    blocked.write_text("a cache folder cannot be made under a file")
+    ro = NMNIST(flat, representation=rep, cache_dir=blocked / "cache")
+    with pytest.warns(UserWarning, match="a-file.* cannot be written .*without caching"):
+        x = ro[1][0]
+    assert torch.equal(x, NMNIST(flat, representation=rep)[1][0]) and torch.equal(ro[1][0], x)
+
+
+def test_a_full_disk_is_reported_once_and_leaves_no_partial_entry(tmp_path, monkeypatch):
+    import errno
+
+    import spikmamba.data.cache as cache
+
+    flat = tmp_path / "data"
+    _flat_nmnist(flat, n=3)
+    rep = EventRepresentation((34, 34), frames=3)
+
+    def full(f, **arrays):
+        f.write(b"PK\x03\x04 partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cache.np, "savez", full)
+    ds = NMNIST(flat, representation=rep, cache_dir=tmp_path / "cache")
+    with pytest.warns(UserWarning, match="no space left on the device") as record:
+        xs = [ds[i][0] for i in range(3)]
+    assert len(record) == 1  # once, not per sample
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]  # no partial entry left behind
+    plain = NMNIST(flat, representation=rep)
+    assert all(torch.equal(x, plain[i][0]) for i, x in enumerate(xs))
 
 
 def test_stratified_split_is_seeded_disjoint_and_balanced():

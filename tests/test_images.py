@@ -192,7 +192,7 @@ def test_resume_with_ema_is_exact(tmp_path, monkeypatch):
     base = dataclasses.replace(TrainConfig(), **{**IMAGE_CFG, "epochs": 2, "image_augment": "published"},
                                data_root=str(root), ema_decay=0.8)
     full = train(dataclasses.replace(base, out_dir=str(tmp_path / "full")))
-    T = sys.modules["spikmamba.engine.train"]
+    T = sys.modules["spikmamba.engine.trainer"]
     real, calls = T.build_model, [0]
 
     def build(*a, **kw):

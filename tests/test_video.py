@@ -140,17 +140,34 @@ def test_ucf101_hmdb51_kinetics_layouts(tmp_path):
     assert k400.classes == ["abseiling", "air drumming"] and k400.targets == [0]
 
 
-def test_unreadable_videos_stop_or_are_skipped_only_when_asked(tmp_path):
+def test_unreadable_videos_stop_or_are_skipped_only_when_asked(tmp_path, capsys):
+    from spikmamba.data import SampleError
+
     for k in range(2):
-        write_video(tmp_path / f"c{k}" / "ok.avi", k, n=10)
+        for i in range(3):
+            write_video(tmp_path / f"c{k}" / f"ok{i}.avi", k, n=10, seed=i)
     (tmp_path / "c1" / "broken.avi").write_bytes(b"not a video at all")
     rep = VideoRepresentation(frames=4, frame_stride=2, size=16)
-    with pytest.raises(VideoReadError, match="broken.avi.*skip_unreadable=True"):
-        VideoFolder(tmp_path, "train", representation=rep).tensors()
-    ds = VideoFolder(tmp_path, "train", representation=rep, skip_unreadable=True)
-    with pytest.warns(UserWarning, match="skipped 1 unreadable videos of 3"):
-        assert len(ds) == 2
-    assert ds.skipped[0][0].endswith("broken.avi")
+    ds = VideoFolder(tmp_path, "train", representation=rep)  # nothing is decoded yet
+    assert len(ds) == 7 and ds.targets == [0, 0, 0, 1, 1, 1, 1]
+    broken = [i for i in range(len(ds)) if ds.source(i).endswith("broken.avi")][0]
+    with pytest.raises(SampleError, match="broken.avi.*skip_unreadable=true"):
+        ds[broken]
+    cfg = dataclasses.replace(TrainConfig(), model="respike_tiny", data_name="video-folder", data_root=str(tmp_path),
+                              frames=4, frame_stride=2, resolution=16, batch_size=4, epochs=1, augment_shift=0,
+                              image_augment="none", progress=False, tensorboard=False, out_dir=str(tmp_path / "run"))
+    with pytest.raises(SampleError, match="broken.avi"):
+        train(cfg)
+    # one of 7 is 14%: allowed with max_skipped_fraction=0.2, listed in skipped.csv
+    summary = train(dataclasses.replace(cfg, skip_unreadable=True, max_skipped_fraction=0.2,
+                                        out_dir=str(tmp_path / "run2")))
+    assert summary["skipped_samples"] == 1
+    rows = (tmp_path / "run2" / "skipped.csv").read_text().splitlines()
+    assert rows[0] == "epoch,split,sample,reason" and len(rows) == 2 and "broken.avi" in rows[1]
+    from spikmamba.engine.train import TooManySkipped
+
+    with pytest.raises(TooManySkipped, match="1 of 7 training samples .*skipped.csv"):
+        train(dataclasses.replace(cfg, skip_unreadable=True, max_skipped_fraction=0.1, out_dir=str(tmp_path / "run3")))
     with pytest.raises(DatasetLayoutError, match="no test.txt"):
         VideoFolder(tmp_path, "test")
 
@@ -215,7 +232,8 @@ def test_validation_split_keeps_each_videos_clips_together(tmp_path):
                               frames=4, frame_stride=1, clips_per_video=3, resolution=16, val_fraction=0.25,
                               progress=False)
     data = load_data(cfg)
-    (x_tr, _), (x_va, _) = data["train"], data["val"]
+    x_tr = [data.train[i][0] for i in range(len(data.train))]
+    x_va = [data.val[i][0] for i in range(len(data.val))]
     assert len(x_tr) == 18 and len(x_va) == 6  # 6 + 2 videos, 3 clips each
     video_of = lambda clips: {round(float(c.float().mean()) / 20) for c in clips}  # noqa: E731
     assert len(video_of(x_tr)) == 6 and len(video_of(x_va)) == 2 and not video_of(x_tr) & video_of(x_va)

@@ -16,7 +16,7 @@ from spikmamba.cli import main
 from spikmamba.engine import (CheckpointError, ClassificationMetrics, TrainConfig, load_checkpoint,
                               model_from_checkpoint, save_checkpoint, train)
 from spikmamba.engine.checkpoint import state_digest
-from spikmamba.engine.data import load_split
+from spikmamba.engine.data import eval_view
 from spikmamba.engine.train import lr_factor
 
 TINY = dict(sensor_size=16, frames=4, patch_size=4, num_train=48, num_test=24, batch_size=16, epochs=3,
@@ -31,6 +31,12 @@ def as_args(cfg: TrainConfig) -> "list[str]":
     default = TrainConfig()
     return [f"{f.name}={getattr(cfg, f.name)}" for f in dataclasses.fields(cfg)
             if f.name != "model_overrides" and getattr(cfg, f.name) != getattr(default, f.name)]
+
+
+def first_test_inputs(cfg, n):
+    """The first ``n`` test inputs exactly as evaluation reads them, and the class names."""
+    view, classes, _ = eval_view(cfg, "test")
+    return torch.stack([view[i][0] for i in range(n)]), classes
 
 
 def weights(path) -> dict:
@@ -97,9 +103,9 @@ def test_predict_classifies_files_like_the_test_pipeline(trained, tmp_path, caps
     assert [os.path.basename(p["file"]) for p in result["predictions"]] == [f"clip{i}.npz" for i in range(5)]
     assert len(result["errors"]) == 1 and result["errors"][0]["file"].endswith("broken.npz")
     model, ckpt = model_from_checkpoint(f"{cfg.out_dir}/last.pt")
-    x, _, classes, _ = load_split(cfg, "test")
+    x, classes = first_test_inputs(cfg, 5)
     with torch.no_grad():
-        probs = model(x[:5]).softmax(1)
+        probs = model(x).softmax(1)
     for p, ref in zip(result["predictions"], probs):
         assert p["prediction"] == classes[int(ref.argmax())]
         assert p["probability"] == pytest.approx(float(ref.max()), abs=1e-5)
@@ -115,9 +121,9 @@ def test_synth_clips_written_as_files_are_classified_like_the_test_split(trained
     assert main(["predict", "--checkpoint", f"{cfg.out_dir}/last.pt", str(tmp_path / "clips"), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     model, _ = model_from_checkpoint(f"{cfg.out_dir}/last.pt")
-    x, _, classes, _ = load_split(cfg, "test")
+    x, classes = first_test_inputs(cfg, 6)
     with torch.no_grad():
-        expected = [classes[int(i)] for i in model(x[:6]).argmax(1)]
+        expected = [classes[int(i)] for i in model(x).argmax(1)]
     assert [p["prediction"] for p in result["predictions"]] == expected  # clip i is test sample i
 
 
@@ -334,7 +340,7 @@ def test_gesture_clips_smoke_config_runs_read_frames_model_prediction(shared_dat
 def _nan_model(monkeypatch, bad_calls):
     """Patch the trainer's model factory: the model's training forward returns NaN logits on the
     listed call numbers (1-based). A forward hook, so checkpoints keep the model's own keys."""
-    T = sys.modules["spikmamba.engine.train"]  # the package re-exports a function of the same name
+    T = sys.modules["spikmamba.engine.trainer"]
     built, calls, real = [], [0], T.build_model
 
     def poison(module, inputs, out):

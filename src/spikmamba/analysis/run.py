@@ -8,7 +8,7 @@ import torch
 
 from ..engine.checkpoint import load_checkpoint, load_model_state, model_from_checkpoint, stored_config
 from ..engine.config import TrainConfig, apply_overrides, validate_config
-from ..engine.data import geometry_of, load_split
+from ..engine.data import eval_view, geometry_of
 from ..engine.model import build_model
 from .energy import EnergyConstants, energy_report
 
@@ -16,10 +16,16 @@ from .energy import EnergyConstants, energy_report
 def _inputs(cfg: TrainConfig, samples: int) -> tuple:
     """The first ``samples`` inputs of the test split (the training split when there is none), the
     classes and the representation."""
+    from ..engine.loader import SequentialBatches, make_loader
+
     if cfg.data_name == "synth":
         cfg = dataclasses.replace(cfg, num_test=samples)
-    x, _, classes, rep = load_split(cfg, "test") or load_split(cfg, "train")
-    return x[:samples], classes, rep
+    view, classes, rep = eval_view(cfg, "test" if cfg.data_name == "synth" or cfg.test_root else "train")
+    n = min(samples, len(view))
+    batches = [b.x for b in make_loader(view, SequentialBatches(n, 64), 0) if b.x is not None]
+    if not batches:
+        raise ValueError(f"none of the first {n} samples of {cfg.data_name} could be read")
+    return torch.cat(batches), classes, rep
 
 
 def _ann_twin(cfg: TrainConfig, num_classes: int, geometry: dict, state: dict):
@@ -50,7 +56,7 @@ def run_energy(checkpoint: "str | None" = None, model_name: "str | None" = None,
         cfg = validate_config(apply_overrides(dataclasses.replace(TrainConfig(), model=model_name, progress=False),
                                               overrides or []))
         x, classes, rep = _inputs(cfg, samples)
-        geometry = geometry_of(x, rep)
+        geometry = geometry_of(rep)
         num_classes = len(classes)
         torch.manual_seed(cfg.seed)
         model = build_model(cfg, num_classes, **geometry).eval()

@@ -1,18 +1,21 @@
 """The base of every recorded-event dataset: a list of samples (file, label, time window), the
-pipeline read -> cut -> transform -> representation, and an optional on-disk cache.
+pipeline read -> cut -> pre_transform -> transform -> representation, and an optional on-disk cache.
 
-The cache stores the representation of each sample (a ``.npy`` per sample) under a folder
-named by a hash of everything that determines it: the representation and pre-transform
-``repr``, the source file's path, size and modification time, and the window. Each entry is
-written to a temporary file and renamed into place, so two processes filling the same cache at
-once never leave a half-written entry (the last rename wins; both wrote the same bytes).
-Random ``transform``s are applied after the cache, on every access.
+Nothing is read when a dataset is made: it lists its samples (paths, labels, windows) and
+every sample is read when it is asked for, so a DataLoader's workers stream a dataset of any
+size. ``pre_transform`` is deterministic; ``transform`` may be random and draws from the
+``rng`` passed to :meth:`EventDataset.sample` (the training loader seeds it from (seed, epoch,
+index), so results do not depend on the number of workers). With ``cache_dir`` and no random
+``transform``, each sample's representation is stored once (compactly, see :mod:`.cache`)
+under a folder named by a hash of everything that determines it (the representation, the
+pre-transform, the sensor size, the entry format) and keyed by the source file's path, size,
+modification time and window, so a changed representation or file never reuses a stale entry.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -22,6 +25,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..events.io import read_events
+from .cache import CACHE_FORMAT, RepresentationCache
 
 
 class DatasetLayoutError(FileNotFoundError):
@@ -52,6 +56,15 @@ class Sample:
     window: Optional[tuple] = None  # (t_start, t_end) µs, end exclusive; None = whole file
 
 
+def config_root(cfg, split: str, name: str) -> Path:
+    """The folder a config names for ``split``: ``data_root`` for training, ``test_root`` for test."""
+    root = cfg.data_root if split == "train" else cfg.test_root
+    if not root:
+        key = "data_root" if split == "train" else "test_root"
+        raise ValueError(f"data_name={name!r} needs {key}=<folder> (see `spikmamba datasets {name}`)")
+    return Path(root)
+
+
 class EventDataset(Dataset):
     """``dataset[i] -> (x, label)``. ``x`` is the event array when ``representation`` is None,
     else the representation's output as a float tensor.
@@ -63,6 +76,7 @@ class EventDataset(Dataset):
 
     name = "events"
     layout = ""
+    modality = "events"
 
     def __init__(self, samples: Sequence[Sample], classes: Sequence[str], sensor_size, transform: Optional[Callable] = None,
                  representation: Optional[Callable] = None, pre_transform: Optional[Callable] = None,
@@ -72,15 +86,44 @@ class EventDataset(Dataset):
         self.sensor_size = tuple(sensor_size)
         self.transform, self.representation, self.pre_transform = transform, representation, pre_transform
         self.read_options = dict(read_options or {})
-        self.cache_dir = None
-        if cache_dir is not None and representation is not None:
-            tag = hashlib.sha1(f"{self.name}|{representation!r}|{pre_transform!r}|{self.sensor_size}".encode()).hexdigest()[:12]
-            self.cache_dir = Path(cache_dir) / f"{self.name}-{tag}"
+        self.cache_root = cache_dir
         self._last = (None, None)  # the last file read: gesture trials hold many samples
+        self._open_cache()
+
+    def _open_cache(self) -> None:
+        self.cache = None
+        if self.cache_root is not None and self.representation is not None:
+            tag = hashlib.sha1(f"{self.name}|{self.representation!r}|{self.pre_transform!r}|{self.sensor_size}|"
+                               f"{CACHE_FORMAT}".encode()).hexdigest()[:12]
+            self.cache = RepresentationCache(Path(self.cache_root) / f"{self.name}-{tag}")
+
+    @property
+    def cache_dir(self) -> "Path | None":
+        return self.cache.folder if self.cache is not None else None
+
+    @classmethod
+    def from_config(cls, cfg, split: str) -> "EventDataset":
+        """The dataset a config names for ``split`` ('train' or 'test'): every dataset is made this one way."""
+        return cls(config_root(cfg, split, cls.name), split)
+
+    def configured(self, representation=None, transform=None, pre_transform=None, cache_dir=None) -> "EventDataset":
+        """A copy over the same samples with another pipeline (the training and the evaluation
+        pipelines of one recorded split share its sample list)."""
+        other = copy.copy(self)
+        other.representation, other.transform, other.pre_transform = representation, transform, pre_transform
+        other.cache_root = cache_dir
+        other._last = (None, None)
+        other._open_cache()
+        return other
 
     @property
     def targets(self) -> "list[int]":
         return [s.label for s in self.samples]
+
+    def source(self, index: int) -> str:
+        """Where sample ``index`` comes from (for error and skip reports)."""
+        s = self.samples[index]
+        return s.path + (f" [{s.window[0]}-{s.window[1]} µs]" if s.window is not None else "")
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -97,50 +140,51 @@ class EventDataset(Dataset):
             ev = ev[a:b]
         return ev
 
-    def _cache_file(self, index: int) -> Path:
+    def _cache_key(self, index: int) -> str:
         s = self.samples[index]
         st = os.stat(s.path)
-        key = hashlib.sha1(f"{os.path.abspath(s.path)}|{st.st_size}|{st.st_mtime_ns}|{s.window}".encode()).hexdigest()
-        return self.cache_dir / key[:2] / f"{key}.npy"
+        return hashlib.sha1(f"{os.path.abspath(s.path)}|{st.st_size}|{st.st_mtime_ns}|{s.window}".encode()).hexdigest()
 
     def __getitem__(self, index: int):
+        return self.sample(index)
+
+    def sample(self, index: int, rng: "np.random.Generator | None" = None):
+        """``(x, label)`` of sample ``index``; random transforms draw from ``rng``."""
         if index < 0:
             index += len(self)
         if not 0 <= index < len(self):
             raise IndexError(f"{self.name}: index {index} out of range for {len(self)} samples")
         try:
-            return self._get(index)
+            return self._get(index, rng)
         except Exception as err:
             s = self.samples[index]
             window = f", window {s.window[0]}-{s.window[1]} µs" if s.window is not None else ""
             raise SampleError(f"{self.name}: sample {index} ({s.path}{window}, label {s.label}) failed: "
                               f"{type(err).__name__}: {err}") from err
 
-    def _get(self, index: int):
-        label = self.samples[index].label
-        if self.cache_dir is not None and self.transform is None:
-            path = self._cache_file(index)
-            if path.exists():
-                return torch.from_numpy(np.load(path)), label
-            x = self._compute(index)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, np.asarray(x))
-            os.replace(tmp, path)
-            return torch.from_numpy(np.asarray(x)), label
-        x = self._compute(index)
-        return (torch.from_numpy(np.ascontiguousarray(x)) if self.representation is not None else x), label
-
-    def _compute(self, index: int):
+    def _events(self, index: int, rng) -> np.ndarray:
         ev = self.read_sample(index)
         if self.pre_transform is not None:
             ev = self.pre_transform(ev)
         if self.transform is not None:
-            ev = self.transform(ev)
-        if self.representation is None:
-            return ev
-        return np.asarray(self.representation(ev), dtype=np.float32)
+            ev = self.transform(ev, rng=rng) if getattr(self.transform, "random", False) else self.transform(ev)
+        return ev
+
+    def _get(self, index: int, rng):
+        label = self.samples[index].label
+        rep = self.representation
+        if rep is None:
+            return self._events(index, rng), label
+        finish = getattr(rep, "finish", None)
+        if self.cache is not None and self.transform is None and finish is not None:
+            key = self._cache_key(index)
+            raw = self.cache.get(key, rep.raw_shape())
+            if raw is None:
+                raw = rep.raw(self._events(index, rng))
+                self.cache.put(key, raw)
+            return torch.from_numpy(finish(raw)), label
+        x = rep(self._events(index, rng))
+        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), label
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({len(self)} samples, {len(self.classes)} classes, sensor {self.sensor_size})"

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from ..events.io import EVENT_FILE_EXTENSIONS
-from .base import DatasetLayoutError, EventDataset, Sample
+from .base import DatasetLayoutError, EventDataset, Sample, config_root
 
 
 def class_sort_key(name: str):
@@ -28,6 +28,33 @@ root/
 """
     default_sensor_size = None
     extensions = EVENT_FILE_EXTENSIONS
+
+    @classmethod
+    def from_config(cls, cfg, split: str) -> "EventFolder":
+        """``<split>.txt`` chooses the recordings when the folder has one, else every recording in
+        ``data_root`` (train) or ``test_root`` (test). The plain ``event-folder`` takes its sensor
+        size from the first recording that states one."""
+        root = config_root(cfg, split, cls.name)
+        listed = split if (root / f"{split}.txt").is_file() else None
+        if cls.default_sensor_size is not None:
+            return cls(root, listed)
+        return cls(root, listed, sensor_size=cls._stated_sensor(root))
+
+    @classmethod
+    def _stated_sensor(cls, root: Path) -> "tuple[int, int]":
+        from ..events.io import read_events
+
+        if not root.is_dir():
+            raise DatasetLayoutError(cls.__name__, root, "dataset folder not found", cls.layout)
+        for f in sorted(root.rglob("*")):
+            if f.is_file() and f.suffix.lower() in cls.extensions:
+                size = read_events(f).sensor_size
+                if size is not None:
+                    return tuple(size)
+                raise ValueError(f"{cls.__name__}: {f} does not state its sensor size ({f.suffix} files "
+                                 f"may not); store the recordings as .npz with a sensor_size entry, .h5 with "
+                                 f"width/height attributes, or a format that states it (AEDAT 4, EVT)")
+        raise DatasetLayoutError(cls.__name__, root, f"no recordings with extensions {cls.extensions}", cls.layout)
 
     def __init__(self, root, split: "str | None" = None, sensor_size=None, **kwargs):
         root = Path(root)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from .base import DatasetLayoutError, EventDataset, Sample
+from .base import DatasetLayoutError, EventDataset, Sample, config_root
 
 GESTURE_CLASSES = [
     "hand_clapping", "right_hand_wave", "left_hand_wave", "right_arm_clockwise", "right_arm_counter_clockwise",
@@ -60,6 +60,10 @@ root/
   1.bs2 2.bs2 ... (any format read_events reads)
 """
     sensor = (128, 128)
+
+    @classmethod
+    def from_config(cls, cfg, split: str) -> "DVSGestureClips":
+        return cls(config_root(cfg, split, cls.name))  # one folder per split: data_root, test_root
 
     def __init__(self, root, **kwargs):
         root = Path(root)

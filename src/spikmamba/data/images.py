@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .base import DatasetLayoutError
+from .base import DatasetLayoutError, SampleError, config_root
 from .folder import class_sort_key
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
@@ -107,6 +107,30 @@ class ImageDataset(Dataset):
     def __init__(self, images, targets, classes, size: int = 0):
         self.images, self._targets, self.classes = images, list(targets), list(classes)
         self.representation = ImageRepresentation(size=size)
+
+    @classmethod
+    def from_config(cls, cfg, split: str) -> "ImageDataset":
+        ds = cls(config_root(cfg, split, cls.name), split, size=cfg.resolution)
+        if not ds.sensor_size[0]:
+            raise ValueError(f"{cls.name} images come in many sizes: set resolution=<pixels>")
+        ds.representation = ImageRepresentation(size=ds.sensor_size[0], frames=cfg.frames)
+        return ds
+
+    def configured(self, representation=None, transform=None, pre_transform=None, cache_dir=None) -> "ImageDataset":
+        if transform is not None or pre_transform is not None:
+            raise ValueError(f"{self.name}: event transforms do not apply to images")
+        return self
+
+    def source(self, index: int) -> str:
+        item = self.images[index]
+        return str(item) if isinstance(item, (str, Path)) else f"{self.name} image {index}"
+
+    def sample(self, index: int, rng=None):
+        try:
+            return self[index]
+        except Exception as err:
+            raise SampleError(f"{self.name}: image {index} ({self.source(index)}, label {self._targets[index]}) "
+                              f"failed: {type(err).__name__}: {err}") from err
 
     @property
     def targets(self) -> "list[int]":

@@ -53,21 +53,33 @@ class EventRepresentation:
             return self.frames * self.fine_steps
         return 1 if self.kind == "count" else self.frames
 
-    def __call__(self, events: np.ndarray) -> np.ndarray:
+    def raw(self, events: np.ndarray) -> np.ndarray:
+        """The integer (or, for voxels, float) stage, before any float scaling or resizing: what
+        the representation cache stores. ``finish(raw(events))`` is the model input."""
         if self.kind in ("frames", "adaptive"):
-            x = to_frames(events, self.sensor_size, self.time_steps, self.split_by, self.binary)
-        elif self.kind == "voxel":
-            x = to_voxel_grid(events, self.sensor_size, self.frames)[:, None]
-        elif self.kind == "count":
-            x = to_count_image(events, self.sensor_size)[None]
-        else:
-            x = to_afe_frames(events, self.sensor_size, self.frames, self.afe_threshold, self.afe_min_events)
+            return to_frames(events, self.sensor_size, self.time_steps, self.split_by, self.binary, dtype=np.int64)
+        if self.kind == "voxel":
+            return to_voxel_grid(events, self.sensor_size, self.frames)[:, None]
+        if self.kind == "count":
+            return to_count_image(events, self.sensor_size, dtype=np.int64)[None]
+        return to_afe_frames(events, self.sensor_size, self.frames, self.afe_threshold, self.afe_min_events).astype(np.uint8)
+
+    def raw_shape(self) -> "tuple[int, int, int, int]":
+        W, H = self.sensor_size
+        return (self.time_steps, self.channels, H, W)
+
+    def finish(self, raw: np.ndarray) -> np.ndarray:
+        """``float32 [T, C, H, W]``: ``log1p`` of counts (``normalize``), then resized to ``resolution``."""
+        x = raw.astype(np.float32)
         if self.normalize == "log1p" and self.kind in ("frames", "count", "adaptive"):
             x = np.log1p(x)
         if self.resolution is not None and tuple(self.resolution) != tuple(self.sensor_size):
             W, H = self.resolution
             x = F.interpolate(torch.from_numpy(np.ascontiguousarray(x)), size=(H, W), mode="area").numpy()
         return x.astype(np.float32, copy=False)
+
+    def __call__(self, events: np.ndarray) -> np.ndarray:
+        return self.finish(self.raw(events))
 
     def __repr__(self) -> str:
         return "EventRepresentation(" + ", ".join(f"{k}={v!r}" for k, v in asdict(self).items()) + ")"

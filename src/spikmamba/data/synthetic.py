@@ -105,15 +105,21 @@ class SynthActions:
         duration_us: clip length; ``n_render_frames`` frames are rendered across it.
         noise_rate_hz: background-activity rate per pixel (sampled per clip up to this value).
         seed: base seed; a sample depends only on ``(seed, split, index)``.
-        transform: applied to the event array (e.g. :class:`~spikmamba.events.ToFrame`).
+        transform: applied to the event array (e.g. :class:`~spikmamba.events.ToFrame`, or a
+            random transform that draws from the ``rng`` :meth:`sample` passes).
         cache: keep generated samples in memory (they are deterministic, so this only saves time).
+        representation, pre_transform: as for recorded datasets (:class:`~spikmamba.data.EventDataset`):
+            ``pre_transform`` (deterministic) and ``transform`` run on the events, then
+            ``representation`` makes the model input, returned as a float tensor.
     """
 
     classes = CLASSES
+    name = "synth"
+    modality = "events"
 
     def __init__(self, split: str = "train", num_samples: int = 2000, sensor_size=(64, 64),
                  duration_us: int = 500_000, n_render_frames: int = 48, noise_rate_hz: float = 0.5,
-                 seed: int = 0, transform=None, cache: bool = True):
+                 seed: int = 0, transform=None, cache: bool = True, representation=None, pre_transform=None):
         if split not in _SPLIT_OFFSET:
             raise ValueError(f"split must be one of {sorted(_SPLIT_OFFSET)}, got {split!r}")
         if num_samples < 1:
@@ -121,7 +127,37 @@ class SynthActions:
         self.split, self.num_samples, self.sensor_size = split, num_samples, tuple(sensor_size)
         self.duration_us, self.n_render_frames, self.noise_rate_hz = duration_us, n_render_frames, noise_rate_hz
         self.seed, self.transform = seed, transform
+        self.representation, self.pre_transform = representation, pre_transform
         self._cache: "dict[int, np.ndarray] | None" = {} if cache else None
+
+    @classmethod
+    def from_config(cls, cfg, split: str) -> "SynthActions":
+        n = cfg.num_train if split == "train" else cfg.num_test
+        return cls(split, num_samples=n, sensor_size=(cfg.sensor_size, cfg.sensor_size), seed=cfg.seed, cache=False)
+
+    def configured(self, representation=None, transform=None, pre_transform=None, cache_dir=None) -> "SynthActions":
+        """A copy with another pipeline (``cache_dir`` is not used: clips are generated, not read)."""
+        import copy
+
+        other = copy.copy(self)
+        other.representation, other.transform, other.pre_transform = representation, transform, pre_transform
+        return other
+
+    def source(self, index: int) -> str:
+        return f"SynthActions {self.split} clip {index} (seed {self.seed})"
+
+    def sample(self, index: int, rng=None):
+        """``(x, label)``: like ``ds[index]``, random transforms drawing from ``rng``."""
+        import torch
+
+        ev = self.events(index)
+        if self.pre_transform is not None:
+            ev = self.pre_transform(ev)
+        if self.transform is not None:
+            ev = self.transform(ev, rng=rng) if getattr(self.transform, "random", False) else self.transform(ev)
+        if self.representation is None:
+            return ev, self.label(index)
+        return torch.from_numpy(np.ascontiguousarray(self.representation(ev), dtype=np.float32)), self.label(index)
 
     def __len__(self) -> int:
         return self.num_samples
@@ -154,6 +190,8 @@ class SynthActions:
         return ev
 
     def __getitem__(self, index: int):
+        if self.representation is not None or self.pre_transform is not None:
+            return self.sample(index)
         ev = self.events(index)
         return (self.transform(ev) if self.transform else ev), self.label(index)
 

@@ -1,13 +1,15 @@
 """RGB video datasets for ReSpike: UCF-101, HMDB-51 (official split files) and Kinetics-400 (CSV).
 
-Videos are decoded with PyAV (``pip install av``, FFmpeg inside the wheel). Each video gives
-``clips_per_video`` clips of ``frames`` frames taken every ``frame_stride``-th frame, spread
-evenly over the video, resized to ``size`` x ``size``; ``dataset[i] -> (uint8 [F, 3, S, S],
-label)`` and ``dataset.groups[i]`` is the index of the video clip ``i`` came from, so accuracy
-can be reported per clip and per video. A video that cannot be decoded (or is too short, which
-is padded by repeating its last frame only when it has at least one frame) is an error naming
-the file, unless ``skip_unreadable=True`` is passed explicitly; then it is left out and listed
-in ``dataset.skipped`` with the reason, and a warning says how many.
+Videos are decoded with PyAV (``pip install av``, FFmpeg inside the wheel), one at a time when a
+clip of them is asked for (in the DataLoader's workers during training): nothing is decoded when
+a dataset is made. Each video gives ``clips_per_video`` clips of ``frames`` frames taken every
+``frame_stride``-th frame, spread evenly over the video, resized to ``size`` x ``size``;
+``dataset[i] -> (uint8 [F, 3, S, S], label)`` and ``dataset.groups[i]`` is the index of the
+video clip ``i`` came from, so accuracy can be reported per clip and per video. A video shorter
+than one clip repeats its last frame; one shorter than ``clips_per_video`` clips gives its one
+clip that many times (the clip count of a video is known before it is decoded). A video that
+cannot be decoded raises :class:`~spikmamba.data.SampleError` naming the file; training with
+``skip_unreadable=true`` leaves such samples out and lists them.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from .base import DatasetLayoutError
+from .base import DatasetLayoutError, SampleError, config_root
 from .folder import class_sort_key
 from .images import RGBInput
 
@@ -70,16 +72,17 @@ class VideoRepresentation(RGBInput):
             return [max(0, (n - span) // 2)]
         return np.linspace(0, n - span, self.clips_per_video).round().astype(int).tolist()
 
+    def clip(self, video: np.ndarray, start: int) -> torch.Tensor:
+        """``uint8 [N, H, W, 3]`` -> the clip from frame ``start``, ``uint8 [F, 3, size, size]``;
+        past the end the last frame repeats."""
+        idx = np.minimum(start + np.arange(self.frames) * self.frame_stride, len(video) - 1)
+        clip = torch.from_numpy(video[idx]).permute(0, 3, 1, 2).float()
+        clip = F.interpolate(clip, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
+        return clip.round().clamp(0, 255).to(torch.uint8)
+
     def clips(self, video: np.ndarray) -> torch.Tensor:
-        """``uint8 [N, H, W, 3]`` -> ``uint8 [K, F, 3, size, size]``; short videos repeat their last frame."""
-        n = len(video)
-        out = []
-        for start in self.clip_starts(n):
-            idx = np.minimum(start + np.arange(self.frames) * self.frame_stride, n - 1)
-            clip = torch.from_numpy(video[idx]).permute(0, 3, 1, 2).float()
-            clip = F.interpolate(clip, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
-            out.append(clip.round().clamp(0, 255).to(torch.uint8))
-        return torch.stack(out)
+        """``uint8 [N, H, W, 3]`` -> ``uint8 [K, F, 3, size, size]``, its clips (one for a short video)."""
+        return torch.stack([self.clip(video, start) for start in self.clip_starts(len(video))])
 
     def load(self, path) -> torch.Tensor:
         return self.clips(read_video(path))
@@ -92,58 +95,71 @@ class VideoClips(Dataset):
     name = "videos"
     layout = ""
 
-    def __init__(self, videos: "list[tuple[Path, int]]", classes, representation: "VideoRepresentation | None" = None,
-                 skip_unreadable: bool = False):
+    def __init__(self, videos: "list[tuple[Path, int]]", classes, representation: "VideoRepresentation | None" = None):
         self.videos, self.classes = list(videos), list(classes)
         self.representation = representation or VideoRepresentation()
-        self.skip_unreadable = skip_unreadable
-        self.skipped: "list[tuple[str, str]]" = []
-        self._clips = None
+        self._last = (None, None)  # the last decoded video: its clips are often asked for together
 
-    def _build(self):
-        clips, targets, groups = [], [], []
-        for v, (path, label) in enumerate(self.videos):
-            try:
-                c = self.representation.load(path)
-            except VideoReadError as err:
-                if not self.skip_unreadable:
-                    raise VideoReadError(f"{err} (pass skip_unreadable=True to leave such videos out)") from None
-                self.skipped.append((str(path), str(err)))
-                continue
-            clips.append(c)
-            targets += [label] * len(c)
-            groups += [v] * len(c)
-        if self.skipped:
-            warnings.warn(f"{self.name}: skipped {len(self.skipped)} unreadable videos of {len(self.videos)}; "
-                          f"see dataset.skipped")
-        if not clips:
-            raise VideoReadError(f"{self.name}: no readable videos")
-        self._clips = (torch.cat(clips), targets, groups)
+    @classmethod
+    def from_config(cls, cfg, split: str) -> "VideoClips":
+        return cls(config_root(cfg, split, cls.name), split, **cls._config_kwargs(cfg))
 
-    def tensors(self) -> "tuple[torch.Tensor, list[int], list[int]]":
-        """``(clips uint8 [N, F, 3, S, S], labels, video index of each clip)``; decodes on first use."""
-        if self._clips is None:
-            self._build()
-        return self._clips
+    @staticmethod
+    def _config_kwargs(cfg) -> dict:
+        return dict(representation=VideoRepresentation(frames=cfg.frames, frame_stride=cfg.frame_stride,
+                                                       size=cfg.resolution or 112, clips_per_video=cfg.clips_per_video))
+
+    def configured(self, representation=None, transform=None, pre_transform=None, cache_dir=None) -> "VideoClips":
+        if transform is not None or pre_transform is not None:
+            raise ValueError(f"{self.name}: event transforms do not apply to RGB video")
+        return self
+
+    @property
+    def clips_per_video(self) -> int:
+        return self.representation.clips_per_video
 
     @property
     def targets(self) -> "list[int]":
-        return self.tensors()[1]
+        return [label for _, label in self.videos for _ in range(self.clips_per_video)]
 
     @property
     def groups(self) -> "list[int]":
-        return self.tensors()[2]
+        return [v for v in range(len(self.videos)) for _ in range(self.clips_per_video)]
 
     @property
     def sensor_size(self) -> "tuple[int, int]":
         return (self.representation.size, self.representation.size)
 
+    def source(self, index: int) -> str:
+        return str(self.videos[index // self.clips_per_video][0])
+
     def __len__(self) -> int:
-        return len(self.targets)
+        return len(self.videos) * self.clips_per_video
+
+    def _decoded(self, path) -> np.ndarray:
+        if self._last[0] != path:
+            self._last = (None, None)
+            self._last = (path, read_video(path))
+        return self._last[1]
+
+    def sample(self, index: int, rng=None):
+        if not 0 <= index < len(self):
+            raise IndexError(f"{self.name}: index {index} out of range for {len(self)} clips")
+        v, k = divmod(index, self.clips_per_video)
+        path, label = self.videos[v]
+        rep = self.representation
+        try:
+            video = self._decoded(path)
+            starts = rep.clip_starts(len(video))
+            clip = rep.clip(video, starts[min(k, len(starts) - 1)])
+        except Exception as err:
+            raise SampleError(f"{self.name}: clip {index} (video {path}, clip {k + 1} of {self.clips_per_video}, "
+                              f"label {label}) failed: {type(err).__name__}: {err} (training with "
+                              f"skip_unreadable=true leaves unreadable videos out)") from err
+        return clip, label
 
     def __getitem__(self, index: int):
-        clips, targets, _ = self.tensors()
-        return clips[index], targets[index]
+        return self.sample(index)
 
 
 def _class_folders(root: Path) -> "list[str]":
@@ -161,7 +177,11 @@ root/
 (the official UCF101.rar and UCF101TrainTestSplits-RecognitionTask.zip, unpacked into root)
 """
 
-    def __init__(self, root, split: str = "train", fold: int = 1, representation=None, skip_unreadable: bool = False):
+    @classmethod
+    def _config_kwargs(cls, cfg) -> dict:
+        return {**VideoClips._config_kwargs(cfg), "fold": cfg.fold}
+
+    def __init__(self, root, split: str = "train", fold: int = 1, representation=None):
         root = Path(root)
         lists = root / "ucfTrainTestlist"
         list_file = lists / f"{'trainlist' if split == 'train' else 'testlist'}{fold:02d}.txt"
@@ -186,7 +206,7 @@ root/
             if not path.is_file():
                 raise DatasetLayoutError("UCF101", root, f"{list_file.name} lists {rel}, which is missing", self.layout)
             videos.append((path, classes[cls]))
-        super().__init__(videos, names, representation, skip_unreadable)
+        super().__init__(videos, names, representation)
 
 
 class HMDB51(VideoClips):
@@ -199,7 +219,11 @@ root/
 (the official hmdb51_org.rar and test_train_splits.rar, unpacked into root)
 """
 
-    def __init__(self, root, split: str = "train", fold: int = 1, representation=None, skip_unreadable: bool = False):
+    @classmethod
+    def _config_kwargs(cls, cfg) -> dict:
+        return {**VideoClips._config_kwargs(cfg), "fold": cfg.fold}
+
+    def __init__(self, root, split: str = "train", fold: int = 1, representation=None):
         root = Path(root)
         splits = root / "testTrainMulti_7030_splits"
         if not splits.is_dir():
@@ -219,7 +243,7 @@ root/
                         raise DatasetLayoutError("HMDB51", root, f"split file lists {cls}/{parts[0]}, which is missing",
                                                  self.layout)
                     videos.append((path, label))
-        super().__init__(videos, names, representation, skip_unreadable)
+        super().__init__(videos, names, representation)
 
 
 class Kinetics400(VideoClips):
@@ -233,7 +257,7 @@ root/
 Without a test.csv, the test split is the validation set (the test labels were never public).
 """
 
-    def __init__(self, root, split: str = "train", representation=None, skip_unreadable: bool = False):
+    def __init__(self, root, split: str = "train", representation=None):
         root = Path(root)
         split = "val" if split == "test" and not (root / "test.csv").is_file() else split
         table = root / f"{split}.csv"
@@ -259,7 +283,7 @@ Without a test.csv, the test split is the validation set (the test labels were n
         if not videos:
             raise DatasetLayoutError("Kinetics400", root, f"none of the {len(rows)} videos in {table.name} are in {folder}",
                                      self.layout)
-        super().__init__(videos, names, representation, skip_unreadable)
+        super().__init__(videos, names, representation)
 
 
 class VideoFolder(VideoClips):
@@ -272,7 +296,7 @@ root/
                           the train split is every video, and asking for another split is an error
 """
 
-    def __init__(self, root, split: "str | None" = None, representation=None, skip_unreadable: bool = False):
+    def __init__(self, root, split: "str | None" = None, representation=None):
         root = Path(root)
         if not root.is_dir():
             raise DatasetLayoutError("VideoFolder", root, "dataset folder not found", self.layout)
@@ -290,7 +314,7 @@ root/
         else:
             videos = [(f, index[n]) for n in names for f in sorted((root / n).iterdir())
                       if f.suffix.lower() in VIDEO_EXTENSIONS]
-        super().__init__(videos, names, representation, skip_unreadable)
+        super().__init__(videos, names, representation)
 
 
 VIDEO_DATASETS = {"ucf101": UCF101, "hmdb51": HMDB51, "kinetics400": Kinetics400, "video-folder": VideoFolder}

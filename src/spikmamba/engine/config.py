@@ -47,8 +47,17 @@ class TrainConfig:
     frame_stride: int = _opt(2, "video only: take every N-th frame when cutting a clip of `frames` frames")
     clips_per_video: int = _opt(1, "video only: clips cut from each video, evenly spaced")
     fold: int = _opt(1, "video only: the official split (fold) of UCF-101 / HMDB-51, 1-3")
-    skip_unreadable: bool = _opt(False, "video only: leave out videos that cannot be decoded (listed and warned), "
-                                 "instead of stopping with an error naming the file")
+    skip_unreadable: bool = _opt(False, "leave out samples that cannot be read or decoded (counted, listed in "
+                                 "OUT_DIR/skipped.csv) instead of stopping with an error naming the file")
+    max_skipped_fraction: float = _opt(0.05, "with skip_unreadable: stop when more than this fraction of the samples "
+                                       "read so far had to be left out")
+    transforms: list = _opt([], "event transforms, in order (YAML list, e.g. [Denoise, {RandomFlip: {p: 0.5}}, "
+                            "{DropEvent: {p: 0.1}}]); random ones draw per sample from (seed, epoch, sample) and only "
+                            "in training; evaluation and predict use the deterministic form (RandomCrop -> CenterCrop)")
+    cache_dir: str = _opt("", "folder for the representation cache (compact entries, safe to share between runs and "
+                          "processes); empty = no cache")
+    num_workers: int = _opt(-1, "DataLoader worker processes per training process; -1 = from the CPU count (0 for "
+                            "the in-memory synth data)")
     sensor_size: int = _opt(32, "synth only: simulated sensor width = height, pixels")
     num_train: int = _opt(3000, "synth only: training clips")
     num_test: int = _opt(500, "synth only: test clips (a disjoint seed stream)")
@@ -58,6 +67,11 @@ class TrainConfig:
     # optimisation
     batch_size: int = _opt(16, "global batch size (split across processes under torchrun)")
     epochs: int = _opt(14, "training epochs")
+    max_steps: int = _opt(0, "stop after this many optimizer steps in all (smoke runs, budgets); 0 = run every epoch. "
+                          "The schedule still spans `epochs`, so a longer run resumed from it is the same run")
+    eval_every: int = _opt(1, "validate every this many epochs (and after the last)")
+    limit_val_batches: int = _opt(0, "validate on at most this many batches per process (a fixed seeded subset); "
+                                  "0 = the whole validation split")
     optimizer: str = _opt("adamw", "optimizer (adam = L2 weight decay, as the published SpikMamba recipe)",
                           ("adamw", "adam", "sgd"))
     lr: float = _opt(5e-3, "peak learning rate, reached after warm-up")
@@ -92,10 +106,23 @@ def config_fields() -> "list[dataclasses.Field]":
 def _coerce(key: str, value, current, source: str):
     """``value`` as the type of the field's default, or a ValueError naming key and source."""
     kind = type(current)
+    if kind in (dict, list) and isinstance(value, str):  # from the command line: YAML flow syntax
+        import yaml
+
+        try:
+            value = yaml.safe_load(value) if value.strip() else kind()
+        except yaml.YAMLError as err:
+            raise ValueError(f"config key {key!r}: {value!r} is not valid YAML ({source}): {err}") from None
     if kind is dict:
         if not isinstance(value, dict):
             raise ValueError(f"config key {key!r} expects a mapping, got {value!r} ({source})")
         return dict(value)
+    if kind is list:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise ValueError(f"config key {key!r} expects a list, got {value!r} ({source})")
+        return list(value)
     if isinstance(value, str) and kind is not str:
         raw = value
         try:
@@ -200,9 +227,11 @@ RANGES = {
     "step_epochs": _at_least(1), "step_gamma": ((lambda v: 0 < v <= 1), "in (0, 1]"),
     "warmup_epochs": _at_least(0.0), "label_smoothing": _between(0.0, 1.0), "ema_decay": _between(0.0, 1.0),
     "clip_grad": _at_least(0.0), "skip_nonfinite": _at_least(0), "seed": _between(0, 2**32), "checkpoint_every": _at_least(0),
+    "max_skipped_fraction": _between(0.0, 1.0, hi_open=False), "num_workers": _at_least(-1), "max_steps": _at_least(0),
+    "eval_every": _at_least(1), "limit_val_batches": _at_least(0),
 }
 #: keys that only mean something for recorded data; set with data_name=synth they would be ignored
-RECORDED_ONLY = ("data_root", "test_root")
+RECORDED_ONLY = ("data_root", "test_root", "cache_dir")
 #: keys that only mean something for the built-in SynthActions
 SYNTH_ONLY = ("sensor_size", "num_train", "num_test")
 
@@ -226,6 +255,13 @@ def validate_config(cfg: TrainConfig, source: str = "config") -> TrainConfig:
                          f"learning rate would never reach lr ({source})")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", cfg.device):
         raise ValueError(f"config key 'device' is {cfg.device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N' ({source})")
+    if cfg.transforms:
+        from ..events.transforms import check_transforms_spec
+
+        try:
+            check_transforms_spec(cfg.transforms)
+        except ValueError as err:
+            raise ValueError(f"config key 'transforms': {err} ({source})") from None
     defaults = TrainConfig()
     if cfg.data_name == "synth":
         for key in RECORDED_ONLY:

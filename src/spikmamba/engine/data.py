@@ -1,31 +1,48 @@
-"""The tensors a config trains and tests on, and the event -> tensor pipeline saved with a model.
+"""What a config trains and tests on: datasets, their pipelines, and the input saved with a model.
 
-Both the built-in ``SynthActions`` and recorded datasets go through one ``EventRepresentation``;
-its settings are stored in every checkpoint, so ``spikmamba predict`` turns a new event file into
-exactly the tensor the model was trained on. Data are turned into tensors once, up front
-(datasets here fit in memory); the training loop then only indexes them.
+Every dataset of ``spikmamba datasets`` (and the built-in ``synth``) is made one way,
+``DATASETS[name].from_config(cfg, split)``, and read through the DataLoader path of
+:mod:`.loader`. Event data go through the config's ``transforms`` (the training form on the
+training samples, the evaluation form, deterministic, everywhere else) and one
+``EventRepresentation``; both are stored with the model (the representation in the checkpoint,
+the transforms in its config), so ``spikmamba predict`` turns a new file into exactly the
+tensor the model was evaluated on.
+
+The one deliberate exception to streaming is ``synth``: its clips are generated, not read, and
+without random transforms they are made once, up front (in parallel), and kept in memory as
+tensors (100 MB for the default 3,000 clips), which is faster than simulating every clip again
+every epoch.
 """
 from __future__ import annotations
 
 import dataclasses
-import inspect
+from dataclasses import dataclass
+from functools import partial
+from typing import Optional
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from ..data.images import ImageRepresentation
-from ..data.video import VideoRepresentation
 from ..data.representation import EventRepresentation
-from ..data.synthetic import SynthActions
+from ..data.sampled import SampledFramesRepresentation
+from ..data.video import VideoRepresentation
+from ..events.transforms import Compose, transforms_from_config
+from . import distributed as D
+from .augment import augment_batch
 from .config import TrainConfig
+from .loader import SampleView, SequentialBatches, make_loader
+
+_REPRESENTATIONS = {"image": ImageRepresentation, "video": VideoRepresentation,
+                    "sampled-frames": SampledFramesRepresentation}
 
 
 def representation_for(cfg: TrainConfig, sensor_size) -> EventRepresentation:
     W, H = sensor_size
     res = (cfg.resolution, cfg.resolution) if cfg.resolution else (W, H)
     if res[0] != res[1]:
-        raise ValueError(f"{cfg.data_name} has a {W}x{H} sensor; the models take square input: set resolution=<pixels>")
+        raise ValueError(f"{cfg.data_name} gives a {W}x{H} sensor; the models take square input: set resolution=<pixels>")
     return EventRepresentation((W, H), kind=cfg.representation, frames=cfg.frames, split_by=cfg.split_by, resolution=res,
                                fine_steps=cfg.adaptive_fine_steps if cfg.representation == "adaptive" else 1)
 
@@ -35,128 +52,209 @@ def representation_to_dict(rep) -> dict:
 
 
 def representation_from_dict(d: dict):
-    """An :class:`EventRepresentation`, or the image / video representation its ``kind`` names."""
-    cls = {"image": ImageRepresentation, "video": VideoRepresentation}.get(d.get("kind"), EventRepresentation)
+    """An :class:`EventRepresentation`, or the image / video / sampled-frames representation its ``kind`` names."""
+    cls = _REPRESENTATIONS.get(d.get("kind"), EventRepresentation)
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
-def geometry_of(x: torch.Tensor, rep) -> dict:
-    """The model's input geometry: ``x`` is ``[N, T, C, H, W]`` (events) or ``[N, C, H, W]`` (images)."""
-    return dict(in_chans=rep.channels, img_size=int(x.shape[-1]), num_frames=rep.time_steps)
+def geometry_of(rep) -> dict:
+    """The model's input geometry for a representation (``in_chans``, ``img_size``, ``num_frames``)."""
+    if isinstance(rep, EventRepresentation):
+        size = (rep.resolution or rep.sensor_size)[0]
+    else:
+        size = rep.size
+    return dict(in_chans=rep.channels, img_size=int(size), num_frames=rep.time_steps)
 
 
-class Split(tuple):
-    """``(x, y, classes, representation)``, plus ``groups``: for video data the index of the video
-    each clip came from (accuracy per video averages its clips), else None."""
-
-    def __new__(cls, x, y, classes, representation, groups=None):
-        self = super().__new__(cls, (x, y, classes, representation))
-        self.groups = None if groups is None else torch.as_tensor(groups)
-        return self
-
-
-def _stack(dataset, desc: str, progress: bool) -> torch.Tensor:
-    return torch.stack([torch.as_tensor(dataset[i][0]) for i in tqdm(range(len(dataset)), desc=desc, disable=not progress,
-                                                                      leave=False)])
+def input_spec(rep) -> "tuple[tuple[int, ...], torch.dtype]":
+    """Shape and dtype of one model input (an empty batch of it keeps every process of a
+    data-parallel run in step when its share of a batch is empty)."""
+    g = geometry_of(rep)
+    if isinstance(rep, ImageRepresentation):
+        return (3, g["img_size"], g["img_size"]), torch.uint8
+    dtype = torch.uint8 if isinstance(rep, VideoRepresentation) else torch.float32
+    return (g["num_frames"], g["in_chans"], g["img_size"], g["img_size"]), dtype
 
 
-def _synth(cfg: TrainConfig, split: str, n: int):
-    size = (cfg.sensor_size, cfg.sensor_size)
-    rep = representation_for(cfg, size)
-    ds = SynthActions(split, num_samples=n, sensor_size=size, seed=cfg.seed, cache=False, transform=rep)
-    return Split(_stack(ds, f"simulating {split} events", cfg.progress), torch.tensor(ds.targets), list(ds.classes), rep)
-
-
-def _recorded(cfg: TrainConfig, root: str, split: str):
+def build_dataset(cfg: TrainConfig, split: str):
+    """The dataset ``cfg`` names for ``split`` ('train' or 'test'), before its pipeline is set."""
     from ..data import DATASETS
+    from ..data.synthetic import SynthActions
 
+    if cfg.data_name == "synth":
+        return SynthActions.from_config(cfg, split)
     if cfg.data_name not in DATASETS:
         raise ValueError(f"unknown data_name {cfg.data_name!r}; choose 'synth' or one of {', '.join(DATASETS)}")
-    if not root:
-        raise ValueError(f"data_name={cfg.data_name!r} needs data_root=<folder> (see `spikmamba datasets {cfg.data_name}`)")
-    cls = DATASETS[cfg.data_name]
-    modality = getattr(cls, "modality", "events")
-    desc = f"reading {cfg.data_name} {split}"
-    if modality == "image":
-        ds = cls(root, split, size=cfg.resolution)
-        if not ds.sensor_size[0]:
-            raise ValueError(f"{cfg.data_name} images come in many sizes: set resolution=<pixels>")
-        ds.representation = ImageRepresentation(size=ds.sensor_size[0], frames=cfg.frames)
-        return Split(_stack(ds, desc, cfg.progress), torch.tensor(ds.targets), list(ds.classes), ds.representation)
-    if modality == "video":
-        rep = VideoRepresentation(frames=cfg.frames, frame_stride=cfg.frame_stride, size=cfg.resolution or 112,
-                                  clips_per_video=cfg.clips_per_video)
-        kwargs = dict(representation=rep, skip_unreadable=cfg.skip_unreadable)
-        if "fold" in inspect.signature(cls).parameters:
-            kwargs["fold"] = cfg.fold
-        ds = cls(root, split, **kwargs)
-        clips, targets, groups = ds.tensors()  # decodes every video once
-        return Split(clips, torch.tensor(targets), list(ds.classes), rep, groups)
-    ds = cls(root, split) if "split" in inspect.signature(cls).parameters else cls(root)
-    ds.representation = representation_for(cfg, ds.sensor_size)
-    return Split(_stack(ds, desc, cfg.progress), torch.tensor(ds.targets), list(ds.classes), ds.representation)
+    return DATASETS[cfg.data_name].from_config(cfg, split)
 
 
-def load_split(cfg: TrainConfig, split: str) -> "Split | None":
-    """``(x, y, classes, representation)`` (a :class:`Split`) for ``split`` in {'train', 'test'};
-    None for a test set the config lacks."""
-    if cfg.data_name == "synth":
-        return _synth(cfg, split, cfg.num_train if split == "train" else cfg.num_test)
-    root = cfg.data_root if split == "train" else cfg.test_root
-    if split == "test" and not root:
+def event_transforms(cfg: TrainConfig, sensor_size) -> "tuple[Compose, Compose]":
+    """The config's ``transforms``: (training form, evaluation form) for a ``(W, H)`` sensor."""
+    train = transforms_from_config(cfg.transforms, sensor_size)
+    return train, train.eval_form()
+
+
+@dataclass
+class Pipelines:
+    """One split's dataset configured twice: for training (random transforms) and for evaluation."""
+    train: object
+    eval: object
+    representation: object
+
+
+def pipelines(cfg: TrainConfig, ds) -> Pipelines:
+    """Set the representation, transforms and cache of ``ds`` (see the module docstring)."""
+    modality = getattr(ds, "modality", "events")
+    if modality != "events":
+        if cfg.transforms:
+            raise ValueError(f"transforms apply to event data; {cfg.data_name} is {modality}")
+        return Pipelines(ds, ds, ds.representation)
+    train_t, eval_t = event_transforms(cfg, ds.sensor_size)
+    rep = representation_for(cfg, train_t.output_size(ds.sensor_size))
+    cache = cfg.cache_dir or None
+    evaluation = ds.configured(rep, pre_transform=eval_t if len(eval_t) else None, cache_dir=cache)
+    if train_t.random:
+        training = ds.configured(rep, transform=train_t, cache_dir=None)  # drawn anew every epoch: nothing to cache
+    else:
+        training = evaluation
+    return Pipelines(training, evaluation, rep)
+
+
+class InMemory(torch.utils.data.Dataset):
+    """Samples made once and kept as tensors (the deliberate exception for generated ``synth`` clips)."""
+
+    def __init__(self, x: torch.Tensor, targets, source):
+        self.x, self._targets, self._source = x, list(targets), source
+
+    @property
+    def targets(self) -> "list[int]":
+        return self._targets
+
+    def source(self, index: int) -> str:
+        return self._source(index)
+
+    def __len__(self) -> int:
+        return len(self._targets)
+
+    def __getitem__(self, index: int):
+        return self.x[index], self._targets[index]
+
+
+def materialise(ds, desc: str, progress: bool, workers: int) -> InMemory:
+    """Every sample of ``ds`` once, in parallel worker processes, stacked into one tensor."""
+    view = SampleView(ds)
+    loader = make_loader(view, SequentialBatches(len(view), 64), workers)
+    parts = [b.x for b in tqdm(loader, desc=desc, disable=not progress, leave=False)]
+    return InMemory(torch.cat(parts), ds.targets, ds.source)
+
+
+def augmenter(cfg: TrainConfig, modality: str):
+    """The per-sample tensor augmentation of training (None when there is none)."""
+    image = cfg.image_augment if modality == "image" else "none"
+    if cfg.augment_shift <= 0 and image == "none":
         return None
-    return _recorded(cfg, root, split)
+    return partial(_augment_one, shift=cfg.augment_shift, image_augment=image)
 
 
-def load_data(cfg: TrainConfig) -> dict:
-    """Tensors for train / val (carved from train, stratified, seeded) / test, plus the input geometry."""
-    train_split = load_split(cfg, "train")
-    x_tr, y_tr, classes, rep = train_split
-    test = load_split(cfg, "test")
-    geometry = geometry_of(x_tr, rep)
-    data = dict(classes=classes, geometry=geometry, representation=rep,
-                test=(test[0], test[1]) if test is not None else None,
-                test_groups=test.groups if test is not None else None)
+def _augment_one(x: torch.Tensor, generator: torch.Generator, shift: int, image_augment: str) -> torch.Tensor:
+    return augment_batch(x[None], shift, image_augment, generator)[0]
+
+
+@dataclass
+class Data:
+    """Everything a run reads: the views a loader wraps, and what the model must know."""
+    classes: list
+    representation: object
+    train: SampleView
+    val: Optional[SampleView]
+    test: Optional[SampleView]
+    in_memory: bool = False
+
+    @property
+    def geometry(self) -> dict:
+        return geometry_of(self.representation)
+
+
+def load_data(cfg: TrainConfig, progress: bool = False, env: "D.DistEnv | None" = None) -> Data:
+    """The train / validation (carved from train, stratified, seeded; whole videos) / test views of ``cfg``."""
+    from ..data import stratified_split
+    from ..threads import usable_cpus
+
+    base = build_dataset(cfg, "train")
+    modality = getattr(base, "modality", "events")
+    pipes = pipelines(cfg, base)
+    test_base = build_dataset(cfg, "test") if cfg.data_name == "synth" or cfg.test_root else None
+    test_eval = pipelines(cfg, test_base).eval if test_base is not None else None
+    if test_base is not None and list(test_base.classes) != list(base.classes):
+        raise ValueError(f"the test set's classes {list(test_base.classes)[:5]}... differ from the training set's "
+                         f"{list(base.classes)[:5]}...; point test_root at the same dataset")
+    train_ds, eval_ds = pipes.train, pipes.eval
+    in_memory = cfg.data_name == "synth" and not getattr(train_ds, "transform", None)
+    if in_memory:  # generated clips: made once, in parallel, kept as tensors (see the module docstring)
+        workers = max(0, min(usable_cpus() - 1, 4)) if not (env and env.enabled) else 0
+        shown = progress and (env is None or env.is_main)
+        train_ds = eval_ds = materialise(train_ds, "simulating train events", shown, workers)
+        if test_eval is not None:
+            test_eval = materialise(test_eval, "simulating test events", shown, workers)
+    targets = list(base.targets)
+    train_idx, val_idx = None, None
     if cfg.val_fraction > 0:
-        from ..data import stratified_split
-
-        groups = train_split.groups
+        groups = getattr(base, "groups", None)
         if groups is None:
-            tr, va = stratified_split(y_tr.tolist(), cfg.val_fraction, cfg.seed)
+            train_idx, val_idx = stratified_split(targets, cfg.val_fraction, cfg.seed)
         else:  # split whole videos, so no video has clips on both sides
             first = {}
-            for i, g in enumerate(groups.tolist()):
+            for i, g in enumerate(groups):
                 first.setdefault(g, i)
             vids = list(first)
-            _, vva = stratified_split([int(y_tr[first[v]]) for v in vids], cfg.val_fraction, cfg.seed)
-            in_val = torch.zeros(int(groups.max()) + 1, dtype=torch.bool)
-            in_val[[vids[i] for i in vva]] = True
-            va = torch.nonzero(in_val[groups]).flatten().tolist()
-            tr = torch.nonzero(~in_val[groups]).flatten().tolist()
-        data["train"], data["val"] = (x_tr[tr], y_tr[tr]), (x_tr[va], y_tr[va])
-    else:
-        data["train"], data["val"] = (x_tr, y_tr), None
-    return data
+            _, vva = stratified_split([targets[first[v]] for v in vids], cfg.val_fraction, cfg.seed)
+            held = {vids[i] for i in vva}
+            train_idx = [i for i, g in enumerate(groups) if g not in held]
+            val_idx = [i for i, g in enumerate(groups) if g in held]
+    augment = augmenter(cfg, modality)
+    train = SampleView(train_ds, train_idx, cfg.seed, augment, cfg.skip_unreadable)
+    val = SampleView(eval_ds, val_idx, cfg.seed, None, cfg.skip_unreadable) if val_idx is not None else None
+    test = SampleView(test_eval, None, cfg.seed, None, cfg.skip_unreadable) if test_eval is not None else None
+    return Data(list(base.classes), pipes.representation, train, val, test, in_memory)
 
 
-def load_input_file(path, rep) -> torch.Tensor:
-    """One event, image or video file as the model input, prepared the way ``rep`` prepared the
-    training data (a video gives ``[clips, F, 3, S, S]``: its clips, to be averaged)."""
-    if isinstance(rep, (ImageRepresentation, VideoRepresentation)):
+def eval_view(cfg: TrainConfig, split: str) -> "tuple[SampleView, list, object]":
+    """``(view, classes, representation)`` of one split read for evaluation (test, energy)."""
+    ds = build_dataset(cfg, split)
+    pipes = pipelines(cfg, ds)
+    return SampleView(pipes.eval, None, cfg.seed, None, cfg.skip_unreadable), list(ds.classes), pipes.representation
+
+
+def load_input_file(path, rep, transforms=None) -> torch.Tensor:
+    """One event, image or video file as the model input, prepared the way ``rep`` (and the
+    config's ``transforms``, in their evaluation form) prepared the evaluation data (a video gives
+    ``[clips, F, 3, S, S]``: its clips, to be averaged)."""
+    if not isinstance(rep, EventRepresentation):
         return rep.load(path)
-    return torch.from_numpy(load_event_file(path, rep))
+    return torch.from_numpy(load_event_file(path, rep, transforms))
 
 
-def load_event_file(path, rep: EventRepresentation) -> np.ndarray:
-    """One event file as the model input ``[T, C, H, W]``, made the way ``rep`` made the training data.
+def load_event_file(path, rep: EventRepresentation, transforms=None) -> np.ndarray:
+    """One event file as the model input ``[T, C, H, W]``, made the way ``rep`` made the evaluation data.
 
-    A file that states its own sensor size is represented at that size, then resized to the
-    trained resolution; a file that does not (npy/npz) must fit the trained sensor."""
+    A file that states its own sensor size is represented at that size (after the transforms),
+    then resized to the trained resolution; a file that does not (npy/npz) must fit the trained
+    sensor."""
     from ..events.io import read_events
 
     rec = read_events(path)
     events = rec.events
-    sensor = tuple(rec.sensor_size) if rec.sensor_size else tuple(rep.sensor_size)
+    pipeline = None
+    if transforms:
+        file_sensor = tuple(rec.sensor_size) if rec.sensor_size else None
+        if file_sensor is None:
+            raise ValueError(f"{path}: does not state its sensor size, which the model's transforms need; "
+                             f"store it in the file (e.g. npz with a 'sensor_size' entry)")
+        pipeline = transforms_from_config(transforms, file_sensor).eval_form()
+        events = pipeline(events)
+        sensor = pipeline.output_size(file_sensor)
+    else:
+        sensor = tuple(rec.sensor_size) if rec.sensor_size else tuple(rep.sensor_size)
     if len(events) and (int(events["x"].max()) >= sensor[0] or int(events["y"].max()) >= sensor[1]):
         raise ValueError(f"{path}: events reach x={int(events['x'].max())}, y={int(events['y'].max())}, beyond the "
                          f"{sensor[0]}x{sensor[1]} sensor the model was trained on; store the sensor size in the file "

@@ -1,24 +1,93 @@
-"""``spikmamba test`` and ``spikmamba predict``: use a trained checkpoint.
+"""Evaluation, ``spikmamba test`` and ``spikmamba predict``: use a trained model.
 
-``run_test`` rebuilds the test set the checkpoint's config names (optionally with changed data
-keys, e.g. ``test_root`` on another machine) and writes ``metrics.json``, ``per_class.csv``,
-``confusion.csv`` and ``confusion.png``. ``predict_files`` reads event files of any supported
-format, turns each into the tensor the model was trained on (the representation is stored in
-the checkpoint) and returns class probabilities.
+``evaluate`` runs a model over a loader and returns one :class:`EvalResult` (per-sample metrics,
+and per-video metrics for video data). ``run_test`` rebuilds the test set the checkpoint's
+config names (optionally with changed data keys, e.g. ``test_root`` on another machine) and
+writes ``metrics.json``, ``per_class.csv``, ``confusion.csv`` and ``confusion.png``.
+``predict_files`` reads event files of any supported format, turns each into the tensor the
+model was evaluated on (the representation is stored in the checkpoint, the transforms in its
+config) and returns class probabilities.
 """
 from __future__ import annotations
 
 import csv
 import dataclasses
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
+from tqdm import tqdm
 
+from . import distributed as D
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, stored_config
 from .config import TrainConfig, apply_overrides, load_config, validate_config
-from .data import geometry_of, load_input_file, load_split, representation_from_dict
-from .train import evaluate, resolve_device
+from .device import autocast, resolve_device
+from .data import eval_view, geometry_of, load_input_file, representation_from_dict
+from .loader import SequentialBatches, make_loader
+from .metrics import ClassificationMetrics, per_group_metrics
+
+
+@dataclass
+class EvalResult:
+    """Metrics of one evaluation: per sample (clip), per video when the data has videos, and the
+    samples left out as unreadable (``skip_unreadable``)."""
+    metrics: ClassificationMetrics
+    per_group: "ClassificationMetrics | None" = None
+    skipped: list = field(default_factory=list)
+
+    @property
+    def top1(self) -> float:
+        return self.metrics.top1
+
+    @property
+    def topk_acc(self) -> float:
+        return self.metrics.topk_acc
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, num_classes: int, env: "D.DistEnv | None" = None,
+             device: "torch.device | str" = "cpu", amp: str = "none", groups=None, progress: bool = False) -> EvalResult:
+    """Metrics of ``model`` over a loader of :class:`~.loader.Batch` es. Under DDP each process
+    evaluates its share and the counts are summed, so every process returns the metrics of the
+    whole set. With ``groups`` (the video of each sample of the view) a video's prediction is the
+    mean of its clips' logits."""
+    env = env or D.DistEnv()
+    device = torch.device(device)
+    model.eval()
+    metrics = ClassificationMetrics(num_classes)
+    n = len(loader.dataset)
+    logits_all = torch.zeros(n, num_classes, dtype=torch.float64) if groups is not None else None
+    seen = torch.zeros(n, dtype=torch.bool) if groups is not None else None
+    skipped = []
+    for batch in tqdm(loader, desc="evaluating", disable=not progress, leave=False):
+        skipped += batch.skipped
+        if batch.x is None:
+            continue
+        with autocast(device, amp):
+            logits = model(batch.x.to(device, non_blocking=True))
+        metrics.update(logits, batch.y)
+        if logits_all is not None:
+            logits_all[batch.position] = logits.detach().double().cpu()
+            seen[batch.position] = True
+    per_group = None
+    if env.enabled:
+        D.all_reduce_sum(metrics.confusion, env)
+        D.all_reduce_sum(metrics.topk_correct, env)
+        if logits_all is not None:
+            D.all_reduce_sum(logits_all, env)
+            counts = seen.to(torch.int64)
+            D.all_reduce_sum(counts, env)
+            seen = counts > 0
+        gathered = [None] * env.world_size
+        torch.distributed.all_gather_object(gathered, skipped)
+        skipped = [s for part in gathered for s in part]
+    if logits_all is not None:
+        targets = torch.as_tensor(loader.dataset.targets)
+        groups = torch.as_tensor(groups)
+        per_group = per_group_metrics(logits_all[seen], targets[seen], groups[seen], num_classes)
+    return EvalResult(metrics, per_group, skipped)
 
 
 def test_config(checkpoint: str, ckpt: dict, config_file: "str | None", overrides: "list[str]") -> TrainConfig:
@@ -34,32 +103,34 @@ def run_test(checkpoint: str, config_file: "str | None" = None, overrides: "list
     ckpt = load_checkpoint(checkpoint)
     cfg = dataclasses.replace(test_config(checkpoint, ckpt, config_file, overrides or []), progress=progress)
     model, _ = model_from_checkpoint(checkpoint, ckpt)
-    split = load_split(cfg, "test")
-    if split is None:
+    if cfg.data_name != "synth" and not cfg.test_root:
         raise ValueError(f"the config of {checkpoint} has no test set: pass test_root=<folder> "
                          f"(see `spikmamba datasets {cfg.data_name}`)")
-    x, y, classes, rep = split
+    view, classes, rep = eval_view(cfg, "test")
     if list(classes) != list(ckpt["classes"]):
         raise ValueError(f"the test set's classes {list(classes)[:5]}... differ from the checkpoint's "
                          f"{list(ckpt['classes'])[:5]}...; point test_root at the same dataset")
     want = ckpt["geometry"]
-    got = geometry_of(x, rep)
+    got = geometry_of(rep)
     if got != {k: int(want[k]) for k in got}:
         raise ValueError(f"the test data has geometry {got} but the model was trained on {dict(want)}; keep the "
                          f"representation, frames and resolution of training")
     device = resolve_device(cfg.device)
     model.to(device)
-    metrics = evaluate(model, x, y, cfg.batch_size, len(classes), device=device, amp=cfg.amp, progress=progress,
-                       groups=split.groups)
-    per_video = None
-    if split.groups is not None:
-        metrics, per_video = metrics
+    from .loader import default_num_workers
+
+    workers = cfg.num_workers if cfg.num_workers >= 0 else default_num_workers(cfg.data_name == "synth")
+    loader = make_loader(view, SequentialBatches(len(view), cfg.batch_size), workers, device)
+    result_ = evaluate(model, loader, len(classes), device=device, amp=cfg.amp, progress=progress, groups=view.groups)
+    metrics, per_video = result_.metrics, result_.per_group
     out = Path(out_dir) if out_dir else Path(checkpoint).parent / f"test-{Path(checkpoint).stem}"
     out.mkdir(parents=True, exist_ok=True)
     result = {"checkpoint": str(checkpoint), "model": ckpt["model_name"], "data": cfg.data_name, **metrics.summary(classes)}
     if per_video is not None:  # the published ReSpike code reports per clip; both are given, and named
         result["level"] = "clip"
         result["per_video"] = {"level": "video (mean of its clips' logits)", **per_video.summary(classes)}
+    if result_.skipped:
+        result["skipped"] = [{"source": s.source, "reason": s.reason} for s in result_.skipped]
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     with open(out / "per_class.csv", "w", newline="") as f:
         w = csv.writer(f)
@@ -124,6 +195,7 @@ def predict_files(checkpoint: str, paths, topk: int = 5, batch_size: int = 16, d
     dev = resolve_device(device)
     model.to(dev)
     rep = representation_from_dict(ckpt["representation"])
+    transforms = ckpt["config"].get("transforms") or None
     classes = list(ckpt["classes"])
     if class_names:
         classes = [str(class_names.get(str(i), class_names.get(i, c))) for i, c in enumerate(classes)]
@@ -155,7 +227,7 @@ def predict_files(checkpoint: str, paths, topk: int = 5, batch_size: int = 16, d
     files = collect_input_files(paths, *kinds.get(type(rep), (None, "event")))
     for f in files:
         try:
-            x = load_input_file(f, rep)
+            x = load_input_file(f, rep, transforms)
         except (ValueError, OSError, ImportError) as err:
             errors.append({"file": str(f), "error": _without_path(str(err), f)})
             continue

@@ -49,3 +49,34 @@ class RunLogger:
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+
+
+def save_training_curves(history: "list[dict]", path: "str | Path") -> None:
+    """Loss and accuracy per epoch (training, and validation when there is one) as a PNG."""
+    if not history:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
+    ax_loss.plot(epochs, [r["train_loss"] for r in history], marker="o", label="train")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("loss")
+    ax_acc.plot(epochs, [r["train_acc"] for r in history], marker="o", label="train")
+    val = [(r["epoch"], r["val_acc"]) for r in history if r.get("val_acc") is not None]
+    if val:
+        ax_acc.plot(*zip(*val), marker="s", label="validation")
+    ax_acc.set_xlabel("epoch")
+    ax_acc.set_ylabel("top-1 accuracy")
+    ax_acc.set_ylim(0, 1)
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    tmp = Path(path).with_name(f".{Path(path).name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
