@@ -17,31 +17,7 @@ from spikmamba.engine import TrainConfig, train
 from spikmamba.engine.augment import augment_batch, random_erasing, random_flip, random_resized_crop
 from spikmamba.engine.ema import EMA
 
-CLASSES10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-
-
-def _images(n, seed):
-    """Learnable fake data: class k in {0, 1, 2} has a bright colour channel k and a bar at row 8k."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 3, n)
-    x = rng.integers(0, 90, (n, 3, 32, 32)).astype(np.uint8)
-    for i, k in enumerate(y):
-        x[i, k] += 120
-        x[i, :, 8 * k:8 * k + 4] = 250
-    return x, y
-
-
-def write_cifar10(root, n_per_batch=24):
-    base = root / "cifar-10-batches-py"
-    base.mkdir(parents=True)
-    with open(base / "batches.meta", "wb") as f:
-        pickle.dump({b"label_names": [c.encode() for c in CLASSES10], b"num_vis": 3072}, f, protocol=2)
-    for i, name in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
-        x, y = _images(n_per_batch, i)
-        with open(base / name, "wb") as f:
-            pickle.dump({b"batch_label": name.encode(), b"labels": y.tolist(), b"data": x.reshape(len(x), -1),
-                         b"filenames": [f"{j}.png".encode() for j in range(len(x))]}, f, protocol=2)
-    return root
+from datafixtures import CLASSES10, _images, write_cifar10, write_image_tree
 
 
 def test_cifar10_reads_the_official_layout(tmp_path):
@@ -87,16 +63,6 @@ def test_a_cifar_pickle_that_runs_code_is_refused(tmp_path):
         pickle.dump({b"data": Evil(), b"labels": [0]}, f)
     with pytest.raises(ValueError, match="refusing to load builtins.print"):
         CIFAR10(tmp_path, "test")
-
-
-def write_image_tree(root, splits=("train", "val", "test"), n=4, size=(40, 30)):
-    for s, split in enumerate(splits):
-        for c, colour in enumerate([(250, 10, 10), (10, 250, 10)]):
-            d = root / split / f"n0{c}"
-            d.mkdir(parents=True)
-            for i in range(n):
-                Image.new("RGB", size, colour).save(d / f"{i}.png")
-    return root
 
 
 def test_miniimagenet_folder_tree_resizes_to_84(tmp_path):

@@ -19,25 +19,7 @@ from spikmamba.models import create_model  # noqa: E402
 from spikmamba.models.respike import split_key_and_residual  # noqa: E402
 from spikmamba.models.resnet import ResNet50Features, load_torchvision_weights  # noqa: E402
 
-
-def write_video(path, label: int, n=20, size=32, seed=0):
-    """A bright square moving left (label 0) or right (label 1) over a noisy background, tinted by class."""
-    rng = np.random.default_rng(seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("mpeg4", rate=10)
-        s.width = s.height = size
-        s.pix_fmt = "yuv420p"
-        for i in range(n):
-            img = rng.integers(0, 40, (size, size, 3)).astype(np.uint8)
-            img[..., 2 * label] += 60
-            x = (2 + i) % (size - 8) if label else (size - 10 - i) % (size - 8)
-            img[12:20, x:x + 8] = 250
-            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return path
+from datafixtures import write_video  # noqa: E402
 
 
 def test_read_video_and_clip_cutting(tmp_path):

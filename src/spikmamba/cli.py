@@ -81,6 +81,7 @@ def _fail(command: str, err: BaseException) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from .engine.checkpoint import CheckpointError
     from .engine.config import TrainConfig, apply_overrides, load_config
+    from .data import SampleError
     from .engine.run_dir import RunDirBusy
     from .engine.train import Interrupted, NonFiniteLoss, resume_config, train
 
@@ -94,24 +95,49 @@ def _cmd_train(args: argparse.Namespace) -> int:
             cfg = load_config(args.config) if args.config else TrainConfig()
             cfg = apply_overrides(cfg, args.overrides)
         summary = train(cfg, resume=args.resume)
-    except (ValueError, OSError, CheckpointError, NonFiniteLoss, RunDirBusy) as err:
+    except (ValueError, OSError, CheckpointError, NonFiniteLoss, RunDirBusy, SampleError) as err:
         return _fail("train", err)
     except Interrupted as err:
         print(f"spikmamba train: {err}", file=sys.stderr)
         return 130
     if summary.get("world_size", 1) > 1 and os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return 0
+    out = Path(summary["out_dir"])
     if "best_val_acc" in summary:
-        print(f"validation accuracy: final epoch {summary['final_val_acc'] * 100:.2f}%, best "
-              f"{summary['best_val_acc'] * 100:.2f}% at epoch {summary['best_epoch']} (checkpoints: {cfg.out_dir}/best.pt, last.pt)")
+        final = summary["final_val_acc"]
+        print(f"validation accuracy: final {final * 100:.2f}%, best {summary['best_val_acc'] * 100:.2f}% at epoch "
+              f"{summary['best_epoch']}" if final is not None else "validation: none run")
     if "test_acc" in summary:
         level = " per clip" if "test_video_acc" in summary else ""
         print(f"test accuracy (final model): {summary['test_acc'] * 100:.2f}% top-1{level}, {summary['test_top5'] * 100:.2f}% "
-              f"top-5 (checkpoint: {cfg.out_dir}/last.pt)")
+              f"top-5")
     if "test_video_acc" in summary:
         print(f"test accuracy per video (mean of its clips' logits): {summary['test_video_acc'] * 100:.2f}% top-1, "
               f"{summary['test_video_top5'] * 100:.2f}% top-5")
+    print(_run_report(summary, out))
     return 0
+
+
+def _run_report(summary: dict, out: Path) -> str:
+    """The last lines of every run: where it ended, its checkpoints, its files and figures."""
+    files = set(summary.get("files", []))
+    epochs = len(summary["history"])
+    how = (f"stopped at max_steps={summary['stopped_at_max_steps']} (step {summary['steps']})"
+           if "stopped_at_max_steps" in summary else f"{epochs} epoch(s), {summary['steps']} steps")
+    lines = [f"run finished in {out}: {how}"]
+    ckpts = [f"{out / 'last.pt'} (resume, test, predict)"]
+    if "best.pt" in files:
+        ckpts.append(f"{out / 'best.pt'} (best validation, epoch {summary.get('best_epoch')})")
+    lines.append("  checkpoints: " + ", ".join(ckpts))
+    logs = [name for name in ("config.yaml", "log.csv", "summary.json", "tensorboard") if name in files]
+    if "skipped.csv" in files:
+        logs.append(f"skipped.csv ({summary.get('skipped_samples', 0)} unreadable training samples left out)")
+    lines.append("  files: " + ", ".join(logs))
+    figures = [name for name in ("training_curves.png",) if name in files]
+    if figures:
+        lines.append("  figures: " + ", ".join(str(out / f) for f in figures))
+    lines.append(f"  next: spikmamba test --checkpoint {out / 'last.pt'}")
+    return "\n".join(lines)
 
 
 def _cmd_test(args: argparse.Namespace) -> int:

@@ -58,11 +58,11 @@ def sample_generators(seed: int, epoch: int, position: int) -> "tuple[np.random.
     return np.random.default_rng(events), gen
 
 
-def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """The shuffled order of epoch ``epoch``: a function of ``(seed, epoch)`` only."""
-    g = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch, 0x5EED]).generate_state(1, np.uint64)[0])
-                                      & (2**63 - 1))
-    return torch.randperm(n, generator=g)
+def epoch_order(n: int, seed: int, epoch: int, stream: int = 0) -> torch.Tensor:
+    """The shuffled order of epoch ``epoch``: a function of ``(seed, epoch)`` only (``stream`` 1 is
+    the fixed order a capped validation takes its subset from)."""
+    entropy = np.random.SeedSequence([seed, epoch, stream, 0x5EED]).generate_state(1, np.uint64)[0]
+    return torch.randperm(n, generator=torch.Generator().manual_seed(int(entropy) & (2**63 - 1)))
 
 
 class SampleView(Dataset):
@@ -166,7 +166,7 @@ class SequentialBatches(Sampler):
         order = torch.arange(n)
         if limit > 0:
             env_ = env or D.DistEnv()
-            order = epoch_order(n, seed, -1)[:limit * batch_size * env_.world_size].sort().values
+            order = epoch_order(n, seed, 0, stream=1)[:limit * batch_size * env_.world_size].sort().values
         self.share = D.shard(order, env or D.DistEnv()).tolist()
         self.batch_size = batch_size
 

@@ -9,7 +9,7 @@ import csv
 import sys
 from pathlib import Path
 
-COLUMNS = ("epoch", "step", "lr", "train_loss", "train_acc", "val_acc", "val_top5", "samples_per_s", "epoch_s")
+COLUMNS = ("epoch", "step", "lr", "train_loss", "train_acc", "val_acc", "val_top5", "val_samples", "samples_per_s", "epoch_s")
 
 
 class RunLogger:
@@ -72,9 +72,12 @@ def save_training_curves(history: "list[dict]", path: "str | Path") -> None:
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("top-1 accuracy")
     ax_acc.set_ylim(0, 1)
+    from matplotlib.ticker import MaxNLocator
+
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend()
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     tmp = Path(path).with_name(f".{Path(path).name}.tmp.png")
     fig.savefig(tmp, dpi=100)

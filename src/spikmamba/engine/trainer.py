@@ -379,7 +379,7 @@ class Trainer:
         with self._evaluation_weights():
             r = evaluate(self.model, self.val_loader, len(self.classes), self.env, self.device, self.cfg.amp)
         self.skipped_here += [(self.state.epoch, "val", s.source, s.reason) for s in r.skipped] if self.main else []
-        record.update(val_acc=r.top1, val_top5=r.topk_acc)
+        record.update(val_acc=r.top1, val_top5=r.topk_acc, val_samples=r.metrics.count)
         if r.top1 > self.state.best_val_acc:
             self.state.best_val_acc, self.state.best_epoch = r.top1, self.state.epoch
             if self.main:
