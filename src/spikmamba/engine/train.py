@@ -104,12 +104,14 @@ def _shared_folder(lock, failure: "Exception | None", env: D.DistEnv) -> Path:
 
 def _train(cfg, ckpt, resume, device, env) -> dict:
     import random
+    import time
 
+    started = time.perf_counter()
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)
     data = load_data(cfg, progress=cfg.progress and env.is_main, env=env)
-    return Trainer(cfg, data, env, device, ckpt, resume).fit()
+    return Trainer(cfg, data, env, device, ckpt, resume, started).fit()
 
 
 def resume_config(path: str, overrides: "list[str]") -> TrainConfig:

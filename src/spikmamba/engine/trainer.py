@@ -143,8 +143,10 @@ class Trainer:
     """Trains ``cfg.model`` on ``data`` (see the module docstring); :meth:`fit` returns the summary."""
 
     def __init__(self, cfg: TrainConfig, data: Data, env: D.DistEnv, device: torch.device,
-                 ckpt: "dict | None" = None, resume: "str | None" = None):
+                 ckpt: "dict | None" = None, resume: "str | None" = None, started: "float | None" = None):
         self.cfg, self.data, self.env, self.device = cfg, data, env, device
+        self.started = time.perf_counter() if started is None else started  # for the time to the first step
+        self.first_step_s: "float | None" = None
         self.main = env.is_main
         self.show = cfg.progress and self.main
         self.out = Path(cfg.out_dir)
@@ -370,6 +372,8 @@ class Trainer:
         self.sched.step()
         state.batch += 1
         state.step += 1
+        if self.first_step_s is None:
+            self.first_step_s = time.perf_counter() - self.started
         self.bar.update(1)
         run = state.running
         self.bar.set_postfix(loss=f"{run.loss:.3f}", acc=f"{run.acc:.3f}", refresh=False)
@@ -431,7 +435,8 @@ class Trainer:
             torch.distributed.all_gather_object(digests, state_digest(self.model.state_dict()))
         summary = {"out_dir": str(self.out), "history": state.history, "classes": self.classes,
                    "config": dataclasses.asdict(cfg), "geometry": self.geometry, "world_size": env.world_size,
-                   "steps": state.step, "weights_sha256_per_rank": digests, "num_workers": self.num_workers}
+                   "steps": state.step, "weights_sha256_per_rank": digests, "num_workers": self.num_workers,
+                   "first_step_s": self.first_step_s, "train_s": time.perf_counter() - self.started}
         if self._max_steps_reached() and state.epoch < cfg.epochs:
             summary["stopped_at_max_steps"] = cfg.max_steps
         if state.samples_skipped:
