@@ -1,15 +1,37 @@
-"""Events -> frames (T=16, 128x128, 2 polarities): ours vs a torch.bincount version and tonic (when installed)."""
+"""Events -> representations at 1e6 / 1e7 random events, 128x128, T=16: ours (compiled loop when
+numba is installed; the NumPy path beside it) vs a plain numba loop, torch.bincount and tonic."""
+import contextlib
+
 import numpy as np
 import torch
 
-from spikmamba.benchmark import optional
-from spikmamba.events import make_events, to_frames
+from spikmamba.benchmark import Skip, optional
+from spikmamba.events import _numba, make_events, to_frames
+from spikmamba.events.afe import to_afe_frames
+from spikmamba.events.voxel import to_voxel_grid
 
 
 def _events(n):
     rng = np.random.default_rng(0)
     return make_events(np.sort(rng.integers(0, 1_000_000, n)), rng.integers(0, 128, n), rng.integers(0, 128, n),
                        rng.integers(0, 2, n))
+
+
+@contextlib.contextmanager
+def _numpy_path():
+    """Our NumPy fallback, timed in the same process as the compiled path."""
+    saved, _numba.AVAILABLE = _numba.AVAILABLE, False
+    try:
+        yield
+    finally:
+        _numba.AVAILABLE = saved
+
+
+def _numpy(fn):
+    def run():
+        with _numpy_path():
+            return fn()
+    return run
 
 
 def _torch_bincount(ev, T=16):
@@ -21,19 +43,60 @@ def _torch_bincount(ev, T=16):
     return torch.bincount(idx, minlength=T * 2 * 128 * 128).view(T, 2, 128, 128)
 
 
-def make(n):
+_plain = None
+
+
+def _plain_numba_loop():
+    """The baseline of the performance anchors: one pass, integer frame index, no checks (written
+    here for the benchmark only)."""
+    global _plain
+    if _plain is None:
+        import numba
+
+        @numba.njit(cache=False)
+        def loop(t, x, y, p, T, out):
+            t0, span = t[0], max(t[-1] - t[0], 1)
+            for i in range(t.shape[0]):
+                out[min((t[i] - t0) * T // span, T - 1), p[i], y[i], x[i]] += 1
+            return out
+
+        _plain = loop
+    return _plain
+
+
+def _tonic_events(ev):
+    out = np.zeros(len(ev), dtype=[("x", "<i8"), ("y", "<i8"), ("t", "<i8"), ("p", "<i8")])
+    for k in ("x", "y", "t", "p"):
+        out[k] = ev[k]
+    return out
+
+
+def _ours(name, fn, impls):
+    if _numba.AVAILABLE:
+        fn()  # compile (and warm the cache) before anything is timed
+        impls[f"{name} (compiled)"] = fn
+    else:
+        impls[f"{name} (compiled)"] = Skip("numba is not installed (pip install spikmamba[fast])")
+    impls[f"{name} (NumPy path)"] = _numpy(fn)
+
+
+def make_frames(n):
     def setup(quick: bool):
         count = 10_000 if quick else n
         ev = _events(count)
-        impls = {"spikmamba to_frames": lambda: to_frames(ev, (128, 128), 16),
-                 "torch.bincount": lambda: _torch_bincount(ev)}
+        impls = {}
+        _ours("spikmamba to_frames", lambda: to_frames(ev, (128, 128), 16), impls)
+        if _numba.AVAILABLE:
+            loop = _plain_numba_loop()
+            fields = [np.ascontiguousarray(ev[k]) for k in ("t", "x", "y", "p")]
+            loop(*fields, 16, np.zeros((16, 2, 128, 128), np.int64))
+            impls["plain numba loop"] = lambda: loop(*fields, 16, np.zeros((16, 2, 128, 128), np.int64))
+        impls["torch.bincount"] = lambda: _torch_bincount(ev)
         missing = optional("tonic")
         if missing is None:
             import tonic
 
-            tonic_ev = np.zeros(count, dtype=[("x", "<i8"), ("y", "<i8"), ("t", "<i8"), ("p", "<i8")])
-            for k in ("x", "y", "t", "p"):
-                tonic_ev[k] = ev[k]
+            tonic_ev = _tonic_events(ev)
             tf = tonic.transforms.ToFrame(sensor_size=(128, 128, 2), n_time_bins=16)
             impls["tonic ToFrame"] = lambda: tf(tonic_ev)
         else:
@@ -42,4 +105,34 @@ def make(n):
     return setup
 
 
-BENCHMARKS = {"frames-1e6": make(1_000_000), "frames-1e7": make(10_000_000)}
+def make_voxel(n):
+    def setup(quick: bool):
+        count = 10_000 if quick else n
+        ev = _events(count)
+        impls = {}
+        _ours("spikmamba to_voxel_grid", lambda: to_voxel_grid(ev, (128, 128), 16), impls)
+        missing = optional("tonic")
+        if missing is None:
+            import tonic
+
+            tonic_ev = _tonic_events(ev)
+            tv = tonic.transforms.ToVoxelGrid(sensor_size=(128, 128, 2), n_time_bins=16)
+            impls["tonic ToVoxelGrid"] = lambda: tv(tonic_ev)
+        else:
+            impls["tonic ToVoxelGrid"] = missing
+        return {"what": f"{count:,} events -> voxel grid of 16 bins, 128x128", "impls": impls}
+    return setup
+
+
+def make_afe(n):
+    def setup(quick: bool):
+        count = 10_000 if quick else n
+        ev = _events(count)
+        impls = {}
+        _ours("spikmamba to_afe_frames", lambda: to_afe_frames(ev, (128, 128), 16, min_events=count // 64), impls)
+        return {"what": f"{count:,} events -> 16 AFE frames of 3x128x128 (min_events n/64)", "impls": impls}
+    return setup
+
+
+BENCHMARKS = {"frames-1e6": make_frames(1_000_000), "frames-1e7": make_frames(10_000_000),
+              "voxel-1e6": make_voxel(1_000_000), "afe-1e6": make_afe(1_000_000)}

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .types import check_events
+from . import _numba
+from .types import EVENT_DTYPE, check_events
 
 
 def _counts(events, W, H):
-    """``[2, H, W]`` (OFF, ON) counts."""
+    """``[2, H, W]`` (OFF, ON) counts (events already checked against the sensor)."""
+    if _numba.AVAILABLE and events.dtype == EVENT_DTYPE:
+        return _numba.counts(events, 0, len(events), W, H).astype(np.float32)
     flat = ((events["p"] > 0).astype(np.int64) * H + events["y"].astype(np.int64)) * W + events["x"].astype(np.int64)
     return np.bincount(flat, minlength=2 * H * W).reshape(2, H, W).astype(np.float32)
 

@@ -12,7 +12,8 @@ import bisect
 
 import numpy as np
 
-from .types import check_events
+from . import _numba
+from .types import EVENT_DTYPE, check_events
 
 
 def frame_index_by_time(t: np.ndarray, n_frames: int, t_start: "int | None" = None, t_end: "int | None" = None) -> np.ndarray:
@@ -68,10 +69,18 @@ def to_frames(events: np.ndarray, sensor_size: "tuple[int, int]", n_frames: int,
     """
     if n_frames < 1:
         raise ValueError(f"n_frames must be >= 1, got {n_frames}")
-    check_events(events, sensor_size)
-    W, H = sensor_size
     if split_by not in ("time", "number"):
         raise ValueError(f"split_by must be 'time' or 'number', got {split_by!r}")
+    if _numba.AVAILABLE and isinstance(events, np.ndarray) and events.dtype == EVENT_DTYPE and sensor_size is not None:
+        frames = _numba.frames(events, sensor_size, n_frames, split_by)
+        if isinstance(frames, int):  # an invalid event: the same message as the NumPy path
+            check_events(events, sensor_size)
+            raise AssertionError(f"event {frames} failed the compiled bounds check but not check_events")
+        if binary:
+            frames = frames > 0
+        return frames.astype(dtype)
+    check_events(events, sensor_size)
+    W, H = sensor_size
     pixel = _pixel_index(events, W, H)
     n = len(events)
     if split_by == "number":
