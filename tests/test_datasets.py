@@ -165,6 +165,9 @@ def test_cache_entries_dense_when_smaller_and_each_kind_round_trips():
     e = encode(voxel)
     assert "index" in e and e["value"].dtype == np.float32 and np.array_equal(decode(e), voxel)
     assert np.array_equal(decode(encode(np.zeros((2, 3, 4, 4), np.uint8))), np.zeros((2, 3, 4, 4)))
+    afe = (rng.random((4, 3, 9, 7)) < 0.7).astype(np.uint8)  # mostly 1 (white), 0/1 only: a bit each
+    e = encode(afe)
+    assert set(e) == {"shape", "bits"} and e["bits"].nbytes == (afe.size + 7) // 8 and np.array_equal(decode(e), afe)
 
 
 def test_a_truncated_entry_is_recomputed_and_a_read_only_cache_is_reported_not_fatal(tmp_path):
