@@ -1,47 +1,116 @@
-"""Checkpoints: written atomically, read with ``torch.load(weights_only=True)``.
+"""Checkpoints: written atomically, checked on load, read with ``torch.load(weights_only=True)``.
 
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts only (the RNG states
 are tensors or lists, never pickled objects), so loading never runs code from the file.
 Keys: ``format`` (version), ``model_name``, ``model`` (state dict), ``config`` (resolved
 TrainConfig as a dict), ``classes``, ``geometry`` (``in_chans``, ``img_size``,
 ``num_frames``), ``representation`` (how events became tensors, so ``predict`` can repeat it),
-and, for resuming, ``optimizer``, ``scheduler``, ``scaler``, ``rng``, ``progress``.
+``digest`` (sha256 of everything else, so a damaged file is refused instead of loading changed
+weights), and, for resuming, ``optimizer``, ``scheduler``, ``scaler``, ``rng``, ``progress``.
+
+Every field is checked on load (types, shapes, the geometry's bounds, the keys resume needs);
+a problem is a :class:`CheckpointError` naming the file and the field. Writing goes through
+memory to a temporary file in the same folder, then a rename: a full disk or a read-only
+folder ends with one message (which file, how much space it needed) and the previous
+checkpoint intact.
 """
 from __future__ import annotations
 
+import errno
+import hashlib
+import io
 import os
+import shutil
 from pathlib import Path
 
 import torch
 from torch import nn
 
-FORMAT = 1
+FORMAT = 2
 REQUIRED = ("model_name", "model", "config", "classes", "geometry")
+RESUME_KEYS = ("optimizer", "scheduler", "scaler", "rng", "progress")
+#: largest geometry a checkpoint may ask for (a crafted img_size would otherwise allocate terabytes)
+GEOMETRY_BOUNDS = {"in_chans": (1, 64), "img_size": (1, 4096), "num_frames": (1, 1024)}
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file that cannot be used: unreadable, incomplete, or for another model."""
+    """A checkpoint file that cannot be used: unreadable, incomplete, damaged, or for another model."""
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (disk full, read-only folder); the previous one is intact."""
 
 
 def atomic_write_bytes(path: "str | os.PathLike", data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it into place; on failure
+    the temporary file is removed, ``path`` is untouched, and the error says why in words."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise CheckpointWriteError(err.errno, _write_failure(path, len(data), err)) from None
+
+
+def _write_failure(path: Path, size: int, err: OSError) -> str:
+    kept = f"the previous {path.name} is intact" if path.exists() else f"no {path.name} was written"
+    if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        try:
+            free = f"{shutil.disk_usage(path.parent).free / 1e6:.1f} MB free"
+        except OSError:
+            free = "free space unknown"
+        why = "the file would be larger than this process may write" if err.errno == errno.EFBIG else \
+            "no space left on the device"
+        return f"could not write {path}: {why} ({size / 1e6:.1f} MB needed, {free}); {kept}"
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"could not write {path}: {path.parent} is not writable ({err.strerror}); {kept}"
+    return f"could not write {path}: {err.strerror or err}; {kept}"
 
 
 def save_checkpoint(path: "str | os.PathLike", payload: dict) -> None:
-    """Write to a temporary file in the same folder, then rename: never a half-written checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        torch.save({"format": FORMAT, **payload}, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """Serialise with a digest, then write atomically (see :func:`atomic_write_bytes`)."""
+    body = {"format": FORMAT, **payload}
+    body["digest"] = payload_digest(body)
+    buf = io.BytesIO()
+    torch.save(body, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def payload_digest(ckpt: dict) -> str:
+    """sha256 over every field but ``digest``: tensors by their bytes, dtype and shape, other
+    values by their repr, in the stored order."""
+    h = hashlib.sha256()
+
+    def walk(value):
+        if torch.is_tensor(value):
+            t = value.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(value, dict):
+            h.update(b"{")
+            for k, v in value.items():
+                h.update(repr(k).encode())
+                walk(v)
+            h.update(b"}")
+        elif isinstance(value, (list, tuple)):
+            h.update(b"[")
+            for v in value:
+                walk(v)
+            h.update(b"]")
+        else:
+            h.update(repr(value).encode())
+
+    walk({k: v for k, v in ckpt.items() if k != "digest"})
+    return h.hexdigest()
 
 
 def state_digest(state: dict) -> str:
@@ -93,8 +162,9 @@ def _load_failure(path: Path, err: Exception) -> str:
     return f"the zip archive is damaged or incomplete ({type(err).__name__}: {first})"
 
 
-def load_checkpoint(path: "str | os.PathLike") -> dict:
-    """Read a checkpoint with ``weights_only=True``; a clear CheckpointError for anything unusable."""
+def load_checkpoint(path: "str | os.PathLike", resume: bool = False) -> dict:
+    """Read and check a checkpoint (``weights_only=True``); a CheckpointError naming the file and
+    the field for anything unusable. ``resume=True`` also requires the training state."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist (training writes best.pt and last.pt in its out_dir)")
@@ -105,9 +175,68 @@ def load_checkpoint(path: "str | os.PathLike") -> dict:
     if missing:
         hint = " (a bare state_dict? load it with model.load_state_dict instead)" if "model" not in ckpt else ""
         raise CheckpointError(f"{path} lacks the checkpoint keys {', '.join(missing)}{hint}")
-    if ckpt.get("format", 0) > FORMAT:
-        raise CheckpointError(f"{path} was written by a newer spikmamba (format {ckpt['format']} > {FORMAT}); upgrade spikmamba")
+    fmt = ckpt.get("format", 0)
+    if not isinstance(fmt, int) or fmt > FORMAT:
+        raise CheckpointError(f"{path} was written by a newer spikmamba (format {fmt!r} > {FORMAT}); upgrade spikmamba")
+    if "digest" in ckpt and ckpt["digest"] != payload_digest(ckpt):
+        raise CheckpointError(f"{path} is damaged: its contents do not match the digest stored when it was written "
+                              f"(a changed byte, a bad copy or disk); use another copy or an earlier checkpoint")
+    check_fields(ckpt, path)
+    if resume:
+        check_resume_fields(ckpt, path)
     return ckpt
+
+
+def _field_error(path, field: str, problem: str) -> CheckpointError:
+    return CheckpointError(f"{path}: field {field!r} {problem}")
+
+
+def check_fields(ckpt: dict, path) -> None:
+    """Types and bounds of the fields every use of a checkpoint reads."""
+    if not isinstance(ckpt["model_name"], str):
+        raise _field_error(path, "model_name", f"must be a string, is {type(ckpt['model_name']).__name__}")
+    if not isinstance(ckpt["config"], dict):
+        raise _field_error(path, "config", f"must be a mapping of config keys, is {type(ckpt['config']).__name__}")
+    classes = ckpt["classes"]
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        raise _field_error(path, "classes", "must be a non-empty list of class names")
+    geometry = ckpt["geometry"]
+    if not isinstance(geometry, dict) or set(geometry) != set(GEOMETRY_BOUNDS):
+        raise _field_error(path, "geometry", f"must have exactly the keys {', '.join(GEOMETRY_BOUNDS)}, has "
+                                             f"{sorted(geometry) if isinstance(geometry, dict) else geometry!r}")
+    for key, (lo, hi) in GEOMETRY_BOUNDS.items():
+        v = geometry[key]
+        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+            raise _field_error(path, f"geometry.{key}", f"is {v!r}; it must be an integer in [{lo}, {hi}]")
+    model = ckpt["model"]
+    if not isinstance(model, dict) or not model:
+        raise _field_error(path, "model", "must be a non-empty state dict (parameter name -> tensor)")
+    for name, value in model.items():
+        if not isinstance(name, str) or not torch.is_tensor(value):
+            raise _field_error(path, f"model[{name!r}]", f"must be a tensor, is {type(value).__name__}")
+    rep = ckpt.get("representation")
+    if rep is not None and not isinstance(rep, dict):
+        raise _field_error(path, "representation", f"must be a mapping, is {type(rep).__name__}")
+
+
+def check_resume_fields(ckpt: dict, path) -> None:
+    """The training state a resume reads: present, and of the right kinds."""
+    missing = [k for k in RESUME_KEYS if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path} has no training state to resume from (lacks {', '.join(missing)}); resume from "
+                              f"a last.pt, or start a new run initialised from this file")
+    for key in ("optimizer", "scheduler", "scaler", "progress", "rng"):
+        if not isinstance(ckpt[key], dict):
+            raise _field_error(path, key, f"must be a mapping, is {type(ckpt[key]).__name__}")
+    rng = ckpt["rng"].get("per_rank")
+    if not isinstance(rng, list) or not rng or not all(isinstance(r, dict) and torch.is_tensor(r.get("torch"))
+                                                       for r in rng):
+        raise _field_error(path, "rng.per_rank", "must be a list of per-process RNG states")
+    progress = ckpt["progress"]
+    for key in ("epoch", "batch", "step"):
+        v = progress.get(key)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise _field_error(path, f"progress.{key}", f"is {v!r}; it must be a non-negative integer")
 
 
 def load_model_state(model: nn.Module, state: dict, source: str) -> None:

@@ -192,6 +192,7 @@ def load_data(cfg: TrainConfig, progress: bool = False, env: "D.DistEnv | None" 
     in_memory = cfg.data_name == "synth" and not getattr(train_ds, "transform", None)
     if in_memory:  # generated clips: made once, in parallel, kept as tensors (see the module docstring)
         workers = max(0, min(usable_cpus() - 1, 4)) if not (env and env.enabled) else 0
+        workers = cfg.num_workers if cfg.num_workers >= 0 else workers
         shown = progress and (env is None or env.is_main)
         train_ds = eval_ds = materialise(train_ds, "simulating train events", shown, workers)
         if test_eval is not None:

@@ -29,6 +29,10 @@ def build_model(cfg: TrainConfig, num_classes: int, in_chans: int = 2, img_size:
         sampler = AdaptiveSampler(in_chans, cfg.adaptive_channels, cfg.adaptive_fine_steps, sat=cfg.adaptive_sat,
                                   rpd=cfg.adaptive_rpd)
         in_chans, num_frames = cfg.adaptive_channels, num_frames // cfg.adaptive_fine_steps
-    model = create_model(cfg.model, num_classes=num_classes, in_chans=in_chans, img_size=img_size or cfg.sensor_size,
-                         num_frames=num_frames, **extra, **overrides)
+    try:
+        model = create_model(cfg.model, num_classes=num_classes, in_chans=in_chans,
+                             img_size=img_size or cfg.sensor_size, num_frames=num_frames, **extra, **overrides)
+    except TypeError as err:  # an override the model does not take
+        raise ValueError(f"model {cfg.model!r} does not take these arguments: {err}; check model_overrides "
+                         f"{dict(cfg.model_overrides)!r} (see the factory's docstring)") from None
     return model if sampler is None else AdaptiveFrontEnd(sampler, model)

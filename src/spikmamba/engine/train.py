@@ -43,9 +43,7 @@ def train(cfg: TrainConfig, resume: "str | None" = None) -> dict:
     With ``resume``, continue from that ``last.pt`` (its weights, optimizer, schedule, RNG and
     position); ``cfg`` should be the checkpoint's config, possibly with changed ``epochs``."""
     validate_config(cfg)
-    ckpt = load_checkpoint(resume) if resume else None
-    if ckpt is not None and "progress" not in ckpt:
-        raise CheckpointError(f"{resume} has no training state (optimizer, RNG, position); resume from a last.pt")
+    ckpt = load_checkpoint(resume, resume=True) if resume else None
     device = resolve_device(cfg.device)
     env = D.init(device.type)
     if device.type == "cuda" and env.enabled:

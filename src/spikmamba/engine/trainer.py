@@ -199,13 +199,29 @@ class Trainer:
                 f"it, or start a new run")
         try:
             self.opt.load_state_dict(ckpt["optimizer"])
-        except ValueError as err:  # e.g. parameter groups of an older spikmamba (before decay groups)
-            raise CheckpointError(f"{resume}: its optimizer state does not fit this version's optimizer ({err}); "
-                                  f"start a new run initialised from it instead") from None
-        self.sched.load_state_dict(ckpt["scheduler"])
-        self.scaler.load_state_dict(ckpt["scaler"])
-        self.state = TrainState.from_dict(progress)
-        set_rng_state(ckpt["rng"], self.env)
+        except Exception as err:  # e.g. parameter groups of an older spikmamba, or a damaged state
+            raise CheckpointError(f"{resume}: field 'optimizer' does not fit this model's optimizer "
+                                  f"({type(err).__name__}: {err}); start a new run initialised from it instead") from None
+        for field, target in (("scheduler", self.sched), ("scaler", self.scaler)):
+            try:
+                target.load_state_dict(ckpt[field])
+            except Exception as err:
+                raise CheckpointError(f"{resume}: field {field!r} cannot be restored ({type(err).__name__}: "
+                                      f"{err})") from None
+        try:
+            self.state = TrainState.from_dict(progress)
+        except TypeError as err:
+            raise CheckpointError(f"{resume}: field 'progress' is malformed ({err})") from None
+        s = self.state
+        if s.batch > self.steps_per_epoch or s.step != s.epoch * self.steps_per_epoch + s.batch:
+            raise CheckpointError(
+                f"{resume}: field 'progress' (epoch {s.epoch}, batch {s.batch}, step {s.step}) does not fit this data "
+                f"({self.steps_per_epoch} steps per epoch): the checkpoint belongs to another dataset or batch_size, "
+                f"or is damaged")
+        try:
+            set_rng_state(ckpt["rng"], self.env)
+        except Exception as err:
+            raise CheckpointError(f"{resume}: field 'rng' cannot be restored ({type(err).__name__}: {err})") from None
         if self.ema is not None:
             if "train_model" not in ckpt:
                 raise CheckpointError(f"{resume} was trained without ema_decay; resume with ema_decay=0")
