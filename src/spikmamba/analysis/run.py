@@ -34,8 +34,10 @@ def _ann_twin(cfg: TrainConfig, num_classes: int, geometry: dict, state: dict):
     try:
         twin = build_model(dataclasses.replace(cfg, model_overrides={**cfg.model_overrides, "spiking": False}),
                            num_classes, **geometry, pretrained=False)
-    except TypeError:
-        return None
+    except ValueError as err:  # the model takes no `spiking` switch
+        if "does not take these arguments" in str(err):
+            return None
+        raise
     load_model_state(twin, state, "the ANN twin")
     return twin
 
