@@ -9,7 +9,7 @@ import torch
 from ..engine.checkpoint import load_checkpoint, load_model_state, model_from_checkpoint, stored_config
 from ..engine.config import TrainConfig, apply_overrides, validate_config
 from ..engine.data import eval_view, geometry_of
-from ..engine.model import build_model
+from ..engine.model import UnknownModelArgument, build_model
 from .energy import EnergyConstants, energy_report
 
 
@@ -34,10 +34,8 @@ def _ann_twin(cfg: TrainConfig, num_classes: int, geometry: dict, state: dict):
     try:
         twin = build_model(dataclasses.replace(cfg, model_overrides={**cfg.model_overrides, "spiking": False}),
                            num_classes, **geometry, pretrained=False)
-    except ValueError as err:  # the model takes no `spiking` switch
-        if "does not take these arguments" in str(err):
-            return None
-        raise
+    except UnknownModelArgument:  # the model takes no `spiking` switch
+        return None
     load_model_state(twin, state, "the ANN twin")
     return twin
 

@@ -7,6 +7,10 @@ from ..models import create_model
 from .config import TrainConfig
 
 
+class UnknownModelArgument(ValueError):
+    """A config passes the model an argument it does not take (``model_overrides``)."""
+
+
 def build_model(cfg: TrainConfig, num_classes: int, in_chans: int = 2, img_size: "int | None" = None,
                 num_frames: "int | None" = None, pretrained: bool = True) -> nn.Module:
     """``cfg.model`` for inputs of ``in_chans`` channels and ``num_frames`` steps. With
@@ -33,6 +37,6 @@ def build_model(cfg: TrainConfig, num_classes: int, in_chans: int = 2, img_size:
         model = create_model(cfg.model, num_classes=num_classes, in_chans=in_chans,
                              img_size=img_size or cfg.sensor_size, num_frames=num_frames, **extra, **overrides)
     except TypeError as err:  # an override the model does not take
-        raise ValueError(f"model {cfg.model!r} does not take these arguments: {err}; check model_overrides "
+        raise UnknownModelArgument(f"model {cfg.model!r} does not take these arguments: {err}; check model_overrides "
                          f"{dict(cfg.model_overrides)!r} (see the factory's docstring)") from None
     return model if sampler is None else AdaptiveFrontEnd(sampler, model)
