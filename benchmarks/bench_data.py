@@ -74,7 +74,8 @@ def train_run(root: Path, out: Path, steps: int, batch_size: int, workers: int, 
     """One ``spikmamba train`` in a fresh process; its peak memory and that of its workers."""
     cmd = [sys.executable, "-m", "spikmamba", "train", "data_name=nmnist", f"data_root={root}",
            "model=spikmamba_tiny_sps", "resolution=128", "frames=16", f"max_steps={steps}", f"batch_size={batch_size}",
-           f"num_workers={workers}", f"out_dir={out}", "overwrite=true", "progress=false", "tensorboard=false", *extra]
+           f"num_workers={workers}", f"out_dir={out}", "overwrite=true", "progress=false", "tensorboard=false",
+           "allow_outside_root=true", *extra]  # the folder is links to the real samples
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak_main, peak_worker = 0, {}
@@ -108,7 +109,8 @@ def loader_throughput(root: Path, kind: str, workers: int, cache_dir: "str | Non
     from spikmamba.engine.loader import make_loader, ShuffledBatches
 
     cfg = dataclasses.replace(TrainConfig(), data_name="nmnist", data_root=str(root), resolution=128, frames=16,
-                              representation=kind, cache_dir=cache_dir or "", augment_shift=0)
+                              representation=kind, cache_dir=cache_dir or "", augment_shift=0,
+                              allow_outside_root=True)  # links to the real samples
     data = load_data(cfg)
     sampler = ShuffledBatches(min(samples, len(data.train)), batch_size, seed=0)
     loader = make_loader(data.train, sampler, workers)

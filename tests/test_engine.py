@@ -89,7 +89,8 @@ def test_few_epochs_on_100_real_nmnist_samples_beat_chance_on_unseen_samples(sha
         (tmp_path / name / "labels.txt").write_text("#sample #class\n" + "\n".join(part) + "\n")
     cfg = TrainConfig(data_name="nmnist", data_root=str(tmp_path / "data"), test_root=str(tmp_path / "unseen"), resolution=32,
                       frames=4, patch_size=8, epochs=4, batch_size=4, augment_shift=0, warmup_epochs=0.0, val_fraction=0.2,
-                      out_dir=str(tmp_path / "run"), progress=False, tensorboard=False)
+                      out_dir=str(tmp_path / "run"), progress=False, tensorboard=False,
+                      allow_outside_root=True)  # the folders are links to the shared samples
     summary = train(cfg)
     assert summary["geometry"] == {"in_chans": 2, "img_size": 32, "num_frames": 4}
     assert summary["test_acc"] >= 0.15, summary  # 200 samples never seen in training

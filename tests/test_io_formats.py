@@ -132,7 +132,8 @@ def test_unknown_and_empty_files_are_clear_errors(tmp_path):
     with pytest.raises(EventFormatError, match="does not start with"):
         read_events(tmp_path / "b.aedat4")
     (tmp_path / "c.bs2").write_bytes(b"")
-    assert len(read_events(tmp_path / "c.bs2").events) == 0  # an empty N-MNIST file is zero events
+    with pytest.raises(EventFormatError, match="empty file \\(0 bytes\\)"):  # never a silent empty sample
+        read_events(tmp_path / "c.bs2")
     with pytest.raises(FileNotFoundError, match="no event file"):
         read_events(tmp_path / "missing.bin")
 

@@ -2,6 +2,7 @@
 and escapes from the dataset folder end in one clear message, never a traceback or silent nonsense."""
 import dataclasses
 import errno
+import json
 import os
 import resource
 import subprocess
@@ -155,3 +156,136 @@ def test_nonsense_config_values_are_refused_naming_the_key(override, why, tmp_pa
     err = capsys.readouterr().err
     assert why in err and "Traceback" not in err, err
     assert not (tmp_path / "r").exists()
+
+
+MUTATOR = r'''
+import json, os, resource, struct, sys
+import numpy as np
+resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))  # the address space of a small machine or container
+from spikmamba.events.io import EventFormatError, read_events
+
+src, fmt, out, seed, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+blob = open(src, "rb").read()
+rng = np.random.default_rng(seed)
+cases = [("byte 77 = 0xA6", {77: 0xA6}), ("int64 at byte 54 = 18", {"q54": 18})] if fmt == "aedat4" else []
+for i in range(n):
+    kind = i % 4
+    if kind == 0:  # a flipped byte near the start (headers, tables)
+        pos = int(rng.integers(0, min(len(blob), 4096)))
+        cases.append((f"flip byte {pos}", {pos: blob[pos] ^ int(rng.integers(1, 256))}))
+    elif kind == 1:  # a flipped byte anywhere
+        pos = int(rng.integers(0, len(blob)))
+        cases.append((f"flip byte {pos}", {pos: blob[pos] ^ int(rng.integers(1, 256))}))
+    elif kind == 2:  # an integer field rewritten with a hostile value
+        pos = int(rng.integers(0, min(len(blob), 4096) - 8))
+        value = int(rng.choice([0, -1, 18, 2**31 - 1, 2**40, -(2**31)]))
+        cases.append((f"int64 at byte {pos} = {value}", {f"q{pos}": value}))
+    else:  # cut short
+        cut = int(rng.integers(0, len(blob)))
+        cases.append((f"cut at byte {cut}", {"cut": cut}))
+results = []
+for name, change in cases:
+    b = bytearray(blob)
+    for k, v in change.items():
+        if k == "cut":
+            b = b[:v]
+        elif isinstance(k, str):
+            b[int(k[1:]):int(k[1:]) + 8] = struct.pack("<q", v)
+        else:
+            b[k] = v
+    path = os.path.join(out, "m" + os.path.splitext(src)[1])
+    open(path, "wb").write(bytes(b))
+    try:
+        r = read_events(path, format=fmt)
+        results.append((name, "read", len(r.events)))
+    except EventFormatError as e:
+        results.append((name, "EventFormatError", str(e)[:400]))
+    except (ValueError, OSError) as e:
+        results.append((name, type(e).__name__, str(e)[:120]))
+    print(json.dumps(results[-1]), flush=True)
+'''
+
+
+def _corpus():
+    from conftest import SHARED_DATA
+
+    files = {"aedat4": SHARED_DATA / "aedat4" / "data_sample.aedat4", "evt2": SHARED_DATA / "prophesee" / "evt2_sample.raw",
+             "dat": SHARED_DATA / "prophesee" / "sample_ncars.dat",
+             "nbin": SHARED_DATA / "nmnist-small" / "train" / "1.bs2"}
+    return {k: v for k, v in files.items() if v.is_file()}
+
+
+@pytest.mark.parametrize("fmt", ["aedat4", "evt2", "dat", "nbin", "aedat2", "aedat3", "evt3", "npz"])
+def test_mutated_files_never_crash_hang_or_escape_under_a_2gb_address_space(fmt, tmp_path):
+    """Seeded mutations of real (or, for formats we have no real file of, re-encoded real) events,
+    each read in a process limited to 2 GB of address space: a read or an EventFormatError (a
+    ValueError/OSError naming the file is also clean); never an abort, a panic or a hang."""
+    from conftest import random_events
+    from spikmamba.events.io import write_events
+
+    corpus = _corpus()
+    if fmt in ("aedat4",) and fmt not in corpus:
+        pytest.skip("the real AEDAT 4 sample (../shared/data) is not here")
+    if fmt == "aedat4":
+        pytest.importorskip("aedat")
+    src = corpus.get(fmt)
+    if src is None:
+        ext = {"aedat2": ".aedat", "aedat3": ".aedat", "evt3": ".raw", "npz": ".npz", "evt2": ".raw", "dat": ".dat",
+               "nbin": ".bs2"}[fmt]
+        src = tmp_path / f"src{ext}"
+        sensor = {"evt3": (1280, 720), "evt2": (640, 480)}.get(fmt, (128, 128))
+        ev = random_events(3000, sensor, 2_000_000, seed=1)
+        write_events(src, ev, format=fmt) if fmt == "nbin" else write_events(src, ev, sensor_size=sensor, format=fmt)
+    n = 60
+    run = subprocess.run([sys.executable, "-c", MUTATOR, str(src), fmt, str(tmp_path), "23", str(n)],
+                         capture_output=True, text=True, timeout=600, env={**os.environ, "RUST_BACKTRACE": "0"})
+    lines = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("[")]
+    assert run.returncode == 0, (run.returncode, lines[-1:] if lines else None, run.stderr[-1500:])
+    assert len(lines) == n + (2 if fmt == "aedat4" else 0)
+    if fmt == "aedat4":  # the two cases issue 23 found: a panic, and a 2.6 GB allocation that aborted
+        assert lines[0][1] == "EventFormatError" and "not UTF-8" in lines[0][2]  # checked before the decoder sees it
+        assert lines[1][1] == "EventFormatError" and "inside the header" in lines[1][2]
+
+
+def test_a_panic_inside_the_aedat4_decoder_is_a_format_error_not_an_escape(monkeypatch, shared_data):
+    """pyo3's PanicException derives from BaseException: it used to escape every `except Exception`."""
+    aedat = pytest.importorskip("aedat")
+    from spikmamba.events.io import EventFormatError, read_events
+
+    class PanicException(BaseException):  # what pyo3 raises for a Rust panic
+        pass
+
+    def panicking(path):
+        raise PanicException("start byte index 11 is not a char boundary")
+
+    monkeypatch.setattr(aedat, "Decoder", panicking)
+    with pytest.raises(EventFormatError, match="at byte 18: AEDAT 4 header could not be decoded .*PanicException"):
+        read_events(shared_data / "aedat4" / "data_sample.aedat4")
+
+
+def test_list_files_and_links_cannot_leave_the_dataset_folder(tmp_path, capsys):
+    from conftest import random_events
+    from spikmamba.data import HARDVS, NMNIST
+    from spikmamba.data.base import DatasetPathError
+    from spikmamba.events.io import write_events
+
+    secret = tmp_path / "outside_secret.npz"
+    write_events(secret, random_events(10, (346, 260)), sensor_size=(346, 260))
+    root = tmp_path / "hardvs"
+    (root / "action_001").mkdir(parents=True)
+    write_events(root / "action_001" / "rec.npz", random_events(10, (346, 260)), sensor_size=(346, 260))
+    (root / "train_label.txt").write_text("action_001/rec 0\naction_001/../../outside_secret 3\n")
+    with pytest.raises(DatasetPathError, match="train_label.txt:2: .*outside the dataset folder"):
+        HARDVS(root, "train")
+    assert main(["train", "data_name=hardvs", f"data_root={root}", "progress=false", f"out_dir={tmp_path / 'r'}"]) == 2
+    assert "outside the dataset folder" in capsys.readouterr().err
+    assert len(HARDVS(root, "train", allow_outside_root=True)) == 2  # the user's explicit choice
+    # a symbolic link out of the folder is refused too
+    flat = tmp_path / "nmnist"
+    flat.mkdir()
+    write_events(tmp_path / "elsewhere.bs2", random_events(10, (34, 34)), format="nbin")
+    os.symlink(tmp_path / "elsewhere.bs2", flat / "1.bs2")
+    (flat / "labels.txt").write_text("h\n1\t3\n")
+    with pytest.raises(DatasetPathError, match="labels.txt:2"):
+        NMNIST(flat)
+    assert NMNIST(flat, allow_outside_root=True).targets == [3]

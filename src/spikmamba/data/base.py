@@ -56,6 +56,33 @@ class Sample:
     window: Optional[tuple] = None  # (t_start, t_end) µs, end exclusive; None = whole file
 
 
+class DatasetPathError(ValueError):
+    """A dataset's list file or link names a file outside the dataset folder."""
+
+
+class Confinement:
+    """Keeps a dataset's files inside its folder: every path a list file, a label file or a
+    symbolic link leads to is resolved (``..`` and links) and refused when it leaves ``root``,
+    unless ``allow`` (config key ``allow_outside_root``). Why: a crafted ``labels.txt`` line
+    ``../outside_secret 3`` read a file outside the dataset."""
+
+    def __init__(self, root, allow: bool = False):
+        self.allow = allow
+        self.root = os.path.realpath(root)
+
+    def check(self, path, where: str) -> Path:
+        path = Path(path)
+        if self.allow:
+            return path
+        real = os.path.realpath(path)
+        if real != self.root and not real.startswith(self.root.rstrip(os.sep) + os.sep):
+            raise DatasetPathError(
+                f"{where}: {path} leads to {real}, outside the dataset folder {self.root}; refused. If the dataset is "
+                f"meant to reach there (a folder of links to recordings elsewhere, a list of absolute paths), set "
+                f"allow_outside_root=true")
+        return path
+
+
 def config_root(cfg, split: str, name: str) -> Path:
     """The folder a config names for ``split``: ``data_root`` for training, ``test_root`` for test."""
     root = cfg.data_root if split == "train" else cfg.test_root
@@ -104,7 +131,7 @@ class EventDataset(Dataset):
     @classmethod
     def from_config(cls, cfg, split: str) -> "EventDataset":
         """The dataset a config names for ``split`` ('train' or 'test'): every dataset is made this one way."""
-        return cls(config_root(cfg, split, cls.name), split)
+        return cls(config_root(cfg, split, cls.name), split, allow_outside_root=cfg.allow_outside_root)
 
     def configured(self, representation=None, transform=None, pre_transform=None, cache_dir=None) -> "EventDataset":
         """A copy over the same samples with another pipeline (the training and the evaluation

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from ..events.io import EVENT_FILE_EXTENSIONS
-from .base import DatasetLayoutError, EventDataset, Sample, config_root
+from .base import Confinement, DatasetLayoutError, EventDataset, Sample, config_root
 
 
 def class_sort_key(name: str):
@@ -36,9 +36,10 @@ root/
         size from the first recording that states one."""
         root = config_root(cfg, split, cls.name)
         listed = split if (root / f"{split}.txt").is_file() else None
+        allow = cfg.allow_outside_root
         if cls.default_sensor_size is not None:
-            return cls(root, listed)
-        return cls(root, listed, sensor_size=cls._stated_sensor(root))
+            return cls(root, listed, allow_outside_root=allow)
+        return cls(root, listed, sensor_size=cls._stated_sensor(root), allow_outside_root=allow)
 
     @classmethod
     def _stated_sensor(cls, root: Path) -> "tuple[int, int]":
@@ -56,8 +57,9 @@ root/
                                  f"width/height attributes, or a format that states it (AEDAT 4, EVT)")
         raise DatasetLayoutError(cls.__name__, root, f"no recordings with extensions {cls.extensions}", cls.layout)
 
-    def __init__(self, root, split: "str | None" = None, sensor_size=None, **kwargs):
+    def __init__(self, root, split: "str | None" = None, sensor_size=None, allow_outside_root: bool = False, **kwargs):
         root = Path(root)
+        confine = Confinement(root, allow_outside_root)
         if not root.is_dir():
             raise DatasetLayoutError(type(self).__name__, root, "dataset folder not found", self.layout)
         sensor_size = sensor_size or self.default_sensor_size
@@ -70,7 +72,8 @@ root/
         classes = [d.name for d in class_dirs]
         index = {c: i for i, c in enumerate(classes)}
         if split is None:
-            files = [f for d in class_dirs for f in sorted(d.iterdir()) if f.suffix.lower() in self.extensions]
+            files = [confine.check(f, f"{d}") for d in class_dirs for f in sorted(d.iterdir())
+                     if f.suffix.lower() in self.extensions]
         else:
             list_file = root / f"{split}.txt"
             if not list_file.is_file():
@@ -80,7 +83,7 @@ root/
                 line = line.strip().split()[0] if line.strip() else ""
                 if not line:
                     continue
-                f = root / line
+                f = confine.check(root / line, f"{list_file}:{n}")
                 if not f.is_file():
                     raise FileNotFoundError(f"{list_file}:{n}: {line!r} does not exist under {root}")
                 files.append(f)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from .base import DatasetLayoutError, EventDataset, Sample, config_root
+from .base import Confinement, DatasetLayoutError, EventDataset, Sample, config_root
 
 GESTURE_CLASSES = [
     "hand_clapping", "right_hand_wave", "left_hand_wave", "right_arm_clockwise", "right_arm_counter_clockwise",
@@ -27,15 +27,16 @@ root/                                (the extracted DvsGesture/ folder)
 """
     sensor = (128, 128)
 
-    def __init__(self, root, split: str = "train", **kwargs):
+    def __init__(self, root, split: str = "train", allow_outside_root: bool = False, **kwargs):
         root = Path(root)
+        confine = Confinement(root, allow_outside_root)
         lst = root / f"trials_to_{split}.txt"
         if not lst.is_file():
             raise DatasetLayoutError("DVSGesture", root, f"{lst.name} not found (split {split!r})", self.layout)
         samples = []
         for n, name in enumerate(lst.read_text().split(), 1):
-            trial = root / name
-            labels = root / f"{trial.stem}_labels.csv"
+            trial = confine.check(root / name, f"{lst}:{n}")
+            labels = confine.check(root / f"{trial.stem}_labels.csv", f"{lst}:{n}")
             if not trial.is_file() or not labels.is_file():
                 raise DatasetLayoutError("DVSGesture", root, f"{lst.name}:{n} names {name} but {trial.name} or "
                                                              f"{labels.name} is missing", self.layout)
@@ -63,17 +64,19 @@ root/
 
     @classmethod
     def from_config(cls, cfg, split: str) -> "DVSGestureClips":
-        return cls(config_root(cfg, split, cls.name))  # one folder per split: data_root, test_root
+        # one folder per split: data_root, test_root
+        return cls(config_root(cfg, split, cls.name), allow_outside_root=cfg.allow_outside_root)
 
-    def __init__(self, root, **kwargs):
+    def __init__(self, root, allow_outside_root: bool = False, **kwargs):
         root = Path(root)
+        confine = Confinement(root, allow_outside_root)
         labels = root / "labels.csv"
         if not labels.is_file():
             raise DatasetLayoutError("DVSGestureClips", root, "labels.csv not found", self.layout)
         samples = []
         with open(labels, newline="") as f:
             for n, row in enumerate(csv.DictReader(f), 2):
-                path = root / row["file"]
+                path = confine.check(root / row["file"], f"{labels}:{n}")
                 if not path.is_file():
                     raise FileNotFoundError(f"{labels}:{n}: {row['file']} not found in {root}")
                 samples.append(Sample(str(path), int(row["class_id"]) - 1))

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..events.io import EVENT_FILE_EXTENSIONS
-from .base import DatasetLayoutError, EventDataset, Sample
+from .base import Confinement, DatasetLayoutError, EventDataset, Sample
 
 
 class HARDVS(EventDataset):
@@ -23,8 +23,9 @@ root/
     sensor = (346, 260)
     num_classes = 300
 
-    def __init__(self, root, split: str = "train", **kwargs):
+    def __init__(self, root, split: str = "train", allow_outside_root: bool = False, **kwargs):
         root = Path(root)
+        confine = Confinement(root, allow_outside_root)
         lst = root / f"{split}_label.txt"
         if not lst.is_file():
             raise DatasetLayoutError("HARDVS", root, f"{lst.name} not found (split {split!r})", self.layout)
@@ -42,7 +43,7 @@ root/
                                                      if base.with_name(base.name + e).is_file()), None)
             if path is None:
                 raise FileNotFoundError(f"{lst}:{n}: no recording {rel}.<ext> under {root}")
-            samples.append(Sample(str(path), label))
+            samples.append(Sample(str(confine.check(path, f"{lst}:{n}")), label))
         classes = [f"action_{i:03d}" for i in range(1, self.num_classes + 1)]
         self.root = root
         super().__init__(samples, classes, self.sensor, **kwargs)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .base import DatasetLayoutError, SampleError, config_root
+from .base import Confinement, DatasetLayoutError, SampleError, config_root
 from .folder import class_sort_key
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
@@ -110,7 +110,8 @@ class ImageDataset(Dataset):
 
     @classmethod
     def from_config(cls, cfg, split: str) -> "ImageDataset":
-        ds = cls(config_root(cfg, split, cls.name), split, size=cfg.resolution)
+        kwargs = {"allow_outside_root": cfg.allow_outside_root} if issubclass(cls, ImageFolderSplits) else {}
+        ds = cls(config_root(cfg, split, cls.name), split, size=cfg.resolution, **kwargs)
         if not ds.sensor_size[0]:
             raise ValueError(f"{cls.name} images come in many sizes: set resolution=<pixels>")
         ds.representation = ImageRepresentation(size=ds.sensor_size[0], frames=cfg.frames)
@@ -234,8 +235,9 @@ root/
 (image files: png, jpg, jpeg, bmp, webp, tif)
 """
 
-    def __init__(self, root, split: str = "train", size: int = 0):
+    def __init__(self, root, split: str = "train", size: int = 0, allow_outside_root: bool = False):
         root = Path(root)
+        confine = Confinement(root, allow_outside_root)
         folder = root / split
         if not folder.is_dir():
             raise DatasetLayoutError(type(self).__name__, root, f"no {split}/ folder", self.layout)
@@ -249,7 +251,8 @@ root/
             d = folder / c
             if not d.is_dir():
                 continue
-            files = sorted(f for f in d.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+            files = sorted(confine.check(f, str(d)) for f in d.iterdir() if f.is_file()
+                           and f.suffix.lower() in IMAGE_EXTENSIONS)
             paths += files
             labels += [label] * len(files)
         unknown = sorted(d.name for d in folder.iterdir() if d.is_dir() and d.name not in classes)

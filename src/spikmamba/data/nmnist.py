@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import DatasetLayoutError, EventDataset, Sample
+from .base import Confinement, DatasetLayoutError, EventDataset, Sample
 
 
 class NMNIST(EventDataset):
@@ -22,26 +22,27 @@ or a flat folder (root itself, or root/<split>/):
 """
     sensor = (34, 34)
 
-    def __init__(self, root, split: str = "train", **kwargs):
+    def __init__(self, root, split: str = "train", allow_outside_root: bool = False, **kwargs):
         root = Path(root)
+        confine = Confinement(root, allow_outside_root)
         classes = [str(d) for d in range(10)]
         official = root / {"train": "Train", "test": "Test"}.get(split, split)
         if official.is_dir() and any((official / c).is_dir() for c in classes):
-            samples = [Sample(str(f), d) for d in range(10) if (official / str(d)).is_dir()
-                       for f in sorted((official / str(d)).glob("*.bin"))]
+            samples = [Sample(str(confine.check(f, f"{official.name}/{d}")), d) for d in range(10)
+                       if (official / str(d)).is_dir() for f in sorted((official / str(d)).glob("*.bin"))]
         else:
             flat = root if (root / "labels.txt").is_file() else root / split
             if not (flat / "labels.txt").is_file():
                 raise DatasetLayoutError("NMNIST", root, f"neither {official.name}/<digit>/ nor a labels.txt for split {split!r}",
                                          self.layout)
-            samples = self._flat(flat)
+            samples = self._flat(flat, confine)
         if not samples:
             raise DatasetLayoutError("NMNIST", root, f"no samples found for split {split!r}", self.layout)
         self.root = root
         super().__init__(samples, classes, self.sensor, **kwargs)
 
     @staticmethod
-    def _flat(folder: Path) -> "list[Sample]":
+    def _flat(folder: Path, confine: Confinement) -> "list[Sample]":
         samples = []
         lines = (folder / "labels.txt").read_text().splitlines()
         for n, line in enumerate(lines[1:], 2):
@@ -53,5 +54,5 @@ or a flat folder (root itself, or root/<split>/):
             f = next((folder / f"{parts[0]}{ext}" for ext in (".bs2", ".bin") if (folder / f"{parts[0]}{ext}").is_file()), None)
             if f is None:
                 raise FileNotFoundError(f"{folder / 'labels.txt'}:{n}: no {parts[0]}.bs2 or {parts[0]}.bin in {folder}")
-            samples.append(Sample(str(f), int(parts[1])))
+            samples.append(Sample(str(confine.check(f, f"{folder / 'labels.txt'}:{n}")), int(parts[1])))
         return samples

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .base import DatasetLayoutError, SampleError, config_root
+from .base import Confinement, DatasetLayoutError, SampleError, config_root
 
 LAYOUT = """
 root/
@@ -84,7 +84,7 @@ class SampledFrames(Dataset):
     def from_config(cls, cfg, split: str) -> "SampledFrames":
         root = config_root(cfg, split, cls.name)
         list_file = root / f"{split}.txt" if root.is_dir() else root
-        ds = cls(list_file, list_file.parent / "classnames.json")
+        ds = cls(list_file, list_file.parent / "classnames.json", allow_outside_root=cfg.allow_outside_root)
         if not len(ds):
             raise DatasetLayoutError("SampledFrames", list_file.parent, f"{list_file.name} lists no files", LAYOUT)
         first = ds.sample(0)[0]
@@ -117,8 +117,9 @@ class SampledFrames(Dataset):
             raise SampleError(f"{self.name}: sample {index} ({self.files[index]}, label {self.labels[index]}) failed: "
                               f"{type(err).__name__}: {err}") from err
 
-    def __init__(self, list_file, classnames_json, transform=None):
+    def __init__(self, list_file, classnames_json, transform=None, allow_outside_root: bool = False):
         list_file = Path(list_file)
+        confine = Confinement(list_file.parent, allow_outside_root)
         if not list_file.is_file():
             raise DatasetLayoutError("SampledFrames", list_file.parent, f"list file {list_file.name} not found", LAYOUT)
         if not Path(classnames_json).is_file():
@@ -127,10 +128,10 @@ class SampledFrames(Dataset):
             mapping = json.load(f)
         self.classes = [name for name, _ in sorted(mapping.items(), key=lambda kv: kv[1])]
         self.files = []
-        for line in list_file.read_text().splitlines():
+        for n, line in enumerate(list_file.read_text().splitlines(), 1):
             if line.strip():
                 p = Path(line.strip())
-                self.files.append(p if p.is_absolute() else list_file.parent / p)
+                self.files.append(confine.check(p if p.is_absolute() else list_file.parent / p, f"{list_file}:{n}"))
         self.labels = [label_from_path(str(p)) for p in self.files]
         bad = [l for l in self.labels if not 0 <= l < len(self.classes)]
         if bad:

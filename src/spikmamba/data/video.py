@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from .base import DatasetLayoutError, SampleError, config_root
+from .base import Confinement, DatasetLayoutError, SampleError, config_root
 from .folder import class_sort_key
 from .images import RGBInput
 
@@ -95,7 +95,11 @@ class VideoClips(Dataset):
     name = "videos"
     layout = ""
 
-    def __init__(self, videos: "list[tuple[Path, int]]", classes, representation: "VideoRepresentation | None" = None):
+    def __init__(self, videos: "list[tuple[Path, int]]", classes, representation: "VideoRepresentation | None" = None,
+                 root=None, allow_outside_root: bool = False):
+        if root is not None:  # list files and links stay inside the dataset folder (see Confinement)
+            confine = Confinement(root, allow_outside_root)
+            videos = [(confine.check(path, f"{self.name} under {root}"), label) for path, label in videos]
         self.videos, self.classes = list(videos), list(classes)
         self.representation = representation or VideoRepresentation()
         self._last = (None, None)  # the last decoded video: its clips are often asked for together
@@ -107,7 +111,8 @@ class VideoClips(Dataset):
     @staticmethod
     def _config_kwargs(cfg) -> dict:
         return dict(representation=VideoRepresentation(frames=cfg.frames, frame_stride=cfg.frame_stride,
-                                                       size=cfg.resolution or 112, clips_per_video=cfg.clips_per_video))
+                                                       size=cfg.resolution or 112, clips_per_video=cfg.clips_per_video),
+                    allow_outside_root=cfg.allow_outside_root)
 
     def configured(self, representation=None, transform=None, pre_transform=None, cache_dir=None) -> "VideoClips":
         if transform is not None or pre_transform is not None:
@@ -181,7 +186,7 @@ root/
     def _config_kwargs(cls, cfg) -> dict:
         return {**VideoClips._config_kwargs(cfg), "fold": cfg.fold}
 
-    def __init__(self, root, split: str = "train", fold: int = 1, representation=None):
+    def __init__(self, root, split: str = "train", fold: int = 1, representation=None, allow_outside_root: bool = False):
         root = Path(root)
         lists = root / "ucfTrainTestlist"
         list_file = lists / f"{'trainlist' if split == 'train' else 'testlist'}{fold:02d}.txt"
@@ -206,7 +211,7 @@ root/
             if not path.is_file():
                 raise DatasetLayoutError("UCF101", root, f"{list_file.name} lists {rel}, which is missing", self.layout)
             videos.append((path, classes[cls]))
-        super().__init__(videos, names, representation)
+        super().__init__(videos, names, representation, root, allow_outside_root)
 
 
 class HMDB51(VideoClips):
@@ -223,7 +228,7 @@ root/
     def _config_kwargs(cls, cfg) -> dict:
         return {**VideoClips._config_kwargs(cfg), "fold": cfg.fold}
 
-    def __init__(self, root, split: str = "train", fold: int = 1, representation=None):
+    def __init__(self, root, split: str = "train", fold: int = 1, representation=None, allow_outside_root: bool = False):
         root = Path(root)
         splits = root / "testTrainMulti_7030_splits"
         if not splits.is_dir():
@@ -243,7 +248,7 @@ root/
                         raise DatasetLayoutError("HMDB51", root, f"split file lists {cls}/{parts[0]}, which is missing",
                                                  self.layout)
                     videos.append((path, label))
-        super().__init__(videos, names, representation)
+        super().__init__(videos, names, representation, root, allow_outside_root)
 
 
 class Kinetics400(VideoClips):
@@ -257,7 +262,7 @@ root/
 Without a test.csv, the test split is the validation set (the test labels were never public).
 """
 
-    def __init__(self, root, split: str = "train", representation=None):
+    def __init__(self, root, split: str = "train", representation=None, allow_outside_root: bool = False):
         root = Path(root)
         split = "val" if split == "test" and not (root / "test.csv").is_file() else split
         table = root / f"{split}.csv"
@@ -283,7 +288,7 @@ Without a test.csv, the test split is the validation set (the test labels were n
         if not videos:
             raise DatasetLayoutError("Kinetics400", root, f"none of the {len(rows)} videos in {table.name} are in {folder}",
                                      self.layout)
-        super().__init__(videos, names, representation)
+        super().__init__(videos, names, representation, root, allow_outside_root)
 
 
 class VideoFolder(VideoClips):
@@ -296,7 +301,7 @@ root/
                           the train split is every video, and asking for another split is an error
 """
 
-    def __init__(self, root, split: "str | None" = None, representation=None):
+    def __init__(self, root, split: "str | None" = None, representation=None, allow_outside_root: bool = False):
         root = Path(root)
         if not root.is_dir():
             raise DatasetLayoutError("VideoFolder", root, "dataset folder not found", self.layout)
@@ -314,7 +319,7 @@ root/
         else:
             videos = [(f, index[n]) for n in names for f in sorted((root / n).iterdir())
                       if f.suffix.lower() in VIDEO_EXTENSIONS]
-        super().__init__(videos, names, representation)
+        super().__init__(videos, names, representation, root, allow_outside_root)
 
 
 VIDEO_DATASETS = {"ucf101": UCF101, "hmdb51": HMDB51, "kinetics400": Kinetics400, "video-folder": VideoFolder}

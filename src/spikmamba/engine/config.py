@@ -49,6 +49,9 @@ class TrainConfig:
     fold: int = _opt(1, "video only: the official split (fold) of UCF-101 / HMDB-51, 1-3")
     skip_unreadable: bool = _opt(False, "leave out samples that cannot be read or decoded (counted, listed in "
                                  "OUT_DIR/skipped.csv) instead of stopping with an error naming the file")
+    allow_outside_root: bool = _opt(False, "let a dataset's list files and symbolic links reach files outside data_root / "
+                                    "test_root (a folder of links to recordings elsewhere, a list of absolute paths); "
+                                    "off, such paths are refused")
     max_skipped_fraction: float = _opt(0.05, "with skip_unreadable: stop when more than this fraction of the samples "
                                        "read so far had to be left out")
     transforms: list = _opt([], "event transforms, in order (YAML list, e.g. [Denoise, {RandomFlip: {p: 0.5}}, "

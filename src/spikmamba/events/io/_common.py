@@ -31,6 +31,9 @@ def read_header_lines(f, prefix: bytes, end_marker: "bytes | None" = None, limit
         line = f.readline(limit)
         if not line.startswith(prefix):
             break
+        if not line.endswith(b"\n") and len(line) < limit:  # the file ended in the middle of this line
+            raise EventFormatError(f.name, offset, f"the file ends inside its text header (a {len(line)}-byte line "
+                                                   f"without its end, at byte {offset}): truncated")
         offset += len(line)
         lines.append(line)
         if offset > limit:

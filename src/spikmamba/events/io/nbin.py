@@ -23,6 +23,9 @@ def decode_nbin(raw: np.ndarray):
 
 def read_nbin(path) -> Recording:
     size = file_size(path)
+    if size == 0:
+        raise EventFormatError(path, 0, "empty file (0 bytes): no events; an N-MNIST-format recording holds at least one "
+                                        "5-byte event")
     if size % RECORD:
         raise EventFormatError(path, size - size % RECORD,
                                f"truncated event: the file holds 5-byte events but ends with {size % RECORD} stray byte(s)")

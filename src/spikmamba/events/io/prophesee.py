@@ -90,6 +90,9 @@ def _raw_words(path, sensor_size, dtype: str, type_shift: int, known: set, name:
         header, offset = read_header_lines(f, b"%")
     nbytes = np.dtype(dtype).itemsize
     body = size - offset
+    if body == 0:  # a recording always has words (time-high words at least): this is a cut or empty file
+        raise EventFormatError(path, offset, f"no {name} data after the text header ({size} bytes in all): truncated, "
+                                             f"or not a recording")
     if body % nbytes:
         raise EventFormatError(path, size - body % nbytes, f"truncated word: {name} is made of {nbytes}-byte words, "
                                                            f"{body % nbytes} stray byte(s) at the end")
