@@ -289,3 +289,32 @@ def test_list_files_and_links_cannot_leave_the_dataset_folder(tmp_path, capsys):
     with pytest.raises(DatasetPathError, match="labels.txt:2"):
         NMNIST(flat)
     assert NMNIST(flat, allow_outside_root=True).targets == [3]
+
+
+def test_a_huge_geometry_is_refused_before_allocating_under_a_2gb_address_space(run, tmp_path):
+    path = crafted(run, tmp_path, "huge.pt", CASES["img-size-200000"][0])
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30)); "
+            "from spikmamba.cli import main; sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", code, "predict", "--checkpoint", str(path), str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "'geometry.img_size' is 200000" in done.stderr, done.stderr[-1500:]
+
+
+@pytest.mark.parametrize("fmt, ext, sensor", [("aedat2", ".aedat", (128, 128)), ("aedat3", ".aedat", (128, 128)),
+                                              ("dat", ".dat", (128, 128)), ("evt2", ".raw", (640, 480)),
+                                              ("evt3", ".raw", (1280, 720))])
+def test_every_cut_inside_a_header_line_is_an_error(fmt, ext, sensor, tmp_path):
+    from conftest import random_events
+    from spikmamba.events.io import EventFormatError, read_events, write_events
+
+    write_events(tmp_path / f"whole{ext}", random_events(50, sensor, seed=2), sensor_size=sensor, format=fmt)
+    blob = (tmp_path / f"whole{ext}").read_bytes()
+    ends = [i + 1 for i, b in enumerate(blob) if b == ord("\n")]
+    header_end = max(e for e in ends if blob[:e].count(b"\n") and all(
+        line[:1] in (b"#", b"%") for line in blob[:e].split(b"\n")[:-1]))
+    inside = [c for c in range(1, header_end) if c not in ends]  # cuts in the middle of a header line
+    assert len(inside) > 40
+    for cut in inside:
+        (tmp_path / f"cut{ext}").write_bytes(blob[:cut])
+        with pytest.raises(EventFormatError):
+            read_events(tmp_path / f"cut{ext}", format=fmt)
