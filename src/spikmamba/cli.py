@@ -179,7 +179,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 raise ValueError(f"{args.class_index}: expected a JSON object of class index -> name, "
                                  f"e.g. {{\"0\": \"airplane\"}}")
         r = predict_files(args.checkpoint, args.paths, topk=args.top, batch_size=args.batch_size, device=args.device,
-                          class_names=names)
+                          class_names=names, num_workers=args.workers)
     except (ValueError, OSError, CheckpointError) as err:
         return _fail("predict", err)
     if args.json:
@@ -296,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON document instead of lines")
     p.add_argument("--batch-size", type=int, default=16, help="files per forward pass")
     p.add_argument("--device", default="cpu", help="'cpu', 'cuda', 'cuda:N' or 'auto'")
+    p.add_argument("--workers", type=int, default=-1, help="processes that read and prepare the files (-1: from the "
+                   "CPU count, as training's num_workers)")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser(

@@ -25,7 +25,7 @@ from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint,
 from .config import TrainConfig, apply_overrides, load_config, validate_config
 from .device import autocast, resolve_device
 from .data import eval_view, geometry_of, load_input_file, representation_from_dict
-from .loader import SequentialBatches, make_loader
+from .loader import SequentialBatches, Skipped, make_loader
 from .metrics import ClassificationMetrics, per_group_metrics
 
 
@@ -180,9 +180,28 @@ def _without_path(message: str, path) -> str:
     return message
 
 
+class InputFiles(torch.utils.data.Dataset):
+    """Files to classify, each prepared as the evaluation data were; an unreadable one becomes a
+    :class:`~.loader.Skipped` record with the reason (reported, the others still classified)."""
+
+    def __init__(self, files, rep, transforms=None):
+        self.files, self.rep, self.transforms = list(files), rep, transforms
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, key):
+        i = key[1] if isinstance(key, tuple) else key
+        f = self.files[i]
+        try:
+            return load_input_file(f, self.rep, self.transforms), 0, i
+        except (ValueError, OSError, ImportError) as err:
+            return Skipped(i, str(f), _without_path(str(err), f))
+
+
 @torch.no_grad()
 def predict_files(checkpoint: str, paths, topk: int = 5, batch_size: int = 16, device: str = "cpu",
-                  class_names: "dict | None" = None) -> dict:
+                  class_names: "dict | None" = None, num_workers: int = -1) -> dict:
     """``{"predictions": [...], "errors": [...]}``: for each readable file the top-``topk`` classes with
     probabilities; a file that cannot be read or represented is listed under errors with the reason.
     Event checkpoints read event files, image checkpoints (SVMamba) image files, video checkpoints
@@ -200,46 +219,38 @@ def predict_files(checkpoint: str, paths, topk: int = 5, batch_size: int = 16, d
     if class_names:
         classes = [str(class_names.get(str(i), class_names.get(i, c))) for i, c in enumerate(classes)]
     k = min(topk, len(classes))
-    predictions, errors, batch, names = [], [], [], []
+    predictions, errors = [], []
 
-    def flush():
-        if batch:
-            report(model(torch.stack(batch).to(dev)).float().softmax(1).cpu())
-
-    def flush_logits():
-        report(torch.stack(batch).softmax(1))
-
-    def report(probs):
-        for name, p in zip(names, probs):
-            top = p.topk(k)
-            predictions.append({"file": str(name), "prediction": classes[int(top.indices[0])],
-                                "probability": float(top.values[0]),
-                                "top": [{"class": classes[int(i)], "probability": float(v)}
-                                        for v, i in zip(top.values, top.indices)]})
-        batch.clear()
-        names.clear()
+    def report(name, p):
+        top = p.topk(k)
+        predictions.append({"file": str(name), "prediction": classes[int(top.indices[0])],
+                            "probability": float(top.values[0]),
+                            "top": [{"class": classes[int(i)], "probability": float(v)}
+                                    for v, i in zip(top.values, top.indices)]})
 
     from ..data.images import IMAGE_EXTENSIONS, ImageRepresentation
     from ..data.video import VIDEO_EXTENSIONS, VideoRepresentation
+    from .loader import default_num_workers
 
-    is_video = isinstance(rep, VideoRepresentation)
     kinds = {ImageRepresentation: (IMAGE_EXTENSIONS, "image"), VideoRepresentation: (VIDEO_EXTENSIONS, "video")}
     files = collect_input_files(paths, *kinds.get(type(rep), (None, "event")))
-    for f in files:
-        try:
-            x = load_input_file(f, rep, transforms)
-        except (ValueError, OSError, ImportError) as err:
-            errors.append({"file": str(f), "error": _without_path(str(err), f)})
-            continue
-        if is_video:  # one prediction per video: the mean of its clips' logits
-            batch.append(torch.cat([model(x[i:i + batch_size].to(dev)).float().cpu()
-                                    for i in range(0, len(x), batch_size)]).mean(0))
-            names.append(f)
-            flush_logits()
-            continue
-        batch.append(x)
-        names.append(f)
-        if len(batch) == batch_size:
-            flush()
-    flush()
+    view = InputFiles(files, rep, transforms)
+    if isinstance(rep, VideoRepresentation):  # one prediction per video: the mean of its clips' logits
+        for i in range(len(view)):
+            item = view[i]
+            if isinstance(item, Skipped):
+                errors.append({"file": item.source, "error": item.reason})
+                continue
+            x = item[0]
+            logits = torch.cat([model(x[j:j + batch_size].to(dev)).float().cpu() for j in range(0, len(x), batch_size)])
+            report(files[i], logits.mean(0).softmax(0))
+    else:  # files read in the loader's workers, batched in file order
+        workers = num_workers if num_workers >= 0 else default_num_workers(False)
+        for b in make_loader(view, SequentialBatches(len(view), batch_size), min(workers, len(view)), dev):
+            errors += [{"file": s.source, "error": s.reason} for s in b.skipped]
+            if b.x is not None:
+                for pos, p in zip(b.position.tolist(), model(b.x.to(dev)).float().softmax(1).cpu()):
+                    report(files[pos], p)
+        order = {str(f): i for i, f in enumerate(files)}
+        errors.sort(key=lambda e: order[e["file"]])
     return {"checkpoint": str(checkpoint), "model": ckpt["model_name"], "predictions": predictions, "errors": errors}
