@@ -1,7 +1,5 @@
 """Events -> representations at 1e6 / 1e7 random events, 128x128, T=16: ours (compiled loop when
 numba is installed; the NumPy path beside it) vs a plain numba loop, torch.bincount and tonic."""
-import contextlib
-
 import numpy as np
 import torch
 
@@ -17,19 +15,10 @@ def _events(n):
                        rng.integers(0, 2, n))
 
 
-@contextlib.contextmanager
-def _numpy_path():
-    """Our NumPy fallback, timed in the same process as the compiled path."""
-    saved, _numba.AVAILABLE = _numba.AVAILABLE, False
-    try:
-        yield
-    finally:
-        _numba.AVAILABLE = saved
-
-
 def _numpy(fn):
+    """Our NumPy fallback, timed in the same process as the compiled path."""
     def run():
-        with _numpy_path():
+        with _numba.disabled():
             return fn()
     return run
 
@@ -71,6 +60,18 @@ def _tonic_events(ev):
     return out
 
 
+def _tonic(transform: str, ev):
+    """tonic's ``transform`` (16 bins, 128x128x2) on the same events, or a Skip without tonic."""
+    missing = optional("tonic")
+    if missing is not None:
+        return missing
+    import tonic
+
+    tonic_ev = _tonic_events(ev)
+    t = getattr(tonic.transforms, transform)(sensor_size=(128, 128, 2), n_time_bins=16)
+    return lambda: t(tonic_ev)
+
+
 def _ours(name, fn, impls):
     if _numba.AVAILABLE:
         fn()  # compile (and warm the cache) before anything is timed
@@ -92,15 +93,7 @@ def make_frames(n):
             loop(*fields, 16, np.zeros((16, 2, 128, 128), np.int64))
             impls["plain numba loop"] = lambda: loop(*fields, 16, np.zeros((16, 2, 128, 128), np.int64))
         impls["torch.bincount"] = lambda: _torch_bincount(ev)
-        missing = optional("tonic")
-        if missing is None:
-            import tonic
-
-            tonic_ev = _tonic_events(ev)
-            tf = tonic.transforms.ToFrame(sensor_size=(128, 128, 2), n_time_bins=16)
-            impls["tonic ToFrame"] = lambda: tf(tonic_ev)
-        else:
-            impls["tonic ToFrame"] = missing
+        impls["tonic ToFrame"] = _tonic("ToFrame", ev)
         return {"what": f"{count:,} events -> 16 frames of 2x128x128", "impls": impls}
     return setup
 
@@ -111,15 +104,7 @@ def make_voxel(n):
         ev = _events(count)
         impls = {}
         _ours("spikmamba to_voxel_grid", lambda: to_voxel_grid(ev, (128, 128), 16), impls)
-        missing = optional("tonic")
-        if missing is None:
-            import tonic
-
-            tonic_ev = _tonic_events(ev)
-            tv = tonic.transforms.ToVoxelGrid(sensor_size=(128, 128, 2), n_time_bins=16)
-            impls["tonic ToVoxelGrid"] = lambda: tv(tonic_ev)
-        else:
-            impls["tonic ToVoxelGrid"] = missing
+        impls["tonic ToVoxelGrid"] = _tonic("ToVoxelGrid", ev)
         return {"what": f"{count:,} events -> voxel grid of 16 bins, 128x128", "impls": impls}
     return setup
 

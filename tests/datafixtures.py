@@ -62,3 +62,18 @@ def write_video(path, label: int, n=20, size=32, seed=0):
         for p in s.encode():
             c.mux(p)
     return path
+
+
+def write_cifar100(root, n=10, label_offset=0):
+    """The "CIFAR-100 python version" layout with ``n`` fake images per split (labels ``_images``'s + offset)."""
+    base = root / "cifar-100-python"
+    base.mkdir(parents=True)
+    names = [f"class{i}" for i in range(100)]
+    with open(base / "meta", "wb") as f:
+        pickle.dump({b"fine_label_names": names, b"coarse_label_names": names[:20]}, f)
+    for split in ("train", "test"):
+        x, y = _images(n, 1)
+        with open(base / split, "wb") as f:
+            pickle.dump({b"data": x.reshape(n, -1), b"fine_labels": (y + label_offset).tolist(),
+                         b"coarse_labels": y.tolist()}, f)
+    return root

@@ -17,7 +17,7 @@ from spikmamba.engine import TrainConfig, train
 from spikmamba.engine.augment import augment_batch, random_erasing, random_flip, random_resized_crop
 from spikmamba.engine.ema import EMA
 
-from datafixtures import CLASSES10, _images, write_cifar10, write_image_tree
+from datafixtures import CLASSES10, _images, write_cifar10, write_cifar100, write_image_tree
 
 
 def test_cifar10_reads_the_official_layout(tmp_path):
@@ -31,15 +31,7 @@ def test_cifar10_reads_the_official_layout(tmp_path):
 
 
 def test_cifar100_fine_labels(tmp_path):
-    base = tmp_path / "cifar-100-python"
-    base.mkdir()
-    names = [f"class{i}" for i in range(100)]
-    with open(base / "meta", "wb") as f:
-        pickle.dump({b"fine_label_names": names, b"coarse_label_names": names[:20]}, f)
-    for split in ("train", "test"):
-        x, y = _images(10, 1)
-        with open(base / split, "wb") as f:
-            pickle.dump({b"data": x.reshape(10, -1), b"fine_labels": (y + 97).tolist(), b"coarse_labels": y.tolist()}, f)
+    write_cifar100(tmp_path, n=10, label_offset=97)
     ds = CIFAR100(tmp_path, "test")
     assert len(ds.classes) == 100 and ds.targets == (_images(10, 1)[1] + 97).tolist()
 

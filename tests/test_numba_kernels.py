@@ -12,13 +12,7 @@ from spikmamba.events.afe import to_afe_frames  # noqa: E402
 from spikmamba.events.voxel import to_voxel_grid  # noqa: E402
 
 
-@contextlib.contextmanager
-def numpy_path():
-    saved, _numba.AVAILABLE = _numba.AVAILABLE, False
-    try:
-        yield
-    finally:
-        _numba.AVAILABLE = saved
+numpy_path = _numba.disabled
 
 
 def both(fn):

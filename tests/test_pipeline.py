@@ -4,7 +4,6 @@ reads only the samples its steps need, and config transforms reach training, eva
 import dataclasses
 import json
 import os
-import pickle
 import shutil
 
 import numpy as np
@@ -12,7 +11,7 @@ import pytest
 import torch
 
 from conftest import SHARED_DATA, random_events
-from datafixtures import CLASSES10, _images, write_cifar10, write_image_tree, write_video
+from datafixtures import write_cifar10, write_cifar100, write_image_tree, write_video
 from spikmamba.cli import main
 from spikmamba.data import DATASETS
 from spikmamba.engine import TrainConfig, load_checkpoint, train
@@ -127,16 +126,7 @@ def make_cifar10(root):
 
 
 def make_cifar100(root):
-    base = root / "cifar-100-python"
-    base.mkdir(parents=True)
-    names = [f"class{i}" for i in range(100)]
-    with open(base / "meta", "wb") as f:
-        pickle.dump({b"fine_label_names": names, b"coarse_label_names": names[:20]}, f)
-    for split in ("train", "test"):
-        x, y = _images(6, 1)
-        with open(base / split, "wb") as f:
-            pickle.dump({b"data": x.reshape(6, -1), b"fine_labels": y.tolist(), b"coarse_labels": y.tolist()}, f)
-    return root, root, IMAGE_ARGS
+    return write_cifar100(root, n=6), root, IMAGE_ARGS
 
 
 def make_miniimagenet(root):

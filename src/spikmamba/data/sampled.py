@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .base import Confinement, DatasetLayoutError, SampleError, config_root
+from .images import RGBInput
 
 LAYOUT = """
 root/
@@ -49,21 +50,13 @@ def load_frames(path) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class SampledFramesRepresentation:
+class SampledFramesRepresentation(RGBInput):
     """The input a pre-sampled ``.npz`` gives: ``frames`` x 3 x ``size`` x ``size``, read as it is.
     Stored in checkpoints so ``predict`` checks new files against it."""
 
     frames: int
     size: int
     kind: str = "sampled-frames"
-
-    @property
-    def channels(self) -> int:
-        return 3
-
-    @property
-    def time_steps(self) -> int:
-        return self.frames
 
     def load(self, path) -> torch.Tensor:
         x = load_frames(path)

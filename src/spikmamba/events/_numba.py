@@ -10,6 +10,7 @@ folder is writable).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -22,6 +23,17 @@ except ImportError:  # optional: the NumPy paths are the reference and the fallb
     numba = None
 
 AVAILABLE = numba is not None
+
+
+@contextlib.contextmanager
+def disabled():
+    """Run the NumPy paths inside the ``with`` block (to time or test them beside the kernels)."""
+    global AVAILABLE
+    saved, AVAILABLE = AVAILABLE, False
+    try:
+        yield
+    finally:
+        AVAILABLE = saved
 
 
 def _jit(fn):
