@@ -26,6 +26,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..models.weights import WeightsError, load_state_checked, load_torch_file
+
 FORMAT = 2
 REQUIRED = ("model_name", "model", "config", "classes", "geometry")
 RESUME_KEYS = ("optimizer", "scheduler", "scaler", "rng", "progress")
@@ -33,7 +35,7 @@ RESUME_KEYS = ("optimizer", "scheduler", "scaler", "rng", "progress")
 GEOMETRY_BOUNDS = {"in_chans": (1, 64), "img_size": (1, 4096), "num_frames": (1, 1024)}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(WeightsError):
     """A checkpoint file that cannot be used: unreadable, incomplete, damaged, or for another model."""
 
 
@@ -126,40 +128,9 @@ def state_digest(state: dict) -> str:
 
 
 def load_checkpoint_file(path: "str | os.PathLike", what: str = "weights file"):
-    """``torch.load(weights_only=True)`` with one clear CheckpointError for a missing or unusable file
-    (also for pretrained weights such as a torchvision ResNet-50 ``.pth``); never runs pickled code."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{what} {path} does not exist")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated zip, foreign pickle, disallowed globals
-        raise CheckpointError(f"{path} is not a readable {what}: {_load_failure(path, err)}") from None
-
-
-def _load_failure(path: Path, err: Exception) -> str:
-    """Why ``torch.load`` refused a file, in our words. Never torch's own advice, which suggests
-    reloading with ``weights_only=False``: that would run whatever code the file's pickle holds."""
-    import re
-    import zipfile
-
-    text = str(err)
-    if "Weights only load failed" in text or isinstance(err, __import__("pickle").UnpicklingError):
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
-        what = f" (such as {found.group(1)})" if found else ""
-        return (f"it stores pickled Python objects{what}, which spikmamba does not load because unpickling them can "
-                f"run code; a spikmamba checkpoint or weights file holds only tensors, numbers, strings, lists and "
-                f"dicts (a whole saved nn.Module is not one: save its state_dict)")
-    if not zipfile.is_zipfile(path):
-        with open(path, "rb") as f:
-            head = f.read(8)
-        size = path.stat().st_size
-        if size == 0:
-            return "the file is empty"
-        return (f"not a PyTorch file: torch.save writes a zip archive, and this one ({size} bytes, starting "
-                f"{head!r}) is not one; truncated, or another kind of file?")
-    first = text.splitlines()[0] if text else "no detail"
-    return f"the zip archive is damaged or incomplete ({type(err).__name__}: {first})"
+    """``torch.load(weights_only=True)`` with one clear CheckpointError for a missing or unusable
+    file (see :func:`spikmamba.models.weights.load_torch_file`); never runs pickled code."""
+    return load_torch_file(path, what, error=CheckpointError)
 
 
 def load_checkpoint(path: "str | os.PathLike", resume: bool = False) -> dict:
@@ -241,18 +212,7 @@ def check_resume_fields(ckpt: dict, path) -> None:
 
 def load_model_state(model: nn.Module, state: dict, source: str) -> None:
     """``load_state_dict`` with an error that lists what does not match, instead of a wall of keys."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-              if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(v.shape)]
-    if missing or unexpected or shapes:
-        def few(items):
-            return ", ".join(items[:4]) + (f" and {len(items) - 4} more" if len(items) > 4 else "")
-        parts = [f"missing {few(missing)}" if missing else "", f"unexpected {few(unexpected)}" if unexpected else "",
-                 f"shape mismatch {few(shapes)}" if shapes else ""]
-        raise CheckpointError(f"{source} does not fit model {type(model).__name__}: " + "; ".join(p for p in parts if p))
-    model.load_state_dict(state)
+    load_state_checked(model, state, source, error=CheckpointError)
 
 
 def stored_config(ckpt: dict, path: "str | os.PathLike"):

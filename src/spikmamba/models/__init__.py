@@ -2,9 +2,13 @@
 from . import spikmamba as _spikmamba  # noqa: F401  (registers the SpikMamba family)
 from . import respike as _respike  # noqa: F401  (registers ReSpike)
 from . import svmamba as _svmamba  # noqa: F401  (registers SVMamba)
-from .registry import count_parameters, create_model, list_models, model_description, register_model
+from .registry import (count_parameters, create_model, default_cfg, list_models, model_description, pretrained_tags,
+                       register_model)
+from .weights import WeightsError, load_pretrained, save_pretrained
 from .respike import ReSpike
 from .spikmamba import SpikMamba
 from .svmamba import SVMamba
 
-__all__ = ["ReSpike", "SVMamba", "SpikMamba", "count_parameters", "create_model", "list_models", "model_description", "register_model"]
+__all__ = ["ReSpike", "SVMamba", "SpikMamba", "WeightsError", "count_parameters", "create_model", "default_cfg",
+           "list_models", "load_pretrained", "model_description", "pretrained_tags", "register_model",
+           "save_pretrained"]

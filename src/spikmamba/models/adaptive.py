@@ -16,6 +16,22 @@ class AdaptiveFrontEnd(nn.Module):
     def __init__(self, sampler: AdaptiveSampler, backbone: nn.Module):
         super().__init__()
         self.sampler, self.backbone = sampler, backbone
+        cfg = getattr(backbone, "default_cfg", {})
+        self.default_cfg = {**cfg, "input": {**cfg.get("input", {}), "representation": "adaptive",
+                                             "channels": sampler.in_chans}}
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone.forward_features(self.sampler(x))
+
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        return self.backbone.forward_head(features, pre_logits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(self.sampler(x))
+
+
+def adaptive_front_end(backbone: nn.Module, in_chans: int, channels: int, fine_steps: int, sat: bool = True,
+                       rpd: bool = True) -> AdaptiveFrontEnd:
+    """``backbone`` (built for ``channels`` input channels) behind a fresh sampler that turns
+    ``in_chans``-channel fine frames into its input, ``fine_steps`` fine frames per step."""
+    return AdaptiveFrontEnd(AdaptiveSampler(in_chans, channels, fine_steps, sat=sat, rpd=rpd), backbone)

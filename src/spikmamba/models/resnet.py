@@ -72,9 +72,9 @@ class ResNet50Features(nn.Module):
 
 def load_torchvision_weights(trunk: ResNet50Features, path: str) -> None:
     """Load a torchvision ``resnet50`` state dict saved to ``path`` (``fc.*`` ignored); never downloads."""
-    from ..engine.checkpoint import load_checkpoint_file
+    from .weights import load_torch_file
 
-    state = load_checkpoint_file(path)
+    state = load_torch_file(path)
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     state = {k.removeprefix("module."): v for k, v in state.items() if not k.removeprefix("module.").startswith("fc.")}

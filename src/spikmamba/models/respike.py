@@ -104,8 +104,7 @@ class ReSpike(nn.Module):
 
     def __init__(self, num_classes: int = 101, in_chans: int = 3, img_size: "int | None" = None, num_frames: int = 16,
                  stride: int = 4, ann_base: int = 64, ann_depths=(3, 4, 6, 3), snn_base: int = 64,
-                 snn_depths=(2, 2, 2, 2), heads: int = 4, pool_to: int = 14, ann_weights: str = "",
-                 neuron: "dict | None" = None):
+                 snn_depths=(2, 2, 2, 2), heads: int = 4, pool_to: int = 14, neuron: "dict | None" = None):
         super().__init__()
         if in_chans != 3:
             raise ValueError(f"ReSpike takes RGB clips (in_chans=3), got in_chans={in_chans}")
@@ -113,17 +112,17 @@ class ReSpike(nn.Module):
             raise ValueError(f"num_frames={num_frames} must be a multiple of stride={stride}")
         self.num_frames, self.stride, self.num_classes = num_frames, stride, num_classes
         self.ann = ResNet50Features(ann_base, ann_depths)
-        if ann_weights:
-            load_torchvision_weights(self.ann, ann_weights)
         self.snn = SpikingResNet18(snn_base, snn_depths, neuron)
         self.fusions = nn.ModuleList(CrossFusion(c, ca, heads, pool_to) for c, ca in zip(self.snn.channels, self.ann.channels))
         self.head = nn.Linear(self.ann.channels[-1] + self.snn.channels[-1], num_classes)
         self.normalise = PixelNormalize(IMAGENET_MEAN, IMAGENET_STD)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, F, 3, H, W]`` -> per-group features ``[B, G, Ca + Cs]`` (the ANN's last stage pooled
+        over space, the SNN's over time and space), before the average over groups."""
+        reset_net(self)  # every clip starts from rest: no membrane state leaks from an earlier call
         if x.dim() != 5 or x.shape[2] != 3:
             raise ValueError(f"ReSpike expects clips [B, F, 3, H, W], got {tuple(x.shape)}")
-        reset_net(self)
         B = x.shape[0]
         key, residual = split_key_and_residual(self.normalise(x), self.stride)
         G = key.shape[1]
@@ -131,18 +130,39 @@ class ReSpike(nn.Module):
         s = self.snn.stem_forward(residual.flatten(0, 1).transpose(0, 1))    # [T=stride-1, B*G, C, h, w]
         for stage, fusion, a in zip(self.snn.stages, self.fusions, ann_feats):
             s = fusion(stage(s), a)
-        pooled = torch.cat([ann_feats[-1].mean((2, 3)), s.mean((0, 3, 4))], dim=1)
-        return self.head(pooled).unflatten(0, (B, G)).mean(1)
+        return torch.cat([ann_feats[-1].mean((2, 3)), s.mean((0, 3, 4))], dim=1).unflatten(0, (B, G))
+
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Logits averaged over the groups (= the head of the averaged features: it is linear)."""
+        return features.mean(1) if pre_logits else self.head(features).mean(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
 
 
-@register_model
-def respike_r50_r18(**overrides) -> ReSpike:
-    """ReSpike: ResNet-50 on key frames + spiking ResNet-18 on residual frames, cross-attention fusion; 16 frames, stride 4."""
-    return ReSpike(**overrides)
+_VIDEO_CFG = {"input": {"channels": 3, "frames": 16, "size": 112, "representation": "video",
+                        "normalisation": "uint8 RGB, normalised inside the model (ImageNet mean and std)"},
+              "num_classes": 101}
 
 
-@register_model
-def respike_tiny(**overrides) -> ReSpike:
+def _with_ann_weights(model: ReSpike, ann_weights: str) -> ReSpike:
+    """ImageNet weights for the ANN trunk from a local torchvision ``resnet50`` file (never downloaded)."""
+    if ann_weights:
+        load_torchvision_weights(model.ann, ann_weights)
+    return model
+
+
+@register_model(default_cfg=_VIDEO_CFG)
+def respike_r50_r18(ann_weights: str = "", **overrides) -> ReSpike:
+    """ReSpike: ResNet-50 on key frames + spiking ResNet-18 on residual frames, cross-attention fusion; 16 frames, stride 4.
+
+    ``ann_weights``: a local torchvision ResNet-50 ``.pth`` to start the ANN from (read here, by the
+    factory, not by the model: a model restored from a checkpoint never needs that file)."""
+    return _with_ann_weights(ReSpike(**overrides), ann_weights)
+
+
+@register_model(default_cfg=_VIDEO_CFG)
+def respike_tiny(ann_weights: str = "", **overrides) -> ReSpike:
     """ReSpike tiny: the same structure at widths 8 (ANN) / 8 (SNN), one block per stage; for CPU tests."""
-    return ReSpike(**{"ann_base": 8, "ann_depths": (1, 1, 1, 1), "snn_base": 8, "snn_depths": (1, 1, 1, 1),
-                      "heads": 2, **overrides})
+    return _with_ann_weights(ReSpike(**{"ann_base": 8, "ann_depths": (1, 1, 1, 1), "snn_base": 8,
+                                        "snn_depths": (1, 1, 1, 1), "heads": 2, **overrides}), ann_weights)

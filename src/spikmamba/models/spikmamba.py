@@ -120,6 +120,7 @@ class SpikMamba(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, T, C, H, W]`` -> token features ``[B, T, N, E]`` (N = h*w tokens per frame)."""
+        reset_net(self)  # every clip starts from rest: no membrane state leaks from an earlier call
         check_rank(x, 5, "SpikMamba input", "[B, T, C, H, W] event frames")
         B, T, C, H, W = x.shape
         if C != self.in_chans:
@@ -145,7 +146,6 @@ class SpikMamba(nn.Module):
         return pooled if pre_logits else self.head(pooled)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        reset_net(self)  # every clip starts from rest; no state leaks between batches
         return self.forward_head(self.forward_features(x))
 
 
@@ -179,11 +179,16 @@ def _make_factory(variant: str, frames: int, spiking: bool = True):
     return factory
 
 
+def _published_cfg(frames: int) -> dict:
+    return {"input": {"channels": 3, "frames": frames, "size": 128, "representation": "afe",
+                      "normalisation": "AFE frames in [0, 1], white background (ExACT)"}, "num_classes": 300}
+
+
 for _variant in _VARIANTS:
     for _frames in (8, 16):
-        register_model(_make_factory(_variant, _frames))
+        register_model(_make_factory(_variant, _frames), default_cfg=_published_cfg(_frames))
 for _frames in (8, 16):
-    register_model(_make_factory("sla", _frames, spiking=False))
+    register_model(_make_factory("sla", _frames, spiking=False), default_cfg=_published_cfg(_frames))
 
 
 _TINY = dict(num_classes=10, in_chans=2, img_size=64, num_frames=8, patch_size=8, embed_dim=64, sla_depth=1,
@@ -191,20 +196,24 @@ _TINY = dict(num_classes=10, in_chans=2, img_size=64, num_frames=8, patch_size=8
              sla_bidirectional=False, mamba_bidirectional=True)
 
 
-@register_model
+_TINY_CFG = {"input": {"channels": 2, "frames": 8, "size": 64, "representation": "frames",
+                       "normalisation": "log1p of event counts per polarity"}, "num_classes": 10}
+
+
+@register_model(default_cfg=_TINY_CFG)
 def spikmamba_tiny(**overrides) -> SpikMamba:
     """SpikMamba tiny: embed 64, 1 SLA + 1 bi-Mamba block, 2x64x64 frames, T=8; trains on a laptop CPU."""
     return SpikMamba(**{**_TINY, **overrides})
 
 
-@register_model
+@register_model(default_cfg=_TINY_CFG)
 def spikmamba_tiny_sps(**overrides) -> SpikMamba:
     """SpikMamba tiny with Spikformer's SPS stem (4 conv-BN-LIF stages): finer spatial features than
     one patch conv; the default of `spikmamba train` (it learns the rotation direction of SynthActions)."""
     return SpikMamba(**{**_TINY, "stem": "sps", **overrides})
 
 
-@register_model
+@register_model(default_cfg=_TINY_CFG)
 def spikmamba_tiny_nosnn(**overrides) -> SpikMamba:
     """SpikMamba tiny, nosnn ablation (LIF -> identity)."""
     return SpikMamba(**{**_TINY, "spiking": False, **overrides})

@@ -135,6 +135,7 @@ class SVMamba(nn.Module):
         self.apply(init_transformer_weights)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        reset_net(self)  # every clip starts from rest: no membrane state leaks from an earlier call
         x = self.normalise(x)
         if x.dim() == 4:  # direct encoding: the stem is not spiking, so run it once and repeat
             if x.shape[1] != self.in_chans:
@@ -152,24 +153,32 @@ class SVMamba(nn.Module):
                 f = block(f)
             if i < len(self.downsamples):
                 f = _per_step(self.downsamples[i], f)
-        return self.norm(f).mean(0).mean((1, 2))  # over T, then over space
+        return self.norm(f).permute(1, 0, 2, 3, 4)  # [B, T, h, w, C], not pooled
+
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        pooled = features.mean(1).mean((1, 2))  # over T, then over space
+        return pooled if pre_logits else self.head(pooled)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        reset_net(self)
-        return self.head(self.forward_features(x))
+        return self.forward_head(self.forward_features(x))
 
 
 _PUBLISHED = dict(depths=(1, 2, 4), dims=(96, 192, 384), d_state=1, ssm_ratio=1.0, mlp_ratio=4.0, num_frames=4,
                   in_chans=3, num_classes=10)
 
 
-@register_model
+_IMAGE_CFG = {"input": {"channels": 3, "frames": 4, "size": 32, "representation": "image",
+                        "normalisation": "uint8 RGB, normalised inside the model (CIFAR mean and std)"},
+              "num_classes": 10}
+
+
+@register_model(default_cfg=_IMAGE_CFG)
 def svmamba_tiny(**overrides) -> SVMamba:
     """SVMamba tiny: depths 1/2/4, dims 96/192/384, SS2D state 1, T=4 direct encoding (published config)."""
     return SVMamba(**{**_PUBLISHED, **overrides})
 
 
-@register_model
+@register_model(default_cfg=_IMAGE_CFG)
 def svmamba_small(**overrides) -> SVMamba:
     """SVMamba small: depths 2/4/8, dims 96/192/384, SS2D state 1, T=4 (ours: the tiny model, deeper)."""
     return SVMamba(**{**_PUBLISHED, "depths": (2, 4, 8), **overrides})
