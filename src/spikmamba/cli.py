@@ -179,8 +179,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 raise ValueError(f"{args.class_index}: expected a JSON object of class index -> name, "
                                  f"e.g. {{\"0\": \"airplane\"}}")
         r = predict_files(args.checkpoint, args.paths, topk=args.top, batch_size=args.batch_size, device=args.device,
-                          class_names=names, num_workers=args.workers)
-    except (ValueError, OSError, CheckpointError) as err:
+                          class_names=names, num_workers=args.workers, model=args.model, backend=args.backend)
+    except (ValueError, OSError, CheckpointError, RuntimeError) as err:
         return _fail("predict", err)
     if args.json:
         print(json.dumps(r, indent=2))
@@ -191,6 +191,32 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     for e in r["errors"]:
         print(f"spikmamba predict: {e['file']}: {e['error']}", file=sys.stderr)
     return 1 if r["errors"] else 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .engine.checkpoint import CheckpointError
+    from .engine.export import ExportError, export_checkpoint_onnx, export_folder
+    from .engine.nir_export import export_checkpoint_nir
+
+    ckpt = Path(args.checkpoint)
+    default = {"folder": ckpt.with_name(f"{ckpt.stem}-weights"), "onnx": ckpt.with_suffix(".onnx"),
+               "nir": ckpt.with_suffix(".nir")}[args.format]
+    out = Path(args.out) if args.out else default
+    try:
+        if args.format == "folder":
+            folder = export_folder(ckpt, out)
+            print(f"wrote {folder}/ (model.safetensors, config.json, README.md); use it with: spikmamba predict "
+                  f"--model {folder} FILES, or create_model(name, pretrained='{folder}')")
+        elif args.format == "onnx":
+            r = export_checkpoint_onnx(ckpt, out)
+            print(f"wrote {r['path']} ({r['exporter']} exporter; ONNX Runtime equals PyTorch within "
+                  f"{r['max_abs_diff']:.1e} at batch 2 and 3; the batch dimension is dynamic)")
+        else:
+            r = export_checkpoint_nir(ckpt, out)
+            print(f"wrote {r['path']} ({r['nodes']} NIR nodes)")
+    except (ValueError, OSError, CheckpointError, ExportError) as err:
+        return _fail("export", err)
+    return 0
 
 
 def _cmd_energy(args: argparse.Namespace) -> int:
@@ -279,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_test)
 
     p = sub.add_parser(
-        "predict", help="classify event files (images or videos for image and video models) with a trained checkpoint",
+        "predict", help="classify event files (images or videos for image and video models) with a trained model",
         description="Classify event files in any supported format (N-MNIST .bin/.bs2, AEDAT 2/3.1/4, Prophesee "
         "DAT/EVT2/EVT3, npy/npz/h5), image files (png, jpg, ...) with an image model such as SVMamba, or videos "
         "(avi, mp4, ...) with a video model such as ReSpike: one prediction per video from the mean of its clips' "
@@ -288,8 +314,15 @@ def build_parser() -> argparse.ArgumentParser:
         "reason and the exit status is 1; the others are still classified.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--checkpoint", required=True, metavar="CKPT", help="a best.pt or last.pt written by spikmamba train")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", metavar="CKPT", help="a best.pt or last.pt written by spikmamba train")
+    src.add_argument("--model", metavar="NAME.TAG|FOLDER", help="weights shipped with spikmamba (e.g. "
+                     "spikmamba_tiny_sps.nmnist; `spikmamba models` lists them) or a weights folder written by "
+                     "`spikmamba export --format folder`")
     p.add_argument("paths", nargs="+", metavar="FILE_OR_FOLDER", help="event, image or video files and/or folders of them")
+    p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"),
+                   help="run the model with PyTorch, or export it to ONNX (checked against PyTorch) and run it with "
+                   "ONNX Runtime")
     p.add_argument("--class-index", metavar="JSON", help="JSON object of class index -> name, replacing the names "
                    "stored in the checkpoint (e.g. {\"0\": \"airplane\", \"1\": \"automobile\"})")
     p.add_argument("--top", type=int, default=5, help="how many classes to report per file")
@@ -344,6 +377,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run N busy processes (one spinning core each) beside the timed rounds, to measure a shared "
                    "machine; compare with the same command without --busy")
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser(
+        "export", help="write a checkpoint as a weights folder (safetensors + config.json), ONNX, or NIR",
+        description="Export a trained checkpoint. folder: model.safetensors + config.json (model, arguments, classes, "
+        "representation, transforms) + README.md, the layout the Hugging Face Hub stores; read back with "
+        "`spikmamba predict --model FOLDER` or create_model(name, pretrained=FOLDER). onnx: one file with a dynamic "
+        "batch dimension, checked against PyTorch with ONNX Runtime before it is written. nir: the Neuromorphic "
+        "Intermediate Representation, for spiking CNNs made only of conv, linear, pooling, flatten and LIF "
+        "(e.g. scnn_nmnist); other models get an error naming the first module NIR cannot express.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--checkpoint", required=True, metavar="CKPT", help="a best.pt or last.pt written by spikmamba train")
+    p.add_argument("--format", required=True, choices=("folder", "onnx", "nir"), help="what to write")
+    p.add_argument("--out", metavar="PATH", default=None,
+                   help="where (default: beside the checkpoint: <name>-weights/, <name>.onnx, <name>.nir)")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser(
         "synth", help="write SynthActions clips (the built-in simulated data) as event files",

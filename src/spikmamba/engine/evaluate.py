@@ -199,25 +199,91 @@ class InputFiles(torch.utils.data.Dataset):
             return Skipped(i, str(f), _without_path(str(err), f))
 
 
+@dataclass
+class Predictor:
+    """A model ready to classify files: its forward (PyTorch or ONNX Runtime), class names, and
+    how a file becomes its input (representation, transforms)."""
+    forward: object
+    classes: list
+    representation: object
+    transforms: "list | None"
+    name: str
+
+
+def load_predictor(checkpoint: "str | None" = None, model: "str | None" = None, device: str = "cpu",
+                   backend: str = "torch") -> Predictor:
+    """From a checkpoint, or from ``model``: a weights folder or a shipped ``name.tag``
+    (``spikmamba_tiny_sps.nmnist``). ``backend="onnxruntime"`` exports the model to ONNX first
+    (checked against PyTorch) and runs it with ONNX Runtime."""
+    from ..models import create_model
+    from ..models.registry import list_models
+    from ..models.weights import read_config
+
+    if (checkpoint is None) == (model is None):
+        raise ValueError("give exactly one of --checkpoint CKPT or --model NAME.TAG|FOLDER")
+    if checkpoint is not None:
+        ckpt = load_checkpoint(checkpoint)
+        if "representation" not in ckpt:
+            raise CheckpointError(f"{checkpoint} does not record how events became tensors; it cannot predict from files")
+        net, _ = model_from_checkpoint(checkpoint, ckpt)
+        info = {"model": ckpt["model_name"], "classes": list(ckpt["classes"]), "representation": ckpt["representation"],
+                "transforms": ckpt["config"].get("transforms") or None}
+    else:
+        if Path(model).is_dir():
+            folder_cfg = read_config(model)
+            net = create_model(folder_cfg["model"], pretrained=model)
+        elif "." in model and model.split(".", 1)[0] in list_models():
+            net = create_model(model)
+            folder_cfg = net.pretrained_cfg
+        else:
+            raise ValueError(f"--model {model!r} is neither a weights folder nor a shipped model such as "
+                             f"spikmamba_tiny_sps.nmnist (`spikmamba models` marks the shipped weights)")
+        if not folder_cfg.get("classes") or not folder_cfg.get("representation"):
+            raise ValueError(f"{model}: its config.json lacks the class names or the representation; it cannot "
+                             f"classify files")
+        info = {"model": folder_cfg["model"], "classes": list(folder_cfg["classes"]),
+                "representation": folder_cfg["representation"], "transforms": folder_cfg.get("transforms") or None}
+    net.eval()
+    rep = representation_from_dict(info["representation"])
+    if backend == "onnxruntime":
+        forward = _onnx_forward(net, info)
+    elif backend == "torch":
+        dev = resolve_device(device)
+        net.to(dev)
+        forward = lambda x: net(x.to(dev)).float().cpu()  # noqa: E731
+    else:
+        raise ValueError(f"backend must be 'torch' or 'onnxruntime', got {backend!r}")
+    return Predictor(forward, info["classes"], rep, info["transforms"], info["model"])
+
+
+def _onnx_forward(net, info: dict):
+    import tempfile
+
+    import onnxruntime as ort
+
+    from .export import example_input, export_onnx
+
+    path = Path(tempfile.mkdtemp(prefix="spikmamba-predict-")) / "model.onnx"
+    export_onnx(net, example_input(info["representation"], batch=2), path, info)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda x: torch.from_numpy(session.run(None, {"input": x.numpy()})[0]).float()
+
+
 @torch.no_grad()
-def predict_files(checkpoint: str, paths, topk: int = 5, batch_size: int = 16, device: str = "cpu",
-                  class_names: "dict | None" = None, num_workers: int = -1) -> dict:
+def predict_files(checkpoint: "str | None", paths, topk: int = 5, batch_size: int = 16, device: str = "cpu",
+                  class_names: "dict | None" = None, num_workers: int = -1, model: "str | None" = None,
+                  backend: str = "torch") -> dict:
     """``{"predictions": [...], "errors": [...]}``: for each readable file the top-``topk`` classes with
     probabilities; a file that cannot be read or represented is listed under errors with the reason.
-    Event checkpoints read event files, image checkpoints (SVMamba) image files, video checkpoints
-    (ReSpike) video files, one prediction per video from the mean of its clips' logits. ``class_names``
-    (class index -> name, e.g. from a class-index JSON) replaces the names stored in the checkpoint."""
-    ckpt = load_checkpoint(checkpoint)
-    if "representation" not in ckpt:
-        raise CheckpointError(f"{checkpoint} does not record how events became tensors; it cannot predict from files")
-    model, _ = model_from_checkpoint(checkpoint, ckpt)
-    dev = resolve_device(device)
-    model.to(dev)
-    rep = representation_from_dict(ckpt["representation"])
-    transforms = ckpt["config"].get("transforms") or None
-    classes = list(ckpt["classes"])
+    Event models read event files, image models (SVMamba) image files, video models (ReSpike) video
+    files, one prediction per video from the mean of its clips' logits. The model comes from a
+    checkpoint or from ``model`` (a weights folder or a shipped ``name.tag``); ``class_names``
+    (class index -> name, e.g. from a class-index JSON) replaces the names it stores."""
+    predictor = load_predictor(checkpoint, model, device, backend)
+    rep, transforms, classes = predictor.representation, predictor.transforms, list(predictor.classes)
     if class_names:
         classes = [str(class_names.get(str(i), class_names.get(i, c))) for i, c in enumerate(classes)]
+    run = predictor.forward
     k = min(topk, len(classes))
     predictions, errors = [], []
 
@@ -242,15 +308,16 @@ def predict_files(checkpoint: str, paths, topk: int = 5, batch_size: int = 16, d
                 errors.append({"file": item.source, "error": item.reason})
                 continue
             x = item[0]
-            logits = torch.cat([model(x[j:j + batch_size].to(dev)).float().cpu() for j in range(0, len(x), batch_size)])
+            logits = torch.cat([run(x[j:j + batch_size]) for j in range(0, len(x), batch_size)])
             report(files[i], logits.mean(0).softmax(0))
     else:  # files read in the loader's workers, batched in file order
         workers = num_workers if num_workers >= 0 else default_num_workers(False)
-        for b in make_loader(view, SequentialBatches(len(view), batch_size), min(workers, len(view)), dev):
+        for b in make_loader(view, SequentialBatches(len(view), batch_size), min(workers, len(view))):
             errors += [{"file": s.source, "error": s.reason} for s in b.skipped]
             if b.x is not None:
-                for pos, p in zip(b.position.tolist(), model(b.x.to(dev)).float().softmax(1).cpu()):
+                for pos, p in zip(b.position.tolist(), run(b.x).softmax(1)):
                     report(files[pos], p)
         order = {str(f): i for i, f in enumerate(files)}
         errors.sort(key=lambda e: order[e["file"]])
-    return {"checkpoint": str(checkpoint), "model": ckpt["model_name"], "predictions": predictions, "errors": errors}
+    return {"checkpoint": str(checkpoint) if checkpoint else None, "source": str(checkpoint or model),
+            "model": predictor.name, "backend": backend, "predictions": predictions, "errors": errors}

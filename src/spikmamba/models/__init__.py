@@ -2,6 +2,7 @@
 from . import spikmamba as _spikmamba  # noqa: F401  (registers the SpikMamba family)
 from . import respike as _respike  # noqa: F401  (registers ReSpike)
 from . import svmamba as _svmamba  # noqa: F401  (registers SVMamba)
+from . import scnn as _scnn  # noqa: F401  (registers the NIR-exportable spiking CNN)
 from .registry import (count_parameters, create_model, default_cfg, list_models, model_description, pretrained_tags,
                        register_model)
 from .weights import WeightsError, load_pretrained, save_pretrained

@@ -13,6 +13,7 @@ import math
 import torch
 from torch import nn
 
+from .export import exporting
 from .lif_kernel import multistep_lif
 from .surrogate import SurrogateFunction, get_surrogate
 
@@ -97,7 +98,7 @@ class BaseNode(nn.Module):
             raise ValueError(
                 f"multi-step input must be [T, B, ...] with T >= 1, got shape {tuple(x_seq.shape)}"
             )
-        if self.backend == "loop" or self.store_v_seq:
+        if self.backend == "loop" or self.store_v_seq or exporting():
             out, vs = [], []
             for t in range(x_seq.shape[0]):
                 out.append(self.single_step_forward(x_seq[t]))

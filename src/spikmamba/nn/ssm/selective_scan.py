@@ -23,6 +23,8 @@ from __future__ import annotations
 import functools
 
 import torch
+
+from ..export import exporting
 import torch.nn.functional as F
 
 from .blocked_scan import blocked_scan
@@ -156,7 +158,10 @@ def cuda_kernel_available() -> bool:
 
 def selective_scan_fn(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                       return_last_state=False):
-    """Dispatching selective scan: ``mamba_ssm`` on CUDA when present, else the fast path."""
+    """Dispatching selective scan: ``mamba_ssm`` on CUDA when present, else the fast path (the
+    plain loop while a model is exported: see ``nn/export.py``)."""
+    if exporting():
+        return selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
     if u.is_cuda:
         fn = _mamba_ssm_fn()
         if fn is not None:
