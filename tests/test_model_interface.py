@@ -21,6 +21,9 @@ def small(name):
         kw = dict(img_size=16, patch_size=8 if "tiny" not in name else 4, num_frames=frames, num_classes=5)
         m = create_model(name, **kw)
         return m, torch.rand(2, frames, m.in_chans, 16, 16)
+    if name.startswith("scnn"):
+        m = create_model(name, img_size=16, num_frames=2, num_classes=5)
+        return m, torch.rand(2, 2, 2, 16, 16)
     if name.startswith("svmamba"):
         m = create_model(name, dims=(8, 16), depths=(1, 1), num_frames=2, num_classes=5)
         return m, torch.randint(0, 255, (2, 3, 16, 16), dtype=torch.uint8)

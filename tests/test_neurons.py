@@ -116,3 +116,15 @@ def test_batch_size_one_and_gradient_flows():
     s = LIFNode(step_mode="m")(x * 4)
     s.sum().backward()
     assert x.grad.shape == x.shape and x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("v_reset, decay_input", [(0.0, True), (-0.5, True), (None, True), (0.0, False)])
+def test_the_plain_op_twin_for_exporters_gives_the_same_spikes(v_reset, decay_input):
+    from spikmamba.nn.lif_kernel import multistep_lif_plain
+
+    x = torch.randn(9, 3, 5, 4) * 2
+    n = LIFNode(tau=2.0, v_reset=v_reset, decay_input=decay_input, step_mode="m")
+    s_fused = n(x)
+    s_plain, v_plain = multistep_lif_plain(x, n._v_init, n.decay(), n.v_threshold, v_reset, decay_input)
+    assert torch.equal(s_fused, s_plain)
+    torch.testing.assert_close(v_plain, n.v, atol=1e-6, rtol=1e-6)

@@ -109,3 +109,15 @@ def test_time_blocked_scan_with_many_blocks_equals_reference(monkeypatch, block,
     monkeypatch.setattr(blocked, "BLOCK_ELEMENTS", block * b * d * n)
     assert blocked.block_length(33, b * d * n) == block
     _assert_fast_equals_reference(_inputs(b, d, n, 33, bc, seed=block))
+
+
+@pytest.mark.parametrize("L", [1, 2, 33])
+@pytest.mark.parametrize("bc", ["selective", "constant", "grouped"])
+def test_the_plain_op_twin_for_exporters_equals_the_reference(L, bc):
+    from spikmamba.nn.ssm.selective_scan import selective_scan_plain
+
+    kw = _inputs(2, 4, 3, L, bc)
+    y0, l0 = selective_scan_ref(**kw, delta_softplus=True, return_last_state=True)
+    y1, l1 = selective_scan_plain(**kw, delta_softplus=True, return_last_state=True)
+    torch.testing.assert_close(y1, y0, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(l1, l0, atol=1e-10, rtol=1e-10)

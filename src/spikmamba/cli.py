@@ -31,7 +31,7 @@ Run `spikmamba COMMAND --help` for the options of one command.
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from .models import list_models, model_description
+    from .models import list_models, model_description, pretrained_tags
     from .models.registry import count_model_parameters
 
     names = list_models(args.filter)
@@ -39,10 +39,15 @@ def _cmd_models(args: argparse.Namespace) -> int:
         print(f"no registered model name contains {args.filter!r}", file=sys.stderr)
         return 1
     width = max(len(n) for n in names)
-    print(f"{'model':<{width}}  {'params':>10}  description")
+    print(f"{'model':<{width}}  {'params':>10}  {'weights':<14}  description")
     for name in names:
         params = count_model_parameters(name)
-        print(f"{name:<{width}}  {params / 1e6:>9.2f}M  {model_description(name)}")
+        tags = ", ".join(pretrained_tags(name)) or "-"
+        print(f"{name:<{width}}  {params / 1e6:>9.2f}M  {tags:<14}  {model_description(name)}")
+    shipped = [f"{n}.{t}" for n in names for t in pretrained_tags(n)]
+    if shipped:
+        print(f"\nshipped weights (no training needed): spikmamba predict --model {shipped[0]} FILE...; each folder's "
+              f"README.md is its model card (spikmamba/models/zoo/)")
     return 0
 
 

@@ -145,3 +145,22 @@ def multistep_lif(
     if not torch.is_tensor(v0):
         v0 = torch.full((), float(v0), dtype=x_seq.dtype, device=x_seq.device)
     return MultiStepLIFFunction.apply(x_seq, v0, k, v_threshold, v_reset, decay_input, detach_reset, surrogate)
+
+
+def multistep_lif_plain(x_seq: torch.Tensor, v0, k: float, v_threshold: float, v_reset: "float | None",
+                        decay_input: bool) -> "tuple[torch.Tensor, torch.Tensor]":
+    """The forward of :class:`MultiStepLIFFunction` in plain, out-of-place operations, for exporters:
+    the input part of every charge at once, then three operations per step. Same spikes."""
+    a = 1.0 - k
+    bx = x_seq * (k if decay_input else 1.0)
+    if v_reset:
+        bx = bx + k * v_reset
+    v = v0 if torch.is_tensor(v0) else torch.full_like(x_seq[0], float(v0))
+    spikes = []
+    for t in range(x_seq.shape[0]):
+        h = bx[t] + v * a
+        fired = h >= v_threshold
+        s = fired.to(x_seq.dtype)
+        v = h - s * v_threshold if v_reset is None else torch.where(fired, torch.full_like(h, v_reset), h)
+        spikes.append(s)
+    return torch.stack(spikes), v

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .export import exporting
-from .lif_kernel import multistep_lif
+from .lif_kernel import multistep_lif, multistep_lif_plain
 from .surrogate import SurrogateFunction, get_surrogate
 
 BACKENDS = ("fused", "loop")
@@ -98,6 +98,10 @@ class BaseNode(nn.Module):
             raise ValueError(
                 f"multi-step input must be [T, B, ...] with T >= 1, got shape {tuple(x_seq.shape)}"
             )
+        if exporting() and not self.store_v_seq and not torch.is_tensor(self.decay()):
+            spikes, self.v = multistep_lif_plain(x_seq, self.v, self.decay(), self.v_threshold, self.v_reset,
+                                                 self.decay_input)
+            return spikes
         if self.backend == "loop" or self.store_v_seq or exporting():
             out, vs = [], []
             for t in range(x_seq.shape[0]):

@@ -109,6 +109,30 @@ def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
     return (out, x.to(dtype)) if return_last_state else out
 
 
+def selective_scan_plain(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                         return_last_state=False):
+    """The scan in plain, out-of-place tensor operations, for exporters (forward only).
+
+    ``exp(delta*A)`` and ``delta*B*u`` for the whole sequence at once, then two operations per
+    step (``h = dA[t] * h + dBu[t]``), then the readout of every state at once: the fewest
+    operations an exported graph can do the recurrence in. Equal to :func:`selective_scan_ref`."""
+    _check(u, delta, A, B, C, D, z, delta_bias)
+    dtype, cdt = u.dtype, _compute_dtype(u)
+    L = u.shape[2]
+    delta = _prepare_delta(delta, delta_bias, delta_softplus, cdt).permute(2, 0, 1).unsqueeze(-1)  # [L, B, D, 1]
+    Bx, Cx = _as_lbdn(B.to(cdt), u.shape[1]), _as_lbdn(C.to(cdt), u.shape[1])
+    dA = torch.exp(delta * A.to(cdt))                                          # [L, B, D, N]
+    dBu = delta * u.to(cdt).permute(2, 0, 1).unsqueeze(-1) * Bx
+    h = dBu[0]
+    states = [h]
+    for t in range(1, L):
+        h = dA[t] * h + dBu[t]
+        states.append(h)
+    y = (torch.stack(states) * Cx).sum(-1).permute(1, 2, 0)                   # [B, D, L]
+    out = _finish(y, u, D, z, dtype)
+    return (out, h.to(dtype)) if return_last_state else out
+
+
 def _groups(M: torch.Tensor) -> int:
     return M.shape[1] if M.dim() == 4 else 1
 
@@ -161,7 +185,7 @@ def selective_scan_fn(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_
     """Dispatching selective scan: ``mamba_ssm`` on CUDA when present, else the fast path (the
     plain loop while a model is exported: see ``nn/export.py``)."""
     if exporting():
-        return selective_scan_ref(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+        return selective_scan_plain(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
     if u.is_cuda:
         fn = _mamba_ssm_fn()
         if fn is not None:
