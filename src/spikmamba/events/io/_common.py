@@ -80,3 +80,39 @@ def check_bounds(path, events: np.ndarray, sensor_size, what: str) -> None:
             f"event {i} at (x={int(events['x'][i])}, y={int(events['y'][i])}) lies outside the {W}x{H} sensor "
             f"({int(bad.sum())} such events); {what}",
         )
+
+
+class EventStream:
+    """A recording read in chunks: iterate for structured event arrays in file order; the facts
+    known from the header (``sensor_size``, ``format``, an upper bound ``capacity`` on the event
+    count) are there before the first chunk, ``skipped`` (non-polarity records) grows as it goes.
+
+    Every reader is a stream, and ``read_events`` collects one into a single array; a long
+    recording can instead be processed chunk by chunk (``spikmamba predict --window``) and never
+    sit whole in memory."""
+
+    def __init__(self, path, fmt: str, sensor_size, capacity: int, chunks):
+        self.path, self.format, self.sensor_size, self.capacity = path, fmt, sensor_size, capacity
+        self.skipped = 0
+        self._chunks = chunks  # a generator of (t, x, y, p) columns or structured arrays; it adds to .skipped
+
+    def __iter__(self):
+        for cols in self._chunks(self):
+            if isinstance(cols, np.ndarray):
+                chunk = cols
+            else:
+                t, x, y, p = cols
+                chunk = np.empty(len(t), dtype=EVENT_DTYPE)
+                chunk["t"], chunk["x"], chunk["y"], chunk["p"] = t, x, y, p
+            if len(chunk):
+                check_bounds(self.path, chunk, self.sensor_size, "pass the right sensor_size=")
+                yield chunk
+
+    def collect(self):
+        """Every event in one array (grown once, in place), as a :class:`Recording`."""
+        from .recording import Recording
+
+        buf = EventBuffer(self.capacity)
+        for chunk in self:
+            buf.append(chunk["t"], chunk["x"], chunk["y"], chunk["p"])
+        return Recording(buf.result(), self.sensor_size, self.format, self.skipped)

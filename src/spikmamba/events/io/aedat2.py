@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import CHUNK_BYTES, EventBuffer, check_bounds, file_size, read_header_lines
+from ._common import CHUNK_BYTES, EventStream, file_size, read_header_lines
 from .errors import EventFormatError
 from .recording import Recording
 
@@ -47,32 +47,47 @@ def decode_aedat2(addr: np.ndarray, t: np.ndarray, camera: str):
     return t, x, y, p, keep
 
 
-def read_aedat2(path, camera: "str | None" = None) -> Recording:
+def stream_aedat2(path, camera: "str | None" = None) -> EventStream:
     size = file_size(path)
     with open(path, "rb") as f:
         header, offset = read_header_lines(f, b"#")
-        if not header or not header[0].startswith(MAGIC):
-            raise EventFormatError(path, 0, f"expected an AEDAT 2.0 header starting with {MAGIC.decode()!r}")
-        cam = camera or detect_camera(header)
-        if cam not in CAMERAS:
-            raise EventFormatError(path, 0, "the AEDAT 2.0 header does not name the camera; pass "
-                                            f"camera= one of {sorted(CAMERAS)} (address layouts differ)")
-        body = size - offset
-        if body % RECORD_DTYPE.itemsize:
-            end = size - body % RECORD_DTYPE.itemsize
-            raise EventFormatError(path, end, f"truncated event: 8-byte address/timestamp pairs expected, "
-                                              f"{body % RECORD_DTYPE.itemsize} stray byte(s) at the end")
-        buf, skipped = EventBuffer(body // RECORD_DTYPE.itemsize), 0
-        while True:
-            rec = np.fromfile(f, dtype=RECORD_DTYPE, count=CHUNK_BYTES // RECORD_DTYPE.itemsize)
-            if rec.size == 0:
-                break
-            t, x, y, p, keep = decode_aedat2(rec["a"], rec["t"], cam)
-            skipped += int((~keep).sum())
-            buf.append(t[keep], x[keep], y[keep], p[keep])
-    events = buf.result()
-    check_bounds(path, events, CAMERAS[cam], f"is camera={cam!r} right for this file?")
-    return Recording(events, CAMERAS[cam], "aedat2", skipped)
+    if not header or not header[0].startswith(MAGIC):
+        raise EventFormatError(path, 0, f"expected an AEDAT 2.0 header starting with {MAGIC.decode()!r}")
+    cam = camera or detect_camera(header)
+    if cam not in CAMERAS:
+        raise EventFormatError(path, 0, "the AEDAT 2.0 header does not name the camera; pass "
+                                        f"camera= one of {sorted(CAMERAS)} (address layouts differ)")
+    body = size - offset
+    if body % RECORD_DTYPE.itemsize:
+        end = size - body % RECORD_DTYPE.itemsize
+        raise EventFormatError(path, end, f"truncated event: 8-byte address/timestamp pairs expected, "
+                                          f"{body % RECORD_DTYPE.itemsize} stray byte(s) at the end")
+
+    def chunks(stream):
+        with open(path, "rb") as f:
+            f.seek(offset)
+            while True:
+                rec = np.fromfile(f, dtype=RECORD_DTYPE, count=CHUNK_BYTES // RECORD_DTYPE.itemsize)
+                if rec.size == 0:
+                    return
+                t, x, y, p, keep = decode_aedat2(rec["a"], rec["t"], cam)
+                stream.skipped += int((~keep).sum())
+                yield t[keep], x[keep], y[keep], p[keep]
+
+    stream = EventStream(path, "aedat2", CAMERAS[cam], body // RECORD_DTYPE.itemsize, chunks)
+    stream.camera = cam
+    return stream
+
+
+def read_aedat2(path, camera: "str | None" = None) -> Recording:
+    stream = stream_aedat2(path, camera)
+    try:
+        return stream.collect()
+    except EventFormatError as err:  # out of the sensor: say which camera layout was assumed
+        if "lies outside" in str(err):
+            raise EventFormatError(path, None, f"{err.detail.rsplit(';', 1)[0]}; is camera={stream.camera!r} right "
+                                               f"for this file?") from None
+        raise
 
 
 def write_aedat2(path, events: np.ndarray, sensor_size=(128, 128), camera: "str | None" = None) -> None:

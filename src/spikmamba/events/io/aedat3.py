@@ -14,7 +14,7 @@ import re
 
 import numpy as np
 
-from ._common import EventBuffer, check_bounds, file_size, read_header_lines
+from ._common import EventStream, file_size, read_header_lines
 from .errors import EventFormatError
 from .recording import Recording
 
@@ -38,44 +38,53 @@ def sensor_from_header(header: "list[bytes]"):
     return None
 
 
-def read_aedat3(path, sensor_size=None) -> Recording:
+def stream_aedat3(path, sensor_size=None) -> EventStream:
     size = file_size(path)
     with open(path, "rb") as f:
-        header, offset = read_header_lines(f, b"#", end_marker=END)
-        if not header or not header[0].startswith(MAGIC):
-            raise EventFormatError(path, 0, f"expected an AEDAT 3.1 header starting with {MAGIC.decode()!r}")
-        if header[-1].strip() != END:
-            raise EventFormatError(path, offset, f"the text header does not end with {END.decode()!r}")
-        sensor = tuple(sensor_size) if sensor_size else sensor_from_header(header)
-        buf, skipped = EventBuffer((size - offset) // POLARITY_EVENT.itemsize), 0
-        while offset < size:
-            if size - offset < PACKET_HEADER.itemsize:
-                raise EventFormatError(path, offset, f"truncated packet header: {PACKET_HEADER.itemsize} bytes expected, "
-                                                     f"{size - offset} left")
-            h = np.frombuffer(f.read(PACKET_HEADER.itemsize), dtype=PACKET_HEADER)[0]
-            ev_size, number = int(h["size"]), int(h["number"])
-            if ev_size <= 0 or number < 0:
-                raise EventFormatError(path, offset, f"corrupt packet header (event size {ev_size}, event number {number})")
-            body = ev_size * number
-            if offset + PACKET_HEADER.itemsize + body > size:
-                raise EventFormatError(path, offset, f"truncated packet: its header announces {number} events of {ev_size} "
-                                                     f"bytes but only {size - offset - PACKET_HEADER.itemsize} bytes follow")
-            data = f.read(body)
-            if int(h["type"]) == POLARITY_TYPE:
-                if ev_size != POLARITY_EVENT.itemsize:
-                    raise EventFormatError(path, offset, f"polarity packet with {ev_size}-byte events; 8 expected")
-                ev = np.frombuffer(data, dtype=POLARITY_EVENT)
-                d = ev["data"].astype(np.int64)
-                valid = (d & 1) == 1
-                t = (np.int64(h["ts_overflow"]) << 31) | ev["t"].astype(np.int64)
-                buf.append(t[valid], (d[valid] >> 17) & 0x7FFF, (d[valid] >> 2) & 0x7FFF, (d[valid] >> 1) & 1)
-                skipped += int((~valid).sum())
-            else:
-                skipped += number
-            offset += PACKET_HEADER.itemsize + body
-    events = buf.result()
-    check_bounds(path, events, sensor, "pass the right sensor_size=")
-    return Recording(events, sensor, "aedat3", skipped)
+        header, data_start = read_header_lines(f, b"#", end_marker=END)
+    if not header or not header[0].startswith(MAGIC):
+        raise EventFormatError(path, 0, f"expected an AEDAT 3.1 header starting with {MAGIC.decode()!r}")
+    if header[-1].strip() != END:
+        raise EventFormatError(path, data_start, f"the text header does not end with {END.decode()!r}")
+    sensor = tuple(sensor_size) if sensor_size else sensor_from_header(header)
+
+    def chunks(stream):
+        offset = data_start
+        with open(path, "rb") as f:
+            f.seek(offset)
+            while offset < size:
+                if size - offset < PACKET_HEADER.itemsize:
+                    raise EventFormatError(path, offset, f"truncated packet header: {PACKET_HEADER.itemsize} bytes "
+                                                         f"expected, {size - offset} left")
+                h = np.frombuffer(f.read(PACKET_HEADER.itemsize), dtype=PACKET_HEADER)[0]
+                ev_size, number = int(h["size"]), int(h["number"])
+                if ev_size <= 0 or number < 0:
+                    raise EventFormatError(path, offset, f"corrupt packet header (event size {ev_size}, event number "
+                                                         f"{number})")
+                body = ev_size * number
+                if offset + PACKET_HEADER.itemsize + body > size:
+                    raise EventFormatError(path, offset, f"truncated packet: its header announces {number} events of "
+                                                         f"{ev_size} bytes but only {size - offset - PACKET_HEADER.itemsize}"
+                                                         f" bytes follow")
+                data = f.read(body)
+                if int(h["type"]) == POLARITY_TYPE:
+                    if ev_size != POLARITY_EVENT.itemsize:
+                        raise EventFormatError(path, offset, f"polarity packet with {ev_size}-byte events; 8 expected")
+                    ev = np.frombuffer(data, dtype=POLARITY_EVENT)
+                    d = ev["data"].astype(np.int64)
+                    valid = (d & 1) == 1
+                    t = (np.int64(h["ts_overflow"]) << 31) | ev["t"].astype(np.int64)
+                    stream.skipped += int((~valid).sum())
+                    yield t[valid], (d[valid] >> 17) & 0x7FFF, (d[valid] >> 2) & 0x7FFF, (d[valid] >> 1) & 1
+                else:
+                    stream.skipped += number
+                offset += PACKET_HEADER.itemsize + body
+
+    return EventStream(path, "aedat3", sensor, (size - data_start) // POLARITY_EVENT.itemsize, chunks)
+
+
+def read_aedat3(path, sensor_size=None) -> Recording:
+    return stream_aedat3(path, sensor_size).collect()
 
 
 def write_aedat3(path, events: np.ndarray, sensor_size=(128, 128), packet_events: int = 4096) -> None:

@@ -12,10 +12,9 @@ import struct
 
 import numpy as np
 
-from ._common import check_bounds, file_size
+from ._common import EventStream, file_size
 from .errors import EventFormatError
 from .recording import Recording
-from ..types import EVENT_DTYPE
 
 MAGIC = b"#!AER-DAT4.0\r\n"
 LZ4_MAGIC, ZSTD_MAGIC = 0x184D2204, 0xFD2FB528
@@ -150,7 +149,8 @@ def packet_offsets(path) -> "list[int]":
 _ESCAPES = (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError)
 
 
-def read_aedat4(path) -> Recording:
+def stream_aedat4(path) -> EventStream:
+    """Packets decoded one at a time by the ``aedat`` decoder, after our own checks of the framing."""
     try:
         import aedat
     except ImportError:
@@ -168,26 +168,37 @@ def read_aedat4(path) -> Recording:
     ev_streams = {k: v for k, v in streams.items() if v.get("type") == "events"}
     sizes = {(int(v["width"]), int(v["height"])) for v in ev_streams.values() if "width" in v}
     sensor = sizes.pop() if len(sizes) == 1 else None
-    chunks, skipped, k = [], 0, 0
-    it = iter(decoder)
-    while True:
-        try:
-            packet = next(it)
-        except StopIteration:
-            break
-        except _ESCAPES:
-            raise
-        except BaseException as err:  # a Rust panic is a BaseException: it escaped every `except Exception`
-            where = offsets[k] if k < len(offsets) else None
-            raise EventFormatError(path, where, f"packet {k} could not be decoded ({type(err).__name__}: {err})") from None
-        k += 1
-        if "events" in packet:
-            e = packet["events"]
-            out = np.empty(len(e), dtype=EVENT_DTYPE)
-            out["t"], out["x"], out["y"], out["p"] = e["t"], e["x"], e["y"], e["on"]
-            chunks.append(out)
-        else:
-            skipped += 1
-    events = np.concatenate(chunks) if chunks else np.empty(0, dtype=EVENT_DTYPE)
-    check_bounds(path, events, sensor, "the file's stream declares a smaller sensor")
-    return Recording(events, sensor, "aedat4", skipped)
+
+    def chunks(stream):
+        it = iter(decoder)
+        k = 0
+        while True:
+            try:
+                packet = next(it)
+            except StopIteration:
+                return
+            except _ESCAPES:
+                raise
+            except BaseException as err:  # a Rust panic is a BaseException: it escaped every `except Exception`
+                where = offsets[k] if k < len(offsets) else None
+                raise EventFormatError(path, where, f"packet {k} could not be decoded ({type(err).__name__}: "
+                                                    f"{err})") from None
+            k += 1
+            if "events" in packet:
+                e = packet["events"]
+                yield e["t"], e["x"], e["y"], e["on"]
+            else:
+                stream.skipped += 1
+
+    return EventStream(path, "aedat4", sensor, 0, chunks)
+
+
+def read_aedat4(path) -> Recording:
+    stream = stream_aedat4(path)
+    try:
+        return stream.collect()
+    except EventFormatError as err:
+        if "lies outside" in str(err):
+            raise EventFormatError(path, None, f"{err.detail.rsplit(';', 1)[0]}; the file's stream declares a "
+                                               f"smaller sensor") from None
+        raise

@@ -13,7 +13,7 @@ import contextlib
 import numpy as np
 
 from ..types import EVENT_DTYPE, check_integer_column
-from ._common import check_bounds
+from ._common import EventStream
 from .errors import EventFormatError
 from .recording import Recording
 
@@ -62,7 +62,12 @@ def columns_to_events(path, cols: dict) -> np.ndarray:
     return out
 
 
-def read_npy(path, sensor_size=None) -> Recording:
+#: events converted and checked at a time when streaming a large array
+STREAM_EVENTS = 1 << 20
+
+
+def stream_npy(path, sensor_size=None) -> EventStream:
+    """A memory-mapped ``.npy``: each chunk is copied out of the map, checked and converted."""
     with _unreadable_as_format_error(path, ".npy file"):
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
         if arr.dtype.names is None:
@@ -71,13 +76,21 @@ def read_npy(path, sensor_size=None) -> Recording:
                                                    "structured array with fields t, x, y, p (see spikmamba.events.make_events)")
             raise EventFormatError(path, None, "expected a structured array with fields t, x, y, p")
         names = _pick(path, arr.dtype.names, "the array")
-        cols = {k: np.array(arr[v]) for k, v in names.items()}
-    events = columns_to_events(path, cols)
-    check_bounds(path, events, sensor_size, "pass the right sensor_size=")
-    return Recording(events, tuple(sensor_size) if sensor_size else None, "npy")
+
+    def chunks(stream):
+        for a in range(0, len(arr), STREAM_EVENTS):
+            part = arr[a:a + STREAM_EVENTS]
+            yield columns_to_events(path, {k: np.array(part[v]) for k, v in names.items()})
+
+    return EventStream(path, "npy", tuple(sensor_size) if sensor_size else None, len(arr), chunks)
 
 
-def read_npz(path, sensor_size=None) -> Recording:
+def read_npy(path, sensor_size=None) -> Recording:
+    return stream_npy(path, sensor_size).collect()
+
+
+def stream_npz(path, sensor_size=None) -> EventStream:
+    """An ``.npz`` archive (compressed members cannot be read in parts: one chunk)."""
     with _unreadable_as_format_error(path, ".npz archive"):
         with np.load(path, allow_pickle=False) as z:
             keys = set(z.files)
@@ -91,11 +104,16 @@ def read_npz(path, sensor_size=None) -> Recording:
             if sensor_size is None and "sensor_size" in keys:
                 sensor_size = tuple(int(v) for v in z["sensor_size"][:2])
     events = columns_to_events(path, cols)
-    check_bounds(path, events, sensor_size, "pass the right sensor_size=")
-    return Recording(events, tuple(sensor_size) if sensor_size else None, "npz")
+    return EventStream(path, "npz", tuple(sensor_size) if sensor_size else None, len(events),
+                       lambda stream: iter([events]))
 
 
-def read_h5(path, sensor_size=None) -> Recording:
+def read_npz(path, sensor_size=None) -> Recording:
+    return stream_npz(path, sensor_size).collect()
+
+
+def stream_h5(path, sensor_size=None) -> EventStream:
+    """HDF5 columns read in slices (datasets are read where they are, not loaded whole)."""
     try:
         import h5py
     except ImportError:
@@ -104,14 +122,27 @@ def read_h5(path, sensor_size=None) -> Recording:
         with h5py.File(path, "r") as f:
             group = f["events"] if "events" in f and isinstance(f["events"], h5py.Group) else f
             names = _pick(path, set(group.keys()), f"the HDF5 group {group.name!r}")
-            cols = {k: group[v][()] for k, v in names.items()}
+            gname = group.name
+            n = {k: int(group[v].shape[0]) if group[v].shape else 0 for k, v in names.items()}
+            if len(set(n.values())) > 1:
+                raise EventFormatError(path, None, f"event columns differ in length: {n}")
             if sensor_size is None:
                 attrs = {**dict(f.attrs), **dict(group.attrs)}
                 if "width" in attrs and "height" in attrs:
                     sensor_size = (int(attrs["width"]), int(attrs["height"]))
-    events = columns_to_events(path, cols)
-    check_bounds(path, events, sensor_size, "pass the right sensor_size=")
-    return Recording(events, tuple(sensor_size) if sensor_size else None, "h5")
+    total = next(iter(n.values()))
+
+    def chunks(stream):
+        with _unreadable_as_format_error(path, "HDF5 file"), h5py.File(path, "r") as f:
+            group = f[gname]
+            for a in range(0, total, STREAM_EVENTS):
+                yield columns_to_events(path, {k: group[v][a:a + STREAM_EVENTS] for k, v in names.items()})
+
+    return EventStream(path, "h5", tuple(sensor_size) if sensor_size else None, total, chunks)
+
+
+def read_h5(path, sensor_size=None) -> Recording:
+    return stream_h5(path, sensor_size).collect()
 
 
 def write_npy(path, events: np.ndarray, sensor_size=None) -> None:

@@ -18,6 +18,11 @@ READERS = {
     "dat": prophesee.read_dat, "evt2": prophesee.read_evt2, "evt3": prophesee.read_evt3,
     "npy": arrays.read_npy, "npz": arrays.read_npz, "h5": arrays.read_h5,
 }
+STREAMS = {
+    "nbin": nbin.stream_nbin, "aedat2": aedat2.stream_aedat2, "aedat3": aedat3.stream_aedat3,
+    "aedat4": aedat4.stream_aedat4, "dat": prophesee.stream_dat, "evt2": prophesee.stream_evt2,
+    "evt3": prophesee.stream_evt3, "npy": arrays.stream_npy, "npz": arrays.stream_npz, "h5": arrays.stream_h5,
+}
 WRITERS = {
     "nbin": nbin.write_nbin, "aedat2": aedat2.write_aedat2, "aedat3": aedat3.write_aedat3, "dat": prophesee.write_dat,
     "evt2": prophesee.write_evt2, "evt3": prophesee.write_evt3, "npy": arrays.write_npy, "npz": arrays.write_npz,
@@ -97,6 +102,25 @@ def read_events(path: "str | os.PathLike", format: "str | None" = None, sensor_s
         check_bounds(path, rec.events, tuple(sensor_size), "pass the right sensor_size=")
         rec = rec._replace(sensor_size=tuple(sensor_size))
     return rec._replace(events=_ordered(path, rec.events, on_unsorted))
+
+
+def stream_events(path: "str | os.PathLike", format: "str | None" = None, sensor_size=None, **options):
+    """Open any supported event file as an :class:`~._common.EventStream`: chunks of events in
+    file order, so a long recording is processed piece by piece and never sits whole in memory
+    (``.npz`` archives, compressed, come as one chunk). Options as for :func:`read_events`."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no event file at {os.fspath(path)!r}")
+    fmt = format or detect_format(path)
+    if fmt not in STREAMS:
+        raise ValueError(f"unknown format {fmt!r}; choose one of {sorted(STREAMS)}")
+    if fmt != "aedat2":
+        options.pop("camera", None)
+    if sensor_size is not None and fmt not in ("aedat2", "aedat4", "nbin"):
+        options["sensor_size"] = sensor_size
+    stream = STREAMS[fmt](path, **options)
+    if sensor_size is not None:
+        stream.sensor_size = tuple(sensor_size)
+    return stream
 
 
 def _ordered(path, events: np.ndarray, on_unsorted: str) -> np.ndarray:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import CHUNK_BYTES, EventBuffer, file_size
+from ._common import CHUNK_BYTES, EventStream, file_size
 from .errors import EventFormatError
 from .recording import Recording
 
@@ -21,7 +21,7 @@ def decode_nbin(raw: np.ndarray):
     return t, raw[:, 0], raw[:, 1], raw[:, 2] >> 7
 
 
-def read_nbin(path) -> Recording:
+def stream_nbin(path) -> EventStream:
     size = file_size(path)
     if size == 0:
         raise EventFormatError(path, 0, "empty file (0 bytes): no events; an N-MNIST-format recording holds at least one "
@@ -29,15 +29,21 @@ def read_nbin(path) -> Recording:
     if size % RECORD:
         raise EventFormatError(path, size - size % RECORD,
                                f"truncated event: the file holds 5-byte events but ends with {size % RECORD} stray byte(s)")
-    buf = EventBuffer(size // RECORD)
-    per_chunk = CHUNK_BYTES // RECORD
-    with open(path, "rb") as f:
-        while True:
-            raw = np.fromfile(f, dtype=np.uint8, count=per_chunk * RECORD)
-            if raw.size == 0:
-                break
-            buf.append(*decode_nbin(raw.reshape(-1, RECORD)))
-    return Recording(buf.result(), None, "nbin")
+
+    def chunks(stream):
+        per_chunk = CHUNK_BYTES // RECORD
+        with open(path, "rb") as f:
+            while True:
+                raw = np.fromfile(f, dtype=np.uint8, count=per_chunk * RECORD)
+                if raw.size == 0:
+                    return
+                yield decode_nbin(raw.reshape(-1, RECORD))
+
+    return EventStream(path, "nbin", None, size // RECORD, chunks)
+
+
+def read_nbin(path) -> Recording:
+    return stream_nbin(path).collect()
 
 
 def encode_nbin(events: np.ndarray) -> bytes:

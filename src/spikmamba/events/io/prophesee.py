@@ -18,7 +18,7 @@ import re
 
 import numpy as np
 
-from ._common import CHUNK_BYTES, EventBuffer, check_bounds, file_size, read_header_lines
+from ._common import CHUNK_BYTES, EventStream, file_size, read_header_lines
 from .errors import EventFormatError
 from .recording import Recording
 
@@ -43,32 +43,39 @@ def sensor_from_header(header: "list[bytes]"):
     return None
 
 
-def read_dat(path, sensor_size=None) -> Recording:
+def stream_dat(path, sensor_size=None) -> EventStream:
     size = file_size(path)
     with open(path, "rb") as f:
         header, offset = read_header_lines(f, b"%")
         kind = f.read(2)
-        if len(kind) < 2:
-            raise EventFormatError(path, offset, "truncated DAT file: the event type/size bytes are missing")
-        if kind[1] != DAT_RECORD.itemsize:
-            raise EventFormatError(path, offset + 1, f"DAT event size {kind[1]}; 8 expected (CD events)")
-        offset += 2
-        body = size - offset
-        if body % DAT_RECORD.itemsize:
-            raise EventFormatError(path, size - body % 8, f"truncated event: 8-byte events expected, {body % 8} stray byte(s) at the end")
-        sensor = tuple(sensor_size) if sensor_size else sensor_from_header(header)
-        buf = EventBuffer(body // 8)
-        while True:
-            rec = np.fromfile(f, dtype=DAT_RECORD, count=CHUNK_BYTES // 8)
-            if rec.size == 0:
-                break
-            d = rec["d"]
-            buf.append(rec["t"], d & 0x3FFF, (d >> 14) & 0x3FFF, (d >> 28) & 0xF)
-    events = buf.result()
-    if len(events) and events["p"].max() > 1:
-        raise EventFormatError(path, offset, f"polarity values up to {int(events['p'].max())}; DAT CD events carry 0 or 1")
-    check_bounds(path, events, sensor, "pass the right sensor_size=")
-    return Recording(events, sensor, "dat")
+    if len(kind) < 2:
+        raise EventFormatError(path, offset, "truncated DAT file: the event type/size bytes are missing")
+    if kind[1] != DAT_RECORD.itemsize:
+        raise EventFormatError(path, offset + 1, f"DAT event size {kind[1]}; 8 expected (CD events)")
+    offset += 2
+    body = size - offset
+    if body % DAT_RECORD.itemsize:
+        raise EventFormatError(path, size - body % 8, f"truncated event: 8-byte events expected, {body % 8} stray byte(s) at the end")
+    sensor = tuple(sensor_size) if sensor_size else sensor_from_header(header)
+
+    def chunks(stream):
+        with open(path, "rb") as f:
+            f.seek(offset)
+            while True:
+                rec = np.fromfile(f, dtype=DAT_RECORD, count=CHUNK_BYTES // 8)
+                if rec.size == 0:
+                    return
+                d = rec["d"]
+                p = (d >> 28) & 0xF
+                if p.max() > 1:
+                    raise EventFormatError(path, offset, f"polarity values up to {int(p.max())}; DAT CD events carry 0 or 1")
+                yield rec["t"], d & 0x3FFF, (d >> 14) & 0x3FFF, p
+
+    return EventStream(path, "dat", sensor, body // 8, chunks)
+
+
+def read_dat(path, sensor_size=None) -> Recording:
+    return stream_dat(path, sensor_size).collect()
 
 
 def write_dat(path, events: np.ndarray, sensor_size=(304, 240)) -> None:
@@ -118,23 +125,28 @@ def _raw_words(path, sensor_size, dtype: str, type_shift: int, known: set, name:
     return body // nbytes, sensor, chunks()
 
 
+def stream_evt2(path, sensor_size=None) -> EventStream:
+    n_words, sensor, words = _raw_words(path, sensor_size, "<u4", 28, KNOWN_EVT2, "EVT 2.0", "EVT 3.0")
+
+    def chunks(stream):
+        time_high = 0
+        for w, kind in words:
+            is_th = kind == TIME_HIGH
+            # index of the latest time-high word at or before each word (-1: the one carried in)
+            last = np.maximum.accumulate(np.where(is_th, np.arange(w.size), -1))
+            high = np.where(last >= 0, w[np.maximum(last, 0)].astype(np.int64) & 0x0FFFFFFF, time_high)
+            cd = kind <= CD_ON
+            ww = w[cd].astype(np.int64)
+            stream.skipped += int((~cd & ~is_th).sum())
+            if is_th.any():
+                time_high = int(w[np.flatnonzero(is_th)[-1]]) & 0x0FFFFFFF
+            yield (high[cd] << 6) | ((ww >> 22) & 0x3F), (ww >> 11) & 0x7FF, ww & 0x7FF, kind[cd]
+
+    return EventStream(path, "evt2", sensor, n_words, chunks)
+
+
 def read_evt2(path, sensor_size=None) -> Recording:
-    n_words, sensor, chunks = _raw_words(path, sensor_size, "<u4", 28, KNOWN_EVT2, "EVT 2.0", "EVT 3.0")
-    buf, skipped, time_high = EventBuffer(n_words), 0, 0
-    for w, kind in chunks:
-        is_th = kind == TIME_HIGH
-        # index of the latest time-high word at or before each word (-1: the one carried in)
-        last = np.maximum.accumulate(np.where(is_th, np.arange(w.size), -1))
-        high = np.where(last >= 0, w[np.maximum(last, 0)].astype(np.int64) & 0x0FFFFFFF, time_high)
-        cd = kind <= CD_ON
-        ww = w[cd].astype(np.int64)
-        buf.append((high[cd] << 6) | ((ww >> 22) & 0x3F), (ww >> 11) & 0x7FF, ww & 0x7FF, kind[cd])
-        skipped += int((~cd & ~is_th).sum())
-        if is_th.any():
-            time_high = int(w[np.flatnonzero(is_th)[-1]]) & 0x0FFFFFFF
-    events = buf.result()
-    check_bounds(path, events, sensor, "pass the right sensor_size=")
-    return Recording(events, sensor, "evt2", skipped)
+    return stream_evt2(path, sensor_size).collect()
 
 
 def write_evt2(path, events: np.ndarray, sensor_size=(640, 480)) -> None:
@@ -217,21 +229,25 @@ def read_evt3(path, sensor_size=None) -> Recording:
     TIME_HIGH means the 24-bit clock wrapped). Triggers (10), vendor words (14) and
     continuations (7, 15) are skipped and counted. Chunks carry the decoder state forward as
     synthetic state words prepended to the next chunk."""
-    n_words, sensor, chunks = _raw_words(path, sensor_size, "<u2", 12, KNOWN_EVT3, "EVT 3.0", "EVT 2.0")
-    buf, skipped, loops, prev_high = EventBuffer(n_words), 0, 0, 0
-    state = None
-    for w, kind in chunks:
-        skipped += int(np.isin(kind, [0x7, 0xA, 0xE, 0xF]).sum())
-        if state is not None:
-            pre = np.array([(EVT3_TIME_HIGH << 12) | state["high"], (EVT3_TIME_LOW << 12) | state["low"],
-                            (EVT3_ADDR_Y << 12) | state["y"], (EVT3_VECT_BASE_X << 12) | (state["pol"] << 11) | (state["base"] & 0x7FF)],
-                           dtype="<u2")
-            w = np.concatenate([pre, w])
-        cols, loops, prev_high, state = _decode_evt3_chunk(w, loops, prev_high)
-        buf.append(*cols)
-    events = buf.result()
-    check_bounds(path, events, sensor, "pass the right sensor_size=")
-    return Recording(events, sensor, "evt3", skipped)
+    return stream_evt3(path, sensor_size).collect()
+
+
+def stream_evt3(path, sensor_size=None) -> EventStream:
+    n_words, sensor, words = _raw_words(path, sensor_size, "<u2", 12, KNOWN_EVT3, "EVT 3.0", "EVT 2.0")
+
+    def chunks(stream):
+        loops, prev_high, state = 0, 0, None
+        for w, kind in words:
+            stream.skipped += int(np.isin(kind, [0x7, 0xA, 0xE, 0xF]).sum())
+            if state is not None:
+                pre = np.array([(EVT3_TIME_HIGH << 12) | state["high"], (EVT3_TIME_LOW << 12) | state["low"],
+                                (EVT3_ADDR_Y << 12) | state["y"],
+                                (EVT3_VECT_BASE_X << 12) | (state["pol"] << 11) | (state["base"] & 0x7FF)], dtype="<u2")
+                w = np.concatenate([pre, w])
+            cols, loops, prev_high, state = _decode_evt3_chunk(w, loops, prev_high)
+            yield cols
+
+    return EventStream(path, "evt3", sensor, n_words, chunks)
 
 
 def write_evt3(path, events: np.ndarray, sensor_size=(1280, 720)) -> None:
