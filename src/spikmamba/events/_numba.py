@@ -15,6 +15,8 @@ import os
 
 import numpy as np
 
+from .types import sensor_wh
+
 try:
     if os.environ.get("SPIKMAMBA_NUMBA", "1") == "0":
         raise ImportError("turned off by SPIKMAMBA_NUMBA=0")
@@ -133,7 +135,7 @@ def _counts(x, y, p, a, b, W, H, out):
 def frames(events: np.ndarray, sensor_size, n_frames: int, split_by: str) -> "np.ndarray | int":
     """int32 counts ``[n_frames, 2, H, W]`` (exact up to 2**31 events in one bin), or the index of
     the first invalid event."""
-    W, H = sensor_size
+    W, H = sensor_wh(sensor_size)
     out = np.zeros((n_frames, 2, H, W), dtype=np.int64 if len(events) >= 2**31 else np.int32)
     if len(events) == 0:
         return out
@@ -146,7 +148,7 @@ def frames(events: np.ndarray, sensor_size, n_frames: int, split_by: str) -> "np
 def voxel(events: np.ndarray, sensor_size, n_bins: int) -> "np.ndarray | int":
     """float64 voxel grid ``[n_bins, H, W]`` (before the cast), or the index of the first invalid
     event, or -2 for an unsorted stream (left to the NumPy path)."""
-    W, H = sensor_size
+    W, H = sensor_wh(sensor_size)
     left = np.zeros((n_bins, H, W), dtype=np.float64)
     right = np.zeros((n_bins, H, W), dtype=np.float64)
     bad = _voxel(events["t"], events["x"], events["y"], events["p"], n_bins, W, H, left, right)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _numba
-from .types import EVENT_DTYPE, check_events
+from .types import EVENT_DTYPE, check_events, sensor_wh
 
 
 def _counts(events, W, H):
@@ -46,7 +46,7 @@ def _cleaned_gray(events, W, H):
 
 def afe_segments(events: np.ndarray, sensor_size, threshold: float = 50.0, min_events: int = 100_000) -> "list[tuple[int, int]]":
     """``(start, stop)`` event-index ranges of the adaptive frames, in time order."""
-    W, H = sensor_size
+    W, H = sensor_wh(sensor_size)
     out = []
 
     def visit(a: int, b: int):
@@ -78,7 +78,7 @@ def to_afe_frames(events: np.ndarray, sensor_size, n_frames: int, threshold: flo
                   flip_vertical: bool = False) -> np.ndarray:
     """``[n_frames, 3, H, W]`` AFE frames in [0, 1] (see the module docstring)."""
     check_events(events, sensor_size)
-    W, H = sensor_size
+    W, H = sensor_wh(sensor_size)
     if len(events) == 0:
         return np.ones((n_frames, 3, H, W), dtype=np.float32)
     segs = afe_segments(events, sensor_size, threshold, min_events)

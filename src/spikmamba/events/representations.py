@@ -13,7 +13,7 @@ import bisect
 import numpy as np
 
 from . import _numba
-from .types import EVENT_DTYPE, check_events
+from .types import EVENT_DTYPE, check_events, sensor_wh
 
 
 def frame_index_by_time(t: np.ndarray, n_frames: int, t_start: "int | None" = None, t_end: "int | None" = None) -> np.ndarray:
@@ -80,7 +80,7 @@ def to_frames(events: np.ndarray, sensor_size: "tuple[int, int]", n_frames: int,
             frames = frames > 0
         return frames.astype(dtype)
     check_events(events, sensor_size)
-    W, H = sensor_size
+    W, H = sensor_wh(sensor_size)
     pixel = _pixel_index(events, W, H)
     n = len(events)
     if split_by == "number":

@@ -20,7 +20,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from .types import check_events
+from .types import check_events, sensor_wh
 
 
 def _rng(rng):
@@ -137,7 +137,7 @@ class CenterCrop:
         return tuple(self.size)
 
     def __call__(self, events):
-        W, H = self.sensor_size
+        W, H = sensor_wh(self.sensor_size)
         w, h = self.size
         if w > W or h > H:
             raise ValueError(f"crop {self.size} is larger than the {W}x{H} sensor")
@@ -162,7 +162,7 @@ class RandomCrop:
         return CenterCrop(self.sensor_size, self.size)
 
     def __call__(self, events, rng=None):
-        W, H = self.sensor_size
+        W, H = sensor_wh(self.sensor_size)
         w, h = self.size
         if w > W or h > H:
             raise ValueError(f"crop {self.size} is larger than the {W}x{H} sensor")
@@ -286,7 +286,7 @@ class Denoise:
             raise ValueError(f"filter_time must be > 0 µs, got {self.filter_time}")
 
     def __call__(self, events):
-        W, H = self.sensor_size
+        W, H = sensor_wh(self.sensor_size)
         if len(events) == 0:
             return events
         check_events(events, self.sensor_size)
@@ -318,7 +318,7 @@ class RefractoryPeriod:
             raise ValueError(f"period must be >= 0 µs, got {self.period}")
 
     def __call__(self, events):
-        W, _ = self.sensor_size
+        W, _ = sensor_wh(self.sensor_size)
         if len(events) == 0:
             return events
         order, spix, st, keys, _ = _pixel_time_index(events, W, pad=self.period)

@@ -55,19 +55,30 @@ def make_events(t, x, y, p, sort: bool = True) -> np.ndarray:
     return ev
 
 
-def check_events(events: np.ndarray, sensor_size: "tuple[int, int]") -> None:
-    """Raise ValueError if ``events`` is not a valid event array for a ``(W, H)`` sensor."""
-    if not isinstance(events, np.ndarray) or events.dtype.names is None or not {"t", "x", "y", "p"} <= set(events.dtype.names):
-        raise ValueError("events must be a structured NumPy array with fields t, x, y, p (see spikmamba.events.EVENT_DTYPE)")
+def sensor_wh(sensor_size) -> "tuple[int, int]":
+    """``(W, H)`` from ``(W, H)`` or tonic's ``(W, H, P)`` (``P``, the polarity count, 1 or 2)."""
     if sensor_size is None:
         raise ValueError("sensor_size is None: this recording's file does not state its sensor size (N-MNIST "
                          ".bin/.bs2 and .npy files never do, some DAT and AEDAT files do not); pass (width, height), "
                          "e.g. read_events(path, sensor_size=(34, 34)) for N-MNIST")
-    W, H = sensor_size
+    size = tuple(int(v) for v in sensor_size)
+    if len(size) == 3 and size[2] in (1, 2):
+        return size[0], size[1]
+    if len(size) != 2:
+        raise ValueError(f"sensor_size must be (width, height) or tonic's (width, height, polarities), got {sensor_size}")
+    return size
+
+
+def check_events(events: np.ndarray, sensor_size: "tuple[int, int]") -> None:
+    """Raise ValueError if ``events`` is not a valid event array for a ``(W, H)`` sensor."""
+    if not isinstance(events, np.ndarray) or events.dtype.names is None or not {"t", "x", "y", "p"} <= set(events.dtype.names):
+        raise ValueError("events must be a structured NumPy array with fields t, x, y, p (see spikmamba.events.EVENT_DTYPE)")
+    W, H = sensor_wh(sensor_size)
     if len(events) and (events["x"].max() >= W or events["y"].max() >= H):
         raise ValueError(
             f"events lie outside the {W}x{H} sensor (max x={int(events['x'].max())}, max y={int(events['y'].max())}); "
             "pass the right sensor_size or crop the events first"
         )
-    if len(events) and events["p"].view(np.uint8).max() > 1:  # a negative int8 reads as >= 128
+    p = events["p"]
+    if len(events) and (p.view(np.uint8).max() > 1 if p.dtype == np.int8 else (p.min() < 0 or p.max() > 1)):
         raise ValueError("event polarity must be 0 (OFF) or 1 (ON); map {-1, 1} with make_events or p = p > 0")

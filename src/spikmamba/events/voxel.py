@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _numba
-from .types import EVENT_DTYPE, check_events
+from .types import EVENT_DTYPE, check_events, sensor_wh
 
 
 def to_voxel_grid(events: np.ndarray, sensor_size: "tuple[int, int]", n_bins: int, dtype=np.float32) -> np.ndarray:
@@ -24,7 +24,7 @@ def to_voxel_grid(events: np.ndarray, sensor_size: "tuple[int, int]", n_bins: in
         if grid >= 0:  # an invalid event: the same message as the NumPy path
             check_events(events, sensor_size)
     check_events(events, sensor_size)
-    W, H = sensor_size
+    W, H = sensor_wh(sensor_size)
     size = n_bins * H * W
     if len(events) == 0:
         return np.zeros((n_bins, H, W), dtype=dtype)
@@ -45,7 +45,7 @@ def to_voxel_grid(events: np.ndarray, sensor_size: "tuple[int, int]", n_bins: in
 def to_count_image(events: np.ndarray, sensor_size: "tuple[int, int]", dtype=np.float32) -> np.ndarray:
     """``[2, H, W]`` per-pixel event counts (channel 0 OFF, 1 ON)."""
     check_events(events, sensor_size)
-    W, H = sensor_size
+    W, H = sensor_wh(sensor_size)
     flat = ((events["p"] > 0).astype(np.int64) * H + events["y"].astype(np.int64)) * W + events["x"].astype(np.int64)
     return np.bincount(flat, minlength=2 * H * W).reshape(2, H, W).astype(dtype)
 
