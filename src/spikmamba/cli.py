@@ -25,6 +25,9 @@ Typical use:
   spikmamba models --filter bisla      only names containing 'bisla'
   spikmamba datasets                   list datasets with the folder layout each expects
   spikmamba synth --out clips          write simulated clips as event files (to try predict on)
+  spikmamba predict --model spikmamba_tiny_sps.synth --window 500 long.aedat4   a timeline of a long recording
+  spikmamba show clip.aedat4 --out clip.gif      the recording as an animation (--model: with labels)
+  spikmamba inspect --model spikmamba_tiny_sps.synth clip.npz   firing rates over time, a spike raster
 
 Run `spikmamba COMMAND --help` for the options of one command.
 """
@@ -170,12 +173,45 @@ def _cmd_test(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_predict_windows(args: argparse.Namespace) -> int:
+    import json
+
+    from .engine.checkpoint import CheckpointError
+    from .engine.evaluate import collect_input_files, load_predictor
+    from .engine.timeline import predict_timeline
+
+    stride = args.stride if args.stride is not None else args.window / 2
+    try:
+        predictor = load_predictor(args.checkpoint, args.model, args.device, args.backend)
+        files = collect_input_files(args.paths)
+        for n, f in enumerate(files):
+            tl = predict_timeline(predictor, f, args.window, stride, args.batch_size, args.top, args.smooth)
+            written = tl.write(Path(args.timeline) if len(files) == 1 else Path(args.timeline).with_name(
+                f"{Path(args.timeline).name}-{f.stem}")) if args.timeline else []
+            if args.json:
+                print(json.dumps({**tl.summary(), "windows": tl.rows}, indent=2))
+                continue
+            for r in tl.rows:
+                top = f" ({r['top'][0]['probability']:.3f})" if r["top"] else ""
+                print(f"{f}: {r['start_ms']:9.1f}-{r['end_ms']:9.1f} ms  {r['events']:>8} events  {r['label']}{top}")
+            s = tl.summary()
+            print(f"{f}: {s['windows']} windows of {s['window_ms']:g} ms every {s['stride_ms']:g} ms over "
+                  f"{s['duration_s']:.2f} s ({s['empty_windows']} empty); {s['processing_s']:.2f} s of processing, "
+                  f"{s['realtime_factor']:.1f}x real time" + "".join(f"; {note}" for note in s["notes"])
+                  + (f"; wrote {', '.join(map(str, written))}" if written else ""))
+    except (ValueError, OSError, CheckpointError, RuntimeError) as err:
+        return _fail("predict", err)
+    return 0
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     import json
 
     from .engine.checkpoint import CheckpointError
     from .engine.evaluate import predict_files
 
+    if args.window is not None:
+        return _cmd_predict_windows(args)
     try:
         names = None
         if args.class_index:
@@ -221,6 +257,53 @@ def _cmd_export(args: argparse.Namespace) -> int:
             print(f"wrote {r['path']} ({r['nodes']} NIR nodes)")
     except (ValueError, OSError, CheckpointError, ExportError) as err:
         return _fail("export", err)
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    import time
+
+    from .analysis.show import contact_sheet, render
+    from .engine.checkpoint import CheckpointError
+
+    try:
+        timeline, predictor = None, None
+        if args.checkpoint or args.model:
+            from .engine.evaluate import load_predictor
+            from .engine.timeline import predict_timeline
+
+            predictor = load_predictor(args.checkpoint, args.model)
+            timeline = predict_timeline(predictor, args.file, args.window, args.stride or args.window / 2)
+        started = time.perf_counter()
+        out = args.out or str(Path(args.file).with_suffix(".gif").name)
+        r = render(args.file, out, args.frame_ms, args.fps, args.start_ms, args.end_ms, args.scale, timeline,
+                   tuple(args.sensor_size) if args.sensor_size else None)
+        print(f"wrote {r['path']}: {r['frames']} frames of {args.frame_ms:g} ms ({r['seconds']:.2f} s of recording, "
+              f"x{r['scale']}) in {time.perf_counter() - started:.1f} s")
+        if args.sheet:
+            if predictor is None:
+                raise ValueError("--sheet draws what a model sees: give --checkpoint or --model too")
+            from .engine.data import load_input_file
+
+            x = load_input_file(args.file, predictor.representation, predictor.transforms).numpy()
+            contact_sheet(x, args.sheet, f"{Path(args.file).name} as {predictor.name} sees it")
+            print(f"wrote {args.sheet}: the {x.shape[0]} time steps x {x.shape[1]} channels the model sees")
+    except (ValueError, OSError, CheckpointError, ImportError) as err:
+        return _fail("show", err)
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from .analysis.inspect import inspect_spikes
+    from .engine.checkpoint import CheckpointError
+
+    try:
+        r = inspect_spikes(args.file, args.out, checkpoint=args.checkpoint, model=args.model, layer=args.layer)
+    except (ValueError, OSError, CheckpointError) as err:
+        return _fail("inspect", err)
+    print(f"{r['file']}: {r['model']} predicts {r['prediction']} ({r['probability']:.3f})")
+    print(f"{len(r['layers'])} spiking layers; mean firing rate per layer and time step in {r['rates_png']}, "
+          f"{r['rates_csv']}; spike raster of {r['layer']} in {r['raster_png']}")
     return 0
 
 
@@ -336,6 +419,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="'cpu', 'cuda', 'cuda:N' or 'auto'")
     p.add_argument("--workers", type=int, default=-1, help="processes that read and prepare the files (-1: from the "
                    "CPU count, as training's num_workers)")
+    p.add_argument("--window", type=float, default=None, metavar="MS",
+                   help="classify a long recording window by window: windows of MS milliseconds, read as a stream "
+                   "(the file never sits whole in memory); prints a timeline")
+    p.add_argument("--stride", type=float, default=None, metavar="MS", help="with --window: the step between window "
+                   "starts (default: half the window)")
+    p.add_argument("--smooth", type=int, default=1, metavar="K",
+                   help="with --window: average each window's probabilities with its K-1 nearest non-empty neighbours")
+    p.add_argument("--timeline", metavar="PREFIX", default=None,
+                   help="with --window: also write PREFIX.csv and PREFIX.json (start, end, events, label, top classes)")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser(
@@ -398,6 +490,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="PATH", default=None,
                    help="where (default: beside the checkpoint: <name>-weights/, <name>.onnx, <name>.nir)")
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser(
+        "show", help="render an event recording as an animated GIF or MP4 (with a model: its label per window)",
+        description="Render a recording (any supported format) as an animation: events of each frame_ms in two "
+        "colours (ON red, OFF blue, both white), the time, a progress bar and, with --checkpoint or --model, the "
+        "label of the window each frame falls in. The file is read as a stream. --sheet also draws the input the "
+        "model sees (its time steps and channels) as a PNG.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("file", metavar="FILE", help="an event recording")
+    p.add_argument("--out", metavar="PATH", default=None, help="a .gif or .mp4 (default: <file name>.gif here)")
+    p.add_argument("--frame-ms", type=float, default=33.0, help="time span of one frame")
+    p.add_argument("--fps", type=float, default=None, help="frames per second of the animation (default: real time)")
+    p.add_argument("--start-ms", type=float, default=None, help="start this long after the first event")
+    p.add_argument("--end-ms", type=float, default=None, help="stop this long after the first event")
+    p.add_argument("--scale", type=int, default=None, help="pixels per sensor pixel (default: at least 256 wide)")
+    p.add_argument("--sensor-size", type=int, nargs=2, metavar=("W", "H"), default=None,
+                   help="for files that do not state it (N-MNIST .bin/.bs2, .npy)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", metavar="CKPT", help="label each window with this model")
+    src.add_argument("--model", metavar="NAME.TAG|FOLDER", help="label each window with shipped or exported weights")
+    p.add_argument("--window", type=float, default=500.0, metavar="MS", help="with a model: window length")
+    p.add_argument("--stride", type=float, default=None, metavar="MS", help="with a model: window step (default: half)")
+    p.add_argument("--sheet", metavar="PNG", default=None, help="with a model: also draw its input for this file")
+    p.set_defaults(func=_cmd_show)
+
+    p = sub.add_parser(
+        "inspect", help="see the spikes: firing rate of every spiking layer over time, and a spike raster",
+        description="Run one recording through a model and draw the mean firing rate of every spiking layer at every "
+        "time step (a heat map, and a CSV), and the spike raster of one layer (neurons x time steps).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("file", metavar="FILE", help="an event recording (or an image / video for those models)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", metavar="CKPT")
+    src.add_argument("--model", metavar="NAME.TAG|FOLDER")
+    p.add_argument("--layer", default=None, help="the spiking layer whose raster to draw, as `spikmamba energy` names it (default: the last one)")
+    p.add_argument("--out", metavar="DIR", default="inspect", help="folder for the figures")
+    p.set_defaults(func=_cmd_inspect)
 
     p = sub.add_parser(
         "synth", help="write SynthActions clips (the built-in simulated data) as event files",

@@ -244,22 +244,27 @@ def load_event_file(path, rep: EventRepresentation, transforms=None) -> np.ndarr
     from ..events.io import read_events
 
     rec = read_events(path)
-    events = rec.events
-    pipeline = None
+    sensor = tuple(rec.sensor_size) if rec.sensor_size else None
+    if transforms and sensor is None:
+        raise ValueError(f"{path}: does not state its sensor size, which the model's transforms need; "
+                         f"store it in the file (e.g. npz with a 'sensor_size' entry)")
+    try:
+        return prepare_events(rec.events, rep, sensor or tuple(rep.sensor_size), transforms)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+
+
+def prepare_events(events: np.ndarray, rep: EventRepresentation, sensor, transforms=None) -> np.ndarray:
+    """Events of a ``sensor``-sized recording as the model input: the transforms (evaluation form),
+    then ``rep`` at that sensor size, resized to the trained resolution."""
+    sensor = tuple(sensor)
     if transforms:
-        file_sensor = tuple(rec.sensor_size) if rec.sensor_size else None
-        if file_sensor is None:
-            raise ValueError(f"{path}: does not state its sensor size, which the model's transforms need; "
-                             f"store it in the file (e.g. npz with a 'sensor_size' entry)")
-        pipeline = transforms_from_config(transforms, file_sensor).eval_form()
+        pipeline = transforms_from_config(transforms, sensor).eval_form()
         events = pipeline(events)
-        sensor = pipeline.output_size(file_sensor)
-    else:
-        sensor = tuple(rec.sensor_size) if rec.sensor_size else tuple(rep.sensor_size)
+        sensor = pipeline.output_size(sensor)
     if len(events) and (int(events["x"].max()) >= sensor[0] or int(events["y"].max()) >= sensor[1]):
-        raise ValueError(f"{path}: events reach x={int(events['x'].max())}, y={int(events['y'].max())}, beyond the "
+        raise ValueError(f"events reach x={int(events['x'].max())}, y={int(events['y'].max())}, beyond the "
                          f"{sensor[0]}x{sensor[1]} sensor the model was trained on; store the sensor size in the file "
                          f"(e.g. npz with a 'sensor_size' entry) or crop the events")
     out = rep.resolution or rep.sensor_size
-    file_rep = dataclasses.replace(rep, sensor_size=sensor, resolution=tuple(out))
-    return file_rep(events)
+    return dataclasses.replace(rep, sensor_size=sensor, resolution=tuple(out))(events)

@@ -208,6 +208,7 @@ class Predictor:
     representation: object
     transforms: "list | None"
     name: str
+    module: "torch.nn.Module | None" = None  # the PyTorch model (also behind an ONNX Runtime forward)
 
 
 def load_predictor(checkpoint: "str | None" = None, model: "str | None" = None, device: str = "cpu",
@@ -253,7 +254,7 @@ def load_predictor(checkpoint: "str | None" = None, model: "str | None" = None, 
         forward = lambda x: net(x.to(dev)).float().cpu()  # noqa: E731
     else:
         raise ValueError(f"backend must be 'torch' or 'onnxruntime', got {backend!r}")
-    return Predictor(forward, info["classes"], rep, info["transforms"], info["model"])
+    return Predictor(forward, info["classes"], rep, info["transforms"], info["model"], net)
 
 
 def _onnx_forward(net, info: dict):

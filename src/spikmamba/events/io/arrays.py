@@ -67,9 +67,12 @@ STREAM_EVENTS = 1 << 20
 
 
 def stream_npy(path, sensor_size=None) -> EventStream:
-    """A memory-mapped ``.npy``: each chunk is copied out of the map, checked and converted."""
+    """An ``.npy`` read a chunk at a time (plain reads after the header, so a recording larger
+    than memory never counts against it; a memory map would keep every page it touched), each
+    chunk checked and converted."""
     with _unreadable_as_format_error(path, ".npy file"):
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)  # checks the header, the dtype and the size
+        offset = getattr(arr, "offset", None)
         if arr.dtype.names is None:
             if arr.ndim == 2 and arr.shape[1] == 4:
                 raise EventFormatError(path, None, "a plain [N, 4] array does not say which column is which; save a "
@@ -78,9 +81,19 @@ def stream_npy(path, sensor_size=None) -> EventStream:
         names = _pick(path, arr.dtype.names, "the array")
 
     def chunks(stream):
-        for a in range(0, len(arr), STREAM_EVENTS):
-            part = arr[a:a + STREAM_EVENTS]
-            yield columns_to_events(path, {k: np.array(part[v]) for k, v in names.items()})
+        if offset is None or arr.ndim != 1 or not arr.flags.c_contiguous:
+            for a in range(0, len(arr), STREAM_EVENTS):
+                part = arr[a:a + STREAM_EVENTS]
+                yield columns_to_events(path, {k: np.array(part[v]) for k, v in names.items()})
+            return
+        with open(path, "rb") as f:
+            f.seek(offset)
+            for a in range(0, len(arr), STREAM_EVENTS):
+                part = np.fromfile(f, dtype=arr.dtype, count=min(STREAM_EVENTS, len(arr) - a))
+                if len(part) < min(STREAM_EVENTS, len(arr) - a):
+                    raise EventFormatError(path, None, f"the file ended after {a + len(part)} of the {len(arr)} "
+                                                       f"events its header announces")
+                yield columns_to_events(path, {k: part[v] for k, v in names.items()})
 
     return EventStream(path, "npy", tuple(sensor_size) if sensor_size else None, len(arr), chunks)
 

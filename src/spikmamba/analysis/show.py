@@ -1,0 +1,189 @@
+"""``spikmamba show``: an event recording as an animation people can look at.
+
+Events are accumulated into frames of ``frame_ms`` (ON in red, OFF in blue, both in white, on a
+dark background), with the time and a progress bar drawn on each frame, and, when a model is
+given, the label of the window each frame falls in. Frames are palette images built straight from
+pixel indices (no per-frame colour quantisation), so a 10-second DVS128 recording becomes a GIF in
+seconds; the recording is read as a stream. ``.gif`` is written with Pillow, ``.mp4`` with PyAV.
+:func:`contact_sheet` draws the representation a model sees (its T frames and channels) as a PNG.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..events.io import stream_events
+
+BACKGROUND, ON, OFF, BOTH, TEXT, BAR = range(6)
+PALETTE = [24, 24, 28, 255, 80, 60, 70, 150, 255, 255, 255, 255, 235, 235, 235, 120, 200, 120]
+BAR_HEIGHT = 6
+
+
+def frames_of(path, frame_ms: float = 33.0, start_ms: "float | None" = None, end_ms: "float | None" = None,
+              sensor_size=None):
+    """``(sensor, t0_us, duration_us, iterator of (frame_start_us, [H, W] uint8 palette indices))``."""
+    stream = stream_events(path, sensor_size=sensor_size)
+    chunks = iter(stream)
+    first = next(chunks, None)
+    if first is None:
+        raise ValueError(f"{path}: the recording holds no events")
+    if stream.sensor_size is None:
+        raise ValueError(f"{path}: the file does not state its sensor size; pass --sensor-size W H")
+    W, H = stream.sensor_size[:2]
+    step = int(round(frame_ms * 1e3))
+    if step <= 0:
+        raise ValueError(f"--frame-ms must be > 0, got {frame_ms}")
+    t_first = int(first["t"][0])
+    start = t_first + int(round((start_ms or 0) * 1e3))
+    end = None if end_ms is None else t_first + int(round(end_ms * 1e3))
+
+    def generate():
+        frame_start, on, off = start, np.zeros((H, W), bool), np.zeros((H, W), bool)
+
+        def image():
+            img = np.full((H, W), BACKGROUND, np.uint8)
+            img[on] = ON
+            img[off] = OFF
+            img[on & off] = BOTH
+            return img
+
+        for chunk in _chain(first, chunks):
+            if len(chunk) > 1 and not np.all(chunk["t"][1:] >= chunk["t"][:-1]):
+                chunk = chunk[np.argsort(chunk["t"], kind="stable")]
+            t = np.ascontiguousarray(chunk["t"])  # searchsorted on a strided field is several times slower
+            a = int(np.searchsorted(t, max(start, frame_start), "left"))
+            b = len(t) if end is None else int(np.searchsorted(t, end, "left"))
+            while a < b:
+                cut = min(int(np.searchsorted(t, frame_start + step, "left")), b)
+                sel = chunk[a:cut]
+                on[sel["y"][sel["p"] > 0], sel["x"][sel["p"] > 0]] = True
+                off[sel["y"][sel["p"] == 0], sel["x"][sel["p"] == 0]] = True
+                a = cut
+                if a < b:  # an event at or after the frame's end: the frame is complete
+                    yield frame_start, image()
+                    on[:], off[:] = False, False
+                    frame_start += step
+                    while t[a] >= frame_start + step:  # empty frames of a gap
+                        yield frame_start, image()
+                        frame_start += step
+        yield frame_start, image()
+
+    return (W, H), t_first, generate()
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def render(path, out, frame_ms: float = 33.0, fps: "float | None" = None, start_ms=None, end_ms=None,
+           scale: "int | None" = None, timeline=None, sensor_size=None, max_frames: int = 20_000) -> dict:
+    """Write the animation (see the module docstring); returns ``{"path", "frames", "seconds"}``."""
+    from PIL import Image, ImageDraw
+
+    out = Path(out)
+    if out.suffix.lower() not in (".gif", ".mp4"):
+        raise ValueError(f"{out}: write a .gif or an .mp4")
+    (W, H), t0, frames = frames_of(path, frame_ms, start_ms, end_ms, sensor_size)
+    scale = scale or max(1, math.ceil(256 / max(W, H)))
+    fps = fps or 1000.0 / frame_ms
+    windows = _label_lookup(timeline)
+    images, count = [], 0
+    for frame_start, idx in frames:
+        count += 1
+        if count > max_frames:
+            raise ValueError(f"more than {max_frames} frames; show a part with --start-ms/--end-ms or a longer "
+                             f"--frame-ms")
+        big = idx.repeat(scale, 0).repeat(scale, 1) if scale > 1 else idx
+        canvas = np.full((big.shape[0] + BAR_HEIGHT + 2, big.shape[1]), BACKGROUND, np.uint8)
+        canvas[:big.shape[0]] = big
+        img = Image.fromarray(canvas, "P")
+        img.putpalette(PALETTE)
+        draw = ImageDraw.Draw(img)
+        seconds = (frame_start - t0) / 1e6
+        draw.text((3, 2), f"{seconds:.3f} s", fill=TEXT)
+        label = windows(frame_start + frame_ms * 500) if windows else None
+        if label:
+            draw.text((3, big.shape[0] - 12), label, fill=TEXT)
+        images.append(img)
+    total = max(len(images), 1)
+    width = images[0].width
+    for i, img in enumerate(images):  # the progress bar, now that the frame count is known
+        filled = int(width * (i + 1) / total)
+        if filled:
+            ImageDraw.Draw(img).rectangle([0, img.height - BAR_HEIGHT, filled - 1, img.height - 1], fill=BAR)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".gif":
+        images[0].save(out, save_all=True, append_images=images[1:], duration=int(round(1000 / fps)), loop=0,
+                       optimize=False, disposal=1)
+    else:
+        _write_mp4(out, images, fps)
+    return {"path": str(out), "frames": len(images), "seconds": len(images) * frame_ms / 1e3, "scale": scale}
+
+
+def _label_lookup(timeline):
+    """The label of the latest window that contains a time (µs), or None without a timeline."""
+    if timeline is None or not timeline.rows:
+        return None
+    starts = np.array([r["start_us"] for r in timeline.rows])
+    ends = np.array([r["end_us"] for r in timeline.rows])
+
+    def lookup(t):
+        i = int(np.searchsorted(starts, t, "right")) - 1
+        if i < 0 or t >= ends[i]:
+            return None
+        r = timeline.rows[i]
+        top = f" {r['top'][0]['probability']:.2f}" if r["top"] else ""
+        return f"{r['label']}{top}"
+    return lookup
+
+
+def _write_mp4(out: Path, images, fps: float) -> None:
+    try:
+        import av
+    except ImportError:
+        raise ImportError("writing .mp4 needs PyAV: pip install av (or write a .gif)") from None
+    from fractions import Fraction
+
+    w, h = images[0].size
+    with av.open(str(out), "w") as container:
+        stream = container.add_stream("mpeg4", rate=Fraction(fps).limit_denominator(1000))
+        stream.width, stream.height = w + w % 2, h + h % 2
+        stream.pix_fmt = "yuv420p"
+        for img in images:
+            rgb = np.asarray(img.convert("RGB"))
+            if rgb.shape[:2] != (stream.height, stream.width):
+                rgb = np.pad(rgb, ((0, stream.height - h), (0, stream.width - w), (0, 0)))
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def contact_sheet(x: np.ndarray, out, title: str = "", channel_names=None) -> Path:
+    """The model input ``[T, C, H, W]`` as a grid of images (rows: time steps, columns: channels)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    T, C = x.shape[:2]
+    names = channel_names or ([f"OFF", "ON"] if C == 2 else [f"channel {c}" for c in range(C)])
+    cols = min(T, 8)
+    rows = math.ceil(T / cols) * C
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.6 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for t in range(T):
+        for c in range(C):
+            r, k = (t // cols) * C + c, t % cols
+            axes[r][k].imshow(x[t, c], cmap="magma", vmin=0, vmax=max(float(x[:, c].max()), 1e-6))
+            axes[r][k].set_title(f"t={t} {names[c]}", fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out

@@ -1,0 +1,206 @@
+"""What happened when: a model's window slid along a long recording (``spikmamba predict --window``).
+
+The recording is read as a stream of chunks (``stream_events``), so a long file never sits
+whole in memory: only the events of the windows still open are kept. Windows start at the first
+event and every ``stride`` after it, each ``window`` long; a window is represented exactly as the
+model's training data were (the stored representation and, in their evaluation form, its
+transforms) and classified in batches. A window without events is labelled ``(no events)``,
+never guessed. ``smooth=K`` averages the class probabilities of each window with its K-1
+nearest non-empty neighbours before taking the label (the raw top classes are kept too).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..events.io import stream_events
+from .data import prepare_events
+
+EMPTY = "(no events)"
+
+
+@dataclass
+class Timeline:
+    path: str
+    window_us: int
+    stride_us: int
+    rows: list = field(default_factory=list)
+    duration_us: int = 0
+    events: int = 0
+    seconds: float = 0.0
+    late_events: int = 0
+    first_us: int = 0
+    notes: list = field(default_factory=list)
+
+    @property
+    def realtime_factor(self) -> float:
+        """Recording duration / processing time (above 1: faster than real time)."""
+        return (self.duration_us / 1e6) / max(self.seconds, 1e-9)
+
+    def summary(self) -> dict:
+        return {"file": self.path, "first_event_us": self.first_us, "window_ms": self.window_us / 1e3,
+                "stride_ms": self.stride_us / 1e3,
+                "windows": len(self.rows), "empty_windows": sum(r["label"] == EMPTY for r in self.rows),
+                "duration_s": self.duration_us / 1e6, "events": self.events, "processing_s": self.seconds,
+                "realtime_factor": self.realtime_factor, "late_events": self.late_events, "notes": self.notes}
+
+    def write(self, prefix: "str | Path") -> "list[Path]":
+        """``prefix.csv`` (one row per window: start, end, events, label, top classes) and ``prefix.json``."""
+        prefix = Path(prefix)
+        prefix.parent.mkdir(parents=True, exist_ok=True)
+        csv_path, json_path = prefix.with_suffix(".csv"), prefix.with_suffix(".json")
+        k = max((len(r["top"]) for r in self.rows), default=0)
+        with open(csv_path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["start_ms", "end_ms", "start_us", "events", "label"] + [c for i in range(1, k + 1)
+                                                                                 for c in (f"top{i}", f"p{i}")])
+            for r in self.rows:
+                tops = [v for t in r["top"] for v in (t["class"], f"{t['probability']:.4f}")]
+                w.writerow([f"{r['start_ms']:.3f}", f"{r['end_ms']:.3f}", r["start_us"], r["events"], r["label"], *tops])
+        json_path.write_text(json.dumps({**self.summary(), "windows": self.rows}, indent=2))
+        return [csv_path, json_path]
+
+
+class Windows:
+    """``(start, end, n_events, input or None)`` for every window, in order, from a stream of
+    chunks (see the module docstring). ``late`` counts events that arrived after their window had
+    closed (timestamps going back by more than a window)."""
+
+    def __init__(self, stream, window_us: int, stride_us: int, transforms, rep, sensor):
+        self.stream, self.window_us, self.stride_us = stream, window_us, stride_us
+        self.transforms, self.rep, self.sensor = transforms, rep, sensor
+        self.late = 0
+
+    def __iter__(self):
+        buf, t, next_start = None, None, None
+        for chunk in self.stream:
+            if not len(chunk):
+                continue
+            if next_start is None:
+                next_start = int(chunk["t"].min())
+            buf = chunk if buf is None or not len(buf) else np.concatenate([buf, chunk])
+            t = np.ascontiguousarray(buf["t"])  # searchsorted on a strided field is several times slower
+            if not np.all(t[1:] >= t[:-1]):  # out of order: within or across chunks
+                order = np.argsort(t, kind="stable")
+                buf, t = buf[order], t[order]
+            old = int(np.searchsorted(t, next_start, "left"))
+            if old:
+                self.late += old
+                buf, t = buf[old:], t[old:]
+            newest = int(t[-1]) if len(t) else next_start
+            while next_start + self.window_us <= newest:  # complete: an event at or after its end has arrived
+                yield self._window(buf, t, next_start)
+                next_start += self.stride_us
+            keep = int(np.searchsorted(t, next_start, "left"))  # drop what no later window needs
+            buf, t = buf[keep:], t[keep:]
+        if next_start is None:
+            return
+        last = int(t[-1]) if t is not None and len(t) else next_start
+        while next_start <= last:  # the windows that start before the last event
+            yield self._window(buf, t, next_start)
+            next_start += self.stride_us
+
+    def _window(self, buf, t, start: int):
+        a, b = np.searchsorted(t, [start, start + self.window_us], "left")
+        events = buf[a:b]
+        if not len(events):
+            return start, start + self.window_us, 0, None
+        return start, start + self.window_us, len(events), prepare_events(events, self.rep, self.sensor,
+                                                                           self.transforms)
+
+
+@torch.no_grad()
+def predict_timeline(predictor, path, window_ms: float, stride_ms: float, batch_size: int = 16, topk: int = 3,
+                     smooth: int = 1, sensor_size=None) -> Timeline:
+    """Slide ``predictor``'s model along ``path`` (see the module docstring)."""
+    if not window_ms > 0:
+        raise ValueError(f"--window must be > 0 ms, got {window_ms}")
+    if not stride_ms > 0:
+        raise ValueError(f"--stride must be > 0 ms, got {stride_ms} (a stride of 0 would never move)")
+    if smooth < 1:
+        raise ValueError(f"--smooth must be >= 1 window, got {smooth}")
+    window_us, stride_us = int(round(window_ms * 1e3)), int(round(stride_ms * 1e3))
+    stream = stream_events(path, sensor_size=sensor_size)
+    rep = predictor.representation
+    sensor = tuple(stream.sensor_size) if stream.sensor_size else tuple(rep.sensor_size)
+    classes = predictor.classes
+    k = min(topk, len(classes))
+    tl = Timeline(str(path), window_us, stride_us)
+    started = time.perf_counter()
+    rows, probs, pending = [], [], []
+
+    def flush():
+        if pending:
+            p = predictor.forward(torch.stack([torch.from_numpy(x) for _, x in pending])).softmax(1)
+            for (i, _), row_p in zip(pending, p):
+                probs[i] = row_p
+            pending.clear()
+
+    counted = _Counting(stream)
+    windows = Windows(counted, window_us, stride_us, predictor.transforms, rep, sensor)
+    for start, end, n, x in windows:
+        rows.append({"start_us": start, "end_us": end, "events": n})
+        probs.append(None)
+        if x is not None:
+            pending.append((len(rows) - 1, x))
+            if len(pending) == batch_size:
+                flush()
+    flush()
+    tl.late_events = windows.late
+    if counted.n:
+        tl.duration_us, tl.events, tl.first_us = counted.last - counted.first, counted.n, counted.first
+    for row in rows:  # times from the first event, for people; the file's own clock in start_us
+        row["start_ms"], row["end_ms"] = (row["start_us"] - tl.first_us) / 1e3, (row["end_us"] - tl.first_us) / 1e3
+    if rows and window_us > tl.duration_us:
+        tl.notes.append(f"the window ({window_ms:g} ms) is longer than the recording "
+                        f"({tl.duration_us / 1e3:g} ms): one window holds all of it")
+    if tl.late_events:
+        tl.notes.append(f"{tl.late_events} events arrived after their window had closed (timestamps going back "
+                        f"more than a window) and were left out")
+    smoothed = _smooth(probs, smooth)
+    for row, p, ps in zip(rows, probs, smoothed):
+        if p is None:
+            row.update(label=EMPTY, top=[])
+            continue
+        top = p.topk(k)
+        row["top"] = [{"class": classes[int(i)], "probability": float(v)} for v, i in zip(top.values, top.indices)]
+        row["label"] = classes[int(ps.argmax())]
+    tl.rows = rows
+    tl.seconds = time.perf_counter() - started
+    return tl
+
+
+def _smooth(probs: list, k: int) -> list:
+    """Each non-empty window's probabilities averaged with its k-1 nearest non-empty neighbours."""
+    if k <= 1:
+        return probs
+    filled = [i for i, p in enumerate(probs) if p is not None]
+    out = list(probs)
+    for j, i in enumerate(filled):
+        lo = max(0, j - (k - 1) // 2)
+        hi = min(len(filled), lo + k)
+        lo = max(0, hi - k)
+        out[i] = torch.stack([probs[filled[m]] for m in range(lo, hi)]).mean(0)
+    return out
+
+
+class _Counting:
+    """Passes a stream's chunks through, noting the first and last timestamps and the event count."""
+
+    def __init__(self, stream):
+        self.stream, self.n, self.first, self.last = stream, 0, None, None
+
+    def __iter__(self):
+        for chunk in self.stream:
+            self.n += len(chunk)
+            lo, hi = int(chunk["t"].min()), int(chunk["t"].max())
+            self.first = lo if self.first is None else min(self.first, lo)
+            self.last = hi if self.last is None else max(self.last, hi)
+            yield chunk
+
