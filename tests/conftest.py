@@ -1,5 +1,14 @@
 """Shared fixtures: the real recordings in ``../shared/data`` (tests skip cleanly without them)."""
+import os
 from pathlib import Path
+
+import torch
+
+if not torch.cuda.is_available():
+    # Triton kernels run on CPU tensors in Triton's interpreter (tests/test_triton.py). The switch is
+    # read when a function is decorated, Triton's own library functions included, so it must be set
+    # before anything imports triton (torch.compile may).
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import numpy as np
 import pytest

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import torch
 
+from .kernels import use_triton
 from .surrogate import SurrogateFunction
 
 #: elements of one block of steps in the backward pass (a few temporaries of this size stay in cache)
@@ -140,8 +141,14 @@ def multistep_lif(
 ) -> "tuple[torch.Tensor, torch.Tensor]":
     """Run ``T = x_seq.shape[0]`` LIF steps; returns ``(spikes [T, ...], v after the last step)``.
 
-    ``k = 1/tau`` may be a float or a 0-d tensor that requires grad (parametric LIF).
+    ``k = 1/tau`` may be a float or a 0-d tensor that requires grad (parametric LIF). CUDA tensors
+    take the Triton kernels (``nn/lif_triton.py``) when Triton imports (see ``nn/kernels.py``).
     """
+    if x_seq.dtype != torch.float64 and use_triton(x_seq):
+        from .lif_triton import multistep_lif_triton, supports
+
+        if supports(surrogate):
+            return multistep_lif_triton(x_seq, v0, k, v_threshold, v_reset, decay_input, detach_reset, surrogate)
     if not torch.is_tensor(v0):
         v0 = torch.full((), float(v0), dtype=x_seq.dtype, device=x_seq.device)
     return MultiStepLIFFunction.apply(x_seq, v0, k, v_threshold, v_reset, decay_input, detach_reset, surrogate)

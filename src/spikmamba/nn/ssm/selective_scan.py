@@ -14,9 +14,9 @@ Three entry points:
 * :func:`selective_scan_ref`  - the recurrence as a plain loop; the readable definition.
 * :func:`selective_scan_fast` - the same maths, time-blocked with a hand-written backward that
   recomputes each block (:mod:`.blocked_scan`); tested equal to the reference, forward and backward.
-* :func:`selective_scan_fn`   - what models call: ``mamba_ssm``'s CUDA kernel when the tensors
-  are on CUDA and ``mamba_ssm`` is importable, the fast path otherwise. ``mamba_ssm`` is never
-  imported for CPU tensors.
+* :func:`selective_scan_fn`   - what models call: on CUDA the Triton kernels (:mod:`.triton_scan`),
+  or ``mamba_ssm``'s when asked for (``nn/kernels.py``); the fast path otherwise. Neither Triton
+  nor ``mamba_ssm`` is imported for CPU tensors.
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ import functools
 import torch
 
 from ..export import exporting
+from ..kernels import cuda_kernels, use_triton
 import torch.nn.functional as F
 
 from .blocked_scan import blocked_scan
@@ -182,12 +183,21 @@ def cuda_kernel_available() -> bool:
 
 def selective_scan_fn(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                       return_last_state=False):
-    """Dispatching selective scan: ``mamba_ssm`` on CUDA when present, else the fast path (the
-    plain loop while a model is exported: see ``nn/export.py``)."""
+    """Dispatching selective scan. CUDA tensors: the Triton kernels, or ``mamba_ssm`` when
+    ``SPIKMAMBA_CUDA_KERNELS=mamba_ssm`` (see ``nn/kernels.py``); otherwise, and for float64, the
+    time-blocked PyTorch path; while a model is exported, the plain loop (``nn/export.py``)."""
     if exporting():
         return selective_scan_plain(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
     if u.is_cuda:
-        fn = _mamba_ssm_fn()
-        if fn is not None:
+        choice = cuda_kernels()
+        if choice == "mamba_ssm":
+            fn = _mamba_ssm_fn()
+            if fn is None:
+                raise RuntimeError("SPIKMAMBA_CUDA_KERNELS=mamba_ssm, but mamba_ssm's selective scan does not import "
+                                   "(pip install mamba-ssm, built for this CUDA); unset it to use the Triton kernels")
             return fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+        if u.dtype != torch.float64 and use_triton(u):
+            from .triton_scan import selective_scan_triton
+
+            return selective_scan_triton(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
     return selective_scan_fast(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)

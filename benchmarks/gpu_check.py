@@ -1,0 +1,233 @@
+"""The GPU check of issue 22: kernel timings against baselines measured in the same run, and a
+published-size train step. Run by ``benchmarks/gpu_check.sh`` (which runs the CUDA tests first).
+
+Needs only PyTorch, Triton and NumPy beside ``src/`` (``PYTHONPATH=src``); ``mambapy`` and
+``mamba_ssm`` are timed when they import. Times are CUDA-event medians after a warm-up.
+Writes ``gpu_check.json`` and ``gpu_check.md`` (a table) into ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+
+def cuda_time(fn, repeats: int = 5, warmup: int = 1, budget_s: float = 60.0) -> float:
+    """Median seconds of ``fn()`` (CUDA events); fewer repeats when one call is slow."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times, started = [], time.perf_counter()
+    for _ in range(repeats):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        torch.cuda.synchronize()
+        times.append(a.elapsed_time(b) / 1e3)
+        if time.perf_counter() - started > budget_s:
+            break
+    return statistics.median(times)
+
+
+def copy_bandwidth() -> float:
+    """Bytes per second of a device-to-device copy of 2 GiB (read + write counted)."""
+    x = torch.empty(2 << 30, dtype=torch.uint8, device="cuda")
+    y = torch.empty_like(x)
+    t = cuda_time(lambda: y.copy_(x), repeats=10)
+    del x, y
+    return 2 * (2 << 30) / t
+
+
+def scan_case(B=32, D=512, L=4096, N=16, dtype=torch.float32):
+    g = torch.Generator(device="cuda").manual_seed(0)
+    r = lambda *s: torch.randn(*s, device="cuda", generator=g, dtype=dtype).requires_grad_()  # noqa: E731
+    return dict(u=r(B, D, L), delta=r(B, D, L), A=(-torch.rand(D, N, device="cuda") - 0.5).requires_grad_(),
+                B=r(B, N, L), C=r(B, N, L), D=r(D), z=r(B, D, L), delta_bias=r(D))
+
+
+def scan_bytes(B, D, L, N) -> int:
+    """Bytes the Triton scan must move, fwd + bwd, fp32: u, delta, z read and out written forward;
+    u, delta, z, the output gradient read and three gradients written backward; B and C read
+    three times (forward, recompute, reverse) and their gradients written once."""
+    return 4 * (4 * B * D * L + 7 * B * D * L + 6 * B * N * L + 2 * B * N * L)
+
+
+def time_scans(results: dict, quick: bool):
+    from spikmamba.nn.ssm.selective_scan import selective_scan_fast
+    from spikmamba.nn.ssm.triton_scan import selective_scan_triton
+
+    B, D, L, N = (4, 64, 512, 16) if quick else (32, 512, 4096, 16)
+    inputs = scan_case(B, D, L, N)
+    leaves = [v for v in inputs.values()]
+    gout = torch.randn_like(inputs["u"])
+
+    def run(fn):
+        def step():
+            out = fn(**inputs, delta_softplus=True)
+            torch.autograd.grad(out, leaves, gout)
+        return step
+
+    impls = {"triton (ours)": run(selective_scan_triton), "torch blocked (ours, CPU path)": run(selective_scan_fast)}
+    try:
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn as mamba_fn
+        impls["mamba_ssm"] = run(mamba_fn)
+    except Exception as err:
+        results["scan"]["mamba_ssm"] = f"not importable: {type(err).__name__}"
+    try:
+        from mambapy.pscan import pscan
+
+        def mambapy_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+            dt = torch.nn.functional.softplus(delta + delta_bias[:, None]).transpose(1, 2)  # [B, L, D]
+            dA = torch.exp(dt.unsqueeze(-1) * A)                                          # [B, L, D, N]
+            bx = dt.unsqueeze(-1) * B.transpose(1, 2).unsqueeze(2) * u.transpose(1, 2).unsqueeze(-1)
+            hs = pscan(dA, bx)
+            y = (hs @ C.transpose(1, 2).unsqueeze(-1)).squeeze(-1).transpose(1, 2) + D[:, None] * u
+            return y * torch.nn.functional.silu(z)
+        impls["mambapy pscan"] = run(mambapy_scan)
+    except Exception as err:
+        results["scan"]["mambapy pscan"] = f"not importable: {type(err).__name__}"
+    results["scan"]["shape"] = [B, D, L, N]
+    for name, fn in impls.items():
+        try:
+            torch.cuda.reset_peak_memory_stats()
+            slow = name.startswith("torch")  # many small kernels: one timed call after the warm-up
+            t = cuda_time(fn, repeats=1 if slow else 3, budget_s=40)
+            results["scan"][name] = {"fwd_bwd_ms": t * 1e3, "peak_gib": torch.cuda.max_memory_allocated() / 2**30}
+        except Exception as err:  # e.g. out of memory for a baseline that stores [B, L, D, N]
+            results["scan"][name] = f"failed: {type(err).__name__}: {str(err)[:200]}"
+        torch.cuda.empty_cache()
+    ours = results["scan"]["triton (ours)"]
+    if isinstance(ours, dict):
+        ours["GB_per_s"] = scan_bytes(B, D, L, N) / (ours["fwd_bwd_ms"] / 1e3) / 1e9
+        ours["fraction_of_copy_bandwidth"] = ours["GB_per_s"] * 1e9 / results["copy_bytes_per_s"]
+
+
+def time_lif(results: dict, quick: bool):
+    from spikmamba.nn.lif_kernel import MultiStepLIFFunction
+    from spikmamba.nn.lif_triton import multistep_lif_triton
+    from spikmamba.nn.surrogate import Sigmoid
+
+    shape = (4, 8, 64, 16, 16) if quick else (16, 32, 256, 32, 32)
+    x = torch.randn(*shape, device="cuda").requires_grad_()
+    gs = torch.randn_like(x)
+    v0 = torch.zeros((), device="cuda")
+
+    def run(fn):
+        def step():
+            s, _ = fn(x, v0, 0.5, 1.0, 0.0, True, True, Sigmoid())
+            torch.autograd.grad(s, x, gs)
+        return step
+
+    floor_s = 4 * x.numel() * 4 / results["copy_bytes_per_s"]  # read x, write s; read g_s, write g_x
+    results["lif"] = {"shape": list(shape), "floor_ms": floor_s * 1e3}
+    for name, fn in {"triton (ours)": run(multistep_lif_triton),
+                     "torch fused (ours, CPU path)": run(lambda *a: MultiStepLIFFunction.apply(*a))}.items():
+        t = cuda_time(fn, repeats=5, budget_s=30)
+        results["lif"][name] = {"fwd_bwd_ms": t * 1e3, "x_floor": t / floor_s}
+
+
+def train_step(results: dict, quick: bool):
+    from spikmamba.models import create_model
+
+    batch = 4 if quick else 32
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        model = create_model("spikmamba_bissm_bisla_t16").cuda().train()
+        cfg = model.default_cfg["input"]
+        x = torch.rand(batch, cfg["frames"], cfg["channels"], cfg["size"], cfg["size"], device="cuda")
+        y = torch.randint(0, model.default_cfg["num_classes"], (batch,), device="cuda")
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+        def step():
+            from spikmamba.nn.functional import reset_net
+
+            reset_net(model)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                loss = torch.nn.functional.cross_entropy(model(x).float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        torch.cuda.reset_peak_memory_stats()
+        t = cuda_time(step, repeats=5, warmup=2, budget_s=60)
+        entry = {"step_ms": t * 1e3, "samples_per_s": batch / t, "peak_gib": torch.cuda.max_memory_allocated() / 2**30}
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+            step()
+            torch.cuda.synchronize()
+        events = prof.key_averages()
+        total = sum(e.self_device_time_total for e in events)
+        scan = sum(e.self_device_time_total for e in events if "_scan_" in e.key)
+        lif = sum(e.self_device_time_total for e in events if "_lif_" in e.key)
+        entry["scan_fraction_of_gpu_time"] = scan / total if total else None
+        entry["lif_fraction_of_gpu_time"] = lif / total if total else None
+        results["train"][precision] = entry
+        del model, opt
+        torch.cuda.empty_cache()
+
+
+def table(r: dict) -> str:
+    rows = [f"GPU: {r['device']}; copy bandwidth {r['copy_bytes_per_s'] / 1e9:.0f} GB/s; torch {r['torch']}, "
+            f"triton {r['triton']}", "", f"Scan fwd+bwd, B,D,L,N = {r['scan'].get('shape')}:", "",
+            "| implementation | ms | peak GiB | note |", "|---|---|---|---|"]
+    ours = r["scan"].get("triton (ours)")
+    for name, v in r["scan"].items():
+        if name == "shape":
+            continue
+        if isinstance(v, dict):
+            note = (f"{v['GB_per_s']:.0f} GB/s, {v['fraction_of_copy_bandwidth'] * 100:.0f}% of copy"
+                    if "GB_per_s" in v else (f"{v['fwd_bwd_ms'] / ours['fwd_bwd_ms']:.1f}x ours"
+                                             if isinstance(ours, dict) else ""))
+            rows.append(f"| {name} | {v['fwd_bwd_ms']:.2f} | {v['peak_gib']:.2f} | {note} |")
+        else:
+            rows.append(f"| {name} | - | - | {v} |")
+    lif = r.get("lif", {})
+    rows += ["", f"LIF fwd+bwd {lif.get('shape')}, memory-traffic floor {lif.get('floor_ms', 0):.2f} ms:", "",
+             "| implementation | ms | x floor |", "|---|---|---|"]
+    rows += [f"| {k} | {v['fwd_bwd_ms']:.2f} | {v['x_floor']:.2f} |" for k, v in lif.items() if isinstance(v, dict)]
+    rows += ["", "spikmamba_bissm_bisla_t16 train step, batch 32 (16 x 3 x 128 x 128):", "",
+             "| precision | ms/step | samples/s | peak GiB | scan share of GPU time | LIF share |", "|---|---|---|---|---|---|"]
+    for k, v in r["train"].items():
+        if isinstance(v, dict):
+            rows.append(f"| {k} | {v['step_ms']:.1f} | {v['samples_per_s']:.1f} | {v['peak_gib']:.2f} | "
+                        f"{(v['scan_fraction_of_gpu_time'] or 0) * 100:.1f}% | {(v['lif_fraction_of_gpu_time'] or 0) * 100:.1f}% |")
+        else:
+            rows.append(f"| {k} | - | - | - | {v} | |")
+    return "\n".join(rows)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", default="gpu-check")
+    parser.add_argument("--quick", action="store_true", help="small shapes (a smoke run of this script)")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        print("gpu_check: no CUDA device here; nothing to measure")
+        return 2
+    import triton
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    r = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
+         "scan": {}, "train": {}}
+    r["copy_bytes_per_s"] = copy_bandwidth()
+    for part in (time_scans, time_lif, train_step):
+        started = time.perf_counter()
+        try:
+            part(r, args.quick)
+        except Exception as err:  # one failing part must not lose the others' figures
+            r.setdefault("errors", {})[part.__name__] = f"{type(err).__name__}: {str(err)[:500]}"
+        print(f"{part.__name__}: {time.perf_counter() - started:.0f} s", flush=True)
+        (out / "gpu_check.json").write_text(json.dumps(r, indent=2))
+    text = table(r)
+    (out / "gpu_check.md").write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,178 @@
+"""The multi-step LIF as two Triton kernels: one walk over T forward, one reverse walk backward.
+
+Same dynamics, surrogates and gradients as :class:`~.lif_kernel.MultiStepLIFFunction` (its
+docstring has the equations). Each program owns ``BLOCK`` neurons and keeps their membrane (or,
+backward, the gradient reaching it) in registers for all T steps, so a step costs one read and
+one write per tensor, not the dozen kernel launches of a per-step loop on the GPU.
+
+Forward reads ``x`` and writes the spikes, and when a gradient is wanted the charged potential
+``h`` (float32). Backward reads ``h`` and the spike gradient and writes the input gradient: the
+spikes are ``h >= v_th`` again, and the membrane after a step is ``h`` reset by its spike. That is
+three tensors of ``[T, neurons]`` each way, against the floor of two (read ``x``, write ``s``; read
+``g_s``, write ``g_x``).
+
+Runs on CUDA tensors, and on CPU tensors under ``TRITON_INTERPRET=1`` (tests).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+from .surrogate import ATan, Rectangular, Sigmoid, SurrogateFunction
+
+SURROGATE_IDS = {Sigmoid: 0, ATan: 1, Rectangular: 2}
+BLOCK = 256
+
+
+@triton.jit
+def _surrogate(xv, alpha, KIND: tl.constexpr):
+    if KIND == 0:
+        sg = tl.sigmoid(alpha * xv)
+        return alpha * sg * (1.0 - sg)
+    elif KIND == 1:
+        w = 1.5707963267948966 * alpha * xv
+        return (alpha * 0.5) / (1.0 + w * w)
+    else:
+        return tl.where(tl.abs(xv) < alpha * 0.5, 1.0 / alpha, 0.0)
+
+
+@triton.jit
+def _lif_fwd(x_ptr, v0_ptr, s_ptr, h_ptr, v_ptr, T, M, a, bcoef, c, v_th, v_reset,
+             HARD: tl.constexpr, STORE_H: tl.constexpr, BLOCK: tl.constexpr):
+    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    m = i < M
+    v = tl.load(v0_ptr + i, mask=m, other=0.0).to(tl.float32)
+    for t in range(0, T):
+        h = a * v + bcoef * tl.load(x_ptr + t * M + i, mask=m, other=0.0).to(tl.float32) + c
+        fired = h >= v_th
+        tl.store(s_ptr + t * M + i, fired.to(tl.float32).to(s_ptr.dtype.element_ty), mask=m)
+        if STORE_H:
+            tl.store(h_ptr + t * M + i, h, mask=m)
+        if HARD:
+            v = tl.where(fired, v_reset, h)
+        else:
+            v = tl.where(fired, h - v_th, h)
+    tl.store(v_ptr + i, v.to(v_ptr.dtype.element_ty), mask=m)
+
+
+@triton.jit
+def _lif_bwd(h_ptr, gs_ptr, gv_ptr, x_ptr, v0_ptr, gx_ptr, gv0_ptr, gk_ptr, T, M, a, bcoef, v_th, v_reset, alpha,
+             HARD: tl.constexpr, DETACH: tl.constexpr, HAS_GS: tl.constexpr, HAS_GV: tl.constexpr,
+             GRAD_K: tl.constexpr, DECAY_INPUT: tl.constexpr, KIND: tl.constexpr, BLOCK: tl.constexpr):
+    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    m = i < M
+    carry = tl.zeros([BLOCK], tl.float32)
+    if HAS_GV:
+        carry = tl.load(gv_ptr + i, mask=m, other=0.0).to(tl.float32)
+    gk = tl.zeros([BLOCK], tl.float32)
+    vr = 0.0
+    if HARD:
+        vr = v_reset
+    for j in range(0, T):
+        t = T - 1 - j
+        h = tl.load(h_ptr + t * M + i, mask=m, other=0.0)
+        fired = h >= v_th
+        s = fired.to(tl.float32)
+        sg = _surrogate(h - v_th, alpha, KIND)
+        if HARD:
+            dv_dh = 1.0 - s
+            if not DETACH:
+                dv_dh += (vr - h) * sg
+        else:
+            dv_dh = tl.full([BLOCK], 1.0, tl.float32)
+            if not DETACH:
+                dv_dh -= v_th * sg
+        g = carry * dv_dh
+        if HAS_GS:
+            g += tl.load(gs_ptr + t * M + i, mask=m, other=0.0).to(tl.float32) * sg
+        tl.store(gx_ptr + t * M + i, (bcoef * g).to(gx_ptr.dtype.element_ty), mask=m)
+        if GRAD_K:  # dh/dk with the membrane after the previous step
+            hp = tl.load(h_ptr + (t - 1) * M + i, mask=m & (t > 0), other=0.0)
+            if HARD:
+                vp = tl.where(hp >= v_th, v_reset, hp)
+            else:
+                vp = tl.where(hp >= v_th, hp - v_th, hp)
+            vp = tl.where(t > 0, vp, tl.load(v0_ptr + i, mask=m, other=0.0).to(tl.float32))
+            if DECAY_INPUT:
+                gk += g * (tl.load(x_ptr + t * M + i, mask=m, other=0.0).to(tl.float32) - (vp - vr))
+            else:
+                gk -= g * (vp - vr)
+        carry = a * g
+    tl.store(gv0_ptr + i, carry, mask=m)
+    if GRAD_K:
+        tl.store(gk_ptr + i, gk, mask=m)
+
+
+class TritonLIFFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x_seq, v0, k, v_threshold, v_reset, decay_input, detach_reset, surrogate):
+        ctx.set_materialize_grads(False)
+        kf = float(k)
+        a, bcoef = 1.0 - kf, (kf if decay_input else 1.0)
+        c = kf * v_reset if v_reset is not None else 0.0
+        T = x_seq.shape[0]
+        x = x_seq.contiguous().reshape(T, -1)
+        M = x.shape[1]
+        v0_full = v0.to(x.dtype).expand(x_seq.shape[1:]).contiguous().reshape(-1)
+        grad_k = isinstance(k, torch.Tensor) and k.requires_grad
+        store_h = any(ctx.needs_input_grad[:3])  # h is kept only for a backward
+        s = torch.empty_like(x)
+        h = torch.empty((T, M) if store_h else (1,), dtype=torch.float32, device=x.device)
+        v = torch.empty(M, dtype=x.dtype, device=x.device)
+        _lif_fwd[(triton.cdiv(M, BLOCK),)](x, v0_full, s, h, v, T, M, a, bcoef, c, float(v_threshold),
+                                          float(v_reset or 0.0), HARD=v_reset is not None, STORE_H=store_h,
+                                          BLOCK=BLOCK)
+        ctx.save_for_backward(h, v0_full, x if grad_k else None)
+        ctx.params = (a, bcoef, float(v_threshold), v_reset, bool(detach_reset), bool(decay_input),
+                      SURROGATE_IDS[type(surrogate)], surrogate.alpha, grad_k, x_seq.shape, v0.shape,
+                      isinstance(k, torch.Tensor))
+        return s.reshape(x_seq.shape), v.reshape(x_seq.shape[1:])
+
+    @staticmethod
+    def backward(ctx, grad_s, grad_v):
+        h, v0_full, x = ctx.saved_tensors
+        a, bcoef, v_th, v_reset, detach, decay_input, kind, alpha, grad_k, shape, v0_shape, k_tensor = ctx.params
+        T, M = h.shape
+        dtype = v0_full.dtype
+        gx = torch.empty((T, M), dtype=dtype, device=h.device)
+        gv0 = torch.empty(M, dtype=torch.float32, device=h.device)
+        gk = torch.empty(M if grad_k else 1, dtype=torch.float32, device=h.device)
+        gs = grad_s.contiguous().reshape(T, M) if grad_s is not None else h
+        gv = grad_v.contiguous().reshape(M) if grad_v is not None else h
+        _lif_bwd[(triton.cdiv(M, BLOCK),)](h, gs, gv, x if x is not None else h, v0_full, gx, gv0, gk, T, M, a,
+                                          bcoef, v_th, float(v_reset or 0.0), float(alpha),
+                                          HARD=v_reset is not None, DETACH=detach, HAS_GS=grad_s is not None,
+                                          HAS_GV=grad_v is not None, GRAD_K=grad_k, DECAY_INPUT=decay_input,
+                                          KIND=kind, BLOCK=BLOCK)
+        from .lif_kernel import _sum_to_shape
+
+        grad_v0 = _sum_to_shape(gv0.reshape(shape[1:]), v0_shape).to(dtype) if ctx.needs_input_grad[1] else None
+        grad_k_out = None
+        if grad_k:
+            grad_k_out = gk.sum()
+            grad_k_out = grad_k_out.reshape(()).to(dtype) if k_tensor else grad_k_out
+        return gx.reshape(shape), grad_v0, grad_k_out, None, None, None, None, None
+
+
+def supports(surrogate: SurrogateFunction) -> bool:
+    """The kernels know the built-in surrogates; another one keeps the PyTorch kernel."""
+    return type(surrogate) in SURROGATE_IDS
+
+
+def multistep_lif_triton(x_seq, v0, k, v_threshold, v_reset, decay_input, detach_reset, surrogate):
+    """:func:`~.lif_kernel.multistep_lif` computed by the Triton kernels; same arguments and results."""
+    if not supports(surrogate):
+        raise ValueError(f"the Triton LIF knows the surrogates {[c.__name__ for c in SURROGATE_IDS]}, "
+                         f"not {type(surrogate).__name__}")
+    if x_seq.dtype == torch.float64:
+        raise ValueError("the Triton LIF computes in float32; use the PyTorch kernel for float64")
+    if not torch.is_tensor(v0):
+        v0 = torch.full((), float(v0), dtype=x_seq.dtype, device=x_seq.device)
+    if v0.device != x_seq.device:
+        raise ValueError(f"the membrane is on {v0.device} and the input on {x_seq.device}; move them to one")
+    if x_seq.shape[0] == 0 or math.prod(x_seq.shape[1:]) == 0:
+        raise ValueError(f"multi-step input must be [T, B, ...] with T >= 1 and neurons, got {tuple(x_seq.shape)}")
+    return TritonLIFFunction.apply(x_seq, v0, k, v_threshold, v_reset, decay_input, detach_reset, surrogate)

@@ -1,0 +1,177 @@
+"""The Triton kernels (issue 22) against the readable references, values and gradients.
+
+Without a GPU they run on CPU tensors in Triton's interpreter (``TRITON_INTERPRET=1``, set here
+before the kernels are defined); on a CUDA machine the same tests run compiled on the GPU.
+Shapes are tiny and odd: L crossing several of the scan's chunks (made 8 steps long here) and
+ending inside one, N=1, channel and neuron counts that are not multiples of the blocks."""
+import itertools
+import os
+
+import pytest
+import torch
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+if DEVICE == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":  # conftest.py sets it before triton loads
+    pytest.skip("TRITON_INTERPRET=1 was not set before triton was imported", allow_module_level=True)
+triton = pytest.importorskip("triton", reason="triton is not installed (pip install triton; .ci/run does)")
+
+from spikmamba.nn import kernels  # noqa: E402
+from spikmamba.nn.lif_kernel import MultiStepLIFFunction  # noqa: E402
+from spikmamba.nn.lif_triton import multistep_lif_triton  # noqa: E402
+from spikmamba.nn.ssm import triton_scan  # noqa: E402
+from spikmamba.nn.ssm.selective_scan import selective_scan_ref  # noqa: E402
+from spikmamba.nn.ssm.triton_scan import selective_scan_triton  # noqa: E402
+from spikmamba.nn.surrogate import ATan, Rectangular, Sigmoid  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def short_chunks(monkeypatch):
+    monkeypatch.setattr(triton_scan, "CHUNK", 8)
+
+
+def scan_inputs(b=2, d=5, L=21, n=3, bc="selective", groups=2, with_d=True, with_z=True, bias=True, seed=0,
+                dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=g).to(DEVICE, dtype).requires_grad_()  # noqa: E731
+    shapes = {"invariant": (d, n), "selective": (b, n, L), "grouped": (b, groups, n, L)}
+    B = r(*shapes[bc]) if bc != "mixed" else r(b, groups, n, L)
+    C = r(*shapes[bc]) if bc != "mixed" else r(b, n, L)
+    A = (-torch.rand(d, n, generator=g) - 0.2).to(DEVICE, dtype).requires_grad_()
+    return dict(u=r(b, d, L), delta=r(b, d, L), A=A, B=B, C=C, D=r(d) if with_d else None,
+                z=r(b, d, L) if with_z else None, delta_bias=r(d) if bias else None)
+
+
+def grads_of(fn, inputs, softplus, last=True, seed=1):
+    out, state = fn(**inputs, delta_softplus=softplus, return_last_state=True)
+    g = torch.Generator().manual_seed(seed)
+    loss = (out.float() * torch.randn(out.shape, generator=g).to(DEVICE)).sum()
+    if last:
+        loss = loss + (state.float() * torch.randn(state.shape, generator=g).to(DEVICE)).sum()
+    leaves = {k: v for k, v in inputs.items() if v is not None}
+    return out, state, dict(zip(leaves, torch.autograd.grad(loss, list(leaves.values()))))
+
+
+def assert_close_scan(inputs, softplus=True, last=True, tol=2e-4):
+    out_t, state_t, g_t = grads_of(selective_scan_triton, inputs, softplus, last)
+    out_r, state_r, g_r = grads_of(selective_scan_ref, inputs, softplus, last)
+    assert out_t.dtype == inputs["u"].dtype and out_t.shape == out_r.shape
+    scale = lambda r: tol * max(1.0, float(r.detach().abs().max()))  # noqa: E731
+    assert (out_t.float() - out_r.float()).abs().max() <= scale(out_r)
+    assert (state_t.float() - state_r.float()).abs().max() <= scale(state_r)
+    for k in g_r:
+        assert g_t[k].shape == g_r[k].shape and g_t[k].dtype == g_r[k].dtype, k
+        assert (g_t[k].float() - g_r[k].float()).abs().max() <= scale(g_r[k]), k
+
+
+@pytest.mark.parametrize("bc,d,n,with_d,with_z,bias,softplus", [
+    ("selective", 5, 3, True, True, True, True),       # SpikMamba's Mamba blocks
+    ("invariant", 5, 1, False, False, False, False),   # S4-style B/C, N=1, nothing optional
+    ("grouped", 6, 4, True, False, True, True),        # SS2D: 2 groups of 3 channels (blocks of 1)
+    ("grouped", 8, 2, False, True, False, True),       # 2 groups of 4 channels (blocks of 4)
+    ("mixed", 8, 3, True, True, True, False),          # grouped B, ungrouped C
+])
+def test_the_scan_equals_the_reference_values_and_gradients(bc, d, n, with_d, with_z, bias, softplus):
+    assert_close_scan(scan_inputs(d=d, n=n, bc=bc, with_d=with_d, with_z=with_z, bias=bias), softplus)
+
+
+def test_the_scan_at_lengths_around_the_chunk_and_from_the_last_state_alone():
+    for L in (1, 8, 9):
+        assert_close_scan(scan_inputs(L=L, d=3, n=2, seed=L))
+    inputs = scan_inputs(L=13, d=3, n=2)
+    out, state = selective_scan_triton(**inputs, delta_softplus=True, return_last_state=True)
+    ref_out, ref_state = selective_scan_ref(**inputs, delta_softplus=True, return_last_state=True)
+    g1 = torch.autograd.grad(state.sum(), [inputs["u"], inputs["A"]])
+    g2 = torch.autograd.grad(ref_state.sum(), [inputs["u"], inputs["A"]])
+    for a, b in zip(g1, g2):
+        assert torch.allclose(a, b, atol=1e-4)
+
+
+def test_the_scan_takes_non_contiguous_and_half_precision_inputs():
+    base = scan_inputs(d=4, n=2, L=12)
+    u_t = base["u"].detach().transpose(1, 2).contiguous().transpose(1, 2).requires_grad_()
+    assert not u_t.is_contiguous()
+    assert_close_scan({**base, "u": u_t})
+    for dtype in (torch.bfloat16, torch.float16):
+        inputs = scan_inputs(d=4, n=2, L=12, dtype=dtype)
+        out_t, state_t, g_t = grads_of(selective_scan_triton, inputs, True)
+        as32 = {k: (v.detach().float().requires_grad_() if v is not None else None) for k, v in inputs.items()}
+        out_r, _, g_r = grads_of(selective_scan_ref, as32, True)
+        assert out_t.dtype == dtype and g_t["u"].dtype == dtype and g_t["B"].dtype == dtype
+        assert (out_t.float() - out_r).abs().max() <= 0.05 * out_r.abs().max()
+        assert (g_t["delta"].float() - g_r["delta"]).abs().max() <= 0.05 * g_r["delta"].abs().max()
+
+
+def test_the_scan_refuses_what_it_cannot_compute_right():
+    with pytest.raises(ValueError, match="L=0"):
+        selective_scan_triton(**scan_inputs(L=0))
+    with pytest.raises(ValueError, match="float64"):
+        selective_scan_triton(**{k: v.double() if v is not None else None for k, v in scan_inputs().items()})
+    meta = {**scan_inputs(), "D": torch.zeros(5, device="meta")}
+    with pytest.raises(ValueError, match="different devices"):
+        selective_scan_triton(**meta)
+
+
+def lif_case(T, shape, v_reset, detach, decay_input, surrogate, parametric, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.randn(T, *shape, generator=g) * 1.5).to(DEVICE, dtype).requires_grad_()
+    v0 = torch.randn(*shape, generator=g).to(DEVICE, dtype).requires_grad_()
+    k = torch.tensor(0.4, device=DEVICE, requires_grad=True) if parametric else 0.4
+    results = []
+    for fn in (multistep_lif_triton, lambda *a: MultiStepLIFFunction.apply(*a)):
+        s, v = fn(x, v0, k, 1.0, v_reset, decay_input, detach, surrogate)
+        gs = torch.randn(s.shape, generator=torch.Generator().manual_seed(1)).to(DEVICE, dtype)
+        gv = torch.randn(v.shape, generator=torch.Generator().manual_seed(2)).to(DEVICE, dtype)
+        leaves = [x, v0, k] if parametric else [x, v0]
+        results.append((s, v, *torch.autograd.grad((s * gs).sum() + (v * gv).sum(), leaves)))
+    return results
+
+
+@pytest.mark.parametrize("v_reset,detach,decay_input,surrogate,parametric", [
+    (v, det, di, sur, par) for (v, det, di, sur), par in zip(
+        itertools.product([0.0, None, -0.2], [False, True], [True, False], [Sigmoid(), ATan(2.5), Rectangular()]),
+        itertools.cycle([False, True, False]))])
+def test_the_lif_equals_the_pytorch_kernel_values_and_gradients(v_reset, detach, decay_input, surrogate, parametric):
+    ours, ref = lif_case(5, (3, 7), v_reset, detach, decay_input, surrogate, parametric)
+    assert torch.equal(ours[0], ref[0])  # the spikes themselves: exactly
+    for a, b in zip(ours[1:], ref[1:]):
+        assert a.shape == b.shape and torch.allclose(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_the_lif_at_odd_sizes_one_step_broadcast_membrane_and_half_precision():
+    ours, ref = lif_case(1, (300,), 0.0, False, True, Sigmoid(), False)  # 300 neurons: beyond one block of 256
+    for a, b in zip(ours, ref):
+        assert torch.allclose(a, b, atol=1e-5)
+    x = torch.randn(4, 2, 5, device=DEVICE).requires_grad_()
+    v0 = torch.tensor(0.3, device=DEVICE, requires_grad=True)  # one membrane value for every neuron
+    s1, v1 = multistep_lif_triton(x, v0, 0.5, 1.0, 0.0, True, False, Sigmoid())
+    s2, v2 = MultiStepLIFFunction.apply(x, v0, 0.5, 1.0, 0.0, True, False, Sigmoid())
+    g1 = torch.autograd.grad(s1.sum() + v1.sum(), [x, v0])
+    g2 = torch.autograd.grad(s2.sum() + v2.sum(), [x, v0])
+    assert torch.equal(s1, s2) and all(torch.allclose(a, b, atol=1e-5) for a, b in zip(g1, g2))
+    assert g1[1].shape == ()
+    xt = torch.randn(3, 6, 4, device=DEVICE).transpose(1, 2)  # not contiguous
+    assert torch.equal(multistep_lif_triton(xt, 0.0, 0.5, 1.0, 0.0, True, False, ATan())[0],
+                       MultiStepLIFFunction.apply(xt, torch.tensor(0.0), 0.5, 1.0, 0.0, True, False, ATan())[0])
+    ours, ref = lif_case(4, (2, 9), None, False, True, ATan(), False, dtype=torch.bfloat16)
+    assert ours[0].dtype == torch.bfloat16 and ours[2].dtype == torch.bfloat16
+    assert (ours[0] != ref[0]).float().mean() < 0.05  # bf16 charge rounding may flip a spike at the threshold
+
+
+def test_the_lif_refuses_what_it_cannot_compute_right():
+    with pytest.raises(ValueError, match="T >= 1"):
+        multistep_lif_triton(torch.zeros(0, 3, device=DEVICE), 0.0, 0.5, 1.0, 0.0, True, False, Sigmoid())
+    with pytest.raises(ValueError, match="float64"):
+        multistep_lif_triton(torch.zeros(2, 3, dtype=torch.float64), 0.0, 0.5, 1.0, 0.0, True, False, Sigmoid())
+    with pytest.raises(ValueError, match="different|move them"):
+        multistep_lif_triton(torch.zeros(2, 3), torch.zeros(3, device="meta"), 0.5, 1.0, 0.0, True, False, Sigmoid())
+
+
+def test_the_kernel_choice_is_checked_and_cpu_tensors_never_take_triton(monkeypatch):
+    monkeypatch.setenv("SPIKMAMBA_CUDA_KERNELS", "cudnn")
+    with pytest.raises(ValueError, match="SPIKMAMBA_CUDA_KERNELS must be one of"):
+        kernels.cuda_kernels()
+    with pytest.raises(ValueError, match="must be one of"):
+        kernels.set_cuda_kernels("fast")
+    monkeypatch.setenv("SPIKMAMBA_CUDA_KERNELS", "triton")
+    assert kernels.cuda_kernels() == "triton" and kernels.triton_available()
+    assert not kernels.use_triton(torch.zeros(1))
