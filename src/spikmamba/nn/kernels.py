@@ -47,4 +47,4 @@ def triton_available() -> bool:
 
 def use_triton(tensor) -> bool:
     """True when ``tensor`` is on CUDA and the choice allows Triton and it imports."""
-    return tensor.is_cuda and cuda_kernels() in ("auto", "triton", "mamba_ssm") and triton_available()
+    return tensor.is_cuda and cuda_kernels() != "torch" and triton_available()

@@ -188,16 +188,14 @@ def selective_scan_fn(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_
     time-blocked PyTorch path; while a model is exported, the plain loop (``nn/export.py``)."""
     if exporting():
         return selective_scan_plain(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
-    if u.is_cuda:
-        choice = cuda_kernels()
-        if choice == "mamba_ssm":
-            fn = _mamba_ssm_fn()
-            if fn is None:
-                raise RuntimeError("SPIKMAMBA_CUDA_KERNELS=mamba_ssm, but mamba_ssm's selective scan does not import "
-                                   "(pip install mamba-ssm, built for this CUDA); unset it to use the Triton kernels")
-            return fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
-        if u.dtype != torch.float64 and use_triton(u):
-            from .triton_scan import selective_scan_triton
+    if u.is_cuda and cuda_kernels() == "mamba_ssm":
+        fn = _mamba_ssm_fn()
+        if fn is None:
+            raise RuntimeError("SPIKMAMBA_CUDA_KERNELS=mamba_ssm, but mamba_ssm's selective scan does not import "
+                               "(pip install mamba-ssm, built for this CUDA); unset it to use the Triton kernels")
+        return fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+    if u.dtype != torch.float64 and use_triton(u):
+        from .triton_scan import selective_scan_triton
 
-            return selective_scan_triton(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+        return selective_scan_triton(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
     return selective_scan_fast(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
