@@ -39,12 +39,10 @@ def _softplus(v):
 
 
 @triton.jit
-def _scan_fwd(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, last_ptr, ck_ptr,
-              Dm, L, N, n_chunks, dpg,
-              sBb, sBg, sBd, sBn, sBt, sCb, sCg, sCd, sCn, sCt,
-              HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-              CHUNK: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr):
-    b = tl.program_id(0)
+def _program_setup(A_ptr, D_ptr, bias_ptr, b, Dm, L, N, dpg, sBb, sBg, sBd, sBn, sCb, sCg, sCd, sCn,
+                   HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr):
+    """What both kernels start from: this program's channels and states, their masks, A, D and the
+    delta bias (float32), where B and C of step 0 are, and where each channel's row of u starts."""
     d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     n = tl.arange(0, BLOCK_N)
     dm, nm = d < Dm, n < N
@@ -60,6 +58,19 @@ def _scan_fwd(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_pt
     Bo = b * sBb + g[:, None] * sBg + d[:, None] * sBd + n[None, :] * sBn
     Co = b * sCb + g[:, None] * sCg + d[:, None] * sCd + n[None, :] * sCn
     row = (b * Dm + d) * L
+    return d, n, dm, nm, m2, A, Dv, bias, Bo, Co, row
+
+
+@triton.jit
+def _scan_fwd(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, last_ptr, ck_ptr,
+              Dm, L, N, n_chunks, dpg,
+              sBb, sBg, sBd, sBn, sBt, sCb, sCg, sCd, sCn, sCt,
+              HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+              CHUNK: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr):
+    b = tl.program_id(0)
+    d, n, dm, nm, m2, A, Dv, bias, Bo, Co, row = _program_setup(
+        A_ptr, D_ptr, bias_ptr, b, Dm, L, N, dpg, sBb, sBg, sBd, sBn, sCb, sCg, sCd, sCn, HAS_D, HAS_BIAS,
+        BLOCK_D, BLOCK_N)
     ck = ((b * Dm + d[:, None]) * n_chunks) * N + n[None, :]
     x = tl.zeros([BLOCK_D, BLOCK_N], tl.float32)
     for c in range(0, n_chunks):
@@ -93,22 +104,10 @@ def _scan_bwd(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, gout_p
               HAS_GLAST: tl.constexpr, B_TIME: tl.constexpr, C_TIME: tl.constexpr,
               CHUNK: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr):
     b = tl.program_id(0)
+    d, n, dm, nm, m2, A, Dv, bias, Bo, Co, row = _program_setup(
+        A_ptr, D_ptr, bias_ptr, b, Dm, L, N, dpg, sBb, sBg, sBd, sBn, sCb, sCg, sCd, sCn, HAS_D, HAS_BIAS,
+        BLOCK_D, BLOCK_N)
     blk = tl.program_id(1)
-    d = blk * BLOCK_D + tl.arange(0, BLOCK_D)
-    n = tl.arange(0, BLOCK_N)
-    dm, nm = d < Dm, n < N
-    m2 = dm[:, None] & nm[None, :]
-    g = d // dpg
-    A = tl.load(A_ptr + d[:, None] * N + n[None, :], mask=m2, other=0.0).to(tl.float32)
-    Dv = tl.zeros([BLOCK_D], tl.float32)
-    if HAS_D:
-        Dv = tl.load(D_ptr + d, mask=dm, other=0.0).to(tl.float32)
-    bias = tl.zeros([BLOCK_D], tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + d, mask=dm, other=0.0).to(tl.float32)
-    Bo = b * sBb + g[:, None] * sBg + d[:, None] * sBd + n[None, :] * sBn
-    Co = b * sCb + g[:, None] * sCg + d[:, None] * sCd + n[None, :] * sCn
-    row = (b * Dm + d) * L
     dn = d[:, None] * N + n[None, :]
     ck = ((b * Dm + d[:, None]) * n_chunks) * N + n[None, :]
     tile = tl.arange(0, BLOCK_D)[:, None] * BLOCK_N + n[None, :]
