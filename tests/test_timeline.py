@@ -119,3 +119,17 @@ def test_the_onnx_backend_gives_the_same_timeline(tmp_path, capsys):
     assert [r["label"] for r in runs[0]] == [r["label"] for r in runs[1]] and len(runs[0]) >= 6
     for a, b in zip(*runs):
         assert a["top"][0]["probability"] == pytest.approx(b["top"][0]["probability"], abs=1e-4)
+
+
+def test_a_file_without_its_sensor_size_is_named_and_sensor_size_fixes_it(tmp_path, capsys):
+    from spikmamba.events.io import write_events as write
+
+    ev = make_events(t=np.arange(0, 600_000, 60), x=np.arange(10_000) % 128, y=np.arange(10_000) % 100,
+                     p=np.arange(10_000) % 2)
+    write(tmp_path / "big.bs2", ev)  # N-MNIST format: no sensor size in the file
+    assert main(["predict", "--model", "spikmamba_tiny_sps.synth", str(tmp_path / "big.bs2"), "--window", "300"]) == 2
+    err = capsys.readouterr().err
+    assert "big.bs2" in err and "--sensor-size W H" in err
+    for extra in (["--window", "300"], []):
+        assert main(["predict", "--model", "spikmamba_tiny_sps.synth", str(tmp_path / "big.bs2"),
+                     "--sensor-size", "128", "128", *extra]) == 0

@@ -185,7 +185,8 @@ def _cmd_predict_windows(args: argparse.Namespace) -> int:
         predictor = load_predictor(args.checkpoint, args.model, args.device, args.backend)
         files = collect_input_files(args.paths)
         for n, f in enumerate(files):
-            tl = predict_timeline(predictor, f, args.window, stride, args.batch_size, args.top, args.smooth)
+            tl = predict_timeline(predictor, f, args.window, stride, args.batch_size, args.top, args.smooth,
+                                  tuple(args.sensor_size) if args.sensor_size else None)
             written = tl.write(Path(args.timeline) if len(files) == 1 else Path(args.timeline).with_name(
                 f"{Path(args.timeline).name}-{f.stem}")) if args.timeline else []
             if args.json:
@@ -220,7 +221,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 raise ValueError(f"{args.class_index}: expected a JSON object of class index -> name, "
                                  f"e.g. {{\"0\": \"airplane\"}}")
         r = predict_files(args.checkpoint, args.paths, topk=args.top, batch_size=args.batch_size, device=args.device,
-                          class_names=names, num_workers=args.workers, model=args.model, backend=args.backend)
+                          class_names=names, num_workers=args.workers, model=args.model, backend=args.backend,
+                          sensor_size=tuple(args.sensor_size) if args.sensor_size else None)
     except (ValueError, OSError, CheckpointError, RuntimeError) as err:
         return _fail("predict", err)
     if args.json:
@@ -273,7 +275,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
             from .engine.timeline import predict_timeline
 
             predictor = load_predictor(args.checkpoint, args.model)
-            timeline = predict_timeline(predictor, args.file, args.window, args.stride or args.window / 2)
+            timeline = predict_timeline(predictor, args.file, args.window, args.stride or args.window / 2,
+                                        sensor_size=tuple(args.sensor_size) if args.sensor_size else None)
         started = time.perf_counter()
         out = args.out or str(Path(args.file).with_suffix(".gif").name)
         r = render(args.file, out, args.frame_ms, args.fps, args.start_ms, args.end_ms, args.scale, timeline,
@@ -285,7 +288,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
                 raise ValueError("--sheet draws what a model sees: give --checkpoint or --model too")
             from .engine.data import load_input_file
 
-            x = load_input_file(args.file, predictor.representation, predictor.transforms).numpy()
+            x = load_input_file(args.file, predictor.representation, predictor.transforms,
+                                tuple(args.sensor_size) if args.sensor_size else None).numpy()
             contact_sheet(x, args.sheet, f"{Path(args.file).name} as {predictor.name} sees it")
             print(f"wrote {args.sheet}: the {x.shape[0]} time steps x {x.shape[1]} channels the model sees")
     except (ValueError, OSError, CheckpointError, ImportError) as err:
@@ -298,7 +302,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     from .engine.checkpoint import CheckpointError
 
     try:
-        r = inspect_spikes(args.file, args.out, checkpoint=args.checkpoint, model=args.model, layer=args.layer)
+        r = inspect_spikes(args.file, args.out, checkpoint=args.checkpoint, model=args.model, layer=args.layer,
+                           sensor_size=tuple(args.sensor_size) if args.sensor_size else None)
     except (ValueError, OSError, CheckpointError) as err:
         return _fail("inspect", err)
     print(f"{r['file']}: {r['model']} predicts {r['prediction']} ({r['probability']:.3f})")
@@ -426,6 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "starts (default: half the window)")
     p.add_argument("--smooth", type=int, default=1, metavar="K",
                    help="with --window: average each window's probabilities with its K-1 nearest non-empty neighbours")
+    p.add_argument("--sensor-size", type=int, nargs=2, metavar=("W", "H"), default=None,
+                   help="the recordings' sensor size, for files that do not state it (N-MNIST .bin/.bs2, .npy)")
     p.add_argument("--timeline", metavar="PREFIX", default=None,
                    help="with --window: also write PREFIX.csv and PREFIX.json (start, end, events, label, top classes)")
     p.set_defaults(func=_cmd_predict)
@@ -528,6 +535,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--model", metavar="NAME.TAG|FOLDER")
     p.add_argument("--layer", default=None, help="the spiking layer whose raster to draw, as `spikmamba energy` names it (default: the last one)")
     p.add_argument("--out", metavar="DIR", default="inspect", help="folder for the figures")
+    p.add_argument("--sensor-size", type=int, nargs=2, metavar=("W", "H"), default=None,
+                   help="for files that do not state it (N-MNIST .bin/.bs2, .npy)")
     p.set_defaults(func=_cmd_inspect)
 
     p = sub.add_parser(

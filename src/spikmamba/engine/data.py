@@ -226,24 +226,24 @@ def eval_view(cfg: TrainConfig, split: str) -> "tuple[SampleView, list, object]"
     return SampleView(pipes.eval, None, cfg.seed, None, cfg.skip_unreadable), list(ds.classes), pipes.representation
 
 
-def load_input_file(path, rep, transforms=None) -> torch.Tensor:
+def load_input_file(path, rep, transforms=None, sensor_size=None) -> torch.Tensor:
     """One event, image or video file as the model input, prepared the way ``rep`` (and the
     config's ``transforms``, in their evaluation form) prepared the evaluation data (a video gives
     ``[clips, F, 3, S, S]``: its clips, to be averaged)."""
     if not isinstance(rep, EventRepresentation):
         return rep.load(path)
-    return torch.from_numpy(load_event_file(path, rep, transforms))
+    return torch.from_numpy(load_event_file(path, rep, transforms, sensor_size))
 
 
-def load_event_file(path, rep: EventRepresentation, transforms=None) -> np.ndarray:
+def load_event_file(path, rep: EventRepresentation, transforms=None, sensor_size=None) -> np.ndarray:
     """One event file as the model input ``[T, C, H, W]``, made the way ``rep`` made the evaluation data.
 
     A file that states its own sensor size is represented at that size (after the transforms),
     then resized to the trained resolution; a file that does not (npy/npz) must fit the trained
-    sensor."""
+    sensor, unless ``sensor_size`` (W, H) states it."""
     from ..events.io import read_events
 
-    rec = read_events(path)
+    rec = read_events(path, sensor_size=sensor_size)
     sensor = tuple(rec.sensor_size) if rec.sensor_size else None
     if transforms and sensor is None:
         raise ValueError(f"{path}: does not state its sensor size, which the model's transforms need; "
@@ -264,7 +264,8 @@ def prepare_events(events: np.ndarray, rep: EventRepresentation, sensor, transfo
         sensor = pipeline.output_size(sensor)
     if len(events) and (int(events["x"].max()) >= sensor[0] or int(events["y"].max()) >= sensor[1]):
         raise ValueError(f"events reach x={int(events['x'].max())}, y={int(events['y'].max())}, beyond the "
-                         f"{sensor[0]}x{sensor[1]} sensor the model was trained on; store the sensor size in the file "
-                         f"(e.g. npz with a 'sensor_size' entry) or crop the events")
+                         f"{sensor[0]}x{sensor[1]} sensor the model was trained on; give the recording's sensor size "
+                         f"(--sensor-size W H), store it in the file (e.g. npz with a 'sensor_size' entry) or crop "
+                         f"the events")
     out = rep.resolution or rep.sensor_size
     return dataclasses.replace(rep, sensor_size=sensor, resolution=tuple(out))(events)

@@ -144,13 +144,16 @@ def predict_timeline(predictor, path, window_ms: float, stride_ms: float, batch_
 
     counted = _Counting(stream)
     windows = Windows(counted, window_us, stride_us, predictor.transforms, rep, sensor)
-    for start, end, n, x in windows:
-        rows.append({"start_us": start, "end_us": end, "events": n})
-        probs.append(None)
-        if x is not None:
-            pending.append((len(rows) - 1, x))
-            if len(pending) == batch_size:
-                flush()
+    try:
+        for start, end, n, x in windows:
+            rows.append({"start_us": start, "end_us": end, "events": n})
+            probs.append(None)
+            if x is not None:
+                pending.append((len(rows) - 1, x))
+                if len(pending) == batch_size:
+                    flush()
+    except ValueError as err:  # a representation error names the events, not the file: add it
+        raise (err if str(path) in str(err) else ValueError(f"{path}: {err}")) from None
     flush()
     tl.late_events = windows.late
     if counted.n:
