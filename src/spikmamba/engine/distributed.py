@@ -44,6 +44,9 @@ def init(device_type: str) -> DistEnv:
 
 def shutdown(env: DistEnv) -> None:
     if env.enabled and dist.is_initialized():
+        import gc
+
+        gc.collect()  # what still holds the group (autograd graphs in reference cycles) goes first
         dist.destroy_process_group()
 
 
