@@ -123,3 +123,24 @@ def test_inspect_rates_match_the_energy_monitor_and_the_raster_is_that_layer(tmp
     assert main(["inspect", "--model", "spikmamba_tiny_sps.synth", str(clip), "--layer", "rpe",
                  "--out", str(tmp_path / "j")]) == 2
     assert "did you mean patch_embed.rpe.lif" in capsys.readouterr().err
+
+
+def test_late_events_are_counted_and_events_outside_the_sensor_are_an_error(tmp_path, monkeypatch, capsys):
+    from spikmamba.events.io import arrays
+
+    # two chunks of 4 events; the second starts with an event 50 ms back in time, after its frame was drawn
+    ev = make_events(t=[0, 10_000, 20_000, 100_000, 50_000, 110_000, 120_000, 130_000], x=[0] * 8, y=[0] * 8,
+                     p=[1] * 8, sort=False)
+    np.save(tmp_path / "late.npy", ev)
+    monkeypatch.setattr(arrays, "STREAM_EVENTS", 4)
+    (_, _, frames) = frames_of(tmp_path / "late.npy", frame_ms=10, sensor_size=(4, 4))
+    assert len(list(frames)) == 14 and frames.late == 1
+    assert main(["show", str(tmp_path / "late.npy"), "--sensor-size", "4", "4", "--frame-ms", "10",
+                 "--out", str(tmp_path / "late.gif")]) == 0
+    assert "1 events arrived after their frame was drawn" in capsys.readouterr().out
+    np.save(tmp_path / "wide.npy", make_events(t=[0, 5], x=[0, 40], y=[0, 1], p=[1, 0]))
+    assert main(["show", str(tmp_path / "wide.npy"), "--sensor-size", "32", "32", "--out", str(tmp_path / "w.gif")]) == 2
+    assert "x=40" in capsys.readouterr().err
+    assert main(["show", str(tmp_path / "wide.npy"), "--sensor-size", "64", "64", "--start-ms", "5", "--end-ms", "2",
+                 "--out", str(tmp_path / "w.gif")]) == 2
+    assert "--end-ms (2.0) must be after --start-ms" in capsys.readouterr().err

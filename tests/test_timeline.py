@@ -133,3 +133,18 @@ def test_a_file_without_its_sensor_size_is_named_and_sensor_size_fixes_it(tmp_pa
     for extra in (["--window", "300"], []):
         assert main(["predict", "--model", "spikmamba_tiny_sps.synth", str(tmp_path / "big.bs2"),
                      "--sensor-size", "128", "128", *extra]) == 0
+
+
+def test_smoothing_averages_each_window_with_its_nearest_non_empty_neighbours():
+    import torch
+
+    from spikmamba.engine.timeline import _smooth
+
+    p = [torch.tensor([1.0, 0.0]), None, torch.tensor([0.0, 1.0]), torch.tensor([0.0, 1.0]), None]
+    assert _smooth(p, 1) is p
+    s = _smooth(p, 3)
+    assert s[1] is None and s[4] is None  # empty windows stay empty
+    assert torch.allclose(s[0], torch.tensor([1 / 3, 2 / 3]))  # at the edge: itself and the next two
+    assert torch.allclose(s[2], torch.tensor([1 / 3, 2 / 3])) and torch.allclose(s[3], torch.tensor([1 / 3, 2 / 3]))
+    s2 = _smooth(p, 2)
+    assert torch.allclose(s2[0], torch.tensor([0.5, 0.5])) and torch.allclose(s2[3], torch.tensor([0.0, 1.0]))

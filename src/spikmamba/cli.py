@@ -282,7 +282,9 @@ def _cmd_show(args: argparse.Namespace) -> int:
         r = render(args.file, out, args.frame_ms, args.fps, args.start_ms, args.end_ms, args.scale, timeline,
                    tuple(args.sensor_size) if args.sensor_size else None)
         print(f"wrote {r['path']}: {r['frames']} frames of {args.frame_ms:g} ms ({r['seconds']:.2f} s of recording, "
-              f"x{r['scale']}) in {time.perf_counter() - started:.1f} s")
+              f"x{r['scale']}) in {time.perf_counter() - started:.1f} s"
+              + (f"; {r['late_events']} events arrived after their frame was drawn (timestamps going back) and "
+                 f"are not shown" if r["late_events"] else ""))
         if args.sheet:
             if predictor is None:
                 raise ValueError("--sheet draws what a model sees: give --checkpoint or --model too")

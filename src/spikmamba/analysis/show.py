@@ -21,25 +21,20 @@ PALETTE = [24, 24, 28, 255, 80, 60, 70, 150, 255, 255, 255, 255, 235, 235, 235, 
 BAR_HEIGHT = 6
 
 
-def frames_of(path, frame_ms: float = 33.0, start_ms: "float | None" = None, end_ms: "float | None" = None,
-              sensor_size=None):
-    """``(sensor, t0_us, duration_us, iterator of (frame_start_us, [H, W] uint8 palette indices))``."""
-    stream = stream_events(path, sensor_size=sensor_size)
-    chunks = iter(stream)
-    first = next(chunks, None)
-    if first is None:
-        raise ValueError(f"{path}: the recording holds no events")
-    if stream.sensor_size is None:
-        raise ValueError(f"{path}: the file does not state its sensor size; pass --sensor-size W H")
-    W, H = stream.sensor_size[:2]
-    step = int(round(frame_ms * 1e3))
-    if step <= 0:
-        raise ValueError(f"--frame-ms must be > 0, got {frame_ms}")
-    t_first = int(first["t"][0])
-    start = t_first + int(round((start_ms or 0) * 1e3))
-    end = None if end_ms is None else t_first + int(round(end_ms * 1e3))
+class Frames:
+    """The frames of a recording, in order: ``(frame_start_us, [H, W] uint8 palette indices)``.
 
-    def generate():
+    ``late`` counts the events left out because they arrived after their frame was drawn
+    (timestamps going back across chunks of the stream); ``render`` reports it."""
+
+    def __init__(self, path, stream, first, chunks, sensor, step: int, start: int, end: "int | None"):
+        self.path, self.stream, self.first, self.chunks = path, stream, first, chunks
+        self.sensor, self.step, self.start, self.end = sensor, step, start, end
+        self.late = 0
+
+    def __iter__(self):
+        W, H = self.sensor
+        step, start, end = self.step, self.start, self.end
         frame_start, on, off = start, np.zeros((H, W), bool), np.zeros((H, W), bool)
 
         def image():
@@ -49,11 +44,17 @@ def frames_of(path, frame_ms: float = 33.0, start_ms: "float | None" = None, end
             img[on & off] = BOTH
             return img
 
-        for chunk in _chain(first, chunks):
+        for chunk in _chain(self.first, self.chunks):
+            if not len(chunk):
+                continue
+            if int(chunk["x"].max()) >= W or int(chunk["y"].max()) >= H:
+                raise ValueError(f"{self.path}: events reach x={int(chunk['x'].max())}, y={int(chunk['y'].max())}, "
+                                 f"outside the {W}x{H} sensor; give the right --sensor-size W H")
             if len(chunk) > 1 and not np.all(chunk["t"][1:] >= chunk["t"][:-1]):
                 chunk = chunk[np.argsort(chunk["t"], kind="stable")]
             t = np.ascontiguousarray(chunk["t"])  # searchsorted on a strided field is several times slower
             a = int(np.searchsorted(t, max(start, frame_start), "left"))
+            self.late += a - int(np.searchsorted(t, start, "left"))
             b = len(t) if end is None else int(np.searchsorted(t, end, "left"))
             while a < b:
                 cut = min(int(np.searchsorted(t, frame_start + step, "left")), b)
@@ -68,9 +69,34 @@ def frames_of(path, frame_ms: float = 33.0, start_ms: "float | None" = None, end
                     while t[a] >= frame_start + step:  # empty frames of a gap
                         yield frame_start, image()
                         frame_start += step
+            if end is not None and int(t[-1]) >= end:
+                break  # the rest of the file lies after the part to show
         yield frame_start, image()
 
-    return (W, H), t_first, generate()
+
+def frames_of(path, frame_ms: float = 33.0, start_ms: "float | None" = None, end_ms: "float | None" = None,
+              sensor_size=None):
+    """``((W, H), first_event_us, Frames)`` of a recording read as a stream; ``start_ms`` and
+    ``end_ms`` count from the first event."""
+    stream = stream_events(path, sensor_size=sensor_size)
+    chunks = iter(stream)
+    first = next(chunks, None)
+    while first is not None and not len(first):
+        first = next(chunks, None)
+    if first is None:
+        raise ValueError(f"{path}: the recording holds no events")
+    if stream.sensor_size is None:
+        raise ValueError(f"{path}: the file does not state its sensor size; pass --sensor-size W H")
+    W, H = stream.sensor_size[:2]
+    step = int(round(frame_ms * 1e3))
+    if step <= 0:
+        raise ValueError(f"--frame-ms must be > 0, got {frame_ms}")
+    t_first = int(first["t"].min())
+    start = t_first + int(round((start_ms or 0) * 1e3))
+    end = None if end_ms is None else t_first + int(round(end_ms * 1e3))
+    if end is not None and end <= start:
+        raise ValueError(f"--end-ms ({end_ms}) must be after --start-ms ({start_ms or 0})")
+    return (W, H), t_first, Frames(path, stream, first, chunks, (W, H), step, start, end)
 
 
 def _chain(first, rest):
@@ -120,7 +146,8 @@ def render(path, out, frame_ms: float = 33.0, fps: "float | None" = None, start_
                        optimize=False, disposal=1)
     else:
         _write_mp4(out, images, fps)
-    return {"path": str(out), "frames": len(images), "seconds": len(images) * frame_ms / 1e3, "scale": scale}
+    return {"path": str(out), "frames": len(images), "seconds": len(images) * frame_ms / 1e3, "scale": scale,
+            "late_events": frames.late}
 
 
 def _label_lookup(timeline):
