@@ -42,7 +42,7 @@ def _surrogate(xv, alpha, KIND: tl.constexpr):
 @triton.jit
 def _lif_fwd(x_ptr, v0_ptr, s_ptr, h_ptr, v_ptr, T, M, a, bcoef, c, v_th, v_reset,
              HARD: tl.constexpr, STORE_H: tl.constexpr, BLOCK: tl.constexpr):
-    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)  # t * M + i may pass 2**31
     m = i < M
     v = tl.load(v0_ptr + i, mask=m, other=0.0).to(tl.float32)
     for t in range(0, T):
@@ -62,7 +62,7 @@ def _lif_fwd(x_ptr, v0_ptr, s_ptr, h_ptr, v_ptr, T, M, a, bcoef, c, v_th, v_rese
 def _lif_bwd(h_ptr, gs_ptr, gv_ptr, x_ptr, v0_ptr, gx_ptr, gv0_ptr, gk_ptr, T, M, a, bcoef, v_th, v_reset, alpha,
              HARD: tl.constexpr, DETACH: tl.constexpr, HAS_GS: tl.constexpr, HAS_GV: tl.constexpr,
              GRAD_K: tl.constexpr, DECAY_INPUT: tl.constexpr, KIND: tl.constexpr, BLOCK: tl.constexpr):
-    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)  # t * M + i may pass 2**31
     m = i < M
     carry = tl.zeros([BLOCK], tl.float32)
     if HAS_GV:

@@ -67,7 +67,7 @@ def _scan_fwd(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_pt
               sBb, sBg, sBd, sBn, sBt, sCb, sCg, sCd, sCn, sCt,
               HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
               CHUNK: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr):
-    b = tl.program_id(0)
+    b = tl.program_id(0).to(tl.int64)  # offsets past 2**31 elements stay right
     d, n, dm, nm, m2, A, Dv, bias, Bo, Co, row = _program_setup(
         A_ptr, D_ptr, bias_ptr, b, Dm, L, N, dpg, sBb, sBg, sBd, sBn, sCb, sCg, sCd, sCn, HAS_D, HAS_BIAS,
         BLOCK_D, BLOCK_N)
@@ -103,7 +103,7 @@ def _scan_bwd(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, gout_p
               HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
               HAS_GLAST: tl.constexpr, B_TIME: tl.constexpr, C_TIME: tl.constexpr,
               CHUNK: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr):
-    b = tl.program_id(0)
+    b = tl.program_id(0).to(tl.int64)  # offsets past 2**31 elements stay right
     d, n, dm, nm, m2, A, Dv, bias, Bo, Co, row = _program_setup(
         A_ptr, D_ptr, bias_ptr, b, Dm, L, N, dpg, sBb, sBg, sBd, sBn, sCb, sCg, sCd, sCn, HAS_D, HAS_BIAS,
         BLOCK_D, BLOCK_N)
