@@ -186,7 +186,7 @@ def _cmd_predict_windows(args: argparse.Namespace) -> int:
         files = collect_input_files(args.paths)
         for n, f in enumerate(files):
             tl = predict_timeline(predictor, f, args.window, stride, args.batch_size, args.top, args.smooth,
-                                  tuple(args.sensor_size) if args.sensor_size else None)
+                                  tuple(args.sensor_size) if args.sensor_size else None, progress=not args.json)
             written = tl.write(Path(args.timeline) if len(files) == 1 else Path(args.timeline).with_name(
                 f"{Path(args.timeline).name}-{f.stem}")) if args.timeline else []
             if args.json:

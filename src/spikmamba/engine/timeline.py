@@ -117,8 +117,9 @@ class Windows:
 
 @torch.no_grad()
 def predict_timeline(predictor, path, window_ms: float, stride_ms: float, batch_size: int = 16, topk: int = 3,
-                     smooth: int = 1, sensor_size=None) -> Timeline:
-    """Slide ``predictor``'s model along ``path`` (see the module docstring)."""
+                     smooth: int = 1, sensor_size=None, progress: bool = False) -> Timeline:
+    """Slide ``predictor``'s model along ``path`` (see the module docstring); ``progress`` shows a
+    bar of the events read on a terminal."""
     if not window_ms > 0:
         raise ValueError(f"--window must be > 0 ms, got {window_ms}")
     if not stride_ms > 0:
@@ -142,7 +143,11 @@ def predict_timeline(predictor, path, window_ms: float, stride_ms: float, batch_
                 probs[i] = row_p
             pending.clear()
 
-    counted = _Counting(stream)
+    from tqdm import tqdm
+
+    bar = tqdm(total=stream.capacity or None, unit="ev", unit_scale=True, desc=Path(str(path)).name, leave=False,
+               disable=None if progress else True)  # None: shown on a terminal only
+    counted = _Counting(stream, bar)
     windows = Windows(counted, window_us, stride_us, predictor.transforms, rep, sensor)
     try:
         for start, end, n, x in windows:
@@ -154,6 +159,8 @@ def predict_timeline(predictor, path, window_ms: float, stride_ms: float, batch_
                     flush()
     except ValueError as err:  # a representation error names the events, not the file: add it
         raise (err if str(path) in str(err) else ValueError(f"{path}: {err}")) from None
+    finally:
+        bar.close()
     flush()
     tl.late_events = windows.late
     if counted.n:
@@ -196,12 +203,16 @@ def _smooth(probs: list, k: int) -> list:
 class _Counting:
     """Passes a stream's chunks through, noting the first and last timestamps and the event count."""
 
-    def __init__(self, stream):
-        self.stream, self.n, self.first, self.last = stream, 0, None, None
+    def __init__(self, stream, bar=None):
+        self.stream, self.bar, self.n, self.first, self.last = stream, bar, 0, None, None
 
     def __iter__(self):
         for chunk in self.stream:
+            if not len(chunk):
+                continue
             self.n += len(chunk)
+            if self.bar is not None:
+                self.bar.update(len(chunk))
             lo, hi = int(chunk["t"].min()), int(chunk["t"].max())
             self.first = lo if self.first is None else min(self.first, lo)
             self.last = hi if self.last is None else max(self.last, hi)
