@@ -4,25 +4,57 @@ published-size train step. Run by ``benchmarks/gpu_check.sh`` (which runs the CU
 Needs only PyTorch, Triton and NumPy beside ``src/`` (``PYTHONPATH=src``); ``mambapy`` and
 ``mamba_ssm`` are timed when they import. Times are CUDA-event medians after a warm-up.
 Writes ``gpu_check.json`` and ``gpu_check.md`` (a table) into ``--out``.
+
+``--smoke`` runs every part of this script on the CPU at toy sizes, the Triton kernels in
+Triton's interpreter, so that a GPU's scarce minutes are not lost to a bug in the script itself
+(``tests/test_gpu_check.py``). Its numbers mean nothing.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
 
 import torch
 
+DEV = "cuda"
+
+
+def sync() -> None:
+    if DEV == "cuda":
+        torch.cuda.synchronize()
+
+
+def reset_peak() -> None:
+    if DEV == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_gib() -> float:
+    return torch.cuda.max_memory_allocated() / 2**30 if DEV == "cuda" else float("nan")
+
+
+def empty_cache() -> None:
+    if DEV == "cuda":
+        torch.cuda.empty_cache()
+
 
 def cuda_time(fn, repeats: int = 5, warmup: int = 1, budget_s: float = 60.0) -> float:
-    """Median seconds of ``fn()`` (CUDA events); fewer repeats when one call is slow."""
+    """Median seconds of ``fn()`` (CUDA events; a wall clock with ``--smoke``); fewer repeats when
+    one call is slow."""
     for _ in range(warmup):
         fn()
-    torch.cuda.synchronize()
+    sync()
     times, started = [], time.perf_counter()
     for _ in range(repeats):
+        if DEV != "cuda":
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+            continue
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         a.record()
         fn()
@@ -34,19 +66,19 @@ def cuda_time(fn, repeats: int = 5, warmup: int = 1, budget_s: float = 60.0) -> 
     return statistics.median(times)
 
 
-def copy_bandwidth() -> float:
+def copy_bandwidth(size: int = 2 << 30) -> float:
     """Bytes per second of a device-to-device copy of 2 GiB (read + write counted)."""
-    x = torch.empty(2 << 30, dtype=torch.uint8, device="cuda")
+    x = torch.empty(size, dtype=torch.uint8, device=DEV)
     y = torch.empty_like(x)
     t = cuda_time(lambda: y.copy_(x), repeats=10)
     del x, y
-    return 2 * (2 << 30) / t
+    return 2 * size / t
 
 
 def scan_case(B=32, D=512, L=4096, N=16, dtype=torch.float32):
-    g = torch.Generator(device="cuda").manual_seed(0)
-    r = lambda *s: torch.randn(*s, device="cuda", generator=g, dtype=dtype).requires_grad_()  # noqa: E731
-    return dict(u=r(B, D, L), delta=r(B, D, L), A=(-torch.rand(D, N, device="cuda") - 0.5).requires_grad_(),
+    g = torch.Generator(device=DEV).manual_seed(0)
+    r = lambda *s: torch.randn(*s, device=DEV, generator=g, dtype=dtype).requires_grad_()  # noqa: E731
+    return dict(u=r(B, D, L), delta=r(B, D, L), A=(-torch.rand(D, N, device=DEV) - 0.5).requires_grad_(),
                 B=r(B, N, L), C=r(B, N, L), D=r(D), z=r(B, D, L), delta_bias=r(D))
 
 
@@ -57,11 +89,11 @@ def scan_bytes(B, D, L, N) -> int:
     return 4 * (4 * B * D * L + 7 * B * D * L + 6 * B * N * L + 2 * B * N * L)
 
 
-def time_scans(results: dict, quick: bool):
+def time_scans(results: dict, size: str):
     from spikmamba.nn.ssm.selective_scan import selective_scan_fast
     from spikmamba.nn.ssm.triton_scan import selective_scan_triton
 
-    B, D, L, N = (4, 64, 512, 16) if quick else (32, 512, 4096, 16)
+    B, D, L, N = {"smoke": (1, 8, 24, 4), "quick": (4, 64, 512, 16), "full": (32, 512, 4096, 16)}[size]
     inputs = scan_case(B, D, L, N)
     leaves = [v for v in inputs.values()]
     gout = torch.randn_like(inputs["u"])
@@ -94,28 +126,28 @@ def time_scans(results: dict, quick: bool):
     results["scan"]["shape"] = [B, D, L, N]
     for name, fn in impls.items():
         try:
-            torch.cuda.reset_peak_memory_stats()
+            reset_peak()
             slow = name.startswith("torch")  # many small kernels: one timed call after the warm-up
             t = cuda_time(fn, repeats=1 if slow else 3, budget_s=40)
-            results["scan"][name] = {"fwd_bwd_ms": t * 1e3, "peak_gib": torch.cuda.max_memory_allocated() / 2**30}
+            results["scan"][name] = {"fwd_bwd_ms": t * 1e3, "peak_gib": peak_gib()}
         except Exception as err:  # e.g. out of memory for a baseline that stores [B, L, D, N]
             results["scan"][name] = f"failed: {type(err).__name__}: {str(err)[:200]}"
-        torch.cuda.empty_cache()
+        empty_cache()
     ours = results["scan"]["triton (ours)"]
     if isinstance(ours, dict):
         ours["GB_per_s"] = scan_bytes(B, D, L, N) / (ours["fwd_bwd_ms"] / 1e3) / 1e9
         ours["fraction_of_copy_bandwidth"] = ours["GB_per_s"] * 1e9 / results["copy_bytes_per_s"]
 
 
-def time_lif(results: dict, quick: bool):
+def time_lif(results: dict, size: str):
     from spikmamba.nn.lif_kernel import MultiStepLIFFunction
     from spikmamba.nn.lif_triton import multistep_lif_triton
     from spikmamba.nn.surrogate import Sigmoid
 
-    shape = (4, 8, 64, 16, 16) if quick else (16, 32, 256, 32, 32)
-    x = torch.randn(*shape, device="cuda").requires_grad_()
+    shape = {"smoke": (3, 2, 4, 5, 5), "quick": (4, 8, 64, 16, 16), "full": (16, 32, 256, 32, 32)}[size]
+    x = torch.randn(*shape, device=DEV).requires_grad_()
     gs = torch.randn_like(x)
-    v0 = torch.zeros((), device="cuda")
+    v0 = torch.zeros((), device=DEV)
 
     def run(fn):
         def step():
@@ -131,43 +163,47 @@ def time_lif(results: dict, quick: bool):
         results["lif"][name] = {"fwd_bwd_ms": t * 1e3, "x_floor": t / floor_s}
 
 
-def train_step(results: dict, quick: bool):
+def train_step(results: dict, size: str):
     from spikmamba.models import create_model
 
-    batch = 4 if quick else 32
+    batch = {"smoke": 1, "quick": 4, "full": 32}[size]
+    # at --smoke: the same family, shrunk (the published size takes minutes on a CPU)
+    small = {"img_size": 16, "patch_size": 4, "num_frames": 2} if size == "smoke" else {}
     for precision in ("fp32", "bf16"):
         torch.manual_seed(0)
-        model = create_model("spikmamba_bissm_bisla_t16").cuda().train()
-        cfg = model.default_cfg["input"]
-        x = torch.rand(batch, cfg["frames"], cfg["channels"], cfg["size"], cfg["size"], device="cuda")
-        y = torch.randint(0, model.default_cfg["num_classes"], (batch,), device="cuda")
+        model = create_model("spikmamba_bissm_bisla_t16", **small).to(DEV).train()
+        cfg = {**model.default_cfg["input"], **({"frames": 2, "size": 16} if small else {})}
+        x = torch.rand(batch, cfg["frames"], cfg["channels"], cfg["size"], cfg["size"], device=DEV)
+        y = torch.randint(0, model.default_cfg["num_classes"], (batch,), device=DEV)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
         def step():
             from spikmamba.nn.functional import reset_net
 
             reset_net(model)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            with torch.autocast(DEV, dtype=torch.bfloat16, enabled=precision == "bf16"):
                 loss = torch.nn.functional.cross_entropy(model(x).float(), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
 
-        torch.cuda.reset_peak_memory_stats()
+        reset_peak()
         t = cuda_time(step, repeats=5, warmup=2, budget_s=60)
-        entry = {"step_ms": t * 1e3, "samples_per_s": batch / t, "peak_gib": torch.cuda.max_memory_allocated() / 2**30}
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        entry = {"step_ms": t * 1e3, "samples_per_s": batch / t, "peak_gib": peak_gib()}
+        activity = torch.profiler.ProfilerActivity.CUDA if DEV == "cuda" else torch.profiler.ProfilerActivity.CPU
+        with torch.profiler.profile(activities=[activity]) as prof:
             step()
-            torch.cuda.synchronize()
+            sync()
         events = prof.key_averages()
-        total = sum(e.self_device_time_total for e in events)
-        scan = sum(e.self_device_time_total for e in events if "_scan_" in e.key)
-        lif = sum(e.self_device_time_total for e in events if "_lif_" in e.key)
+        own = (lambda e: e.self_device_time_total) if DEV == "cuda" else (lambda e: e.self_cpu_time_total)  # noqa: E731
+        total = sum(own(e) for e in events)
+        scan = sum(own(e) for e in events if "_scan_" in e.key)
+        lif = sum(own(e) for e in events if "_lif_" in e.key)
         entry["scan_fraction_of_gpu_time"] = scan / total if total else None
         entry["lif_fraction_of_gpu_time"] = lif / total if total else None
         results["train"][precision] = entry
         del model, opt
-        torch.cuda.empty_cache()
+        empty_cache()
 
 
 def table(r: dict) -> str:
@@ -189,7 +225,7 @@ def table(r: dict) -> str:
     rows += ["", f"LIF fwd+bwd {lif.get('shape')}, memory-traffic floor {lif.get('floor_ms', 0):.2f} ms:", "",
              "| implementation | ms | x floor |", "|---|---|---|"]
     rows += [f"| {k} | {v['fwd_bwd_ms']:.2f} | {v['x_floor']:.2f} |" for k, v in lif.items() if isinstance(v, dict)]
-    rows += ["", "spikmamba_bissm_bisla_t16 train step, batch 32 (16 x 3 x 128 x 128):", "",
+    rows += ["", f"spikmamba_bissm_bisla_t16 train step, {r.get('train_input')}:", "",
              "| precision | ms/step | samples/s | peak GiB | scan share of GPU time | LIF share |", "|---|---|---|---|---|---|"]
     for k, v in r["train"].items():
         if isinstance(v, dict):
@@ -197,28 +233,41 @@ def table(r: dict) -> str:
                         f"{(v['scan_fraction_of_gpu_time'] or 0) * 100:.1f}% | {(v['lif_fraction_of_gpu_time'] or 0) * 100:.1f}% |")
         else:
             rows.append(f"| {k} | - | - | - | {v} | |")
+    for part, err in r.get("errors", {}).items():
+        rows.append(f"\n**{part} failed**: {err}")
     return "\n".join(rows)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="gpu-check")
-    parser.add_argument("--quick", action="store_true", help="small shapes (a smoke run of this script)")
+    parser.add_argument("--quick", action="store_true", help="small shapes on the GPU")
+    parser.add_argument("--smoke", action="store_true", help="toy shapes on the CPU (Triton's interpreter): checks "
+                        "that this script runs; its numbers mean nothing")
     args = parser.parse_args()
-    if not torch.cuda.is_available():
-        print("gpu_check: no CUDA device here; nothing to measure")
+    global DEV
+    size = "smoke" if args.smoke else "quick" if args.quick else "full"
+    if args.smoke:
+        DEV = "cpu"
+        if os.environ.get("TRITON_INTERPRET") != "1":
+            print("gpu_check --smoke: set TRITON_INTERPRET=1 (before Python starts) to run the kernels on the CPU")
+            return 2
+    elif not torch.cuda.is_available():
+        print("gpu_check: no CUDA device here; nothing to measure (--smoke checks the script on the CPU)")
         return 2
     import triton
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    r = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "triton": triton.__version__,
-         "scan": {}, "train": {}}
-    r["copy_bytes_per_s"] = copy_bandwidth()
+    r = {"device": torch.cuda.get_device_name() if DEV == "cuda" else "cpu (--smoke)", "torch": torch.__version__,
+         "triton": triton.__version__, "size": size, "scan": {}, "train": {},
+         "train_input": {"smoke": "batch 1 of 2 x 3 x 16 x 16 (shrunk)", "quick": "batch 4 of 16 x 3 x 128 x 128",
+                         "full": "batch 32 of 16 x 3 x 128 x 128"}[size]}
+    r["copy_bytes_per_s"] = copy_bandwidth(1 << 24 if args.smoke else 2 << 30)
     for part in (time_scans, time_lif, train_step):
         started = time.perf_counter()
         try:
-            part(r, args.quick)
+            part(r, size)
         except Exception as err:  # one failing part must not lose the others' figures
             r.setdefault("errors", {})[part.__name__] = f"{type(err).__name__}: {str(err)[:500]}"
         print(f"{part.__name__}: {time.perf_counter() - started:.0f} s", flush=True)
