@@ -84,7 +84,7 @@ def test_npy_is_read_in_chunks_and_a_cut_file_says_so(tmp_path, monkeypatch):
     assert (np.concatenate(chunks) == ev).all()
     data = (tmp_path / "e.npy").read_bytes()
     (tmp_path / "cut.npy").write_bytes(data[:len(data) - 13 * 150])
-    with pytest.raises(ValueError, match="cut.npy"):
+    with pytest.raises(ValueError, match="cut.npy.*holds 850 of the 1000 events"):
         list(stream_events(tmp_path / "cut.npy"))
 
 

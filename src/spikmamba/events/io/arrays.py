@@ -66,10 +66,33 @@ def columns_to_events(path, cols: dict) -> np.ndarray:
 STREAM_EVENTS = 1 << 20
 
 
+def _check_npy_length(path) -> None:
+    """A cut ``.npy`` says how many of its events are there (numpy's memory map says only
+    "mmap length is greater than file size")."""
+    import os
+
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if read is None:
+                return
+            shape, _, dtype = read(f)
+            offset = f.tell()
+    except Exception:  # not an .npy header numpy can read: np.load reports it
+        return
+    count = int(np.prod(shape)) if shape else 1
+    have = os.path.getsize(path) - offset
+    if dtype.itemsize and have < count * dtype.itemsize:
+        raise EventFormatError(path, offset + have, f"the file holds {have // dtype.itemsize} of the {count} events its "
+                                                    f"header announces: it was cut short")
+
+
 def stream_npy(path, sensor_size=None) -> EventStream:
     """An ``.npy`` read a chunk at a time (plain reads after the header, so a recording larger
     than memory never counts against it; a memory map would keep every page it touched), each
     chunk checked and converted."""
+    _check_npy_length(path)
     with _unreadable_as_format_error(path, ".npy file"):
         arr = np.load(path, mmap_mode="r", allow_pickle=False)  # checks the header, the dtype and the size
         offset = getattr(arr, "offset", None)
