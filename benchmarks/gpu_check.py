@@ -206,6 +206,52 @@ def train_step(results: dict, size: str):
         empty_cache()
 
 
+def sweep_launch(results: dict, size: str):
+    """The Triton kernels' launch shapes, timed (fwd+bwd): the defaults were chosen without a GPU."""
+    from spikmamba.nn import lif_triton
+    from spikmamba.nn.ssm import triton_scan
+
+    B, D, L, N = {"smoke": (1, 8, 24, 4), "quick": (4, 64, 512, 16), "full": (32, 512, 4096, 16)}[size]
+    inputs = scan_case(B, D, L, N)
+    leaves, gout = list(inputs.values()), torch.randn_like(inputs["u"])
+
+    def scan_step():
+        torch.autograd.grad(triton_scan.selective_scan_triton(**inputs, delta_softplus=True), leaves, gout)
+
+    scan_shapes = [(32, 4, 64), (8, 1, 64)] if size == "smoke" else [
+        (8, 1, 64), (16, 1, 64), (16, 2, 64), (32, 2, 64), (32, 4, 64), (32, 8, 64), (32, 4, 32), (32, 4, 128)]
+    saved = (triton_scan.BLOCK_D_MAX, triton_scan.NUM_WARPS, triton_scan.CHUNK)
+    results["scan_sweep"] = []
+    try:
+        for bd, nw, ch in scan_shapes:
+            triton_scan.BLOCK_D_MAX, triton_scan.NUM_WARPS, triton_scan.CHUNK = bd, nw, ch
+            t = cuda_time(scan_step, repeats=3, budget_s=20)
+            results["scan_sweep"].append({"block_d": bd, "num_warps": nw, "chunk": ch, "fwd_bwd_ms": t * 1e3})
+    finally:
+        triton_scan.BLOCK_D_MAX, triton_scan.NUM_WARPS, triton_scan.CHUNK = saved
+    shape = {"smoke": (3, 2, 4, 5, 5), "quick": (4, 8, 64, 16, 16), "full": (16, 32, 256, 32, 32)}[size]
+    x = torch.randn(*shape, device=DEV).requires_grad_()
+    gs = torch.randn_like(x)
+
+    def lif_step():
+        from spikmamba.nn.surrogate import Sigmoid
+
+        s, _ = lif_triton.multistep_lif_triton(x, torch.zeros((), device=DEV), 0.5, 1.0, 0.0, True, True, Sigmoid())
+        torch.autograd.grad(s, x, gs)
+
+    lif_shapes = [(256, 4), (128, 1)] if size == "smoke" else [(128, 1), (256, 2), (256, 4), (512, 4), (1024, 4),
+                                                               (1024, 8)]
+    saved = (lif_triton.BLOCK, lif_triton.NUM_WARPS)
+    results["lif_sweep"] = []
+    try:
+        for block, nw in lif_shapes:
+            lif_triton.BLOCK, lif_triton.NUM_WARPS = block, nw
+            t = cuda_time(lif_step, repeats=3, budget_s=20)
+            results["lif_sweep"].append({"block": block, "num_warps": nw, "fwd_bwd_ms": t * 1e3})
+    finally:
+        lif_triton.BLOCK, lif_triton.NUM_WARPS = saved
+
+
 def table(r: dict) -> str:
     rows = [f"GPU: {r['device']}; copy bandwidth {r['copy_bytes_per_s'] / 1e9:.0f} GB/s; torch {r['torch']}, "
             f"triton {r['triton']}", "", f"Scan fwd+bwd, B,D,L,N = {r['scan'].get('shape')}:", "",
@@ -225,6 +271,12 @@ def table(r: dict) -> str:
     rows += ["", f"LIF fwd+bwd {lif.get('shape')}, memory-traffic floor {lif.get('floor_ms', 0):.2f} ms:", "",
              "| implementation | ms | x floor |", "|---|---|---|"]
     rows += [f"| {k} | {v['fwd_bwd_ms']:.2f} | {v['x_floor']:.2f} |" for k, v in lif.items() if isinstance(v, dict)]
+    if r.get("scan_sweep"):
+        rows += ["", "Launch shapes, fwd+bwd ms (scan at the shape above; LIF likewise):", "",
+                 "| scan block_d / warps / chunk | ms |", "|---|---|"]
+        rows += [f"| {s['block_d']} / {s['num_warps']} / {s['chunk']} | {s['fwd_bwd_ms']:.2f} |" for s in r["scan_sweep"]]
+        rows += ["", "| LIF block / warps | ms |", "|---|---|"]
+        rows += [f"| {s['block']} / {s['num_warps']} | {s['fwd_bwd_ms']:.2f} |" for s in r.get("lif_sweep", [])]
     rows += ["", f"spikmamba_bissm_bisla_t16 train step, {r.get('train_input')}:", "",
              "| precision | ms/step | samples/s | peak GiB | scan share of GPU time | LIF share |", "|---|---|---|---|---|---|"]
     for k, v in r["train"].items():
@@ -264,7 +316,7 @@ def main() -> int:
          "train_input": {"smoke": "batch 1 of 2 x 3 x 16 x 16 (shrunk)", "quick": "batch 4 of 16 x 3 x 128 x 128",
                          "full": "batch 32 of 16 x 3 x 128 x 128"}[size]}
     r["copy_bytes_per_s"] = copy_bandwidth(1 << 24 if args.smoke else 2 << 30)
-    for part in (time_scans, time_lif, train_step):
+    for part in (time_scans, time_lif, train_step, sweep_launch):
         started = time.perf_counter()
         try:
             part(r, size)

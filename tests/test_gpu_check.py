@@ -26,5 +26,6 @@ def test_the_gpu_check_script_runs_every_part_and_writes_its_table(tmp_path):
     assert r["scan"]["triton (ours)"]["fraction_of_copy_bandwidth"] > 0
     assert r["lif"]["triton (ours)"]["x_floor"] > 0 and r["lif"]["torch fused (ours, CPU path)"]["fwd_bwd_ms"] > 0
     assert set(r["train"]) == {"fp32", "bf16"} and all(v["samples_per_s"] > 0 for v in r["train"].values())
+    assert len(r["scan_sweep"]) == 2 and len(r["lif_sweep"]) == 2
     table = (tmp_path / "gpu_check.md").read_text()
     assert "| triton (ours) |" in table and "| bf16 |" in table

@@ -24,7 +24,9 @@ import triton.language as tl
 from .surrogate import ATan, Rectangular, Sigmoid, SurrogateFunction
 
 SURROGATE_IDS = {Sigmoid: 0, ATan: 1, Rectangular: 2}
+#: neurons and warps per program: defaults, not yet tuned on a GPU (benchmarks/gpu_check.py sweeps them)
 BLOCK = 256
+NUM_WARPS = 4
 
 
 @triton.jit
@@ -124,8 +126,9 @@ class TritonLIFFunction(torch.autograd.Function):
         v = torch.empty(M, dtype=x.dtype, device=x.device)
         _lif_fwd[(triton.cdiv(M, BLOCK),)](x, v0_full, s, h, v, T, M, a, bcoef, c, float(v_threshold),
                                           float(v_reset or 0.0), HARD=v_reset is not None, STORE_H=store_h,
-                                          BLOCK=BLOCK)
+                                          BLOCK=BLOCK, num_warps=NUM_WARPS)
         ctx.save_for_backward(h, v0_full, x if grad_k else None)
+        ctx.launch = (BLOCK, NUM_WARPS)
         ctx.params = (a, bcoef, float(v_threshold), v_reset, bool(detach_reset), bool(decay_input),
                       SURROGATE_IDS[type(surrogate)], surrogate.alpha, grad_k, x_seq.shape, v0.shape,
                       isinstance(k, torch.Tensor))
@@ -142,11 +145,12 @@ class TritonLIFFunction(torch.autograd.Function):
         gk = torch.empty(M if grad_k else 1, dtype=torch.float32, device=h.device)
         gs = grad_s.contiguous().reshape(T, M) if grad_s is not None else h
         gv = grad_v.contiguous().reshape(M) if grad_v is not None else h
-        _lif_bwd[(triton.cdiv(M, BLOCK),)](h, gs, gv, x if x is not None else h, v0_full, gx, gv0, gk, T, M, a,
+        block, warps = ctx.launch
+        _lif_bwd[(triton.cdiv(M, block),)](h, gs, gv, x if x is not None else h, v0_full, gx, gv0, gk, T, M, a,
                                           bcoef, v_th, float(v_reset or 0.0), float(alpha),
                                           HARD=v_reset is not None, DETACH=detach, HAS_GS=grad_s is not None,
                                           HAS_GV=grad_v is not None, GRAD_K=grad_k, DECAY_INPUT=decay_input,
-                                          KIND=kind, BLOCK=BLOCK)
+                                          KIND=kind, BLOCK=block, num_warps=warps)
         from .lif_kernel import _sum_to_shape
 
         grad_v0 = _sum_to_shape(gv0.reshape(shape[1:]), v0_shape).to(dtype) if ctx.needs_input_grad[1] else None

@@ -31,6 +31,10 @@ from .selective_scan import _check, _groups
 
 #: steps between the states the forward stores for the backward
 CHUNK = 64
+#: launch shape: channels per program (at most) and warps per program. Defaults, not yet tuned on a
+#: GPU; benchmarks/gpu_check.py sweeps them and reports the fastest
+BLOCK_D_MAX = 32
+NUM_WARPS = 4
 
 
 @triton.jit
@@ -207,7 +211,7 @@ def _layout(M: torch.Tensor, d: int):
 def _block_d(d: int, dpg: int, time_varying_grouped: bool) -> int:
     """Channels per program: a power of two up to 32; with grouped, time-varying B/C it must divide
     the channels of a group, so that a program's partial sum belongs to one group."""
-    bd = min(32, triton.next_power_of_2(d))
+    bd = min(BLOCK_D_MAX, triton.next_power_of_2(d))
     if time_varying_grouped:
         while dpg % bd:
             bd //= 2
@@ -240,15 +244,15 @@ class _TritonScan(torch.autograd.Function):
                         delta_bias if delta_bias is not None else dummy, out, last, ck,
                         d, L, N, n_chunks, dpg, *sB, *sC,
                         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
-                        SOFTPLUS=bool(delta_softplus), CHUNK=CHUNK, BLOCK_D=BD, BLOCK_N=BN)
+                        SOFTPLUS=bool(delta_softplus), CHUNK=CHUNK, BLOCK_D=BD, BLOCK_N=BN, num_warps=NUM_WARPS)
         ctx.save_for_backward(u, delta, A, Bt, Ct, D, z, delta_bias, ck)
-        ctx.meta = (sB, sC, dpg, BD, BN, n_chunks, bool(delta_softplus), B.shape, C.shape, GB, GC)
+        ctx.meta = (sB, sC, dpg, BD, BN, n_chunks, bool(delta_softplus), B.shape, C.shape, GB, GC, CHUNK, NUM_WARPS)
         return out, last
 
     @staticmethod
     def backward(ctx, gout, glast):
         u, delta, A, Bt, Ct, D, z, delta_bias, ck = ctx.saved_tensors
-        sB, sC, dpg, BD, BN, n_chunks, softplus, Bshape, Cshape, GB, GC = ctx.meta
+        sB, sC, dpg, BD, BN, n_chunks, softplus, Bshape, Cshape, GB, GC, chunk, warps = ctx.meta
         b, d, L = u.shape
         N = A.shape[1]
         nblk = triton.cdiv(d, BD)
@@ -262,7 +266,7 @@ class _TritonScan(torch.autograd.Function):
         b_time, c_time = len(Bshape) > 2, len(Cshape) > 2
         gB = torch.zeros((b, nblk, N, L) if b_time else (b, d, N), dtype=f32, device=dev)
         gC = torch.zeros((b, nblk, N, L) if c_time else (b, d, N), dtype=f32, device=dev)
-        scratch = torch.empty((b, nblk, CHUNK + 1, BD, BN), dtype=f32, device=dev)
+        scratch = torch.empty((b, nblk, chunk + 1, BD, BN), dtype=f32, device=dev)
         dummy = u
         _scan_bwd[(b, nblk)](u, delta, A, Bt, Ct, D if D is not None else dummy, z if z is not None else dummy,
                              delta_bias if delta_bias is not None else dummy, gout,
@@ -271,7 +275,7 @@ class _TritonScan(torch.autograd.Function):
                              d, L, N, n_chunks, dpg, nblk, *sB, *sC,
                              HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
                              SOFTPLUS=softplus, HAS_GLAST=glast is not None, B_TIME=b_time, C_TIME=c_time,
-                             CHUNK=CHUNK, BLOCK_D=BD, BLOCK_N=BN)
+                             CHUNK=chunk, BLOCK_D=BD, BLOCK_N=BN, num_warps=warps)
         return (gu, gdl, gA.sum(0).to(A.dtype), _reduce_bc(gB, Bshape, GB, nblk, BD, dpg).to(Bt.dtype),
                 _reduce_bc(gC, Cshape, GC, nblk, BD, dpg).to(Ct.dtype),
                 gD.sum(0).to(D.dtype) if D is not None else None, gz,
