@@ -584,7 +584,7 @@ def _end_torchrun_worker(code: int) -> None:
 
     Now and then a gloo worker aborted *after* its work was done, its files written and its
     process group destroyed: "terminate called without an active exception", SIGABRT, and
-    torchrun then killed the other rank (seen in 1 of 2 full test runs, never in 21 runs of the
+    torchrun then killed the other rank (seen in 1 of 3 full test runs, never in 21 runs of the
     DDP test alone, also under load). The likeliest source is C++ state of torch.distributed torn
     down during interpreter finalization, so a worker with nothing left to do skips finalization:
     its output is flushed, logging is shut down, and it exits with its status.
