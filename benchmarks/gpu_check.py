@@ -207,7 +207,8 @@ def train_step(results: dict, size: str):
 
 
 def sweep_launch(results: dict, size: str):
-    """The Triton kernels' launch shapes, timed (fwd+bwd): the defaults were chosen without a GPU."""
+    """The Triton kernels' launch shapes, timed (fwd+bwd): the defaults were chosen without a GPU.
+    The scan's are (channels per program, warps, steps per tile); the LIF's (neurons, warps)."""
     from spikmamba.nn import lif_triton
     from spikmamba.nn.ssm import triton_scan
 
@@ -218,8 +219,8 @@ def sweep_launch(results: dict, size: str):
     def scan_step():
         torch.autograd.grad(triton_scan.selective_scan_triton(**inputs, delta_softplus=True), leaves, gout)
 
-    scan_shapes = [(32, 4, 64), (8, 1, 64)] if size == "smoke" else [
-        (8, 1, 64), (16, 1, 64), (16, 2, 64), (32, 2, 64), (32, 4, 64), (32, 8, 64), (32, 4, 32), (32, 4, 128)]
+    scan_shapes = [(4, 4, 32), (2, 1, 16)] if size == "smoke" else [
+        (2, 2, 32), (4, 2, 32), (4, 4, 32), (4, 8, 32), (8, 4, 32), (8, 8, 32), (4, 4, 16), (4, 4, 64), (2, 4, 64)]
     saved = (triton_scan.BLOCK_D_MAX, triton_scan.NUM_WARPS, triton_scan.CHUNK)
     results["scan_sweep"] = []
     try:

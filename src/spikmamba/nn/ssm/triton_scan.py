@@ -1,19 +1,21 @@
 """The selective scan as Triton kernels: ``mamba_ssm.selective_scan_fn``'s signature and maths,
 with nothing to compile at install time (Triton ships with PyTorch's CUDA wheels).
 
-Forward: one program per (batch, block of ``BLOCK_D`` channels) walks time with the state
-``x [BLOCK_D, N]`` in registers, the delta bias/softplus, ``D`` and the ``z`` gate folded in, and
-writes ``out`` and the last state. Every ``CHUNK`` steps it also writes the state it holds, so
-the backward never needs ``[B, D, L, N]``: ``L / CHUNK`` states are kept instead.
+One program per (batch, block of ``BLOCK_D`` channels) walks time in tiles of ``CHUNK`` steps.
+Each tile is loaded whole (contiguous along time, so the loads coalesce) and its recurrence
+``x[t] = dA[t] * x[t-1] + dB[t] u[t]`` is solved in registers by a parallel prefix scan
+(``tl.associative_scan`` over ``(a, b)`` pairs combined as ``(a1 a2, b1 a2 + b2)``), then joined
+to the state carried from the previous tile: ``x[t] = h[t] + P[t] x_in`` with ``P`` the running
+product of ``dA``. The delta bias/softplus, ``D`` and the ``z`` gate are folded in. The forward
+keeps the state entering each tile, ``L / CHUNK`` of them, never ``[B, D, L, N]``.
 
-Backward: the same programs walk the chunks from last to first. Each chunk's states are
-recomputed from its stored start into a small per-program scratch (``CHUNK + 1`` tiles, which
-stays in cache), then walked in reverse with the state gradient in registers::
+The backward walks the tiles from last to first. It recomputes a tile's states from the stored
+one, and solves the adjoint recurrence with a reverse prefix scan::
 
-    g_x[t]  = g_x[t+1] * dA[t+1] + C[t] * g_y[t]
-    g_dt    = sum_n g_x[t] * (A * dA[t] * x[t-1] + B[t] * u[t])
-    g_A    += g_x[t] * dt * dA[t] * x[t-1]        g_B[t] += g_x[t] * dt * u[t]
-    g_C[t] += g_y[t] * x[t]                       g_u = dt * sum_n g_x[t] * B[t] + D * g_y
+    g_x[t] = C[t] g_y[t] + dA[t+1] g_x[t+1]            (g_x past the end: the last state's gradient)
+    g_dt   = sum_n g_x (A (x[t] - dB[t] u[t]) + B[t] u[t])      (dA x[t-1] = x[t] - dB u, no division)
+    g_A   += g_x dt (x[t] - dB[t] u[t])     g_B[t] += g_x dt u     g_C[t] += g_y x[t]
+    g_u    = dt sum_n g_x B[t] + D g_y
 
 Gradients shared by many programs (A, D, delta_bias, B and C summed over channels) are written
 as per-program partial sums and added up with ``torch.sum``: deterministic, no atomics.
@@ -29,11 +31,11 @@ import triton.language as tl
 
 from .selective_scan import _check, _groups
 
-#: steps between the states the forward stores for the backward
-CHUNK = 64
-#: launch shape: channels per program (at most) and warps per program. Defaults, not yet tuned on a
-#: GPU; benchmarks/gpu_check.py sweeps them and reports the fastest
-BLOCK_D_MAX = 32
+#: launch shape: steps per tile (also the spacing of the states kept for the backward), channels
+#: per program (at most) and warps per program. Defaults, not yet tuned on a GPU;
+#: benchmarks/gpu_check.py sweeps them and reports the fastest
+CHUNK = 32
+BLOCK_D_MAX = 4
 NUM_WARPS = 4
 
 
@@ -43,26 +45,54 @@ def _softplus(v):
 
 
 @triton.jit
+def _linear_combine(a1, b1, a2, b2):
+    """Two steps of ``x -> a x + b`` applied one after the other."""
+    return a1 * a2, b1 * a2 + b2
+
+
+@triton.jit
+def _tile(u_ptr, dl_ptr, B_ptr, A3, bias, row, Bo, t, dm, nm, L, sBt, sBn, SOFTPLUS: tl.constexpr,
+          BLOCK_N: tl.constexpr):
+    """A tile's inputs: ``u``, the raw and the final ``dt`` ([BLOCK_D, CHUNK], 0 past the end),
+    ``B`` and the discretised ``dA``, ``dB u`` ([BLOCK_D, CHUNK, BLOCK_N])."""
+    tm = t < L
+    m2 = dm[:, None] & tm[None, :]
+    m3 = m2[:, :, None] & nm[None, None, :]
+    u = tl.load(u_ptr + row[:, None] + t[None, :], mask=m2, other=0.0).to(tl.float32)
+    raw = tl.load(dl_ptr + row[:, None] + t[None, :], mask=m2, other=0.0).to(tl.float32) + bias[:, None]
+    dt = raw
+    if SOFTPLUS:
+        dt = _softplus(raw)
+    dt = tl.where(m2, dt, 0.0)  # past the end: dA = 1 and dB u = 0, the state stands still
+    B3 = tl.load(B_ptr + Bo[:, None, None] + t[None, :, None] * sBt + tl.arange(0, BLOCK_N)[None, None, :] * sBn,
+                 mask=m3, other=0.0).to(tl.float32)
+    dA = tl.exp(dt[:, :, None] * A3)
+    bx = (dt * u)[:, :, None] * B3
+    return u, raw, dt, B3, dA, bx, m2, m3
+
+
+@triton.jit
 def _program_setup(A_ptr, D_ptr, bias_ptr, b, Dm, L, N, dpg, sBb, sBg, sBd, sBn, sCb, sCg, sCd, sCn,
                    HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr):
-    """What both kernels start from: this program's channels and states, their masks, A, D and the
-    delta bias (float32), where B and C of step 0 are, and where each channel's row of u starts."""
+    """What both kernels start from: this program's channels and states, their masks, A
+    ([BLOCK_D, 1, BLOCK_N]), D and the delta bias (float32), where B and C of step 0 are, and where
+    each channel's row of u starts."""
     d = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     n = tl.arange(0, BLOCK_N)
     dm, nm = d < Dm, n < N
-    m2 = dm[:, None] & nm[None, :]
     g = d // dpg
-    A = tl.load(A_ptr + d[:, None] * N + n[None, :], mask=m2, other=0.0).to(tl.float32)
+    A3 = tl.load(A_ptr + d[:, None, None] * N + n[None, None, :], mask=dm[:, None, None] & nm[None, None, :],
+                 other=0.0).to(tl.float32)
     Dv = tl.zeros([BLOCK_D], tl.float32)
     if HAS_D:
         Dv = tl.load(D_ptr + d, mask=dm, other=0.0).to(tl.float32)
     bias = tl.zeros([BLOCK_D], tl.float32)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + d, mask=dm, other=0.0).to(tl.float32)
-    Bo = b * sBb + g[:, None] * sBg + d[:, None] * sBd + n[None, :] * sBn
-    Co = b * sCb + g[:, None] * sCg + d[:, None] * sCd + n[None, :] * sCn
+    Bo = b * sBb + g * sBg + d * sBd
+    Co = b * sCb + g * sCg + d * sCd
     row = (b * Dm + d) * L
-    return d, n, dm, nm, m2, A, Dv, bias, Bo, Co, row
+    return d, n, dm, nm, A3, Dv, bias, Bo, Co, row
 
 
 @triton.jit
@@ -72,35 +102,33 @@ def _scan_fwd(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_pt
               HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
               CHUNK: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr):
     b = tl.program_id(0).to(tl.int64)  # offsets past 2**31 elements stay right
-    d, n, dm, nm, m2, A, Dv, bias, Bo, Co, row = _program_setup(
+    d, n, dm, nm, A3, Dv, bias, Bo, Co, row = _program_setup(
         A_ptr, D_ptr, bias_ptr, b, Dm, L, N, dpg, sBb, sBg, sBd, sBn, sCb, sCg, sCd, sCn, HAS_D, HAS_BIAS,
         BLOCK_D, BLOCK_N)
+    tt = tl.arange(0, CHUNK)
+    m_dn = dm[:, None] & nm[None, :]
     ck = ((b * Dm + d[:, None]) * n_chunks) * N + n[None, :]
     x = tl.zeros([BLOCK_D, BLOCK_N], tl.float32)
     for c in range(0, n_chunks):
-        tl.store(ck_ptr + ck + c * N, x, mask=m2)
-        for i in range(0, CHUNK):
-            t = c * CHUNK + i
-            valid = t < L
-            tm = dm & valid
-            u = tl.load(u_ptr + row + t, mask=tm, other=0.0).to(tl.float32)
-            dt = tl.load(dl_ptr + row + t, mask=tm, other=0.0).to(tl.float32) + bias
-            if SOFTPLUS:
-                dt = _softplus(dt)
-            Bt = tl.load(B_ptr + Bo + t * sBt, mask=m2 & valid, other=0.0).to(tl.float32)
-            Ct = tl.load(C_ptr + Co + t * sCt, mask=m2 & valid, other=0.0).to(tl.float32)
-            x_new = tl.exp(dt[:, None] * A) * x + (dt * u)[:, None] * Bt
-            x = tl.where(valid, x_new, x)
-            y = tl.sum(x * Ct, axis=1) + Dv * u
-            if HAS_Z:
-                zv = tl.load(z_ptr + row + t, mask=tm, other=0.0).to(tl.float32)
-                y = y * zv * tl.sigmoid(zv)
-            tl.store(out_ptr + row + t, y.to(out_ptr.dtype.element_ty), mask=tm)
-    tl.store(last_ptr + (b * Dm + d[:, None]) * N + n[None, :], x, mask=m2)
+        tl.store(ck_ptr + ck + c * N, x, mask=m_dn)
+        t = c * CHUNK + tt
+        u, raw, dt, B3, dA, bx, m2, m3 = _tile(u_ptr, dl_ptr, B_ptr, A3, bias, row, Bo, t, dm, nm, L, sBt, sBn,
+                                               SOFTPLUS, BLOCK_N)
+        C3 = tl.load(C_ptr + Co[:, None, None] + t[None, :, None] * sCt + n[None, None, :] * sCn, mask=m3,
+                     other=0.0).to(tl.float32)
+        P, h = tl.associative_scan((dA, bx), axis=1, combine_fn=_linear_combine)
+        xs = h + P * x[:, None, :]
+        y = tl.sum(xs * C3, axis=2) + Dv[:, None] * u
+        if HAS_Z:
+            zv = tl.load(z_ptr + row[:, None] + t[None, :], mask=m2, other=0.0).to(tl.float32)
+            y = y * zv * tl.sigmoid(zv)
+        tl.store(out_ptr + row[:, None] + t[None, :], y.to(out_ptr.dtype.element_ty), mask=m2)
+        x = tl.sum(tl.where((tt == CHUNK - 1)[None, :, None], xs, 0.0), axis=1)  # the state leaving the tile
+    tl.store(last_ptr + (b * Dm + d[:, None]) * N + n[None, :], x, mask=m_dn)
 
 
 @triton.jit
-def _scan_bwd(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, gout_ptr, glast_ptr, ck_ptr, scr_ptr,
+def _scan_bwd(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, gout_ptr, glast_ptr, ck_ptr,
               gu_ptr, gdl_ptr, gz_ptr, gA_ptr, gD_ptr, gbias_ptr, gB_ptr, gC_ptr,
               Dm, L, N, n_chunks, dpg, n_dblocks,
               sBb, sBg, sBd, sBn, sBt, sCb, sCg, sCd, sCn, sCt,
@@ -108,19 +136,18 @@ def _scan_bwd(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, gout_p
               HAS_GLAST: tl.constexpr, B_TIME: tl.constexpr, C_TIME: tl.constexpr,
               CHUNK: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr):
     b = tl.program_id(0).to(tl.int64)  # offsets past 2**31 elements stay right
-    d, n, dm, nm, m2, A, Dv, bias, Bo, Co, row = _program_setup(
+    d, n, dm, nm, A3, Dv, bias, Bo, Co, row = _program_setup(
         A_ptr, D_ptr, bias_ptr, b, Dm, L, N, dpg, sBb, sBg, sBd, sBn, sCb, sCg, sCd, sCn, HAS_D, HAS_BIAS,
         BLOCK_D, BLOCK_N)
     blk = tl.program_id(1)
+    tt = tl.arange(0, CHUNK)
+    m_dn = dm[:, None] & nm[None, :]
     dn = d[:, None] * N + n[None, :]
     ck = ((b * Dm + d[:, None]) * n_chunks) * N + n[None, :]
-    tile = tl.arange(0, BLOCK_D)[:, None] * BLOCK_N + n[None, :]
-    scr = scr_ptr + (b * n_dblocks + blk) * (CHUNK + 1) * BLOCK_D * BLOCK_N + tile
     part = (b * n_dblocks + blk) * N + n  # per-program partial sums over this block's channels
+    R = tl.zeros([BLOCK_D, BLOCK_N], tl.float32)  # g_x of the step after the tile
     if HAS_GLAST:
-        gx = tl.load(glast_ptr + (b * Dm + d[:, None]) * N + n[None, :], mask=m2, other=0.0).to(tl.float32)
-    else:
-        gx = tl.zeros([BLOCK_D, BLOCK_N], tl.float32)
+        R = tl.load(glast_ptr + (b * Dm + d[:, None]) * N + n[None, :], mask=m_dn, other=0.0).to(tl.float32)
     gA = tl.zeros([BLOCK_D, BLOCK_N], tl.float32)
     gBs = tl.zeros([BLOCK_D, BLOCK_N], tl.float32)
     gCs = tl.zeros([BLOCK_D, BLOCK_N], tl.float32)
@@ -128,72 +155,54 @@ def _scan_bwd(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, gout_p
     gbias = tl.zeros([BLOCK_D], tl.float32)
     for cc in range(0, n_chunks):
         c = n_chunks - 1 - cc
-        x = tl.load(ck_ptr + ck + c * N, mask=m2, other=0.0)
-        tl.store(scr, x)
-        for i in range(0, CHUNK):  # recompute this chunk's states
-            t = c * CHUNK + i
-            tm = dm & (t < L)
-            u = tl.load(u_ptr + row + t, mask=tm, other=0.0).to(tl.float32)
-            dt = tl.load(dl_ptr + row + t, mask=tm, other=0.0).to(tl.float32) + bias
-            if SOFTPLUS:
-                dt = _softplus(dt)
-            Bt = tl.load(B_ptr + Bo + t * sBt, mask=m2 & (t < L), other=0.0).to(tl.float32)
-            x = tl.exp(dt[:, None] * A) * x + (dt * u)[:, None] * Bt
-            tl.store(scr + (i + 1) * BLOCK_D * BLOCK_N, x)
-        tl.debug_barrier()
-        for j in range(0, CHUNK):  # and walk them backwards
-            i = CHUNK - 1 - j
-            t = c * CHUNK + i
-            valid = t < L
-            tm = dm & valid
-            x_t = tl.load(scr + (i + 1) * BLOCK_D * BLOCK_N)
-            x_p = tl.load(scr + i * BLOCK_D * BLOCK_N)
-            u = tl.load(u_ptr + row + t, mask=tm, other=0.0).to(tl.float32)
-            raw = tl.load(dl_ptr + row + t, mask=tm, other=0.0).to(tl.float32) + bias
-            dt = raw
-            if SOFTPLUS:
-                dt = _softplus(raw)
-            Bt = tl.load(B_ptr + Bo + t * sBt, mask=m2 & valid, other=0.0).to(tl.float32)
-            Ct = tl.load(C_ptr + Co + t * sCt, mask=m2 & valid, other=0.0).to(tl.float32)
-            go = tl.load(gout_ptr + row + t, mask=tm, other=0.0).to(tl.float32)
-            if HAS_Z:
-                zv = tl.load(z_ptr + row + t, mask=tm, other=0.0).to(tl.float32)
-                sz = tl.sigmoid(zv)
-                y = tl.sum(x_t * Ct, axis=1) + Dv * u
-                tl.store(gz_ptr + row + t, (go * y * sz * (1.0 + zv * (1.0 - sz))).to(gz_ptr.dtype.element_ty),
-                         mask=tm)
-                gy = go * zv * sz
-            else:
-                gy = go
-            dA = tl.exp(dt[:, None] * A)
-            gx = gx + gy[:, None] * Ct
-            gdA = gx * x_p * dA
-            gdt = tl.sum(gdA * A + gx * Bt * u[:, None], axis=1)
-            gu = dt * tl.sum(gx * Bt, axis=1) + Dv * gy
-            gA += tl.where(valid, gdA * dt[:, None], 0.0)
-            gBt = tl.where(valid, gx * (dt * u)[:, None], 0.0)
-            gCt = tl.where(valid, gy[:, None] * x_t, 0.0)
-            if B_TIME:
-                tl.store(gB_ptr + part * L + t, tl.sum(gBt, axis=0), mask=nm & valid)
-            else:
-                gBs += gBt
-            if C_TIME:
-                tl.store(gC_ptr + part * L + t, tl.sum(gCt, axis=0), mask=nm & valid)
-            else:
-                gCs += gCt
-            if SOFTPLUS:
-                gdt = gdt * tl.sigmoid(raw)
-            gD += tl.where(valid, gy * u, 0.0)
-            gbias += tl.where(valid, gdt, 0.0)
-            tl.store(gu_ptr + row + t, gu.to(gu_ptr.dtype.element_ty), mask=tm)
-            tl.store(gdl_ptr + row + t, gdt.to(gdl_ptr.dtype.element_ty), mask=tm)
-            gx = tl.where(valid, gx * dA, gx)
-        tl.debug_barrier()
-    tl.store(gA_ptr + b * Dm * N + dn, gA, mask=m2)
+        t = c * CHUNK + tt
+        u, raw, dt, B3, dA, bx, m2, m3 = _tile(u_ptr, dl_ptr, B_ptr, A3, bias, row, Bo, t, dm, nm, L, sBt, sBn,
+                                               SOFTPLUS, BLOCK_N)
+        C3 = tl.load(C_ptr + Co[:, None, None] + t[None, :, None] * sCt + n[None, None, :] * sCn, mask=m3,
+                     other=0.0).to(tl.float32)
+        x_in = tl.load(ck_ptr + ck + c * N, mask=m_dn, other=0.0)
+        P, h = tl.associative_scan((dA, bx), axis=1, combine_fn=_linear_combine)
+        xs = h + P * x_in[:, None, :]  # the tile's states, recomputed
+        _, _, _, _, dA_next, _, _, _ = _tile(u_ptr, dl_ptr, B_ptr, A3, bias, row, Bo, t + 1, dm, nm, L, sBt, sBn,
+                                             SOFTPLUS, BLOCK_N)  # dA[t+1] (1 past the end)
+        go = tl.load(gout_ptr + row[:, None] + t[None, :], mask=m2, other=0.0).to(tl.float32)
+        if HAS_Z:
+            zv = tl.load(z_ptr + row[:, None] + t[None, :], mask=m2, other=0.0).to(tl.float32)
+            sz = tl.sigmoid(zv)
+            y = tl.sum(xs * C3, axis=2) + Dv[:, None] * u
+            tl.store(gz_ptr + row[:, None] + t[None, :],
+                     (go * y * sz * (1.0 + zv * (1.0 - sz))).to(gz_ptr.dtype.element_ty), mask=m2)
+            gy = go * zv * sz
+        else:
+            gy = go
+        Q, gl = tl.associative_scan((dA_next, gy[:, :, None] * C3), axis=1, combine_fn=_linear_combine, reverse=True)
+        gx = tl.where(m3, gl + Q * R[:, None, :], 0.0)
+        R = tl.sum(tl.where((tt == 0)[None, :, None], gl + Q * R[:, None, :], 0.0), axis=1)  # g_x of the tile's 1st step
+        prev = xs - bx  # dA[t] x[t-1], without dividing by dA
+        gdt = tl.sum(gx * prev * A3, axis=2) + tl.sum(gx * B3, axis=2) * u
+        gu = dt * tl.sum(gx * B3, axis=2) + Dv[:, None] * gy
+        gA += tl.sum(gx * prev * dt[:, :, None], axis=1)
+        gBt = gx * (dt * u)[:, :, None]
+        gCt = tl.where(m3, gy[:, :, None] * xs, 0.0)
+        if B_TIME:
+            tl.store(gB_ptr + part[None, :] * L + t[:, None], tl.sum(gBt, axis=0), mask=(t < L)[:, None] & nm[None, :])
+        else:
+            gBs += tl.sum(gBt, axis=1)
+        if C_TIME:
+            tl.store(gC_ptr + part[None, :] * L + t[:, None], tl.sum(gCt, axis=0), mask=(t < L)[:, None] & nm[None, :])
+        else:
+            gCs += tl.sum(gCt, axis=1)
+        if SOFTPLUS:
+            gdt = gdt * tl.sigmoid(raw)
+        gD += tl.sum(tl.where(m2, gy * u, 0.0), axis=1)
+        gbias += tl.sum(tl.where(m2, gdt, 0.0), axis=1)
+        tl.store(gu_ptr + row[:, None] + t[None, :], gu.to(gu_ptr.dtype.element_ty), mask=m2)
+        tl.store(gdl_ptr + row[:, None] + t[None, :], gdt.to(gdl_ptr.dtype.element_ty), mask=m2)
+    tl.store(gA_ptr + b * Dm * N + dn, gA, mask=m_dn)
     if not B_TIME:
-        tl.store(gB_ptr + b * Dm * N + dn, gBs, mask=m2)
+        tl.store(gB_ptr + b * Dm * N + dn, gBs, mask=m_dn)
     if not C_TIME:
-        tl.store(gC_ptr + b * Dm * N + dn, gCs, mask=m2)
+        tl.store(gC_ptr + b * Dm * N + dn, gCs, mask=m_dn)
     tl.store(gD_ptr + b * Dm + d, gD, mask=dm)
     tl.store(gbias_ptr + b * Dm + d, gbias, mask=dm)
 
@@ -209,7 +218,7 @@ def _layout(M: torch.Tensor, d: int):
 
 
 def _block_d(d: int, dpg: int, time_varying_grouped: bool) -> int:
-    """Channels per program: a power of two up to 32; with grouped, time-varying B/C it must divide
+    """Channels per program: a power of two up to ``BLOCK_D_MAX``; with grouped, time-varying B/C it must divide
     the channels of a group, so that a program's partial sum belongs to one group."""
     bd = min(BLOCK_D_MAX, triton.next_power_of_2(d))
     if time_varying_grouped:
@@ -266,11 +275,10 @@ class _TritonScan(torch.autograd.Function):
         b_time, c_time = len(Bshape) > 2, len(Cshape) > 2
         gB = torch.zeros((b, nblk, N, L) if b_time else (b, d, N), dtype=f32, device=dev)
         gC = torch.zeros((b, nblk, N, L) if c_time else (b, d, N), dtype=f32, device=dev)
-        scratch = torch.empty((b, nblk, chunk + 1, BD, BN), dtype=f32, device=dev)
         dummy = u
         _scan_bwd[(b, nblk)](u, delta, A, Bt, Ct, D if D is not None else dummy, z if z is not None else dummy,
                              delta_bias if delta_bias is not None else dummy, gout,
-                             glast.contiguous() if glast is not None else dummy, ck, scratch,
+                             glast.contiguous() if glast is not None else dummy, ck,
                              gu, gdl, gz if gz is not None else dummy, gA, gD, gbias, gB, gC,
                              d, L, N, n_chunks, dpg, nblk, *sB, *sC,
                              HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
