@@ -83,10 +83,10 @@ def scan_case(B=32, D=512, L=4096, N=16, dtype=torch.float32):
 
 
 def scan_bytes(B, D, L, N) -> int:
-    """Bytes the Triton scan must move, fwd + bwd, fp32: u, delta, z read and out written forward;
-    u, delta, z, the output gradient read and three gradients written backward; B and C read
-    three times (forward, recompute, reverse) and their gradients written once."""
-    return 4 * (4 * B * D * L + 7 * B * D * L + 6 * B * N * L + 2 * B * N * L)
+    """Bytes the Triton scan must move to and from memory, fwd + bwd, fp32: u, delta, z read and
+    out written forward; u, delta, z and the output gradient read and three gradients written
+    backward; B and C read once each way, their gradients added once (read and write)."""
+    return 4 * (4 * B * D * L + 7 * B * D * L + 4 * B * N * L + 4 * B * N * L)
 
 
 def time_scans(results: dict, size: str):

@@ -209,3 +209,19 @@ def test_a_model_on_the_triton_kernels_matches_the_pytorch_paths(monkeypatch):
     assert set(used) == {selective_scan.__name__, lif_kernel.__name__} and torch.allclose(logits, ref_logits, atol=1e-4)
     assert len(grads) == len(ref_grads) and all(torch.allclose(a, b, atol=1e-4, rtol=1e-3)
                                                 for a, b in zip(grads, ref_grads))
+
+
+@pytest.mark.parametrize("bc", ["selective", "grouped", "mixed"])
+def test_deterministic_mode_sums_b_and_c_gradients_in_a_fixed_order(bc):
+    """By default a time-varying B/C gradient is added with atomics; under
+    torch.use_deterministic_algorithms each channel block writes its own copy, summed in order."""
+    inputs = scan_inputs(d=8, n=3, bc=bc)
+    _, _, atomic = grads_of(selective_scan_triton, inputs, True)
+    torch.use_deterministic_algorithms(True)
+    try:
+        runs = [grads_of(selective_scan_triton, inputs, True)[2] for _ in range(2)]
+    finally:
+        torch.use_deterministic_algorithms(False)
+    for k in ("B", "C", "u", "A"):
+        assert torch.equal(runs[0][k], runs[1][k]), k
+        assert torch.allclose(runs[0][k], atomic[k], atol=1e-5, rtol=1e-5), k

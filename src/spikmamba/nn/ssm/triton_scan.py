@@ -17,8 +17,11 @@ one, and solves the adjoint recurrence with a reverse prefix scan::
     g_A   += g_x dt (x[t] - dB[t] u[t])     g_B[t] += g_x dt u     g_C[t] += g_y x[t]
     g_u    = dt sum_n g_x B[t] + D g_y
 
-Gradients shared by many programs (A, D, delta_bias, B and C summed over channels) are written
-as per-program partial sums and added up with ``torch.sum``: deterministic, no atomics.
+Gradients shared by many programs (A, D, delta_bias, and a time-invariant B or C) are written as
+per-program partial sums and added up with ``torch.sum``. A time-varying B or C (the usual, and
+the same for every channel of a group) has its gradient added in place with atomics; under
+``torch.use_deterministic_algorithms(True)`` each channel block writes its own copy instead, summed
+in a fixed order, bit for bit the same from run to run at the cost of memory.
 
 The same kernels run on CPU tensors under ``TRITON_INTERPRET=1`` (set before this module is
 imported); that is how the tests compare them with :func:`selective_scan_ref`.
@@ -133,7 +136,7 @@ def _scan_bwd(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, gout_p
               Dm, L, N, n_chunks, dpg, n_dblocks,
               sBb, sBg, sBd, sBn, sBt, sCb, sCg, sCd, sCn, sCt,
               HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-              HAS_GLAST: tl.constexpr, B_TIME: tl.constexpr, C_TIME: tl.constexpr,
+              HAS_GLAST: tl.constexpr, B_TIME: tl.constexpr, C_TIME: tl.constexpr, ATOMIC: tl.constexpr,
               CHUNK: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr):
     b = tl.program_id(0).to(tl.int64)  # offsets past 2**31 elements stay right
     d, n, dm, nm, A3, Dv, bias, Bo, Co, row = _program_setup(
@@ -144,7 +147,10 @@ def _scan_bwd(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, gout_p
     m_dn = dm[:, None] & nm[None, :]
     dn = d[:, None] * N + n[None, :]
     ck = ((b * Dm + d[:, None]) * n_chunks) * N + n[None, :]
-    part = (b * n_dblocks + blk) * N + n  # per-program partial sums over this block's channels
+    if ATOMIC:  # time-varying B/C gradients added straight into [batch, group, N, L]
+        part = (b * (Dm // dpg) + (blk * BLOCK_D) // dpg) * N + n
+    else:  # per-program partial sums over this block's channels, added up afterwards
+        part = (b * n_dblocks + blk) * N + n
     R = tl.zeros([BLOCK_D, BLOCK_N], tl.float32)  # g_x of the step after the tile
     if HAS_GLAST:
         R = tl.load(glast_ptr + (b * Dm + d[:, None]) * N + n[None, :], mask=m_dn, other=0.0).to(tl.float32)
@@ -185,11 +191,21 @@ def _scan_bwd(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, gout_p
         gBt = gx * (dt * u)[:, :, None]
         gCt = tl.where(m3, gy[:, :, None] * xs, 0.0)
         if B_TIME:
-            tl.store(gB_ptr + part[None, :] * L + t[:, None], tl.sum(gBt, axis=0), mask=(t < L)[:, None] & nm[None, :])
+            if ATOMIC:
+                tl.atomic_add(gB_ptr + part[None, :] * L + t[:, None], tl.sum(gBt, axis=0),
+                              mask=(t < L)[:, None] & nm[None, :])
+            else:
+                tl.store(gB_ptr + part[None, :] * L + t[:, None], tl.sum(gBt, axis=0),
+                         mask=(t < L)[:, None] & nm[None, :])
         else:
             gBs += tl.sum(gBt, axis=1)
         if C_TIME:
-            tl.store(gC_ptr + part[None, :] * L + t[:, None], tl.sum(gCt, axis=0), mask=(t < L)[:, None] & nm[None, :])
+            if ATOMIC:
+                tl.atomic_add(gC_ptr + part[None, :] * L + t[:, None], tl.sum(gCt, axis=0),
+                              mask=(t < L)[:, None] & nm[None, :])
+            else:
+                tl.store(gC_ptr + part[None, :] * L + t[:, None], tl.sum(gCt, axis=0),
+                         mask=(t < L)[:, None] & nm[None, :])
         else:
             gCs += tl.sum(gCt, axis=1)
         if SOFTPLUS:
@@ -273,8 +289,14 @@ class _TritonScan(torch.autograd.Function):
         gD = torch.empty((b, d), dtype=f32, device=dev)
         gbias = torch.empty((b, d), dtype=f32, device=dev)
         b_time, c_time = len(Bshape) > 2, len(Cshape) > 2
-        gB = torch.zeros((b, nblk, N, L) if b_time else (b, d, N), dtype=f32, device=dev)
-        gC = torch.zeros((b, nblk, N, L) if c_time else (b, d, N), dtype=f32, device=dev)
+        # time-varying B/C: every channel block adds to them. Atomics add in place; under
+        # torch.use_deterministic_algorithms each block writes its own partial sums instead,
+        # added up in a fixed order (as many copies of B as there are blocks: much more memory)
+        atomic = not torch.are_deterministic_algorithms_enabled()
+        G = d // dpg
+        shared = (b, G, N, L) if atomic else (b, nblk, N, L)
+        gB = torch.zeros(shared if b_time else (b, d, N), dtype=f32, device=dev)
+        gC = torch.zeros(shared if c_time else (b, d, N), dtype=f32, device=dev)
         dummy = u
         _scan_bwd[(b, nblk)](u, delta, A, Bt, Ct, D if D is not None else dummy, z if z is not None else dummy,
                              delta_bias if delta_bias is not None else dummy, gout,
@@ -283,21 +305,26 @@ class _TritonScan(torch.autograd.Function):
                              d, L, N, n_chunks, dpg, nblk, *sB, *sC,
                              HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
                              SOFTPLUS=softplus, HAS_GLAST=glast is not None, B_TIME=b_time, C_TIME=c_time,
+                             ATOMIC=atomic,
                              CHUNK=chunk, BLOCK_D=BD, BLOCK_N=BN, num_warps=warps)
-        return (gu, gdl, gA.sum(0).to(A.dtype), _reduce_bc(gB, Bshape, GB, nblk, BD, dpg).to(Bt.dtype),
-                _reduce_bc(gC, Cshape, GC, nblk, BD, dpg).to(Ct.dtype),
+        return (gu, gdl, gA.sum(0).to(A.dtype), _reduce_bc(gB, Bshape, GB, G, atomic).to(Bt.dtype),
+                _reduce_bc(gC, Cshape, GC, G, atomic).to(Ct.dtype),
                 gD.sum(0).to(D.dtype) if D is not None else None, gz,
                 gbias.sum(0).to(delta_bias.dtype) if delta_bias is not None else None, None)
 
 
-def _reduce_bc(g: torch.Tensor, shape, groups: int, nblk: int, bd: int, dpg: int) -> torch.Tensor:
-    """Per-program partial sums of B's (or C's) gradient, added up into B's own shape."""
+def _reduce_bc(g: torch.Tensor, shape, groups: int, G: int, atomic: bool) -> torch.Tensor:
+    """B's (or C's) gradient in B's own shape, from what the kernel wrote: ``[B, D, N]`` partial
+    sums for a time-invariant B; for a time-varying one ``[B, G, N, L]`` (atomics) or per-block
+    partial sums ``[B, blocks, N, L]`` (deterministic; a block never straddles two groups)."""
     if len(shape) == 2:  # [D, N]: summed over the batch
         return g.sum(0)
-    if len(shape) == 3:  # [B, N, L]: every channel block adds to it
+    b = g.shape[0]
+    if not atomic:
+        g = g.reshape(b, G, g.shape[1] // G, *g.shape[2:]).sum(2)  # the blocks of each group
+    if len(shape) == 3:  # [B, N, L]: one B for every channel (G is 1, or C has the groups)
         return g.sum(1)
-    b = g.shape[0]  # [B, G, N, L]: the blocks of each group (a block never straddles two)
-    return g.reshape(b, groups, nblk // groups, *g.shape[2:]).sum(2) if groups > 1 else g.sum(1, keepdim=True)
+    return g if groups == G else g.sum(1, keepdim=True)
 
 
 def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
