@@ -54,6 +54,17 @@ def _linear_combine(a1, b1, a2, b2):
 
 
 @triton.jit
+def _dt(dl_ptr, bias, row, t, dm, L, SOFTPLUS: tl.constexpr):
+    """``(raw, dt)`` of a tile ([BLOCK_D, CHUNK]); ``dt`` is 0 past the end, where the state stands still."""
+    m2 = dm[:, None] & (t < L)[None, :]
+    raw = tl.load(dl_ptr + row[:, None] + t[None, :], mask=m2, other=0.0).to(tl.float32) + bias[:, None]
+    dt = raw
+    if SOFTPLUS:
+        dt = _softplus(raw)
+    return raw, tl.where(m2, dt, 0.0)
+
+
+@triton.jit
 def _tile(u_ptr, dl_ptr, B_ptr, A3, bias, row, Bo, t, dm, nm, L, sBt, sBn, SOFTPLUS: tl.constexpr,
           BLOCK_N: tl.constexpr):
     """A tile's inputs: ``u``, the raw and the final ``dt`` ([BLOCK_D, CHUNK], 0 past the end),
@@ -62,11 +73,7 @@ def _tile(u_ptr, dl_ptr, B_ptr, A3, bias, row, Bo, t, dm, nm, L, sBt, sBn, SOFTP
     m2 = dm[:, None] & tm[None, :]
     m3 = m2[:, :, None] & nm[None, None, :]
     u = tl.load(u_ptr + row[:, None] + t[None, :], mask=m2, other=0.0).to(tl.float32)
-    raw = tl.load(dl_ptr + row[:, None] + t[None, :], mask=m2, other=0.0).to(tl.float32) + bias[:, None]
-    dt = raw
-    if SOFTPLUS:
-        dt = _softplus(raw)
-    dt = tl.where(m2, dt, 0.0)  # past the end: dA = 1 and dB u = 0, the state stands still
+    raw, dt = _dt(dl_ptr, bias, row, t, dm, L, SOFTPLUS)  # past the end: dA = 1 and dB u = 0
     B3 = tl.load(B_ptr + Bo[:, None, None] + t[None, :, None] * sBt + tl.arange(0, BLOCK_N)[None, None, :] * sBn,
                  mask=m3, other=0.0).to(tl.float32)
     dA = tl.exp(dt[:, :, None] * A3)
@@ -131,6 +138,23 @@ def _scan_fwd(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_pt
 
 
 @triton.jit
+def _add_shared_grad(g_ptr, part, t, L, nm, g3, acc, TIME: tl.constexpr, ATOMIC: tl.constexpr):
+    """A tile's gradient of B (or C), ``g3`` [BLOCK_D, CHUNK, BLOCK_N]: summed over the block's
+    channels into memory when B varies in time (added atomically, or as this block's partial
+    sum), else summed over time into the running ``acc`` [BLOCK_D, BLOCK_N], which is returned."""
+    if TIME:
+        ptr = g_ptr + part[None, :] * L + t[:, None]
+        mask = (t < L)[:, None] & nm[None, :]
+        if ATOMIC:
+            tl.atomic_add(ptr, tl.sum(g3, axis=0), mask=mask)
+        else:
+            tl.store(ptr, tl.sum(g3, axis=0), mask=mask)
+    else:
+        acc += tl.sum(g3, axis=1)
+    return acc
+
+
+@triton.jit
 def _scan_bwd(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, gout_ptr, glast_ptr, ck_ptr,
               gu_ptr, gdl_ptr, gz_ptr, gA_ptr, gD_ptr, gbias_ptr, gB_ptr, gC_ptr,
               Dm, L, N, n_chunks, dpg, n_dblocks,
@@ -169,8 +193,8 @@ def _scan_bwd(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, gout_p
         x_in = tl.load(ck_ptr + ck + c * N, mask=m_dn, other=0.0)
         P, h = tl.associative_scan((dA, bx), axis=1, combine_fn=_linear_combine)
         xs = h + P * x_in[:, None, :]  # the tile's states, recomputed
-        _, _, _, _, dA_next, _, _, _ = _tile(u_ptr, dl_ptr, B_ptr, A3, bias, row, Bo, t + 1, dm, nm, L, sBt, sBn,
-                                             SOFTPLUS, BLOCK_N)  # dA[t+1] (1 past the end)
+        _, dt_next = _dt(dl_ptr, bias, row, t + 1, dm, L, SOFTPLUS)
+        dA_next = tl.exp(dt_next[:, :, None] * A3)  # dA[t+1]: 1 past the end
         go = tl.load(gout_ptr + row[:, None] + t[None, :], mask=m2, other=0.0).to(tl.float32)
         if HAS_Z:
             zv = tl.load(z_ptr + row[:, None] + t[None, :], mask=m2, other=0.0).to(tl.float32)
@@ -190,24 +214,8 @@ def _scan_bwd(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, gout_p
         gA += tl.sum(gx * prev * dt[:, :, None], axis=1)
         gBt = gx * (dt * u)[:, :, None]
         gCt = tl.where(m3, gy[:, :, None] * xs, 0.0)
-        if B_TIME:
-            if ATOMIC:
-                tl.atomic_add(gB_ptr + part[None, :] * L + t[:, None], tl.sum(gBt, axis=0),
-                              mask=(t < L)[:, None] & nm[None, :])
-            else:
-                tl.store(gB_ptr + part[None, :] * L + t[:, None], tl.sum(gBt, axis=0),
-                         mask=(t < L)[:, None] & nm[None, :])
-        else:
-            gBs += tl.sum(gBt, axis=1)
-        if C_TIME:
-            if ATOMIC:
-                tl.atomic_add(gC_ptr + part[None, :] * L + t[:, None], tl.sum(gCt, axis=0),
-                              mask=(t < L)[:, None] & nm[None, :])
-            else:
-                tl.store(gC_ptr + part[None, :] * L + t[:, None], tl.sum(gCt, axis=0),
-                         mask=(t < L)[:, None] & nm[None, :])
-        else:
-            gCs += tl.sum(gCt, axis=1)
+        gBs = _add_shared_grad(gB_ptr, part, t, L, nm, gBt, gBs, B_TIME, ATOMIC)
+        gCs = _add_shared_grad(gC_ptr, part, t, L, nm, gCt, gCs, C_TIME, ATOMIC)
         if SOFTPLUS:
             gdt = gdt * tl.sigmoid(raw)
         gD += tl.sum(tl.where(m2, gy * u, 0.0), axis=1)
