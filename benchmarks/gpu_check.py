@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 DEV = "cuda"
+SAVE = lambda: None  # noqa: E731  (main sets it: writes the JSON and the table as results come in)
 
 
 def sync() -> None:
@@ -228,6 +229,7 @@ def sweep_launch(results: dict, size: str):
             triton_scan.BLOCK_D_MAX, triton_scan.NUM_WARPS, triton_scan.CHUNK = bd, nw, ch
             t = cuda_time(scan_step, repeats=3, budget_s=20)
             results["scan_sweep"].append({"block_d": bd, "num_warps": nw, "chunk": ch, "fwd_bwd_ms": t * 1e3})
+            SAVE()  # each compile takes seconds: keep what is measured if the time limit strikes
     finally:
         triton_scan.BLOCK_D_MAX, triton_scan.NUM_WARPS, triton_scan.CHUNK = saved
     shape = {"smoke": (3, 2, 4, 5, 5), "quick": (4, 8, 64, 16, 16), "full": (16, 32, 256, 32, 32)}[size]
@@ -249,6 +251,7 @@ def sweep_launch(results: dict, size: str):
             lif_triton.BLOCK, lif_triton.NUM_WARPS = block, nw
             t = cuda_time(lif_step, repeats=3, budget_s=20)
             results["lif_sweep"].append({"block": block, "num_warps": nw, "fwd_bwd_ms": t * 1e3})
+            SAVE()
     finally:
         lif_triton.BLOCK, lif_triton.NUM_WARPS = saved
 
@@ -298,7 +301,7 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true", help="toy shapes on the CPU (Triton's interpreter): checks "
                         "that this script runs; its numbers mean nothing")
     args = parser.parse_args()
-    global DEV
+    global DEV, SAVE
     size = "smoke" if args.smoke else "quick" if args.quick else "full"
     if args.smoke:
         DEV = "cpu"
@@ -317,6 +320,12 @@ def main() -> int:
          "train_input": {"smoke": "batch 1 of 2 x 3 x 16 x 16 (shrunk)", "quick": "batch 4 of 16 x 3 x 128 x 128",
                          "full": "batch 32 of 16 x 3 x 128 x 128"}[size]}
     r["copy_bytes_per_s"] = copy_bandwidth(1 << 24 if args.smoke else 2 << 30)
+
+    def save():
+        (out / "gpu_check.json").write_text(json.dumps(r, indent=2))
+        (out / "gpu_check.md").write_text(table(r) + "\n")
+
+    SAVE = save
     for part in (time_scans, time_lif, train_step, sweep_launch):
         started = time.perf_counter()
         try:
@@ -324,10 +333,8 @@ def main() -> int:
         except Exception as err:  # one failing part must not lose the others' figures
             r.setdefault("errors", {})[part.__name__] = f"{type(err).__name__}: {str(err)[:500]}"
         print(f"{part.__name__}: {time.perf_counter() - started:.0f} s", flush=True)
-        (out / "gpu_check.json").write_text(json.dumps(r, indent=2))
-    text = table(r)
-    (out / "gpu_check.md").write_text(text + "\n")
-    print(text)
+        save()
+    print(table(r))
     return 0
 
 
