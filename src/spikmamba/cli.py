@@ -81,6 +81,17 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+class _StoreTuple(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, tuple(values))
+
+
+def _add_sensor_size(p: argparse.ArgumentParser) -> None:
+    """``--sensor-size W H`` (``args.sensor_size``: a tuple, or None) for commands that read recordings."""
+    p.add_argument("--sensor-size", type=int, nargs=2, metavar=("W", "H"), default=None, action=_StoreTuple,
+                   help="the recording's sensor size, for files that do not state it (N-MNIST .bin/.bs2, .npy)")
+
+
 def _fail(command: str, err: BaseException) -> int:
     print(f"spikmamba {command}: {err}", file=sys.stderr)
     return 2
@@ -180,15 +191,16 @@ def _cmd_predict_windows(args: argparse.Namespace) -> int:
     from .engine.evaluate import collect_input_files, load_predictor
     from .engine.timeline import predict_timeline
 
-    stride = args.stride if args.stride is not None else args.window / 2
     try:
         predictor = load_predictor(args.checkpoint, args.model, args.device, args.backend)
         files = collect_input_files(args.paths)
-        for n, f in enumerate(files):
-            tl = predict_timeline(predictor, f, args.window, stride, args.batch_size, args.top, args.smooth,
-                                  tuple(args.sensor_size) if args.sensor_size else None, progress=not args.json)
-            written = tl.write(Path(args.timeline) if len(files) == 1 else Path(args.timeline).with_name(
-                f"{Path(args.timeline).name}-{f.stem}")) if args.timeline else []
+        for f in files:
+            tl = predict_timeline(predictor, f, args.window, args.stride, args.batch_size, args.top, args.smooth,
+                                  args.sensor_size, progress=not args.json)
+            prefix = Path(args.timeline) if args.timeline else None
+            if prefix is not None and len(files) > 1:
+                prefix = prefix.with_name(f"{prefix.name}-{f.stem}")
+            written = tl.write(prefix) if prefix is not None else []
             if args.json:
                 print(json.dumps({**tl.summary(), "windows": tl.rows}, indent=2))
                 continue
@@ -222,7 +234,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                                  f"e.g. {{\"0\": \"airplane\"}}")
         r = predict_files(args.checkpoint, args.paths, topk=args.top, batch_size=args.batch_size, device=args.device,
                           class_names=names, num_workers=args.workers, model=args.model, backend=args.backend,
-                          sensor_size=tuple(args.sensor_size) if args.sensor_size else None)
+                          sensor_size=args.sensor_size)
     except (ValueError, OSError, CheckpointError, RuntimeError) as err:
         return _fail("predict", err)
     if args.json:
@@ -275,12 +287,11 @@ def _cmd_show(args: argparse.Namespace) -> int:
             from .engine.timeline import predict_timeline
 
             predictor = load_predictor(args.checkpoint, args.model)
-            timeline = predict_timeline(predictor, args.file, args.window, args.stride or args.window / 2,
-                                        sensor_size=tuple(args.sensor_size) if args.sensor_size else None)
+            timeline = predict_timeline(predictor, args.file, args.window, args.stride, sensor_size=args.sensor_size)
         started = time.perf_counter()
         out = args.out or str(Path(args.file).with_suffix(".gif").name)
         r = render(args.file, out, args.frame_ms, args.fps, args.start_ms, args.end_ms, args.scale, timeline,
-                   tuple(args.sensor_size) if args.sensor_size else None)
+                   args.sensor_size)
         print(f"wrote {r['path']}: {r['frames']} frames of {args.frame_ms:g} ms ({r['seconds']:.2f} s of recording, "
               f"x{r['scale']}) in {time.perf_counter() - started:.1f} s"
               + (f"; {r['late_events']} events arrived after their frame was drawn (timestamps going back) and "
@@ -291,7 +302,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
             from .engine.data import load_input_file
 
             x = load_input_file(args.file, predictor.representation, predictor.transforms,
-                                tuple(args.sensor_size) if args.sensor_size else None).numpy()
+                                args.sensor_size).numpy()
             contact_sheet(x, args.sheet, f"{Path(args.file).name} as {predictor.name} sees it")
             print(f"wrote {args.sheet}: the {x.shape[0]} time steps x {x.shape[1]} channels the model sees")
     except (ValueError, OSError, CheckpointError, ImportError) as err:
@@ -305,7 +316,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
     try:
         r = inspect_spikes(args.file, args.out, checkpoint=args.checkpoint, model=args.model, layer=args.layer,
-                           sensor_size=tuple(args.sensor_size) if args.sensor_size else None)
+                           sensor_size=args.sensor_size)
     except (ValueError, OSError, CheckpointError) as err:
         return _fail("inspect", err)
     print(f"{r['file']}: {r['model']} predicts {r['prediction']} ({r['probability']:.3f})")
@@ -433,8 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "starts (default: half the window)")
     p.add_argument("--smooth", type=int, default=1, metavar="K",
                    help="with --window: average each window's probabilities with its K-1 nearest non-empty neighbours")
-    p.add_argument("--sensor-size", type=int, nargs=2, metavar=("W", "H"), default=None,
-                   help="the recordings' sensor size, for files that do not state it (N-MNIST .bin/.bs2, .npy)")
+    _add_sensor_size(p)
     p.add_argument("--timeline", metavar="PREFIX", default=None,
                    help="with --window: also write PREFIX.csv and PREFIX.json (start, end, events, label, top classes)")
     p.set_defaults(func=_cmd_predict)
@@ -515,8 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start-ms", type=float, default=None, help="start this long after the first event")
     p.add_argument("--end-ms", type=float, default=None, help="stop this long after the first event")
     p.add_argument("--scale", type=int, default=None, help="pixels per sensor pixel (default: at least 256 wide)")
-    p.add_argument("--sensor-size", type=int, nargs=2, metavar=("W", "H"), default=None,
-                   help="for files that do not state it (N-MNIST .bin/.bs2, .npy)")
+    _add_sensor_size(p)
     src = p.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", metavar="CKPT", help="label each window with this model")
     src.add_argument("--model", metavar="NAME.TAG|FOLDER", help="label each window with shipped or exported weights")
@@ -537,8 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--model", metavar="NAME.TAG|FOLDER")
     p.add_argument("--layer", default=None, help="the spiking layer whose raster to draw, as `spikmamba energy` names it (default: the last one)")
     p.add_argument("--out", metavar="DIR", default="inspect", help="folder for the figures")
-    p.add_argument("--sensor-size", type=int, nargs=2, metavar=("W", "H"), default=None,
-                   help="for files that do not state it (N-MNIST .bin/.bs2, .npy)")
+    _add_sensor_size(p)
     p.set_defaults(func=_cmd_inspect)
 
     p = sub.add_parser(

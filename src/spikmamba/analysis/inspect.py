@@ -77,18 +77,18 @@ def inspect_spikes(file, out, checkpoint: "str | None" = None, model: "str | Non
         recorder.close()
     probs = logits.softmax(1)[0]
     top = int(probs.argmax())
-    rates = {name: recorder.spikes(name).mean(axis=1) for name in names}
+    spikes_of = {name: recorder.spikes(name) for name in names}  # [T, neurons] each
+    rates = {name: s.mean(axis=1) for name, s in spikes_of.items()}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "rates.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["layer", "step", "firing_rate", "neurons"])
         for name in names:
-            n = recorder.spikes(name).shape[1]
-            w.writerows([name, t, f"{r:.6f}", n] for t, r in enumerate(rates[name]))
+            w.writerows([name, t, f"{r:.6f}", spikes_of[name].shape[1]] for t, r in enumerate(rates[name]))
     title = f"{Path(file).name}: {predictor.name} predicts {predictor.classes[top]} ({float(probs[top]):.2f})"
     _plot_rates(out / "rates.png", names, rates, title)
-    spikes = recorder.spikes(layer)
+    spikes = spikes_of[layer]
     shown = np.unique(np.linspace(0, spikes.shape[1] - 1, min(max_neurons, spikes.shape[1])).round().astype(int))
     _plot_raster(out / "raster.png", spikes[:, shown], layer, spikes.shape[1], title)
     summary = {"file": str(file), "model": predictor.name, "prediction": predictor.classes[top],

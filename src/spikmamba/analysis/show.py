@@ -9,12 +9,14 @@ seconds; the recording is read as a stream. ``.gif`` is written with Pillow, ``.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
 import numpy as np
 
 from ..events.io import stream_events
+from ..events.types import sort_by_time
 
 BACKGROUND, ON, OFF, BOTH, TEXT, BAR = range(6)
 PALETTE = [24, 24, 28, 255, 80, 60, 70, 150, 255, 255, 255, 255, 235, 235, 235, 120, 200, 120]
@@ -27,8 +29,8 @@ class Frames:
     ``late`` counts the events left out because they arrived after their frame was drawn
     (timestamps going back across chunks of the stream); ``render`` reports it."""
 
-    def __init__(self, path, stream, first, chunks, sensor, step: int, start: int, end: "int | None"):
-        self.path, self.stream, self.first, self.chunks = path, stream, first, chunks
+    def __init__(self, path, first, chunks, sensor, step: int, start: int, end: "int | None"):
+        self.path, self.first, self.chunks = path, first, chunks
         self.sensor, self.step, self.start, self.end = sensor, step, start, end
         self.late = 0
 
@@ -44,14 +46,13 @@ class Frames:
             img[on & off] = BOTH
             return img
 
-        for chunk in _chain(self.first, self.chunks):
+        for chunk in itertools.chain([self.first], self.chunks):
             if not len(chunk):
                 continue
             if int(chunk["x"].max()) >= W or int(chunk["y"].max()) >= H:
                 raise ValueError(f"{self.path}: events reach x={int(chunk['x'].max())}, y={int(chunk['y'].max())}, "
                                  f"outside the {W}x{H} sensor; give the right --sensor-size W H")
-            if len(chunk) > 1 and not np.all(chunk["t"][1:] >= chunk["t"][:-1]):
-                chunk = chunk[np.argsort(chunk["t"], kind="stable")]
+            chunk = sort_by_time(chunk)
             t = np.ascontiguousarray(chunk["t"])  # searchsorted on a strided field is several times slower
             a = int(np.searchsorted(t, max(start, frame_start), "left"))
             self.late += a - int(np.searchsorted(t, start, "left"))
@@ -96,12 +97,7 @@ def frames_of(path, frame_ms: float = 33.0, start_ms: "float | None" = None, end
     end = None if end_ms is None else t_first + int(round(end_ms * 1e3))
     if end is not None and end <= start:
         raise ValueError(f"--end-ms ({end_ms}) must be after --start-ms ({start_ms or 0})")
-    return (W, H), t_first, Frames(path, stream, first, chunks, (W, H), step, start, end)
-
-
-def _chain(first, rest):
-    yield first
-    yield from rest
+    return (W, H), t_first, Frames(path, first, chunks, (W, H), step, start, end)
 
 
 def render(path, out, frame_ms: float = 33.0, fps: "float | None" = None, start_ms=None, end_ms=None,

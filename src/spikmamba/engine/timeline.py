@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..events.io import stream_events
+from ..events.types import sort_by_time
 from .data import prepare_events
 
 EMPTY = "(no events)"
@@ -84,11 +85,8 @@ class Windows:
                 continue
             if next_start is None:
                 next_start = int(chunk["t"].min())
-            buf = chunk if buf is None or not len(buf) else np.concatenate([buf, chunk])
+            buf = sort_by_time(chunk if buf is None or not len(buf) else np.concatenate([buf, chunk]))
             t = np.ascontiguousarray(buf["t"])  # searchsorted on a strided field is several times slower
-            if not np.all(t[1:] >= t[:-1]):  # out of order: within or across chunks
-                order = np.argsort(t, kind="stable")
-                buf, t = buf[order], t[order]
             old = int(np.searchsorted(t, next_start, "left"))
             if old:
                 self.late += old
@@ -116,12 +114,14 @@ class Windows:
 
 
 @torch.no_grad()
-def predict_timeline(predictor, path, window_ms: float, stride_ms: float, batch_size: int = 16, topk: int = 3,
-                     smooth: int = 1, sensor_size=None, progress: bool = False) -> Timeline:
-    """Slide ``predictor``'s model along ``path`` (see the module docstring); ``progress`` shows a
-    bar of the events read on a terminal."""
+def predict_timeline(predictor, path, window_ms: float, stride_ms: "float | None" = None, batch_size: int = 16,
+                     topk: int = 3, smooth: int = 1, sensor_size=None, progress: bool = False) -> Timeline:
+    """Slide ``predictor``'s model along ``path`` (see the module docstring); ``stride_ms`` defaults
+    to half the window; ``progress`` shows a bar of the events read on a terminal."""
     if not window_ms > 0:
         raise ValueError(f"--window must be > 0 ms, got {window_ms}")
+    if stride_ms is None:
+        stride_ms = window_ms / 2
     if not stride_ms > 0:
         raise ValueError(f"--stride must be > 0 ms, got {stride_ms} (a stride of 0 would never move)")
     if smooth < 1:

@@ -20,17 +20,11 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from .types import check_events, sensor_wh
+from .types import check_events, sensor_wh, sort_by_time
 
 
 def _rng(rng):
     return rng if rng is not None else np.random.default_rng()
-
-
-def _sorted(events: np.ndarray) -> np.ndarray:
-    if len(events) > 1 and np.any(np.diff(events["t"]) < 0):
-        return events[np.argsort(events["t"], kind="stable")]
-    return events
 
 
 def _call(t: Callable, events, rng):
@@ -225,7 +219,7 @@ class TimeJitter:
         out["t"] = out["t"] + np.round(r.normal(0.0, self.std, len(out))).astype(np.int64)
         if self.clip_negative:
             out["t"] = np.maximum(out["t"], 0)
-        return _sorted(out)
+        return sort_by_time(out)
 
 
 @dataclass

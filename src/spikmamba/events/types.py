@@ -50,9 +50,14 @@ def make_events(t, x, y, p, sort: bool = True) -> np.ndarray:
         p = (p > 0).astype(np.int64)
     ev = np.empty(n, dtype=EVENT_DTYPE)
     ev["t"], ev["x"], ev["y"], ev["p"] = t, x, y, p
-    if sort and n and np.any(np.diff(ev["t"]) < 0):
-        ev = ev[np.argsort(ev["t"], kind="stable")]
-    return ev
+    return sort_by_time(ev) if sort else ev
+
+
+def sort_by_time(events: np.ndarray) -> np.ndarray:
+    """``events`` in time order (stable: equal timestamps keep their order); itself when already so."""
+    if len(events) > 1 and np.any(np.diff(events["t"]) < 0):
+        return events[np.argsort(events["t"], kind="stable")]
+    return events
 
 
 def sensor_wh(sensor_size) -> "tuple[int, int]":
