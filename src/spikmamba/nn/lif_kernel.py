@@ -49,13 +49,16 @@ def _sum_to_shape(g: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return g.sum(dim=dims, keepdim=True) if dims else g
 
 
+def charge_coefficients(k: float, v_reset: "float | None", decay_input: bool) -> "tuple[float, float, float]":
+    """``(a, b, c)`` of the charge ``h = a v + b x + c`` (see the module docstring)."""
+    return 1.0 - k, (k if decay_input else 1.0), (k * v_reset if v_reset is not None else 0.0)
+
+
 class MultiStepLIFFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x_seq, v0, k, v_threshold, v_reset, decay_input, detach_reset, surrogate):
         kf = float(k)
-        a = 1.0 - kf
-        b = kf if decay_input else 1.0
-        c = kf * v_reset if v_reset is not None else 0.0
+        a, b, c = charge_coefficients(kf, v_reset, decay_input)
         # the input part of every step's charge at once, then 3 operations per step: the time
         # loop is the only part that cannot be vectorised, so it does as little as possible
         h_seq = torch.mul(x_seq, b) if b != 1.0 else x_seq.clone()
@@ -84,8 +87,7 @@ class MultiStepLIFFunction(torch.autograd.Function):
     def backward(ctx, grad_s_seq, grad_v_last):
         h_seq, s_seq, v0, x_seq = ctx.saved_tensors
         kf, v_th, v_reset, decay_input, detach_reset, surrogate = ctx.params
-        a = 1.0 - kf
-        b = kf if decay_input else 1.0
+        a, b, _ = charge_coefficients(kf, v_reset, decay_input)
         vr = 0.0 if v_reset is None else v_reset
         T = h_seq.shape[0]
         # g_h[t] = grad_s[t] * sg[t] + g_v[t] * dv_dh[t], with g_v[t] = a * g_h[t+1] (grad_v_last at
@@ -158,10 +160,10 @@ def multistep_lif_plain(x_seq: torch.Tensor, v0, k: float, v_threshold: float, v
                         decay_input: bool) -> "tuple[torch.Tensor, torch.Tensor]":
     """The forward of :class:`MultiStepLIFFunction` in plain, out-of-place operations, for exporters:
     the input part of every charge at once, then three operations per step. Same spikes."""
-    a = 1.0 - k
-    bx = x_seq * (k if decay_input else 1.0)
-    if v_reset:
-        bx = bx + k * v_reset
+    a, b, c = charge_coefficients(k, v_reset, decay_input)
+    bx = x_seq * b
+    if c != 0.0:
+        bx = bx + c
     v = v0 if torch.is_tensor(v0) else torch.full_like(x_seq[0], float(v0))
     spikes = []
     for t in range(x_seq.shape[0]):

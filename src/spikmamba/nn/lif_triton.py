@@ -21,6 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .lif_kernel import _sum_to_shape, charge_coefficients
 from .surrogate import ATan, Rectangular, Sigmoid, SurrogateFunction
 
 SURROGATE_IDS = {Sigmoid: 0, ATan: 1, Rectangular: 2}
@@ -113,8 +114,7 @@ class TritonLIFFunction(torch.autograd.Function):
     def forward(ctx, x_seq, v0, k, v_threshold, v_reset, decay_input, detach_reset, surrogate):
         ctx.set_materialize_grads(False)
         kf = float(k)
-        a, bcoef = 1.0 - kf, (kf if decay_input else 1.0)
-        c = kf * v_reset if v_reset is not None else 0.0
+        a, bcoef, c = charge_coefficients(kf, v_reset, decay_input)
         T = x_seq.shape[0]
         x = x_seq.contiguous().reshape(T, -1)
         M = x.shape[1]
@@ -151,8 +151,6 @@ class TritonLIFFunction(torch.autograd.Function):
                                           HARD=v_reset is not None, DETACH=detach, HAS_GS=grad_s is not None,
                                           HAS_GV=grad_v is not None, GRAD_K=grad_k, DECAY_INPUT=decay_input,
                                           KIND=kind, BLOCK=block, num_warps=warps)
-        from .lif_kernel import _sum_to_shape
-
         grad_v0 = _sum_to_shape(gv0.reshape(shape[1:]), v0_shape).to(dtype) if ctx.needs_input_grad[1] else None
         grad_k_out = None
         if grad_k:
