@@ -21,6 +21,9 @@ from pathlib import Path
 import torch
 
 DEV = "cuda"
+#: the issue's sizes ("full"), smaller ones for a first look, toy ones for --smoke
+SCAN_SHAPE = {"smoke": (1, 8, 24, 4), "quick": (4, 64, 512, 16), "full": (32, 512, 4096, 16)}  # B, D, L, N
+LIF_SHAPE = {"smoke": (3, 2, 4, 5, 5), "quick": (4, 8, 64, 16, 16), "full": (16, 32, 256, 32, 32)}  # T, B, C, H, W
 SAVE = lambda: None  # noqa: E731  (main sets it: writes the JSON and the table as results come in)
 
 
@@ -90,21 +93,34 @@ def scan_bytes(B, D, L, N) -> int:
     return 4 * (4 * B * D * L + 7 * B * D * L + 4 * B * N * L + 4 * B * N * L)
 
 
+def scan_workload(size: str):
+    """``run(fn)``: a callable doing one fwd+bwd of the scan ``fn`` at ``size`` (the same inputs each time)."""
+    inputs = scan_case(*SCAN_SHAPE[size])
+    leaves, gout = list(inputs.values()), torch.randn_like(inputs["u"])
+
+    def run(fn):
+        return lambda: torch.autograd.grad(fn(**inputs, delta_softplus=True), leaves, gout)
+    return run
+
+
+def lif_workload(size: str):
+    """``(run(fn), neurons x steps)``: one fwd+bwd of the multi-step LIF ``fn`` at ``size``."""
+    from spikmamba.nn.surrogate import Sigmoid
+
+    x = torch.randn(*LIF_SHAPE[size], device=DEV).requires_grad_()
+    gs, v0 = torch.randn_like(x), torch.zeros((), device=DEV)
+
+    def run(fn):
+        return lambda: torch.autograd.grad(fn(x, v0, 0.5, 1.0, 0.0, True, True, Sigmoid())[0], x, gs)
+    return run, x.numel()
+
+
 def time_scans(results: dict, size: str):
     from spikmamba.nn.ssm.selective_scan import selective_scan_fast
     from spikmamba.nn.ssm.triton_scan import selective_scan_triton
 
-    B, D, L, N = {"smoke": (1, 8, 24, 4), "quick": (4, 64, 512, 16), "full": (32, 512, 4096, 16)}[size]
-    inputs = scan_case(B, D, L, N)
-    leaves = [v for v in inputs.values()]
-    gout = torch.randn_like(inputs["u"])
-
-    def run(fn):
-        def step():
-            out = fn(**inputs, delta_softplus=True)
-            torch.autograd.grad(out, leaves, gout)
-        return step
-
+    B, D, L, N = SCAN_SHAPE[size]
+    run = scan_workload(size)
     impls = {"triton (ours)": run(selective_scan_triton), "torch blocked (ours, CPU path)": run(selective_scan_fast)}
     try:
         from mamba_ssm.ops.selective_scan_interface import selective_scan_fn as mamba_fn
@@ -143,21 +159,10 @@ def time_scans(results: dict, size: str):
 def time_lif(results: dict, size: str):
     from spikmamba.nn.lif_kernel import MultiStepLIFFunction
     from spikmamba.nn.lif_triton import multistep_lif_triton
-    from spikmamba.nn.surrogate import Sigmoid
 
-    shape = {"smoke": (3, 2, 4, 5, 5), "quick": (4, 8, 64, 16, 16), "full": (16, 32, 256, 32, 32)}[size]
-    x = torch.randn(*shape, device=DEV).requires_grad_()
-    gs = torch.randn_like(x)
-    v0 = torch.zeros((), device=DEV)
-
-    def run(fn):
-        def step():
-            s, _ = fn(x, v0, 0.5, 1.0, 0.0, True, True, Sigmoid())
-            torch.autograd.grad(s, x, gs)
-        return step
-
-    floor_s = 4 * x.numel() * 4 / results["copy_bytes_per_s"]  # read x, write s; read g_s, write g_x
-    results["lif"] = {"shape": list(shape), "floor_ms": floor_s * 1e3}
+    run, numel = lif_workload(size)
+    floor_s = 4 * numel * 4 / results["copy_bytes_per_s"]  # read x, write s; read g_s, write g_x
+    results["lif"] = {"shape": list(LIF_SHAPE[size]), "floor_ms": floor_s * 1e3}
     for name, fn in {"triton (ours)": run(multistep_lif_triton),
                      "torch fused (ours, CPU path)": run(lambda *a: MultiStepLIFFunction.apply(*a))}.items():
         t = cuda_time(fn, repeats=5, budget_s=30)
@@ -213,47 +218,32 @@ def sweep_launch(results: dict, size: str):
     from spikmamba.nn import lif_triton
     from spikmamba.nn.ssm import triton_scan
 
-    B, D, L, N = {"smoke": (1, 8, 24, 4), "quick": (4, 64, 512, 16), "full": (32, 512, 4096, 16)}[size]
-    inputs = scan_case(B, D, L, N)
-    leaves, gout = list(inputs.values()), torch.randn_like(inputs["u"])
-
-    def scan_step():
-        torch.autograd.grad(triton_scan.selective_scan_triton(**inputs, delta_softplus=True), leaves, gout)
-
     scan_shapes = [(4, 4, 32), (2, 1, 16)] if size == "smoke" else [
         (2, 2, 32), (4, 2, 32), (4, 4, 32), (4, 8, 32), (8, 4, 32), (8, 8, 32), (4, 4, 16), (4, 4, 64), (2, 4, 64)]
-    saved = (triton_scan.BLOCK_D_MAX, triton_scan.NUM_WARPS, triton_scan.CHUNK)
     results["scan_sweep"] = []
-    try:
-        for bd, nw, ch in scan_shapes:
-            triton_scan.BLOCK_D_MAX, triton_scan.NUM_WARPS, triton_scan.CHUNK = bd, nw, ch
-            t = cuda_time(scan_step, repeats=3, budget_s=20)
-            results["scan_sweep"].append({"block_d": bd, "num_warps": nw, "chunk": ch, "fwd_bwd_ms": t * 1e3})
-            SAVE()  # each compile takes seconds: keep what is measured if the time limit strikes
-    finally:
-        triton_scan.BLOCK_D_MAX, triton_scan.NUM_WARPS, triton_scan.CHUNK = saved
-    shape = {"smoke": (3, 2, 4, 5, 5), "quick": (4, 8, 64, 16, 16), "full": (16, 32, 256, 32, 32)}[size]
-    x = torch.randn(*shape, device=DEV).requires_grad_()
-    gs = torch.randn_like(x)
-
-    def lif_step():
-        from spikmamba.nn.surrogate import Sigmoid
-
-        s, _ = lif_triton.multistep_lif_triton(x, torch.zeros((), device=DEV), 0.5, 1.0, 0.0, True, True, Sigmoid())
-        torch.autograd.grad(s, x, gs)
-
+    _sweep(triton_scan, ("BLOCK_D_MAX", "NUM_WARPS", "CHUNK"), ("block_d", "num_warps", "chunk"), scan_shapes,
+           scan_workload(size)(triton_scan.selective_scan_triton), results["scan_sweep"])
     lif_shapes = [(256, 4), (128, 1)] if size == "smoke" else [(128, 1), (256, 2), (256, 4), (512, 4), (1024, 4),
                                                                (1024, 8)]
-    saved = (lif_triton.BLOCK, lif_triton.NUM_WARPS)
     results["lif_sweep"] = []
+    _sweep(lif_triton, ("BLOCK", "NUM_WARPS"), ("block", "num_warps"), lif_shapes,
+           lif_workload(size)[0](lif_triton.multistep_lif_triton), results["lif_sweep"])
+
+
+def _sweep(module, knobs, keys, shapes, step, into: list) -> None:
+    """Time ``step`` with each of ``shapes`` set as ``module``'s launch knobs (restored afterwards),
+    appending ``{key: value, ..., "fwd_bwd_ms"}`` to ``into`` and saving after each: every compile
+    takes seconds, so what is measured survives the time limit."""
+    saved = tuple(getattr(module, k) for k in knobs)
     try:
-        for block, nw in lif_shapes:
-            lif_triton.BLOCK, lif_triton.NUM_WARPS = block, nw
-            t = cuda_time(lif_step, repeats=3, budget_s=20)
-            results["lif_sweep"].append({"block": block, "num_warps": nw, "fwd_bwd_ms": t * 1e3})
+        for values in shapes:
+            for k, v in zip(knobs, values):
+                setattr(module, k, v)
+            into.append({**dict(zip(keys, values)), "fwd_bwd_ms": cuda_time(step, repeats=3, budget_s=20) * 1e3})
             SAVE()
     finally:
-        lif_triton.BLOCK, lif_triton.NUM_WARPS = saved
+        for k, v in zip(knobs, saved):
+            setattr(module, k, v)
 
 
 def table(r: dict) -> str:
