@@ -147,7 +147,7 @@ def test_cache_is_reused_compact_and_equal_to_computing(tmp_path):
     assert [f.stat().st_mtime_ns for f in files] == mtimes  # read back, not rebuilt
     # compact: 50 events -> at most 50 nonzero counts, stored sparse as uint32 index + uint8 count
     with np.load(files[0]) as z:
-        assert set(z.files) == {"shape", "index", "value"} and z["value"].dtype == np.uint8 and len(z["value"]) <= 50
+        assert set(z.files) == {"meta", "digest", "shape", "index", "value"} and z["value"].dtype == np.uint8 and len(z["value"]) <= 50
     assert max(f.stat().st_size for f in files) < 2000  # the float32 tensor would be 3*2*64*64*4 = 98 kB
     other = NMNIST(flat, representation=EventRepresentation((34, 34), frames=5), cache_dir=tmp_path / "cache")
     assert other[0][0].shape[0] == 5 and other.cache_dir != a.cache_dir  # another representation, another folder
@@ -178,7 +178,7 @@ def test_a_truncated_entry_is_recomputed_and_a_read_only_cache_is_reported_not_f
     good = ds[0][0]
     entry = next((tmp_path / "cache").rglob("*.npz"))
     entry.write_bytes(entry.read_bytes()[:40])  # a crash mid-write elsewhere, or a damaged disk
-    with pytest.warns(UserWarning, match="unreadable entry .* recomputed"):
+    with pytest.warns(UserWarning, match="is unreadable or does not match .* recomputed"):
         again = NMNIST(flat, representation=rep, cache_dir=tmp_path / "cache")[0][0]
     assert torch.equal(again, good) and np.load(entry)["shape"].tolist() == [3, 2, 34, 34]  # replaced
     blocked = tmp_path / "a-file"
@@ -187,6 +187,136 @@ def test_a_truncated_entry_is_recomputed_and_a_read_only_cache_is_reported_not_f
     with pytest.warns(UserWarning, match="a-file.* cannot be written .*without caching"):
         x = ro[1][0]
     assert torch.equal(x, NMNIST(flat, representation=rep)[1][0]) and torch.equal(ro[1][0], x)
+
+
+def _forge(entry, **changes):
+    """Rewrite a cache entry with some arrays changed and its digest recomputed to fit (so the
+    value and record checks are tested on their own, not only the digest)."""
+    from spikmamba.data.cache import payload_digest
+
+    with np.load(entry) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays.update(changes)
+    meta = arrays.pop("meta")
+    arrays.pop("digest")
+    digest = np.frombuffer(payload_digest(meta.tobytes(), arrays), np.uint8)
+    with open(entry, "wb") as f:
+        np.savez(f, meta=meta, digest=digest, **arrays)
+
+
+def _entries(folder):
+    return sorted(folder.rglob("*.npz"))
+
+
+def _tamper_cases():
+    """(name, tamper(entries, data_folder, cache_root)) of round three's attack on the cache (issue 33, item 1)."""
+    def zeros(entries, data, cache):
+        for e in entries:
+            with np.load(e) as z:
+                arrays = {k: z[k] for k in z.files}
+            for k in ("value", "dense", "bits"):
+                if k in arrays:
+                    arrays[k] = np.zeros_like(arrays[k])
+            with open(e, "wb") as f:  # the digest left as it was: a naive overwrite
+                np.savez(f, **arrays)
+
+    def swapped(entries, data, cache):
+        shutil.copy(entries[1], entries[0])
+
+    def linked(entries, data, cache):
+        entries[0].unlink()
+        os.symlink(entries[2], entries[0])
+
+    def negative(entries, data, cache):
+        with np.load(entries[0]) as z:
+            value = z["value"].astype(np.int16)
+        value[0] = -5
+        _forge(entries[0], value=value)
+
+    def nan(entries, data, cache):
+        with np.load(entries[0]) as z:
+            n = int(np.prod(z["shape"]))
+        _forge(entries[0], value=np.full(1, np.nan, np.float32), index=np.zeros(1, np.uint32)) if n else None
+
+    def negative_index(entries, data, cache):
+        with np.load(entries[0]) as z:
+            index = z["index"].astype(np.int64)
+        index[0] = -1
+        _forge(entries[0], index=index)
+
+    def other_split(entries, data, cache):
+        rep = EventRepresentation((34, 34), frames=3, split_by="number")
+        other = NMNIST(data, representation=rep, cache_dir=cache)
+        other[0]
+        for e in _entries(other.cache_dir):  # split_by=number entries placed where split_by=time ones belong
+            target = [t for t in entries if t.name == e.name]
+            for t in entries:
+                shutil.copy(e, t)
+            assert not target  # keys differ by representation too: a copy must be placed over another name
+
+    def rewritten_source(entries, data, cache):
+        src = data / "1.bs2"
+        st = src.stat()
+        write_events(src, random_events(50, (34, 34), 300_000, seed=99), format="nbin")
+        os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert src.stat().st_size == st.st_size and src.stat().st_mtime_ns == st.st_mtime_ns
+
+    return [zeros, swapped, linked, negative, nan, negative_index, other_split, rewritten_source]
+
+
+@pytest.mark.parametrize("tamper", _tamper_cases(), ids=lambda f: f.__name__)
+def test_a_tampered_cache_entry_is_recomputed_never_used(tmp_path, tamper):
+    data = tmp_path / "data"
+    _flat_nmnist(data, n=4)
+    rep = EventRepresentation((34, 34), frames=3)
+    ds = NMNIST(data, representation=rep, cache_dir=tmp_path / "cache")
+    [ds[i] for i in range(4)]
+    entries = _entries(ds.cache_dir)
+    assert len(entries) == 4
+    tamper(entries, data, tmp_path / "cache")
+    again = NMNIST(data, representation=rep, cache_dir=tmp_path / "cache")
+    plain = NMNIST(data, representation=rep)
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = [again[i][0] for i in range(4)]
+    assert all(torch.equal(g, plain[i][0]) for i, g in enumerate(got))
+    if tamper.__name__ == "rewritten_source":  # its content digest is another key: a miss, computed afresh
+        assert again.cache.rebuilt == 0 and len(_entries(again.cache_dir)) == 5
+    else:
+        assert again.cache.rebuilt >= 1 and len(caught) == 1
+        assert "is unreadable or does not match" in str(caught[0].message) and "recomputed" in str(caught[0].message)
+
+
+def test_a_cache_entry_declaring_a_huge_member_is_refused_before_decompressing(tmp_path):
+    import time
+    import zipfile
+
+    data = tmp_path / "data"
+    _flat_nmnist(data, n=1)
+    rep = EventRepresentation((34, 34), frames=3)
+    ds = NMNIST(data, representation=rep, cache_dir=tmp_path / "cache")
+    expected = ds[0][0]
+    entry = _entries(ds.cache_dir)[0]
+    with np.load(entry) as z:
+        arrays = {k: z[k] for k in z.files}
+    entry.unlink()
+    with zipfile.ZipFile(entry, "w", compression=zipfile.ZIP_DEFLATED) as zf:  # 512 MB of zeros deflated to 0.5 MB
+        for k, a in arrays.items():
+            if k != "value":
+                with zf.open(k + ".npy", "w") as f:
+                    np.lib.format.write_array(f, a)
+        with zf.open("value.npy", "w", force_zip64=True) as f:
+            np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False, "shape": (2**29,)})
+            block = bytes(2**24)
+            for _ in range(2**29 // len(block)):
+                f.write(block)
+    assert entry.stat().st_size < 1e6
+    t = time.perf_counter()
+    with pytest.warns(UserWarning, match="declares 536,87.* bytes, more than"):
+        x = NMNIST(data, representation=rep, cache_dir=tmp_path / "cache")[0][0]
+    assert time.perf_counter() - t < 5 and torch.equal(x, expected)
 
 
 def test_a_full_disk_is_reported_once_and_leaves_no_partial_entry(tmp_path, monkeypatch):

@@ -310,3 +310,28 @@ def test_config_transforms_reach_evaluation_and_predict(tmp_path, capsys):
         assert main(["train", f"data.name=nmnist", f"data.root={root}", f"transforms={json.dumps(bad)}",
                      f"out_dir={tmp_path / 'bad'}", "progress=false"]) == 2
         assert why in capsys.readouterr().err
+
+
+def test_a_run_on_a_tampered_cache_trains_bit_identically_to_a_run_without_one(tmp_path):
+    """Issue 33, item 1: entries overwritten with zeros of the right shape (the digest left), and
+    one sample's entry copied over another's, are recomputed, not trained on."""
+    root = _flat_nmnist(tmp_path / "data", 16)
+    kw = dict(num_workers=0, transforms=[], epochs=1, val_fraction=0.25)
+    plain = train(_cfg(root, tmp_path / "plain", **kw))
+    cache = tmp_path / "cache"
+    first = train(_cfg(root, tmp_path / "fill", cache_dir=str(cache), **kw))
+    assert first["weights_sha256_per_rank"] == plain["weights_sha256_per_rank"]
+    entries = sorted(cache.rglob("*.npz"))
+    assert len(entries) == 16
+    for e in entries[:8]:
+        with np.load(e) as z:
+            arrays = {k: z[k] for k in z.files}
+        arrays = {k: (np.zeros_like(v) if k in ("value", "dense", "bits") else v) for k, v in arrays.items()}
+        with open(e, "wb") as f:
+            np.savez(f, **arrays)
+    for e in entries[8:12]:
+        shutil.copy(entries[12], e)
+    with pytest.warns(UserWarning, match="is unreadable or does not match"):
+        tampered = train(_cfg(root, tmp_path / "tampered", cache_dir=str(cache), **kw))
+    assert tampered["weights_sha256_per_rank"] == plain["weights_sha256_per_rank"]
+    assert [r["train_loss"] for r in tampered["history"]] == [r["train_loss"] for r in plain["history"]]

@@ -8,8 +8,9 @@ size. ``pre_transform`` is deterministic; ``transform`` may be random and draws 
 index), so results do not depend on the number of workers). With ``cache_dir`` and no random
 ``transform``, each sample's representation is stored once (compactly, see :mod:`.cache`)
 under a folder named by a hash of everything that determines it (the representation, the
-pre-transform, the sensor size, the entry format) and keyed by the source file's path, size,
-modification time and window, so a changed representation or file never reuses a stale entry.
+pre-transform, the sensor size, the entry format) and keyed by a digest of the source file's
+content and the window, so a changed representation or file never reuses a stale entry; each
+entry records all of this and is checked on every read (see :mod:`.cache`).
 """
 from __future__ import annotations
 
@@ -119,9 +120,11 @@ class EventDataset(Dataset):
 
     def _open_cache(self) -> None:
         self.cache = None
+        self._digests = {}  # source file -> (its stat, the digest of its content)
         if self.cache_root is not None and self.representation is not None:
-            tag = hashlib.sha1(f"{self.name}|{self.representation!r}|{self.pre_transform!r}|{self.sensor_size}|"
-                               f"{CACHE_FORMAT}".encode()).hexdigest()[:12]
+            self._identity = (f"{self.name}|{self.representation!r}|{self.pre_transform!r}|{self.sensor_size}|"
+                              f"{CACHE_FORMAT}")
+            tag = hashlib.sha1(self._identity.encode()).hexdigest()[:12]
             self.cache = RepresentationCache(Path(self.cache_root) / f"{self.name}-{tag}")
 
     @property
@@ -167,10 +170,26 @@ class EventDataset(Dataset):
             ev = ev[a:b]
         return ev
 
-    def _cache_key(self, index: int) -> str:
+    def _source_digest(self, path: str) -> str:
+        """BLAKE2b of the file's content, hashed once per process while its stat (size, times,
+        inode) is unchanged: a file rewritten with its size and mtime kept still changes ctime."""
+        st = os.stat(path)
+        stamp = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+        known = self._digests.get(path)
+        if known is None or known[0] != stamp:
+            h = hashlib.blake2b(digest_size=20)
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            known = self._digests[path] = (stamp, h.hexdigest())
+        return known[1]
+
+    def _cache_record(self, index: int) -> "tuple[str, str]":
+        """(key, record) of sample ``index``: both name the source's content and window, the
+        record also the representation and format (see :class:`.cache.RepresentationCache`)."""
         s = self.samples[index]
-        st = os.stat(s.path)
-        return hashlib.sha1(f"{os.path.abspath(s.path)}|{st.st_size}|{st.st_mtime_ns}|{s.window}".encode()).hexdigest()
+        record = f"{self._source_digest(s.path)}|{s.window}|{self._identity}"
+        return hashlib.sha1(record.encode()).hexdigest(), record
 
     def __getitem__(self, index: int):
         return self.sample(index)
@@ -204,11 +223,11 @@ class EventDataset(Dataset):
             return self._events(index, rng), label
         finish = getattr(rep, "finish", None)
         if self.cache is not None and self.transform is None and finish is not None:
-            key = self._cache_key(index)
-            raw = self.cache.get(key, rep.raw_shape())
+            key, record = self._cache_record(index)
+            raw = self.cache.get(key, rep.raw_shape(), record)
             if raw is None:
                 raw = rep.raw(self._events(index, rng))
-                self.cache.put(key, raw)
+                self.cache.put(key, raw, record)
             return torch.from_numpy(finish(raw)), label
         x = rep(self._events(index, rng))
         return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), label
