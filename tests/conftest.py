@@ -16,6 +16,19 @@ import pytest
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def user_cache(tmp_path_factory) -> Path:
+    """What spikmamba caches for the user (ONNX exports) goes to this test session's folder, not ~/.cache."""
+    folder = tmp_path_factory.mktemp("user-cache")
+    before = os.environ.get("SPIKMAMBA_CACHE")
+    os.environ["SPIKMAMBA_CACHE"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("SPIKMAMBA_CACHE", None)
+    else:
+        os.environ["SPIKMAMBA_CACHE"] = before
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

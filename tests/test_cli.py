@@ -48,7 +48,7 @@ def test_a_reader_that_leaves_early_is_no_error():
 
 def test_models_counts_without_building_and_describes_in_full(capsys):
     from spikmamba.models import count_parameters, create_model, list_models, model_description
-    from spikmamba.models.registry import count_model_parameters
+    from spikmamba.models.factory import count_model_parameters
 
     for name in list_models():
         assert count_model_parameters(name) == count_parameters(create_model(name)), name

@@ -143,3 +143,52 @@ def test_the_spiking_cnn_trains_and_exports_from_the_command(tmp_path, capsys):
     assert losses[-1] < losses[0], losses
     assert main(["export", "--checkpoint", str(tmp_path / "run" / "last.pt"), "--format", "nir"]) == 0
     assert (tmp_path / "run" / "last.nir").is_file() and "NIR nodes" in capsys.readouterr().out
+
+
+def test_exports_leave_nothing_behind_and_never_replace_another_model(run, tmp_path, monkeypatch, capsys):
+    """Issue 33, item 5: every ONNX export left /tmp/spikmamba-onnx-*/model.onnx; `--out DIR` left
+    .DIR.tmpPID; `--format folder --out EXISTING` replaced another model's weights silently."""
+    import tempfile
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    ckpt = str(run / "last.pt")
+    assert main(["export", "--checkpoint", ckpt, "--format", "onnx", "--out", str(tmp_path / "m.onnx")]) == 0
+    assert (tmp_path / "m.onnx").is_file() and not list(scratch.iterdir())
+    odir = tmp_path / "odir"
+    odir.mkdir()
+    assert main(["export", "--checkpoint", ckpt, "--format", "onnx", "--out", str(odir)]) == 2
+    assert "is a folder; an ONNX export is one file" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "odir", "tmp"] and not list(scratch.iterdir())
+    other = tmp_path / "other"
+    assert main(["export", "--checkpoint", ckpt, "--format", "folder", "--out", str(other)]) == 0
+    (other / "model.safetensors").write_bytes(b"another model's weights")
+    assert main(["export", "--checkpoint", ckpt, "--format", "folder", "--out", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "already exists and holds README.md, config.json, model.safetensors" in err and "--overwrite" in err
+    assert (other / "model.safetensors").read_bytes() == b"another model's weights"
+    assert main(["export", "--checkpoint", ckpt, "--format", "folder", "--out", str(other), "--overwrite"]) == 0
+    assert (other / "model.safetensors").stat().st_size > 1000
+
+
+def test_predict_through_onnxruntime_exports_once(run, tmp_path, monkeypatch, capsys, user_cache):
+    import tempfile
+
+    import spikmamba.engine.export as export
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    monkeypatch.setenv("SPIKMAMBA_CACHE", str(tmp_path / "cache"))
+    assert main(["synth", "--out", str(tmp_path / "clips"), "--count", "2", "--sensor-size", "16"]) == 0
+    capsys.readouterr()
+    calls, real = [], export.export_onnx
+    monkeypatch.setattr(export, "export_onnx", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    outs = []
+    for _ in range(2):
+        assert main(["predict", "--checkpoint", str(run / "last.pt"), "--backend", "onnxruntime",
+                     str(tmp_path / "clips"), "--json"]) == 0
+        outs.append(json.loads(capsys.readouterr().out)["predictions"])
+    assert len(calls) == 1 and outs[0] == outs[1]
+    assert len(list((tmp_path / "cache" / "onnx").glob("*.onnx"))) == 1 and not list(scratch.iterdir())

@@ -94,3 +94,36 @@ def test_under_torchrun_a_busy_folder_stops_every_process(tmp_path):
         holder.wait()
     assert run.returncode != 0
     assert run.stderr.count(f"being written by process {holder.pid}") == 2  # both ranks say why, neither hangs
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00\xffgarbage", b"not-a-pid\nhost\n"], ids=["empty", "binary", "text"])
+def test_an_unreadable_lock_is_treated_as_live_and_overwrite_deletes_nothing(content, tmp_path, capsys):
+    """Issue 33, item 4: an empty lock is exactly what a starting run's lock looked like between
+    its create and its write; it was taken over and overwrite=true then deleted the run's files."""
+    out = tmp_path / "run"
+    train(tiny(out))
+    before = snapshot(out)
+    (out / LOCK_NAME).write_bytes(content)
+    with pytest.raises(RunDirBusy, match=f"{out / LOCK_NAME} exists but cannot be read as a lock"):
+        train(tiny(out, overwrite=True))
+    assert main(["train", "--resume", str(out / "last.pt"), "epochs=2"]) == 2
+    assert "cannot be read as a lock" in capsys.readouterr().err
+    assert {k: v for k, v in snapshot(out).items() if k != LOCK_NAME} == {k: v for k, v in before.items() if k != LOCK_NAME}
+
+
+def test_the_lock_is_never_seen_empty(tmp_path, monkeypatch):
+    """The lock appears whole: at the moment it comes into being it already holds pid and host."""
+    seen = []
+    real = os.link
+
+    def watching(src, dst, *a, **kw):
+        seen.append(Path(src).read_text())
+        assert not Path(dst).exists()
+        return real(src, dst, *a, **kw)
+
+    monkeypatch.setattr(os, "link", watching)
+    with RunLock(tmp_path) as lock:
+        assert seen and seen[0].split("\n")[0] == str(os.getpid())
+        assert (tmp_path / LOCK_NAME).read_text() == seen[0] and lock._held
+        assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_NAME]  # no temporary file left
+    assert not list(tmp_path.iterdir())

@@ -48,3 +48,56 @@ def test_the_nmnist_model_prints_one_line_per_file(shared_data, capsys):
                   .splitlines()[1:])
     predicted = [line.split(": ")[1].split()[0] for line in lines]
     assert sum(p == labels[f.stem] for p, f in zip(predicted, files)) >= 4  # samples it was trained on
+
+
+def _digest(model) -> list:
+    return [v.clone() for v in model.state_dict().values()]
+
+
+def _same(a, b) -> bool:
+    return len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_a_shipped_name_is_not_shadowed_by_a_folder_of_the_tag_here(tmp_path, monkeypatch, capsys):
+    """Issue 33, item 2: a weights folder `nmnist/` (other weights) in the working folder, and a
+    plain folder `synth/` from `spikmamba synth`, leave NAME.TAG meaning the shipped zoo."""
+    from spikmamba.models.weights import save_pretrained
+
+    monkeypatch.chdir(tmp_path)
+    shipped = _digest(create_model("spikmamba_tiny_sps.nmnist"))
+    cfg = dict(create_model("spikmamba_tiny_sps.nmnist").pretrained_cfg)
+    torch.manual_seed(123)
+    other = create_model("spikmamba_tiny_sps", **cfg["kwargs"])  # the same geometry, other (random) weights
+    save_pretrained(other, tmp_path / "nmnist", {k: v for k, v in cfg.items() if k != "format"})
+    assert main(["synth", "--out", "synth", "--count", "4"]) == 0
+    capsys.readouterr()
+    assert _same(_digest(create_model("spikmamba_tiny_sps.nmnist")), shipped)
+    assert create_model("spikmamba_tiny_sps.synth").pretrained_cfg["classes"]
+    assert main(["predict", "--model", "spikmamba_tiny_sps.synth", "synth", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["predictions"]) == 4
+    # a plain name that is both a shipped tag and a weights folder here is ambiguous: refused naming both
+    with pytest.raises(ValueError, match="ambiguous.*spikmamba_tiny_sps.nmnist.*nmnist"):
+        create_model("spikmamba_tiny_sps", pretrained="nmnist")
+    # the folder as a path is the folder
+    assert _same(_digest(create_model("spikmamba_tiny_sps", pretrained=Path("nmnist"))), _digest(other))
+    assert _same(_digest(create_model("spikmamba_tiny_sps", pretrained="./nmnist")), _digest(other))
+
+
+@pytest.mark.parametrize("arg", ["spikmamba_tiny_sps./abs/path", "spikmamba_tiny_sps.synth/../../..",
+                                 "spikmamba_tiny_sps.nmnist/..", "spikmamba_tiny_sps..", "spikmamba_tiny_sps.~"])
+def test_a_tag_that_is_a_path_is_refused(arg, tmp_path, capsys):
+    with pytest.raises(ValueError, match="plain name"):
+        create_model(arg)
+    assert main(["predict", "--model", arg, str(tmp_path)]) == 2
+    assert "plain name" in capsys.readouterr().err
+
+
+def test_a_folder_named_like_a_shipped_model_is_ambiguous_and_an_unknown_tag_names_the_shipped(tmp_path, monkeypatch,
+                                                                                                capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "spikmamba_tiny_sps.nmnist").mkdir()
+    assert main(["predict", "--model", "spikmamba_tiny_sps.nmnist", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "ambiguous" in err and "./spikmamba_tiny_sps.nmnist" in err
+    assert main(["predict", "--model", "spikmamba_tiny_sps.mnist", str(tmp_path)]) == 2
+    assert "no shipped weights tagged 'mnist' (shipped: nmnist, synth)" in capsys.readouterr().err

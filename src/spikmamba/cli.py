@@ -35,7 +35,7 @@ Run `spikmamba COMMAND --help` for the options of one command.
 
 def _cmd_models(args: argparse.Namespace) -> int:
     from .models import list_models, model_description, pretrained_tags
-    from .models.registry import count_model_parameters
+    from .models.factory import count_model_parameters
 
     names = list_models(args.filter)
     if not names:
@@ -259,7 +259,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default
     try:
         if args.format == "folder":
-            folder = export_folder(ckpt, out)
+            folder = export_folder(ckpt, out, overwrite=args.overwrite)
             print(f"wrote {folder}/ (model.safetensors, config.json, README.md); use it with: spikmamba predict "
                   f"--model {folder} FILES, or create_model(name, pretrained='{folder}')")
         elif args.format == "onnx":
@@ -508,6 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", required=True, choices=("folder", "onnx", "nir"), help="what to write")
     p.add_argument("--out", metavar="PATH", default=None,
                    help="where (default: beside the checkpoint: <name>-weights/, <name>.onnx, <name>.nir)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="with --format folder: replace the files of a folder that is not empty (refused otherwise)")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser(

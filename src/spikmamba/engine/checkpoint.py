@@ -26,13 +26,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..models.weights import WeightsError, load_state_checked, load_torch_file
+from ..models.weights import GEOMETRY_BOUNDS, WeightsError, load_state_checked, load_torch_file
 
 FORMAT = 2
 REQUIRED = ("model_name", "model", "config", "classes", "geometry")
 RESUME_KEYS = ("optimizer", "scheduler", "scaler", "rng", "progress")
-#: largest geometry a checkpoint may ask for (a crafted img_size would otherwise allocate terabytes)
-GEOMETRY_BOUNDS = {"in_chans": (1, 64), "img_size": (1, 4096), "num_frames": (1, 1024)}
 
 
 class CheckpointError(WeightsError):

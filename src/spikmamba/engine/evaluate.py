@@ -217,7 +217,7 @@ def load_predictor(checkpoint: "str | None" = None, model: "str | None" = None, 
     (``spikmamba_tiny_sps.nmnist``). ``backend="onnxruntime"`` exports the model to ONNX first
     (checked against PyTorch) and runs it with ONNX Runtime."""
     from ..models import create_model
-    from ..models.registry import list_models
+    from ..models.registry import resolve_model_source
     from ..models.weights import read_config
 
     if (checkpoint is None) == (model is None):
@@ -230,18 +230,13 @@ def load_predictor(checkpoint: "str | None" = None, model: "str | None" = None, 
         info = {"model": ckpt["model_name"], "classes": list(ckpt["classes"]), "representation": ckpt["representation"],
                 "transforms": ckpt["config"].get("transforms") or None}
     else:
-        if Path(model).is_dir():
-            folder_cfg = read_config(model)
-            net = create_model(folder_cfg["model"], pretrained=model)
-        elif "." in model and model.split(".", 1)[0] in list_models():
-            net = create_model(model)
-            folder_cfg = net.pretrained_cfg
-        else:
-            raise ValueError(f"--model {model!r} is neither a weights folder nor a shipped model such as "
-                             f"spikmamba_tiny_sps.nmnist (`spikmamba models` marks the shipped weights)")
+        _, folder = resolve_model_source(model)
+        folder_cfg = read_config(folder)
         if not folder_cfg.get("classes") or not folder_cfg.get("representation"):
             raise ValueError(f"{model}: its config.json lacks the class names or the representation; it cannot "
                              f"classify files")
+        folder_representation(folder_cfg, folder)
+        net = create_model(folder_cfg["model"], pretrained=Path(folder))
         info = {"model": folder_cfg["model"], "classes": list(folder_cfg["classes"]),
                 "representation": folder_cfg["representation"], "transforms": folder_cfg.get("transforms") or None}
     net.eval()
@@ -257,16 +252,35 @@ def load_predictor(checkpoint: "str | None" = None, model: "str | None" = None, 
     return Predictor(forward, info["classes"], rep, info["transforms"], info["model"], net)
 
 
-def _onnx_forward(net, info: dict):
-    import tempfile
+def folder_representation(cfg: dict, folder):
+    """The representation a weights folder's config states, checked against the model's input
+    geometry (``geometry``, and the model's own arguments where the model takes them straight):
+    a config edited to other frames or another resolution is refused, not run."""
+    from ..models.weights import WeightsError
 
+    path = Path(folder) / "config.json"
+    try:
+        rep = representation_from_dict(cfg["representation"])
+        geometry = geometry_of(rep)
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as err:
+        raise WeightsError(f"{path}: key 'representation' does not describe an input ({type(err).__name__}: "
+                           f"{str(err)[:200]})") from None
+    expected = dict(cfg.get("geometry") or {})
+    if not cfg.get("adaptive"):  # behind the adaptive sampler the model's own frame count differs by design
+        expected.update({k: v for k, v in cfg.get("kwargs", {}).items() if k in geometry})
+    for key, value in expected.items():
+        if geometry.get(key) != value:
+            raise WeightsError(f"{path}: its representation gives {key}={geometry.get(key)}, but the model takes "
+                               f"{key}={value}; the representation was changed apart from the weights")
+    return rep
+
+
+def _onnx_forward(net, info: dict):
     import onnxruntime as ort
 
-    from .export import example_input, export_onnx
+    from .export import cached_onnx
 
-    path = Path(tempfile.mkdtemp(prefix="spikmamba-predict-")) / "model.onnx"
-    export_onnx(net, example_input(info["representation"], batch=2), path, info)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(cached_onnx(net, info)), providers=["CPUExecutionProvider"])
     return lambda x: torch.from_numpy(session.run(None, {"input": x.numpy()})[0]).float()
 
 

@@ -41,10 +41,16 @@ def checkpoint_config(ckpt: dict, path) -> dict:
             "transforms": list(cfg.transforms), "geometry": dict(ckpt["geometry"])}
 
 
-def export_folder(checkpoint, out, card: "str | None" = None) -> Path:
-    """``best.pt`` / ``last.pt`` -> a weights folder (see the module docstring)."""
+def export_folder(checkpoint, out, card: "str | None" = None, overwrite: bool = False) -> Path:
+    """``best.pt`` / ``last.pt`` -> a weights folder (see the module docstring); an existing
+    ``out`` that is not empty is refused unless ``overwrite``."""
     from ..models.weights import save_pretrained
 
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        held = sorted(p.name for p in out.iterdir())[:6] if out.is_dir() else []
+        raise ExportError(f"{out} already exists{' and holds ' + ', '.join(held) if held else ''}; the export would "
+                          f"replace it. Give another --out, or pass --overwrite to replace it")
     ckpt = load_checkpoint(checkpoint)
     model, _ = model_from_checkpoint(checkpoint, ckpt)
     config = checkpoint_config(ckpt, checkpoint)
@@ -109,11 +115,19 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path, metadata: "dict |
     except ImportError:
         raise ExportError("ONNX export needs onnx and onnxruntime: pip install 'spikmamba[export]'") from None
     path = Path(path)
+    if path.is_dir():
+        raise ExportError(f"{path} is a folder; an ONNX export is one file: give a file name, such as "
+                          f"{path / 'model.onnx'}")
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
+    with tempfile.TemporaryDirectory(prefix="spikmamba-onnx-") as work:  # removed whatever happens
+        return _export_onnx_in(model, example, path, metadata or {}, opset, tolerance, Path(work))
+
+
+def _export_onnx_in(model, example, path: Path, metadata: dict, opset: int, tolerance: float, work: Path) -> dict:
     tried = []
     for exporter in ("torchscript", "torch.export"):
-        tmp = Path(tempfile.mkdtemp(prefix="spikmamba-onnx-")) / "model.onnx"
+        tmp = work / f"{exporter}.onnx"
         try:
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")
@@ -131,7 +145,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path, metadata: "dict |
             continue
         check = _check_onnx(tmp, model, example)
         if isinstance(check, float) and check <= tolerance * max(1.0, _scale(model, example)):
-            _write_with_metadata(tmp, path, metadata or {})
+            _write_with_metadata(tmp, path, metadata)
             return {"path": str(path), "exporter": exporter, "max_abs_diff": check}
         tried.append(f"{exporter}: the graph does not reproduce the model ({check})")
     raise ExportError(f"{type(model).__name__} could not be exported to ONNX: " + "; ".join(tried))
@@ -155,8 +169,11 @@ def _write_with_metadata(src: Path, dst: Path, metadata: dict) -> None:
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, json.dumps(value)
     tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
-    onnx.save(proto, str(tmp))
-    os.replace(tmp, dst)
+    try:
+        onnx.save(proto, str(tmp))
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def onnx_metadata(path) -> dict:
@@ -165,6 +182,31 @@ def onnx_metadata(path) -> dict:
 
     proto = onnx.load(str(path), load_external_data=False)
     return {p.key: json.loads(p.value) for p in proto.metadata_props}
+
+
+def user_cache_dir() -> Path:
+    """Where spikmamba keeps what it can remake (ONNX exports for ``--backend onnxruntime``):
+    ``$SPIKMAMBA_CACHE``, else ``$XDG_CACHE_HOME/spikmamba``, else ``~/.cache/spikmamba``."""
+    if os.environ.get("SPIKMAMBA_CACHE"):
+        return Path(os.environ["SPIKMAMBA_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "spikmamba"
+
+
+def cached_onnx(model: nn.Module, info: dict) -> Path:
+    """The ONNX export of ``model`` for ``info`` (model, classes, representation, transforms),
+    made once and kept under :func:`user_cache_dir` by a digest of the weights, the metadata and
+    the torch version: ``predict --backend onnxruntime`` exports on its first call only."""
+    import hashlib
+
+    h = hashlib.sha256(json.dumps({**info, "torch": torch.__version__}, sort_keys=True, default=str).encode())
+    for name, tensor in model.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes()
+                 if tensor.numel() else b"")
+    path = user_cache_dir() / "onnx" / f"{h.hexdigest()[:32]}.onnx"
+    if not path.is_file():
+        export_onnx(model, example_input(info["representation"], batch=2), path, info)
+    return path
 
 
 def export_checkpoint_onnx(checkpoint, out) -> dict:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..models.registry import build_from_config
+from ..models.factory import build_from_config
 from .config import TrainConfig
 
 

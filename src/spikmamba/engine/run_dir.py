@@ -12,7 +12,9 @@ was still going. Now:
 * while a run is going, ``out_dir/.lock`` holds its process id and host; a second process that
   wants the same folder (a resume started twice, ``overwrite=true`` beside a live run) is refused
   with the process named. A lock left by a process that no longer exists (killed with SIGKILL)
-  is taken over.
+  is taken over, with a note. The lock is written whole in one step (a temporary file linked
+  into place), so an empty or unreadable lock is never a run's own: it is treated as live and
+  refused with its path, never taken over.
 """
 from __future__ import annotations
 
@@ -121,28 +123,50 @@ class RunLock:
         except (OSError, ValueError):
             return None
 
+    def _create(self, content: str) -> bool:
+        """Create the lock with its content in one step (a temporary file, then a hard link), so
+        that no process ever sees it empty; False when a lock already exists."""
+        tmp = self.path.with_name(f"{LOCK_NAME}.tmp{os.getpid()}")
+        try:
+            tmp.write_text(content)
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                return False
+            except OSError as err:  # a file system without hard links: exclusive create, then rename over it
+                if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                    raise
+                if self.path.exists():
+                    return False
+                os.replace(tmp, self.path)
+            return True
+        finally:
+            tmp.unlink(missing_ok=True)
+
     def acquire(self) -> "RunLock":
         self.path.parent.mkdir(parents=True, exist_ok=True)
         me = f"{os.getpid()}\n{socket.gethostname()}\n{time.strftime('%Y-%m-%d %H:%M:%S')}\n"
         for _ in range(3):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = self._holder()
-                if holder is not None and holder[0] != os.getpid():
-                    pid, host, started = holder
-                    if host != socket.gethostname() or _alive(pid):
-                        raise RunDirBusy(
-                            f"{self.path.parent} is being written by process {pid} on {host} (since {started}); "
-                            f"wait for it to finish, or give this run another out_dir. If that process is gone "
-                            f"(another machine's run that crashed), delete {self.path}") from None
-                    self.note = f"took over {self.path} left by process {pid} (no longer running; started {started})"
-                self.path.unlink(missing_ok=True)
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(me)
-            self._held = True
-            return self
+            if self._create(me):
+                self._held = True
+                return self
+            holder = self._holder()
+            if holder is None:
+                if not self.path.exists():
+                    continue  # released meanwhile
+                raise RunDirBusy(
+                    f"{self.path} exists but cannot be read as a lock (empty or damaged); a run may be starting "
+                    f"there, so it is left alone. If no run is writing {self.path.parent}, delete {self.path}")
+            pid, host, started = holder
+            if pid == os.getpid():
+                raise RunDirBusy(f"{self.path.parent} is already locked by this process")
+            if host != socket.gethostname() or _alive(pid):
+                raise RunDirBusy(
+                    f"{self.path.parent} is being written by process {pid} on {host} (since {started}); "
+                    f"wait for it to finish, or give this run another out_dir. If that process is gone "
+                    f"(another machine's run that crashed), delete {self.path}")
+            self.note = f"took over {self.path} left by process {pid} (no longer running; started {started})"
+            self.path.unlink(missing_ok=True)
         raise RunDirBusy(f"could not take {self.path}: another process keeps creating it")
 
     def release(self) -> None:

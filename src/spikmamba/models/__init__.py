@@ -3,9 +3,9 @@ from . import spikmamba as _spikmamba  # noqa: F401  (registers the SpikMamba fa
 from . import respike as _respike  # noqa: F401  (registers ReSpike)
 from . import svmamba as _svmamba  # noqa: F401  (registers SVMamba)
 from . import scnn as _scnn  # noqa: F401  (registers the NIR-exportable spiking CNN)
-from .registry import (count_parameters, create_model, default_cfg, list_models, model_description, pretrained_tags,
-                       register_model)
-from .weights import WeightsError, load_pretrained, save_pretrained
+from .registry import count_parameters, default_cfg, list_models, model_description, pretrained_tags, register_model
+from .weights import WeightsError, save_pretrained
+from .factory import create_model, load_pretrained
 from .respike import ReSpike
 from .spikmamba import SpikMamba
 from .svmamba import SVMamba

@@ -10,6 +10,7 @@ read no file at all (the state will come from a checkpoint).
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -19,6 +20,12 @@ _MODELS: "dict[str, Callable[..., nn.Module]]" = {}
 _DEFAULT_CFGS: "dict[str, dict]" = {}
 #: the small model zoo shipped inside the package: ``zoo/<model>.<tag>/`` weights folders
 ZOO = Path(__file__).resolve().parent / "zoo"
+
+
+def shown(value, limit: int = 120) -> str:
+    """``repr(value)`` cut to ``limit`` characters: an error never echoes a 200 MB name."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text):,} characters)"
 
 
 def register_model(fn: "Callable[..., nn.Module] | None" = None, *, default_cfg: "dict | None" = None):
@@ -37,17 +44,31 @@ def list_models(pattern: str = "") -> "list[str]":
     return sorted(name for name in _MODELS if pattern in name)
 
 
+def model_factory(name: str) -> "Callable[..., nn.Module]":
+    """The registered function that builds ``name`` (use ``create_model``, which also loads weights)."""
+    return _MODELS[name]
+
+
 def model_description(name: str) -> str:
     """The first paragraph of the factory's docstring, on one line (never cut mid-sentence)."""
     doc = (_MODELS[name].__doc__ or "").strip()
     return " ".join(line.strip() for line in doc.split("\n\n")[0].splitlines())
 
 
+def suggest(name) -> str:
+    """``"did you mean 'x'? "`` for the registered names closest to ``name``, or ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name)[:200], list(_MODELS), n=2, cutoff=0.6) if isinstance(name, str) else []
+    return f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+
+
 def default_cfg(name: str) -> dict:
     """What ``name`` takes by default: ``input`` (channels, frames, size, representation,
     normalisation) and ``num_classes``."""
     if name not in _MODELS:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())} (see `spikmamba models`)")
+        raise ValueError(f"unknown model {shown(name)}; {suggest(name)}available: {', '.join(list_models())} "
+                         f"(see `spikmamba models`)")
     return {k: dict(v) if isinstance(v, dict) else v for k, v in _DEFAULT_CFGS[name].items()}
 
 
@@ -58,8 +79,42 @@ def pretrained_tags(name: str) -> "list[str]":
     return sorted(d.name.split(".", 1)[1] for d in ZOO.iterdir() if d.is_dir() and d.name.startswith(name + "."))
 
 
+#: a zoo tag is a plain name: never a path, never ``..``
+_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+def split_zoo_name(text: str) -> "tuple[str, str] | None":
+    """``(model, tag)`` when ``text`` reads as ``NAME.TAG`` of a registered model, else None.
+    The tag must be a plain name (letters, digits, ``_``, ``-``): ``NAME./abs/path`` and
+    ``NAME.tag/../..`` are refused, not read as folders."""
+    if not isinstance(text, str) or "." not in text or text.split(".", 1)[0] not in _MODELS:
+        return None
+    name, tag = text.split(".", 1)
+    if not _TAG.fullmatch(tag):
+        raise ValueError(f"{shown(text)}: a shipped tag after {name}. is a plain name (letters, digits, _ and -); "
+                         f"give a weights folder as a path of its own, not after the model name")
+    return name, tag
+
+
+def zoo_folder(name: str, tag: str, asked: str) -> Path:
+    """The shipped folder of ``name.tag``; an error naming the shipped tags when there is none, and
+    one naming both readings when ``asked`` is also a folder here."""
+    zoo = ZOO / f"{name}.{tag}"
+    if not zoo.is_dir():
+        tags = pretrained_tags(name)
+        folder = " (a folder of that name is given as a path: ./" + asked + ")" if Path(asked).is_dir() else ""
+        raise ValueError(f"{shown(asked)}: {name} has no shipped weights tagged {tag!r} (shipped: "
+                         f"{', '.join(tags) or 'none'}){folder}")
+    if Path(asked).exists():
+        raise ValueError(f"{asked!r} is ambiguous: it names the shipped weights {name}.{tag} and also {Path(asked).resolve()} "
+                         f"here; write ./{asked} for the folder, or run from another folder for the shipped weights")
+    return zoo
+
+
 def resolve_pretrained(name: str, pretrained) -> "Path | None":
-    """The weights folder ``pretrained`` names for model ``name`` (a folder path, or a zoo tag)."""
+    """The weights folder ``pretrained`` names for model ``name``: ``True`` (the first shipped
+    tag), a shipped tag (a plain name), or a folder given as a path (a ``Path``, or a string that
+    is not a shipped tag). A plain name that is both a shipped tag and a folder here is refused."""
     if pretrained in (None, False):
         return None
     if pretrained is True:
@@ -67,69 +122,27 @@ def resolve_pretrained(name: str, pretrained) -> "Path | None":
         if not tags:
             raise ValueError(f"model {name!r} has no shipped weights; pass a weights folder as pretrained=")
         pretrained = tags[0]
+    if isinstance(pretrained, str) and _TAG.fullmatch(pretrained) and (ZOO / f"{name}.{pretrained}").is_dir():
+        return zoo_folder(name, pretrained, pretrained)
     folder = Path(pretrained)
     if folder.is_dir():
         return folder
-    zoo = ZOO / f"{name}.{pretrained}"
-    if zoo.is_dir():
-        return zoo
     tags = pretrained_tags(name)
-    raise ValueError(f"pretrained={pretrained!r} is neither a weights folder nor a shipped tag of {name!r} "
+    raise ValueError(f"pretrained={shown(str(pretrained))} is neither a weights folder nor a shipped tag of {name!r} "
                      f"(shipped: {', '.join(tags) or 'none'})")
 
 
-def create_model(name: str, pretrained=None, **overrides) -> nn.Module:
-    """Build a registered model; keyword ``overrides`` replace the variant's defaults.
-
-    ``name`` may carry a zoo tag (``"spikmamba_tiny_sps.nmnist"``, same as ``pretrained="nmnist"``).
-    ``pretrained``: None builds with random weights (initial-weight arguments such as ReSpike's
-    ``ann_weights`` are honoured); a weights folder or zoo tag loads it (its ``config.json``
-    supplies the arguments, ``overrides`` on top); ``False`` reads no file at all, for a model
-    whose state comes next from a checkpoint."""
-    if "." in name and name.split(".", 1)[0] in _MODELS and pretrained in (None, True):
-        name, pretrained = name.split(".", 1)
-    if name not in _MODELS:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())} (see `spikmamba models`)")
-    folder = resolve_pretrained(name, pretrained)
-    if folder is not None:
-        from .weights import load_state_checked, read_config, read_safetensors, WEIGHTS_FILE
-
-        cfg = read_config(folder)
-        if cfg["model"] != name:
-            raise ValueError(f"{folder} holds weights for {cfg['model']!r}, not {name!r}")
-        model = build_from_config({**cfg, "kwargs": {**cfg.get("kwargs", {}), **overrides}})
-        load_state_checked(model, read_safetensors(folder / WEIGHTS_FILE), str(folder / WEIGHTS_FILE))
-        model.pretrained_cfg = cfg
-        return model
-    if pretrained is False:  # the state comes from elsewhere: read no initial-weight file
-        overrides = {k: v for k, v in overrides.items() if not k.endswith("_weights")}
-    model = _MODELS[name](**overrides)
-    model.default_cfg = default_cfg(name)
-    return model
-
-
-def build_from_config(cfg: dict, initial_weights: bool = False) -> nn.Module:
-    """The (untrained) model a weights folder's config describes: ``model`` with ``kwargs``, behind
-    the EAS-SNN sampler when ``adaptive`` is set. ``initial_weights`` honours arguments that name
-    initial-weight files (ReSpike's ``ann_weights``): for a new training run, not for a model
-    whose state is loaded next."""
-    model = create_model(cfg["model"], pretrained=None if initial_weights else False, **cfg.get("kwargs", {}))
-    adaptive = cfg.get("adaptive")
-    if adaptive:
-        from .adaptive import adaptive_front_end
-
-        model = adaptive_front_end(model, **adaptive)
-    return model
+def resolve_model_source(text: str) -> "tuple[str, Path]":
+    """``(model name or None, folder)`` of a ``--model`` argument: ``NAME.TAG`` means the shipped
+    zoo only (never a folder of the tag's name here); anything else is a weights folder's path."""
+    zoo = split_zoo_name(text)
+    if zoo is not None:
+        return zoo[0], zoo_folder(zoo[0], zoo[1], text)
+    if Path(text).is_dir():
+        return None, Path(text)
+    raise ValueError(f"--model {shown(text)} is neither a weights folder nor a shipped model such as "
+                     f"spikmamba_tiny_sps.nmnist (`spikmamba models` marks the shipped weights)")
 
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def count_model_parameters(name: str, **overrides) -> int:
-    """Parameters of a registered model, built on the ``meta`` device: shapes only, no memory, no
-    initialisation, so listing every model (a 43.7 M-parameter one included) takes moments."""
-    import torch
-
-    with torch.device("meta"):
-        return count_parameters(create_model(name, pretrained=False, **overrides))
