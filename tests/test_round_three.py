@@ -130,6 +130,201 @@ def test_a_huge_config_is_not_read_and_a_huge_name_is_not_echoed(tmp_path):
         load_folder(folder)
     with pytest.raises(ValueError) as info:
         create_model("x" * 10**6)
-    assert len(str(info.value)) < 2000 and "1,000,002 characters" in str(info.value)
+    assert len(str(info.value)) < 2000 and "1,000,000 characters" in str(info.value)
     with pytest.raises(ValueError, match="did you mean 'spikmamba_tiny'"):
         create_model("spikmamba_tiyn")
+
+
+# ---- bounded work on hostile input (items 6-10, 12, 14): a clear message within seconds ----
+
+MODEL = ["--model", "spikmamba_tiny_sps.synth"]
+
+
+def _clip(path, t, sensor=(32, 32)):
+    from spikmamba.events import make_events
+
+    t = np.asarray(t, dtype=np.int64)
+    rng = np.random.default_rng(0)
+    write_events(path, make_events(t, rng.integers(0, sensor[0], len(t)), rng.integers(0, sensor[1], len(t)),
+                                   rng.integers(0, 2, len(t))), sensor_size=sensor)
+    return path
+
+
+def _refused(argv, capsys, *needles, seconds=20):
+    import time
+
+    started = time.perf_counter()
+    try:
+        rc = main(argv)
+    except SystemExit as exit:  # refused by the argument parser, which names the option
+        rc = exit.code
+    err = capsys.readouterr().err
+    assert rc == 2 and time.perf_counter() - started < seconds, (rc, err)
+    assert "Traceback" not in err and len(err) < 2000, err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+@pytest.mark.parametrize("last", [2**40, 2**63 - 1], ids=["jump 2^40", "int64 max"])
+def test_a_timestamp_jump_is_refused_quickly_naming_the_jump(last, tmp_path, capsys):
+    clip = _clip(tmp_path / "jump.npz", list(range(0, 1_000_000, 1000)) + [last])
+    _refused(["predict", *MODEL, str(clip), "--window", "500"], capsys, "the timestamps jump by", "--stride")
+    out = tmp_path / "s.gif"
+    _refused(["show", str(clip), "--out", str(out)], capsys, "frames")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--window", "0.0001"], "--window 0.0001 ms is below 1 µs"),
+    (["--window", "100", "--stride", "0.0004"], "--stride 0.0004 ms is below 1 µs"),
+    (["--window", "inf"], "--window must be a finite number"),
+    (["--window", "nan"], "--window must be a finite number"),
+    (["--window", "1e30"], "--window 1e+30 ms is longer than"),
+    (["--window", "100", "--stride", "inf"], "--stride must be a finite number"),
+    (["--window", "100", "--stride", "nan"], "--stride must be a finite number"),
+    (["--top", "-3"], "--top must be >= 1"),
+    (["--window", "100", "--top", "-3"], "--top must be >= 1"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_predict_time_options_are_checked_naming_the_option(argv, needle, tmp_path, capsys):
+    clip = _clip(tmp_path / "c.npz", range(0, 1_000_000, 1000))
+    _refused(["predict", *MODEL, str(clip), *argv], capsys, needle, seconds=10)
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--frame-ms", "0.0001"], "--frame-ms 0.0001 ms is below 1 µs"),
+    (["--frame-ms", "inf"], "--frame-ms must be a finite number"),
+    (["--frame-ms", "nan"], "--frame-ms must be a finite number"),
+    (["--frame-ms", "1e9"], None),
+    (["--fps", "-1"], "--fps must be from 0.01 to 1000"),
+    (["--fps", "1e-9"], "--fps must be from 0.01 to 1000"),
+    (["--fps", "nan"], "--fps must be from 0.01 to 1000"),
+    (["--scale", "-3"], "--scale must be a whole number"),
+    (["--scale", "200"], "--scale must be a whole number"),
+    (["--start-ms", "5000"], "nothing to show"),
+    (["--start-ms", "nan"], "--start-ms must be a finite number"),
+    (["--model", "spikmamba_tiny_sps.synth", "--window", "inf"], "--window must be a finite number"),
+    (["--model", "spikmamba_tiny_sps.synth", "--window", "100", "--stride", "0.0001"], "--stride 0.0001 ms is below"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_show_options_are_checked_naming_the_option(argv, needle, tmp_path, capsys):
+    clip = _clip(tmp_path / "c.npz", range(0, 1_000_000, 1000))
+    out = tmp_path / "s.gif"
+    if needle is None:  # a frame longer than the recording: one frame, not an OverflowError
+        assert main(["show", str(clip), "--out", str(out), *argv]) == 0
+        assert out.is_file()
+        return
+    _refused(["show", str(clip), "--out", str(out), *argv], capsys, needle, seconds=10)
+    assert not out.exists()
+
+
+def test_a_stride_longer_than_the_window_is_not_blamed_on_timestamps(tmp_path, capsys):
+    clip = _clip(tmp_path / "c.npz", range(0, 3_000_000, 1000))
+    assert main(["predict", *MODEL, str(clip), "--window", "100", "--stride", "1e12", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["late_events"] == 0 and any("between windows" in n for n in data["notes"]), data["notes"]
+    assert len(data["windows"]) == 1 and data["windows"][0]["events"] == 100
+
+
+def test_an_hdf5_file_declaring_a_trillion_events_is_refused_at_once(tmp_path, capsys):
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "huge.h5"
+    with h5py.File(path, "w") as f:
+        g = f.create_group("events")
+        g.attrs["width"], g.attrs["height"] = 32, 32
+        for k, dtype in (("t", "i8"), ("x", "u2"), ("y", "u2"), ("p", "i1")):
+            g.create_dataset(k, shape=(10**12,), dtype=dtype, chunks=(1 << 16,))
+    assert path.stat().st_size < 100_000
+    for argv in (["predict", *MODEL, str(path)], ["predict", *MODEL, str(path), "--window", "100"],
+                 ["show", str(path), "--out", str(tmp_path / "s.gif")]):
+        rc = main(argv)
+        err = capsys.readouterr()
+        text = err.err + err.out
+        assert rc in (1, 2) and "declares 1,000,000,000,000 values" in text and "unwritten space" in text, text
+
+
+def test_a_huge_sensor_is_refused_before_allocating(tmp_path, capsys):
+    from spikmamba.events import make_events
+
+    write_events(tmp_path / "c.npy", make_events(np.arange(100) * 100, np.arange(100), np.arange(100), np.ones(100)))
+    _refused(["predict", *MODEL, str(tmp_path / "c.npy"), "--sensor-size", "100000", "100000"], capsys,
+             "1 to 65536 pixels")
+    for argv in (["predict", *MODEL, str(tmp_path / "c.npy")], ["predict", *MODEL, str(tmp_path / "c.npy"), "--window", "1"],
+                 ["show", str(tmp_path / "c.npy"), "--out", str(tmp_path / "s.gif")],
+                 ["inspect", *MODEL, str(tmp_path / "c.npy"), "--out", str(tmp_path / "insp")]):
+        rc = main([*argv, "--sensor-size", "60000", "60000"])
+        captured = capsys.readouterr()
+        assert rc in (1, 2) and "GiB, more than the" in captured.err, (argv, captured.err)
+        assert "Traceback" not in captured.err
+
+
+def test_show_memory_is_bounded_by_bytes_not_only_frames(tmp_path, capsys):
+    clip = _clip(tmp_path / "vga.npz", range(0, 100_000, 10), sensor=(640, 480))
+    _refused(["show", str(clip), "--out", str(tmp_path / "s.gif"), "--frame-ms", "0.005"], capsys,
+             "frames of 640x480 pixels (the most that fit in 2 GiB", seconds=60)
+
+
+def test_an_empty_recording_gets_no_class(tmp_path, capsys):
+    from spikmamba.events import make_events
+
+    write_events(tmp_path / "empty.npz", make_events([], [], [], []), sensor_size=(32, 32))
+    clip = _clip(tmp_path / "full.npz", range(0, 1_000_000, 1000))
+    assert main(["predict", *MODEL, str(tmp_path / "empty.npz"), str(clip), "--json"]) == 0
+    preds = json.loads(capsys.readouterr().out)["predictions"]
+    assert [p["file"] for p in preds] == [str(tmp_path / "empty.npz"), str(clip)]
+    assert preds[0]["prediction"] == "(no events)" and preds[0]["probability"] is None and preds[0]["top"] == []
+    assert preds[1]["probability"] > 0
+    assert main(["predict", *MODEL, str(tmp_path / "empty.npz")]) == 0
+    assert capsys.readouterr().out.strip() == f"{tmp_path / 'empty.npz'}: (no events)"
+    _refused(["inspect", *MODEL, str(tmp_path / "empty.npz"), "--out", str(tmp_path / "i")], capsys, "holds no events")
+
+
+# ---- configs (items 11, 14): bounded, strict YAML; values echoed in errors are cut ----
+
+BOMB = "".join(f"{c}: &{c} [{', '.join(['*' + p] * 9 if p else ['x'] * 9)}]\n"
+               for p, c in zip([None, "a", "b", "c", "d", "e", "f", "g", "h"], "abcdefghi"))
+
+
+@pytest.mark.parametrize("key", ["data.root", "out_dir", "model_overrides"])
+def test_a_yaml_alias_bomb_is_refused_at_once(key, tmp_path, capsys):
+    section, _, leaf = key.partition(".")
+    value = "*i"
+    doc = BOMB + (f"{section}:\n  {leaf}: {value}\n" if leaf else f"{key}: {value}\n")
+    (tmp_path / "bomb.yaml").write_text(doc)
+    err = _refused(["train", "--config", str(tmp_path / "bomb.yaml"), f"out_dir={tmp_path / 'run'}"], capsys,
+                   "alias bomb", str(tmp_path / "bomb.yaml"), seconds=10)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_bomb_or_deep_nesting_on_the_command_line_is_refused_briefly(tmp_path, capsys):
+    deep = "[" * 5000 + "]" * 5000
+    _refused(["train", f"model_overrides={deep}", f"out_dir={tmp_path / 'r'}"], capsys, "nested more than 50 levels")
+    _refused(["train", "model_overrides=" + "&a [" + ", ".join(["x"] * 9) + "]", f"out_dir={tmp_path / 'r'}"], capsys,
+             "model_overrides")
+    (tmp_path / "deep.yaml").write_text(f"model_overrides: {{a: {deep}}}\n")
+    _refused(["train", "--config", str(tmp_path / "deep.yaml")], capsys, "nested more than 50 levels")
+    err = _refused(["train", "out_dir=" + "x" * 200_000, "epochs=-1"], capsys, "epochs")
+    assert len(err) < 2000
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("epochs: 1\nepochs: 2\n", "key 'epochs' is given twice (lines 1 and 2)"),
+    ("data:\n  root: a\n  root: b\n", "key 'root' is given twice (lines 2 and 3)"),
+])
+def test_duplicate_yaml_keys_are_refused(text, needle, tmp_path, capsys):
+    (tmp_path / "c.yaml").write_text(text)
+    _refused(["train", "--config", str(tmp_path / "c.yaml")], capsys, needle, str(tmp_path / "c.yaml"))
+
+
+def test_a_non_utf8_or_missing_config_names_its_file(tmp_path, capsys):
+    (tmp_path / "latin1.yaml").write_bytes("model: spikmamba_tiny  # réglé\n".encode("latin-1"))
+    _refused(["train", "--config", str(tmp_path / "latin1.yaml")], capsys, str(tmp_path / "latin1.yaml"),
+             "not UTF-8 text")
+    err = _refused(["train", "--config", str(tmp_path / "nope.yaml")], capsys,
+                   f"config file {tmp_path / 'nope.yaml'} does not exist")
+    assert "Errno" not in err
+
+
+def test_an_empty_out_dir_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _refused(["train", "out_dir=", "epochs=1"], capsys, "config key 'out_dir' is empty")
+    assert not list(tmp_path.iterdir())

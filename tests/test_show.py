@@ -89,7 +89,7 @@ def test_show_mp4_and_bad_input(tmp_path, capsys):
             assert sum(1 for _ in c.decode(video=0)) == 10
     for args, why in [(["--frame-ms", "0"], "--frame-ms must be > 0"), (["--out", "x.png"], "write a .gif or an .mp4"),
                       (["--model", "spikmamba_tiny_sps.synth", "--sheet", "x.png", "--window", "0"], "--window must"),
-                      (["--model", "spikmamba_tiny_sps.synth", "--stride", "0"], "stride of 0")]:
+                      (["--model", "spikmamba_tiny_sps.synth", "--stride", "0"], "--stride must be > 0 ms")]:
         assert main(["show", str(tmp_path / "s.npz"), *args]) == 2, args
         assert why in capsys.readouterr().err
     write_events(tmp_path / "none.npz", make_events(t=[], x=[], y=[], p=[]), sensor_size=(8, 8))

@@ -86,9 +86,20 @@ class _StoreTuple(argparse.Action):
         setattr(namespace, self.dest, tuple(values))
 
 
+def _pixels(text: str) -> int:
+    """A sensor width or height: event coordinates are 16-bit, so 1 to 65536."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number of pixels") from None
+    if not 1 <= value <= 65536:
+        raise argparse.ArgumentTypeError(f"{value} pixels: a sensor side is 1 to 65536 pixels (16-bit coordinates)")
+    return value
+
+
 def _add_sensor_size(p: argparse.ArgumentParser) -> None:
     """``--sensor-size W H`` (``args.sensor_size``: a tuple, or None) for commands that read recordings."""
-    p.add_argument("--sensor-size", type=int, nargs=2, metavar=("W", "H"), default=None, action=_StoreTuple,
+    p.add_argument("--sensor-size", type=_pixels, nargs=2, metavar=("W", "H"), default=None, action=_StoreTuple,
                    help="the recording's sensor size, for files that do not state it (N-MNIST .bin/.bs2, .npy)")
 
 
@@ -241,6 +252,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         print(json.dumps(r, indent=2))
     else:
         for p in r["predictions"]:
+            if p["probability"] is None:  # an empty recording: labelled, not classified
+                print(f"{p['file']}: {p['prediction']}")
+                continue
             others = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in p["top"][1:])
             print(f"{p['file']}: {p['prediction']} ({p['probability']:.3f})" + (f"  [{others}]" if others else ""))
     for e in r["errors"]:

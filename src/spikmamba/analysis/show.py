@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from ..events.io import stream_events
-from ..events.types import sort_by_time
+from ..events.types import check_allocation, duration_us, sort_by_time
 
 BACKGROUND, ON, OFF, BOTH, TEXT, BAR = range(6)
 PALETTE = [24, 24, 28, 255, 80, 60, 70, 150, 255, 255, 255, 255, 235, 235, 235, 120, 200, 120]
 BAR_HEIGHT = 6
+_T_END = 2**63 - 1
 
 
 class Frames:
@@ -33,6 +34,17 @@ class Frames:
         self.path, self.first, self.chunks = path, first, chunks
         self.sensor, self.step, self.start, self.end = sensor, step, start, end
         self.late = 0
+        self.drawn = 0  # events drawn into frames
+        self.limit = None  # the most frames an animation may hold (set by render)
+        self.last = None  # the latest timestamp read
+
+    def _room(self, t: int, frame_start: int) -> None:
+        """Refuse a gap whose empty frames alone would pass ``limit`` frames, before drawing them."""
+        if self.limit is not None and (t - frame_start) // self.step > self.limit:
+            raise ValueError(f"{self.path}: the timestamps jump from {frame_start - self.step:,} to {t:,} µs: "
+                             f"{(t - frame_start) // self.step:,} frames of {self.step / 1e3:g} ms, more than the "
+                             f"{self.limit:,} frames an animation may hold; show a part with --start-ms/--end-ms or "
+                             f"a longer --frame-ms")
 
     def __iter__(self):
         W, H = self.sensor
@@ -54,11 +66,13 @@ class Frames:
                                  f"outside the {W}x{H} sensor; give the right --sensor-size W H")
             chunk = sort_by_time(chunk)
             t = np.ascontiguousarray(chunk["t"])  # searchsorted on a strided field is several times slower
-            a = int(np.searchsorted(t, max(start, frame_start), "left"))
+            self.last = int(t[-1]) if self.last is None else max(self.last, int(t[-1]))
+            a = int(np.searchsorted(t, min(max(start, frame_start), _T_END), "left"))
             self.late += a - int(np.searchsorted(t, start, "left"))
-            b = len(t) if end is None else int(np.searchsorted(t, end, "left"))
+            b = len(t) if end is None else int(np.searchsorted(t, min(end, _T_END), "left"))
             while a < b:
-                cut = min(int(np.searchsorted(t, frame_start + step, "left")), b)
+                cut = min(int(np.searchsorted(t, min(frame_start + step, _T_END), "left")), b)
+                self.drawn += cut - a
                 sel = chunk[a:cut]
                 on[sel["y"][sel["p"] > 0], sel["x"][sel["p"] > 0]] = True
                 off[sel["y"][sel["p"] == 0], sel["x"][sel["p"] == 0]] = True
@@ -67,6 +81,7 @@ class Frames:
                     yield frame_start, image()
                     on[:], off[:] = False, False
                     frame_start += step
+                    self._room(int(t[a]), frame_start)
                     while t[a] >= frame_start + step:  # empty frames of a gap
                         yield frame_start, image()
                         frame_start += step
@@ -89,15 +104,21 @@ def frames_of(path, frame_ms: float = 33.0, start_ms: "float | None" = None, end
     if stream.sensor_size is None:
         raise ValueError(f"{path}: the file does not state its sensor size; pass --sensor-size W H")
     W, H = stream.sensor_size[:2]
-    step = int(round(frame_ms * 1e3))
-    if step <= 0:
-        raise ValueError(f"--frame-ms must be > 0, got {frame_ms}")
+    check_allocation(3 * W * H, f"a frame of the {W}x{H} sensor", "check --sensor-size or the size the file states")
+    step = duration_us(frame_ms, "--frame-ms")
     t_first = int(first["t"].min())
-    start = t_first + int(round((start_ms or 0) * 1e3))
-    end = None if end_ms is None else t_first + int(round(end_ms * 1e3))
+    start = t_first + (0 if not start_ms else _offset_us(start_ms, "--start-ms"))
+    end = None if end_ms is None else t_first + _offset_us(end_ms, "--end-ms")
     if end is not None and end <= start:
         raise ValueError(f"--end-ms ({end_ms}) must be after --start-ms ({start_ms or 0})")
     return (W, H), t_first, Frames(path, first, chunks, (W, H), step, start, end)
+
+
+def _offset_us(ms, option: str) -> int:
+    """A time from the first event (``--start-ms``, ``--end-ms``), as whole µs: finite, >= 0."""
+    if isinstance(ms, (int, float)) and ms == 0:
+        return 0
+    return duration_us(ms, option)
 
 
 def render(path, out, frame_ms: float = 33.0, fps: "float | None" = None, start_ms=None, end_ms=None,
@@ -108,16 +129,26 @@ def render(path, out, frame_ms: float = 33.0, fps: "float | None" = None, start_
     out = Path(out)
     if out.suffix.lower() not in (".gif", ".mp4"):
         raise ValueError(f"{out}: write a .gif or an .mp4")
+    if scale is not None and (not isinstance(scale, int) or isinstance(scale, bool) or not 1 <= scale <= 64):
+        raise ValueError(f"--scale must be a whole number of pixels per sensor pixel from 1 to 64, got {scale}")
+    if fps is not None and not (isinstance(fps, (int, float)) and 0.01 <= fps <= 1000):
+        raise ValueError(f"--fps must be from 0.01 to 1000 frames per second, got {fps}")
     (W, H), t0, frames = frames_of(path, frame_ms, start_ms, end_ms, sensor_size)
     scale = scale or max(1, math.ceil(256 / max(W, H)))
-    fps = fps or 1000.0 / frame_ms
+    frame_bytes = (H * scale + BAR_HEIGHT + 2) * W * scale
+    check_allocation(frame_bytes, f"one {W * scale}x{H * scale} frame (sensor {W}x{H} at --scale {scale})",
+                     "give a smaller --scale")
+    max_frames = max(1, min(max_frames, (2 << 30) // frame_bytes))  # the frames are kept until written
+    frames.limit = max_frames
+    fps = fps or min(1000.0, max(0.01, 1000.0 / frame_ms))  # real time, within what GIF and MP4 can hold
     windows = _label_lookup(timeline)
     images, count = [], 0
     for frame_start, idx in frames:
         count += 1
         if count > max_frames:
-            raise ValueError(f"more than {max_frames} frames; show a part with --start-ms/--end-ms or a longer "
-                             f"--frame-ms")
+            raise ValueError(f"more than {max_frames:,} frames of {W * scale}x{H * scale} pixels (the most that fit "
+                             f"in 2 GiB, at most 20,000); show a part with --start-ms/--end-ms, a longer --frame-ms "
+                             f"or a smaller --scale")
         big = idx.repeat(scale, 0).repeat(scale, 1) if scale > 1 else idx
         canvas = np.full((big.shape[0] + BAR_HEIGHT + 2, big.shape[1]), BACKGROUND, np.uint8)
         canvas[:big.shape[0]] = big
@@ -130,6 +161,11 @@ def render(path, out, frame_ms: float = 33.0, fps: "float | None" = None, start_
         if label:
             draw.text((3, big.shape[0] - 12), label, fill=TEXT)
         images.append(img)
+    if not frames.drawn:
+        last_ms = (frames.last - t0) / 1e3
+        raise ValueError(f"{path}: nothing to show: the recording's events end at {last_ms:g} ms from its first event"
+                         + (f", before --start-ms {start_ms:g}" if start_ms else "")
+                         + ("; give an earlier --start-ms" if start_ms else ""))
     total = max(len(images), 1)
     width = images[0].width
     for i, img in enumerate(images):  # the progress bar, now that the frame count is known

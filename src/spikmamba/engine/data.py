@@ -29,6 +29,7 @@ from ..data.representation import EventRepresentation
 from ..data.sampled import SampledFramesRepresentation
 from ..data.video import VideoRepresentation
 from ..events.transforms import Compose, transforms_from_config
+from ..events.types import check_allocation
 from . import distributed as D
 from .augment import augment_batch
 from .config import TrainConfig
@@ -226,6 +227,14 @@ def eval_view(cfg: TrainConfig, split: str) -> "tuple[SampleView, list, object]"
     return SampleView(pipes.eval, None, cfg.seed, None, cfg.skip_unreadable), list(ds.classes), pipes.representation
 
 
+#: the label of a recording or window without events
+EMPTY = "(no events)"
+
+
+class EmptyRecording(ValueError):
+    """An event file with no events: labelled ``(no events)`` by predict, never given a class."""
+
+
 def load_input_file(path, rep, transforms=None, sensor_size=None) -> torch.Tensor:
     """One event, image or video file as the model input, prepared the way ``rep`` (and the
     config's ``transforms``, in their evaluation form) prepared the evaluation data (a video gives
@@ -244,6 +253,8 @@ def load_event_file(path, rep: EventRepresentation, transforms=None, sensor_size
     from ..events.io import read_events
 
     rec = read_events(path, sensor_size=sensor_size)
+    if not len(rec.events):
+        raise EmptyRecording(f"{path}: the recording holds no events; there is nothing to classify")
     sensor = tuple(rec.sensor_size) if rec.sensor_size else None
     if transforms and sensor is None:
         raise ValueError(f"{path}: does not state its sensor size, which the model's transforms need; "
@@ -268,4 +279,8 @@ def prepare_events(events: np.ndarray, rep: EventRepresentation, sensor, transfo
                          f"(--sensor-size W H), store it in the file (e.g. npz with a 'sensor_size' entry) or crop "
                          f"the events")
     out = rep.resolution or rep.sensor_size
-    return dataclasses.replace(rep, sensor_size=sensor, resolution=tuple(out))(events)
+    at_sensor = dataclasses.replace(rep, sensor_size=sensor, resolution=tuple(out))
+    check_allocation(8 * int(np.prod(at_sensor.raw_shape())), f"the input at the {sensor[0]}x{sensor[1]} sensor "
+                     f"({at_sensor.time_steps} steps x {at_sensor.channels} channels)",
+                     "check --sensor-size or the size the file states")
+    return at_sensor(events)

@@ -24,7 +24,7 @@ from . import distributed as D
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, stored_config
 from .config import TrainConfig, apply_overrides, load_config, validate_config
 from .device import autocast, resolve_device
-from .data import eval_view, geometry_of, load_input_file, representation_from_dict
+from .data import EMPTY, EmptyRecording, eval_view, geometry_of, load_input_file, representation_from_dict
 from .loader import SequentialBatches, Skipped, make_loader
 from .metrics import ClassificationMetrics, per_group_metrics
 
@@ -196,7 +196,7 @@ class InputFiles(torch.utils.data.Dataset):
         try:
             return load_input_file(f, self.rep, self.transforms, self.sensor_size), 0, i
         except (ValueError, OSError, ImportError) as err:
-            return Skipped(i, str(f), _without_path(str(err), f))
+            return Skipped(i, str(f), _without_path(str(err), f), empty=isinstance(err, EmptyRecording))
 
 
 @dataclass
@@ -294,6 +294,8 @@ def predict_files(checkpoint: "str | None", paths, topk: int = 5, batch_size: in
     files, one prediction per video from the mean of its clips' logits. The model comes from a
     checkpoint or from ``model`` (a weights folder or a shipped ``name.tag``); ``class_names``
     (class index -> name, e.g. from a class-index JSON) replaces the names it stores."""
+    if not isinstance(topk, int) or topk < 1:
+        raise ValueError(f"--top must be >= 1 class, got {topk}")
     predictor = load_predictor(checkpoint, model, device, backend)
     rep, transforms, classes = predictor.representation, predictor.transforms, list(predictor.classes)
     if class_names:
@@ -328,11 +330,15 @@ def predict_files(checkpoint: "str | None", paths, topk: int = 5, batch_size: in
     else:  # files read in the loader's workers, batched in file order
         workers = num_workers if num_workers >= 0 else default_num_workers(False)
         for b in make_loader(view, SequentialBatches(len(view), batch_size), min(workers, len(view))):
-            errors += [{"file": s.source, "error": s.reason} for s in b.skipped]
+            errors += [{"file": s.source, "error": s.reason} for s in b.skipped if not s.empty]
+            for s in b.skipped:  # labelled as `--window` labels an empty window, never given a class
+                if s.empty:
+                    predictions.append({"file": s.source, "prediction": EMPTY, "probability": None, "top": []})
             if b.x is not None:
                 for pos, p in zip(b.position.tolist(), run(b.x).softmax(1)):
                     report(files[pos], p)
         order = {str(f): i for i, f in enumerate(files)}
         errors.sort(key=lambda e: order[e["file"]])
+        predictions.sort(key=lambda p: order[p["file"]])
     return {"checkpoint": str(checkpoint) if checkpoint else None, "source": str(checkpoint or model),
             "model": predictor.name, "backend": backend, "predictions": predictions, "errors": errors}

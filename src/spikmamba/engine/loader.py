@@ -40,6 +40,7 @@ class Skipped:
     position: int
     source: str
     reason: str
+    empty: bool = False  # an event file without events: no error, nothing to classify
 
 
 class Batch(NamedTuple):

@@ -20,10 +20,16 @@ import numpy as np
 import torch
 
 from ..events.io import stream_events
-from ..events.types import sort_by_time
-from .data import prepare_events
+from ..events.types import duration_us, sort_by_time
+from .data import EMPTY, prepare_events
 
-EMPTY = "(no events)"
+#: the most windows one timeline holds (rows of a few hundred bytes each): a timestamp that jumps
+#: by 2**40 µs asked for billions of empty windows
+MAX_WINDOWS = 200_000
+#: the most events one window may hold (13 bytes each): a file of 10**12 events at one timestamp
+#: would otherwise be gathered whole
+MAX_WINDOW_EVENTS = 1 << 27
+_T_END = 2**63 - 1
 
 
 @dataclass
@@ -76,36 +82,60 @@ class Windows:
     def __init__(self, stream, window_us: int, stride_us: int, transforms, rep, sensor):
         self.stream, self.window_us, self.stride_us = stream, window_us, stride_us
         self.transforms, self.rep, self.sensor = transforms, rep, sensor
-        self.late = 0
+        self.late = 0  # events whose timestamps went back behind an already closed window
+        self.count = 0
+
+    def _budget(self, start: int, upto: int, t) -> None:
+        """Refuse, before making any, windows from ``start`` to ``upto`` beyond :data:`MAX_WINDOWS`."""
+        needed = (upto - start) // self.stride_us + 1
+        if self.count + needed > MAX_WINDOWS:
+            jump = ""
+            if t is not None and len(t) > 1:
+                gaps = np.diff(t)
+                i = int(np.argmax(gaps))
+                jump = f"; the timestamps jump by {int(gaps[i]):,} µs after t={int(t[i]):,} µs"
+            raise ValueError(f"the events span {(upto - start) / 1e6:,.1f} s{jump}: at a stride of "
+                             f"{self.stride_us / 1e3:g} ms that is {self.count + needed:,} windows, more than the "
+                             f"{MAX_WINDOWS:,} a timeline holds. Give a longer --stride, or check the recording's "
+                             f"timestamps")
+        self.count += needed
 
     def __iter__(self):
-        buf, t, next_start = None, None, None
+        buf, t, next_start, newest = None, None, None, None
         for chunk in self.stream:
             if not len(chunk):
                 continue
             if next_start is None:
                 next_start = int(chunk["t"].min())
+            before = newest
+            newest = int(chunk["t"].max()) if before is None else max(before, int(chunk["t"].max()))
             buf = sort_by_time(chunk if buf is None or not len(buf) else np.concatenate([buf, chunk]))
             t = np.ascontiguousarray(buf["t"])  # searchsorted on a strided field is several times slower
             old = int(np.searchsorted(t, next_start, "left"))
-            if old:
-                self.late += old
+            if old:  # before the next window: gone back in time (late), or in a gap between windows (not late)
+                self.late += int(np.searchsorted(t[:old], before, "left")) if before is not None else 0
                 buf, t = buf[old:], t[old:]
-            newest = int(t[-1]) if len(t) else next_start
+            if len(t) > MAX_WINDOW_EVENTS:
+                raise ValueError(f"more than {MAX_WINDOW_EVENTS:,} events fall in the window starting at "
+                                 f"t={next_start:,} µs; give a shorter --window, or check the recording's timestamps")
+            if next_start + self.window_us <= newest:
+                self._budget(next_start, newest - self.window_us, t)
             while next_start + self.window_us <= newest:  # complete: an event at or after its end has arrived
                 yield self._window(buf, t, next_start)
                 next_start += self.stride_us
-            keep = int(np.searchsorted(t, next_start, "left"))  # drop what no later window needs
+            keep = int(np.searchsorted(t, min(next_start, _T_END), "left"))  # drop what no later window needs
             buf, t = buf[keep:], t[keep:]
         if next_start is None:
             return
-        last = int(t[-1]) if t is not None and len(t) else next_start
-        while next_start <= last:  # the windows that start before the last event
+        last = newest  # the windows that start at or before the last event
+        if next_start <= last:
+            self._budget(next_start, last, t)
+        while next_start <= last:
             yield self._window(buf, t, next_start)
             next_start += self.stride_us
 
     def _window(self, buf, t, start: int):
-        a, b = np.searchsorted(t, [start, start + self.window_us], "left")
+        a, b = np.searchsorted(t, [min(start, _T_END), min(start + self.window_us, _T_END)], "left")
         events = buf[a:b]
         if not len(events):
             return start, start + self.window_us, 0, None
@@ -118,15 +148,12 @@ def predict_timeline(predictor, path, window_ms: float, stride_ms: "float | None
                      topk: int = 3, smooth: int = 1, sensor_size=None, progress: bool = False) -> Timeline:
     """Slide ``predictor``'s model along ``path`` (see the module docstring); ``stride_ms`` defaults
     to half the window; ``progress`` shows a bar of the events read on a terminal."""
-    if not window_ms > 0:
-        raise ValueError(f"--window must be > 0 ms, got {window_ms}")
-    if stride_ms is None:
-        stride_ms = window_ms / 2
-    if not stride_ms > 0:
-        raise ValueError(f"--stride must be > 0 ms, got {stride_ms} (a stride of 0 would never move)")
+    window_us = duration_us(window_ms, "--window")
+    stride_us = duration_us(window_ms / 2 if stride_ms is None else stride_ms, "--stride")
     if smooth < 1:
         raise ValueError(f"--smooth must be >= 1 window, got {smooth}")
-    window_us, stride_us = int(round(window_ms * 1e3)), int(round(stride_ms * 1e3))
+    if topk < 1:
+        raise ValueError(f"--top must be >= 1 class, got {topk}")
     stream = stream_events(path, sensor_size=sensor_size)
     rep = predictor.representation
     sensor = tuple(stream.sensor_size) if stream.sensor_size else tuple(rep.sensor_size)
@@ -173,6 +200,10 @@ def predict_timeline(predictor, path, window_ms: float, stride_ms: "float | None
     if tl.late_events:
         tl.notes.append(f"{tl.late_events} events arrived after their window had closed (timestamps going back "
                         f"more than a window) and were left out")
+    between = counted.n - tl.late_events - sum(r["events"] for r in rows) if stride_us > window_us else 0
+    if between:  # windows do not overlap here: what no window counted fell between them
+        tl.notes.append(f"{between} events fall between windows (the stride, {stride_us / 1e3:g} ms, is "
+                        f"longer than the window, {window_us / 1e3:g} ms) and belong to none")
     smoothed = _smooth(probs, smooth)
     for row, p, ps in zip(rows, probs, smoothed):
         if p is None:

@@ -6,6 +6,9 @@ travels beside the array (datasets expose it as ``sensor_size``), as in tonic.
 """
 from __future__ import annotations
 
+import math
+import os
+
 import numpy as np
 
 EVENT_DTYPE = np.dtype([("t", "<i8"), ("x", "<u2"), ("y", "<u2"), ("p", "i1")])
@@ -87,3 +90,49 @@ def check_events(events: np.ndarray, sensor_size: "tuple[int, int]") -> None:
     p = events["p"]
     if len(events) and (p.view(np.uint8).max() > 1 if p.dtype == np.int8 else (p.min() < 0 or p.max() > 1)):
         raise ValueError("event polarity must be 0 (OFF) or 1 (ON); map {-1, 1} with make_events or p = p > 0")
+
+
+#: the longest duration a user may give (about 31 years, in µs): far past any recording, far from int64's end
+MAX_DURATION_US = 10**15
+
+
+def duration_us(ms, option: str) -> int:
+    """A duration a user gave in milliseconds (``--window``, ``--stride``, ``--frame-ms``) as whole
+    microseconds, the resolution of event timestamps: finite, positive, at least 1 µs once rounded,
+    at most :data:`MAX_DURATION_US`. The error names the option."""
+    try:
+        value = float(ms)
+    except (TypeError, ValueError):
+        raise ValueError(f"{option} must be a number of milliseconds, got {str(ms)[:40]!r}") from None
+    if math.isnan(value) or math.isinf(value):
+        raise ValueError(f"{option} must be a finite number of milliseconds, got {value}")
+    if value <= 0:
+        raise ValueError(f"{option} must be > 0 ms, got {value:g}")
+    us = round(value * 1e3)
+    if us < 1:
+        raise ValueError(f"{option} {value:g} ms is below 1 µs, the resolution of event timestamps")
+    if us > MAX_DURATION_US:
+        raise ValueError(f"{option} {value:g} ms is longer than {MAX_DURATION_US // 10**9:,} s; give a duration "
+                         f"in milliseconds")
+    return int(us)
+
+
+#: the most memory one input or frame buffer may take before a clear error (a crafted sensor size
+#: of 100000x100000 asked numpy for 596 GiB)
+MEMORY_BUDGET = 2 << 30
+
+
+def physical_memory() -> int:
+    """Bytes of memory this machine has (a large number where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 50
+
+
+def check_allocation(nbytes: int, what: str, fix: str, limit: "int | None" = None) -> None:
+    """Refuse, naming ``what`` and ``fix``, an allocation above ``limit`` (default :data:`MEMORY_BUDGET`)."""
+    limit = MEMORY_BUDGET if limit is None else limit
+    if nbytes > limit:
+        raise ValueError(f"{what} would take {nbytes / 2**30:,.1f} GiB, more than the {limit / 2**30:,.1f} GiB "
+                         f"allowed; {fix}")

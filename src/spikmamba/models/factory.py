@@ -10,8 +10,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .registry import (count_parameters, default_cfg, list_models, model_factory, resolve_pretrained, shown,
-                       split_zoo_name, suggest, zoo_folder)
+from ..text import shown
+from .registry import (count_parameters, default_cfg, list_models, model_factory, resolve_pretrained, split_zoo_name,
+                       suggest, zoo_folder)
 from .weights import (CONFIG_FILE, TENSOR_DTYPES, WEIGHTS_FILE, WeightsError, check_recorded, key_error,
                       load_state_checked, read_config, read_header, read_safetensors)
 

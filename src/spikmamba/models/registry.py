@@ -16,16 +16,12 @@ from typing import Callable
 
 from torch import nn
 
+from ..text import shown
+
 _MODELS: "dict[str, Callable[..., nn.Module]]" = {}
 _DEFAULT_CFGS: "dict[str, dict]" = {}
 #: the small model zoo shipped inside the package: ``zoo/<model>.<tag>/`` weights folders
 ZOO = Path(__file__).resolve().parent / "zoo"
-
-
-def shown(value, limit: int = 120) -> str:
-    """``repr(value)`` cut to ``limit`` characters: an error never echoes a 200 MB name."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + f"... ({len(text):,} characters)"
 
 
 def register_model(fn: "Callable[..., nn.Module] | None" = None, *, default_cfg: "dict | None" = None):

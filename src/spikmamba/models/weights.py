@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .registry import list_models, shown, suggest
+from ..text import shown
+from .registry import list_models, suggest
 
 WEIGHTS_FILE, CONFIG_FILE, CARD_FILE = "model.safetensors", "config.json", "README.md"
 FOLDER_FORMAT = 1

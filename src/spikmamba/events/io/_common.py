@@ -112,6 +112,11 @@ class EventStream:
         """Every event in one array (grown once, in place), as a :class:`Recording`."""
         from .recording import Recording
 
+        from ..types import check_allocation, physical_memory
+
+        check_allocation(int(self.capacity or 0) * EVENT_DTYPE.itemsize,
+                         f"{os.fspath(self.path)}: its {int(self.capacity or 0):,} events read whole",
+                         "read it as a stream (spikmamba predict --window, show) or in parts", physical_memory())
         buf = EventBuffer(self.capacity)
         for chunk in self:
             buf.append(chunk["t"], chunk["x"], chunk["y"], chunk["p"])

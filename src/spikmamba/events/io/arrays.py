@@ -148,6 +148,21 @@ def read_npz(path, sensor_size=None) -> Recording:
     return stream_npz(path, sensor_size).collect()
 
 
+#: no real event column compresses by more than this: a column that declares more is mostly
+#: never-written (fill-value) space, as in a crafted file declaring 10**12 events
+H5_MAX_RATIO = 1000
+
+
+def _check_h5_stored(path, dset) -> None:
+    """Refuse an HDF5 column that declares far more data than the file stores."""
+    declared = int(dset.size) * dset.dtype.itemsize
+    stored = int(dset.id.get_storage_size())
+    if declared > (1 << 20) and declared > H5_MAX_RATIO * max(stored, 1):
+        raise EventFormatError(path, None, f"column {dset.name!r} declares {int(dset.size):,} values "
+                                           f"({declared:,} bytes) but the file stores {stored:,} bytes of it: "
+                                           f"unwritten space, not recorded events")
+
+
 def stream_h5(path, sensor_size=None) -> EventStream:
     """HDF5 columns read in slices (datasets are read where they are, not loaded whole)."""
     try:
@@ -162,6 +177,8 @@ def stream_h5(path, sensor_size=None) -> EventStream:
             n = {k: int(group[v].shape[0]) if group[v].shape else 0 for k, v in names.items()}
             if len(set(n.values())) > 1:
                 raise EventFormatError(path, None, f"event columns differ in length: {n}")
+            for k, v in names.items():
+                _check_h5_stored(path, group[v])
             if sensor_size is None:
                 attrs = {**dict(f.attrs), **dict(group.attrs)}
                 if "width" in attrs and "height" in attrs:
