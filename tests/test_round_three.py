@@ -328,3 +328,63 @@ def test_an_empty_out_dir_is_refused(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _refused(["train", "out_dir=", "epochs=1"], capsys, "config key 'out_dir' is empty")
     assert not list(tmp_path.iterdir())
+
+
+# ---- what a newcomer hit (items 15-21) ----
+
+def test_a_misspelt_model_is_refused_first_with_a_suggestion_and_no_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    err = _refused(["train", "model=spikmamba_tiyn"], capsys, "did you mean 'spikmamba_tiny'", seconds=5)
+    assert "'model'" in err and not (tmp_path / "runs").exists()
+
+
+def test_a_refused_run_removes_the_folder_it_made(tmp_path, capsys):
+    empty = tmp_path / "data"
+    empty.mkdir()
+    out = tmp_path / "runs" / "nm"
+    _refused(["train", "data_name=nmnist", f"data_root={empty}", f"out_dir={out}", "progress=false"], capsys,
+             "expected layout")
+    assert not out.exists()
+    out.mkdir(parents=True)
+    (out / "notes.txt").write_text("mine")  # a folder the user made is never removed
+    _refused(["train", "data_name=nmnist", f"data_root={empty}", f"out_dir={out}", "progress=false"], capsys,
+             "expected layout")
+    assert (out / "notes.txt").read_text() == "mine" and sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def _nmnist_tree(root, n=12):
+    from conftest import random_events
+
+    (root / "train").mkdir(parents=True)
+    for i in range(n):
+        write_events(root / "train" / f"{i}.bs2", random_events(60, (34, 34), 300_000, i), format="nbin")
+    (root / "train" / "labels.txt").write_text("h\n" + "".join(f"{i}\t{i % 3}\n" for i in range(n)))
+    return root
+
+
+def test_the_runs_next_line_works_and_test_without_a_test_set_uses_the_validation_split(tmp_path, capsys):
+    root = _nmnist_tree(tmp_path / "data")
+    out = tmp_path / "run"
+    common = ["data_name=nmnist", f"data_root={root}", "model=spikmamba_tiny", "frames=2", "patch_size=4",
+              "resolution=16", "epochs=1", "batch_size=4", "progress=false", "tensorboard=false", "num_workers=0"]
+    assert main(["train", *common, "val_fraction=0.25", f"out_dir={out}"]) == 0
+    next_line = [line for line in capsys.readouterr().out.splitlines() if "next:" in line][0]
+    command = next_line.split("next: spikmamba ", 1)[1].split()
+    assert command == ["test", "--checkpoint", str(out / "last.pt")]
+    assert main([*command, "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "evaluated on its validation split instead (3 samples" in captured.err
+    assert "nmnist validation: 3 samples" in captured.out
+    # the training folder as test_root: no test split there, said with the way out
+    _refused(["test", "--checkpoint", str(out / "last.pt"), f"test_root={root}"], capsys,
+             "test_root is the training folder", "evaluates the run's validation split")
+    # the training files as a test set: evaluated, with a warning and the count
+    assert main(["test", "--checkpoint", str(out / "last.pt"), f"test_root={root / 'train'}", "--quiet"]) == 0
+    assert "12 of the 12 test samples are files of the training set" in capsys.readouterr().err
+    # no validation split and no test set: the next line says what `test` needs
+    assert main(["train", *common, "val_fraction=0", f"out_dir={tmp_path / 'novali'}"]) == 0
+    next_line = [line for line in capsys.readouterr().out.splitlines() if "next:" in line][0]
+    assert next_line.endswith(f"--checkpoint {tmp_path / 'novali' / 'last.pt'} test_root=<folder of a test set>")
+    summary = json.loads((tmp_path / "novali" / "summary.json").read_text())
+    assert summary.get("test_acc") is None and summary.get("final_val_acc") is None
+    _refused(["test", "--checkpoint", str(tmp_path / "novali" / "last.pt")], capsys, "no validation split")

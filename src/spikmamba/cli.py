@@ -166,7 +166,10 @@ def _run_report(summary: dict, out: Path) -> str:
     figures = [name for name in ("training_curves.png",) if name in files]
     if figures:
         lines.append("  figures: " + ", ".join(str(out / f) for f in figures))
-    lines.append(f"  next: spikmamba test --checkpoint {out / 'last.pt'}")
+    if summary.get("test_acc") is not None or summary.get("final_val_acc") is not None:
+        lines.append(f"  next: spikmamba test --checkpoint {out / 'last.pt'}")
+    else:  # neither a test set nor a validation split: `test` needs one named
+        lines.append(f"  next: spikmamba test --checkpoint {out / 'last.pt'} test_root=<folder of a test set>")
     return "\n".join(lines)
 
 
@@ -178,9 +181,11 @@ def _cmd_test(args: argparse.Namespace) -> int:
         r = run_test(args.checkpoint, args.config, args.overrides, args.out, progress=not args.quiet)
     except (ValueError, OSError, CheckpointError) as err:
         return _fail("test", err)
+    for note in r["notes"]:
+        print(f"note: {note}", file=sys.stderr)
     k = next(key for key in r if key.startswith("top") and key != "top1")
     level = " clips" if "per_video" in r else " samples"
-    print(f"{r['model']} on {r['data']} test: {r['samples']}{level}, top-1 {r['top1'] * 100:.2f}%, "
+    print(f"{r['model']} on {r['data']} {r['split']}: {r['samples']}{level}, top-1 {r['top1'] * 100:.2f}%, "
           f"top-{k[3:]} {r[k] * 100:.2f}%")
     if "per_video" in r:
         v = r["per_video"]

@@ -254,6 +254,11 @@ def validate_config(cfg: TrainConfig, source: str = "config") -> TrainConfig:
     if cfg.warmup_epochs > cfg.epochs:
         raise ValueError(f"config key 'warmup_epochs' is {cfg.warmup_epochs!r}, longer than epochs={cfg.epochs}; the "
                          f"learning rate would never reach lr ({source})")
+    from ..models.registry import list_models, suggest
+
+    if cfg.model not in list_models():
+        raise ValueError(f"config key 'model' is {shown(cfg.model)}, which is not a registered model; "
+                         f"{suggest(cfg.model)}`spikmamba models` lists them ({source})")
     if not cfg.out_dir.strip():
         raise ValueError(f"config key 'out_dir' is empty; name the folder the run writes, e.g. out_dir=runs/mine "
                          f"({source})")

@@ -24,7 +24,8 @@ from . import distributed as D
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, stored_config
 from .config import TrainConfig, apply_overrides, load_config, validate_config
 from .device import autocast, resolve_device
-from .data import EMPTY, EmptyRecording, eval_view, geometry_of, load_input_file, representation_from_dict
+from .data import (EMPTY, EmptyRecording, build_dataset, eval_view, geometry_of, load_data, load_input_file,
+                   representation_from_dict)
 from .loader import SequentialBatches, Skipped, make_loader
 from .metrics import ClassificationMetrics, per_group_metrics
 
@@ -97,16 +98,53 @@ def test_config(checkpoint: str, ckpt: dict, config_file: "str | None", override
     return validate_config(apply_overrides(cfg, overrides), f"the config of {checkpoint} with the given overrides")
 
 
+def overlap_with_training(cfg: TrainConfig) -> "tuple[int, int] | None":
+    """(test samples whose file is also a training file, test samples), when any are shared."""
+    import os
+
+    if cfg.data_name == "synth" or not cfg.test_root:
+        return None
+    try:
+        train, test = (getattr(build_dataset(cfg, split), "samples", None) for split in ("train", "test"))
+    except (ValueError, OSError):
+        return None
+    if not train or not test:
+        return None
+    seen = {os.path.realpath(getattr(s, "path", "")) for s in train}
+    shared = sum(os.path.realpath(getattr(s, "path", "")) in seen for s in test)
+    return (shared, len(test)) if shared else None
+
+
 def run_test(checkpoint: str, config_file: "str | None" = None, overrides: "list[str] | None" = None,
              out_dir: "str | None" = None, progress: bool = True) -> dict:
     """Evaluate ``checkpoint`` on its test set; returns the metrics dict (also written as JSON)."""
     ckpt = load_checkpoint(checkpoint)
     cfg = dataclasses.replace(test_config(checkpoint, ckpt, config_file, overrides or []), progress=progress)
     model, _ = model_from_checkpoint(checkpoint, ckpt)
+    split, notes = "test", []
     if cfg.data_name != "synth" and not cfg.test_root:
-        raise ValueError(f"the config of {checkpoint} has no test set: pass test_root=<folder> "
-                         f"(see `spikmamba datasets {cfg.data_name}`)")
-    view, classes, rep = eval_view(cfg, "test")
+        if not cfg.val_fraction > 0:
+            raise ValueError(f"the config of {checkpoint} has no test set and no validation split: pass "
+                             f"test_root=<folder> (see `spikmamba datasets {cfg.data_name}`)")
+        data = load_data(cfg)
+        view, classes, rep, split = data.val, data.classes, data.representation, "validation"
+        notes.append(f"the run's config has no test set (test_root): evaluated on its validation split instead "
+                     f"({len(view)} samples held out of training by val_fraction={cfg.val_fraction:g}, seed "
+                     f"{cfg.seed}); pass test_root=<folder> for a test set")
+    else:
+        try:
+            view, classes, rep = eval_view(cfg, "test")
+        except FileNotFoundError as err:  # DatasetLayoutError: no test split where test_root points
+            same = cfg.test_root and cfg.data_root and Path(cfg.test_root).resolve() == Path(cfg.data_root).resolve()
+            if not same:
+                raise
+            raise ValueError(f"test_root is the training folder ({cfg.data_root}), which holds no test split:\n{err}\n"
+                             f"Give test_root a test set's folder, or leave it out: without a test set, `spikmamba "
+                             f"test` evaluates the run's validation split") from None
+        shared = overlap_with_training(cfg)
+        if shared:
+            notes.append(f"{shared[0]} of the {shared[1]} test samples are files of the training set ({cfg.data_root}): "
+                         f"this accuracy is not a held-out result")
     if list(classes) != list(ckpt["classes"]):
         raise ValueError(f"the test set's classes {list(classes)[:5]}... differ from the checkpoint's "
                          f"{list(ckpt['classes'])[:5]}...; point test_root at the same dataset")
@@ -125,7 +163,8 @@ def run_test(checkpoint: str, config_file: "str | None" = None, overrides: "list
     metrics, per_video = result_.metrics, result_.per_group
     out = Path(out_dir) if out_dir else Path(checkpoint).parent / f"test-{Path(checkpoint).stem}"
     out.mkdir(parents=True, exist_ok=True)
-    result = {"checkpoint": str(checkpoint), "model": ckpt["model_name"], "data": cfg.data_name, **metrics.summary(classes)}
+    result = {"checkpoint": str(checkpoint), "model": ckpt["model_name"], "data": cfg.data_name, "split": split,
+              "notes": notes, **metrics.summary(classes)}
     if per_video is not None:  # the published ReSpike code reports per clip; both are given, and named
         result["level"] = "clip"
         result["per_video"] = {"level": "video (mean of its clips' logits)", **per_video.summary(classes)}
@@ -138,7 +177,7 @@ def run_test(checkpoint: str, config_file: "str | None" = None, overrides: "list
         for row in result["per_class"]:
             w.writerow([row["class"], "" if row["accuracy"] is None else f"{row['accuracy']:.6f}", row["samples"]])
     metrics.save_csv(out / "confusion.csv", classes)
-    metrics.save_png(out / "confusion.png", classes, title=f"{ckpt['model_name']} on {cfg.data_name} test")
+    metrics.save_png(out / "confusion.png", classes, title=f"{ckpt['model_name']} on {cfg.data_name} {split}")
     result["out_dir"] = str(out)
     return result
 

@@ -114,6 +114,7 @@ class RunLock:
         self.path = self.folder / LOCK_NAME
         self.note = ""
         self.removed: "list[str]" = []
+        self.created = False
         self._held = False
 
     def _holder(self) -> "tuple[int, str, str] | None":
@@ -144,6 +145,7 @@ class RunLock:
             tmp.unlink(missing_ok=True)
 
     def acquire(self) -> "RunLock":
+        self.created = not self.folder.exists()  # made by this run: removed again if the run writes nothing
         self.path.parent.mkdir(parents=True, exist_ok=True)
         me = f"{os.getpid()}\n{socket.gethostname()}\n{time.strftime('%Y-%m-%d %H:%M:%S')}\n"
         for _ in range(3):
@@ -169,7 +171,17 @@ class RunLock:
             self.path.unlink(missing_ok=True)
         raise RunDirBusy(f"could not take {self.path}: another process keeps creating it")
 
-    def release(self) -> None:
+    def release(self, remove_if_unused: bool = False) -> None:
+        """Let the folder go; ``remove_if_unused``: also remove it when this run made it and wrote
+        nothing there (a run refused before it began leaves no empty folder behind)."""
+        self._release()
+        if remove_if_unused and self.created:
+            try:
+                self.folder.rmdir()  # only when empty
+            except OSError:
+                pass
+
+    def _release(self) -> None:
         if self._held:
             holder = self._holder()
             if holder is not None and holder[0] == os.getpid():

@@ -55,6 +55,7 @@ def train(cfg: TrainConfig, resume: "str | None" = None) -> dict:
             lock = _claim_run_folder(cfg, resume, ckpt, env)
         except RunDirBusy as err:
             failure = err
+        finished = False
         try:
             cfg = dataclasses.replace(cfg, out_dir=str(_shared_folder(lock, failure, env)))
             summary = _train(cfg, ckpt, resume, device, env)
@@ -62,9 +63,10 @@ def train(cfg: TrainConfig, resume: "str | None" = None) -> dict:
             # down under it aborted a process now and then ("terminate called without an active
             # exception", SIGABRT); wait for every rank first
             D.barrier(env)
+            finished = True
         finally:
             if lock is not None:
-                lock.release()
+                lock.release(remove_if_unused=not finished)
         return summary
     finally:
         D.shutdown(env)
