@@ -388,3 +388,76 @@ def test_the_runs_next_line_works_and_test_without_a_test_set_uses_the_validatio
     summary = json.loads((tmp_path / "novali" / "summary.json").read_text())
     assert summary.get("test_acc") is None and summary.get("final_val_acc") is None
     _refused(["test", "--checkpoint", str(tmp_path / "novali" / "last.pt")], capsys, "no validation split")
+
+
+def _start_train(tmp_path, *args):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "spikmamba", "train", f"out_dir={tmp_path / 'run'}", "progress=false",
+                             "tensorboard=false", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def _wait_for(path, proc, seconds=120):
+    import time
+
+    deadline = time.time() + seconds
+    while not path.exists():
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.05)
+
+
+def test_ctrl_c_during_data_preparation_is_quiet_and_leaves_no_folder(tmp_path):
+    import os
+    import signal
+
+    proc = _start_train(tmp_path, "num_train=3000", "num_test=500")
+    _wait_for(tmp_path / "run", proc)  # the folder is claimed, the clips are being simulated
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 3, err
+    assert "stopped while simulating" in err or "spikmamba train: interrupted" in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_two_quick_ctrl_c_mid_epoch_save_and_stop_quietly(tmp_path):
+    import os
+    import signal
+    import time
+
+    from spikmamba.engine import load_checkpoint
+
+    proc = _start_train(tmp_path, "sensor_size=16", "frames=4", "patch_size=4", "num_train=4000", "num_test=16",
+                        "batch_size=8", "epochs=3", "num_workers=0", "val_fraction=0")
+    _wait_for(tmp_path / "run" / "config.yaml", proc)  # training has begun
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGINT)
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err, err
+    assert "Ctrl-C: stopping after this step" in err, err  # acknowledged at once
+    assert "Continue with: spikmamba train --resume" in err
+    progress = load_checkpoint(tmp_path / "run" / "last.pt", resume=True)["progress"]
+    assert progress["epoch"] == 0 and progress["step"] > 0, progress  # saved mid-epoch: no step lost
+
+
+def test_a_second_press_never_interrupts_and_a_third_waits_for_the_save():
+    import signal
+
+    from spikmamba.engine.stop import StopFlag
+
+    flag = StopFlag("run")
+    flag._handle(signal.SIGINT, None)
+    flag._handle(signal.SIGINT, None)  # two quick presses: still a clean stop with the save
+    assert flag.raised and not flag.hurry
+    flag.saving = True
+    flag._handle(signal.SIGINT, None)  # a third during the save: the save finishes first
+    assert flag.hurry
+    flag.saving = False
+    with pytest.raises(KeyboardInterrupt):
+        flag._handle(signal.SIGINT, None)  # outside a save: stop now

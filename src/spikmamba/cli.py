@@ -642,6 +642,9 @@ def main(argv: "list[str] | None" = None) -> int:
         sys.stdout.flush()  # a closed pipe shows here, inside the try, not at interpreter exit
         _end_torchrun_worker(code)
         return code
+    except KeyboardInterrupt:  # Ctrl-C outside the training loop (which saves and stops by itself): quiet
+        print(f"\nspikmamba {getattr(args, 'command', '') or ''}: interrupted".replace("  ", " "), file=sys.stderr)
+        return 130
     except BrokenPipeError:  # `spikmamba predict ... --json | head`: the reader left; not an error of ours
         try:
             devnull = os.open(os.devnull, os.O_WRONLY)

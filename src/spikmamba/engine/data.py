@@ -34,6 +34,7 @@ from . import distributed as D
 from .augment import augment_batch
 from .config import TrainConfig
 from .loader import SampleView, SequentialBatches, make_loader
+from .stop import Interrupted, StopFlag
 
 _REPRESENTATIONS = {"image": ImageRepresentation, "video": VideoRepresentation,
                     "sampled-frames": SampledFramesRepresentation}
@@ -145,7 +146,12 @@ def materialise(ds, desc: str, progress: bool, workers: int) -> InMemory:
     """Every sample of ``ds`` once, in parallel worker processes, stacked into one tensor."""
     view = SampleView(ds)
     loader = make_loader(view, SequentialBatches(len(view), 64), workers)
-    parts = [b.x for b in tqdm(loader, desc=desc, disable=not progress, leave=False)]
+    parts = []
+    with StopFlag(doing="the data preparation") as stop:
+        for b in tqdm(loader, desc=desc, disable=not progress, leave=False):
+            parts.append(b.x)
+            if stop.raised:  # between batches: the loader's workers shut down cleanly
+                raise Interrupted(f"stopped while {desc}; nothing was saved")
     return InMemory(torch.cat(parts), ds.targets, ds.source)
 
 

@@ -35,44 +35,15 @@ from .loader import SequentialBatches, ShuffledBatches, default_num_workers, mak
 from .logs import RunLogger, save_training_curves
 from .model import build_model
 from .state import STATE_FORMAT, TrainState
+from .stop import Interrupted, StopFlag  # noqa: F401  (Interrupted: re-exported)
 
 
 class NonFiniteLoss(FloatingPointError):
     """The loss or gradient became NaN/inf more often than ``skip_nonfinite`` allows."""
 
 
-class Interrupted(Exception):
-    """Training stopped on a signal after writing ``last.pt``; resume with ``--resume``."""
-
-
 class TooManySkipped(ValueError):
     """More samples were unreadable than ``max_skipped_fraction`` allows."""
-
-
-class StopFlag:
-    """Turns SIGTERM / SIGINT into a flag checked between steps (a checkpoint, then a clean exit)."""
-
-    def __init__(self):
-        self.raised = False
-        self.raised_everywhere = False  # under DDP: on any process (agreed at each step)
-        self._old = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                self._old[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread: signals cannot be caught here
-                pass
-        return self
-
-    def _handle(self, signum, frame):
-        if self.raised:  # a second signal: stop now
-            raise KeyboardInterrupt
-        self.raised = True
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
 
 
 def lr_factor(cfg: TrainConfig, steps_per_epoch: int):
@@ -245,6 +216,18 @@ class Trainer:
                 "epoch": self.state.epoch}
 
     def write_last(self) -> None:
+        stop = getattr(self, "stop", None)
+        if stop is not None:
+            stop.saving = True  # a Ctrl-C now waits for the save to finish
+        try:
+            self._write_last()
+        finally:
+            if stop is not None:
+                stop.saving = False
+                if stop.hurry:
+                    raise KeyboardInterrupt
+
+    def _write_last(self) -> None:
         rng = rng_state(self.env)  # collective under DDP: every rank calls it
         self.last_written = f"{self.out / 'last.pt'} (epoch {self.state.epoch + 1}, step {self.state.batch})"
         if self.main:
@@ -269,13 +252,11 @@ class Trainer:
             save_config(cfg, self.out / "config.yaml")
             self.logger = RunLogger(self.out, cfg.tensorboard, resume_epoch=state.epoch if state.step else 0,
                                     quiet=not cfg.progress)
-        total = self.steps_per_epoch * cfg.epochs
-        if cfg.max_steps:
-            total = min(total, cfg.max_steps)
-        self.bar = tqdm(total=total, initial=min(state.step, total), disable=not self.show, dynamic_ncols=True)
+        self.bar = tqdm(total=self.steps_per_epoch, disable=not self.show, dynamic_ncols=True)  # reset every epoch
         validated_at = -1
         try:
-            with StopFlag() as stop:
+            with StopFlag(self.out if self.main else None) as stop:
+                self.stop = stop
                 while not self._finished():
                     record = self._train_epoch(stop)
                     if record is None:  # max_steps reached inside the epoch
@@ -308,6 +289,10 @@ class Trainer:
             state.running = type(state.running)()
         self.sampler.set_epoch(epoch, state.batch)
         self.net.train()
+        # the bar counts this epoch's steps (its label says "epoch k/N"; it once counted the whole run's)
+        left = cfg.max_steps - state.step + state.batch if cfg.max_steps else self.steps_per_epoch
+        self.bar.reset(total=min(self.steps_per_epoch, left))
+        self.bar.update(state.batch)
         self.bar.set_description(f"epoch {epoch + 1}/{cfg.epochs}")
         start, seen_here, resumed_at = time.perf_counter(), 0, state.batch
         for batch in self.train_loader:
