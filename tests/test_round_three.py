@@ -2,6 +2,7 @@
 their weights, hostile values in config.json, and the folder loader's bounds. Each case ends in
 one clear message naming the file and key, never a traceback or a wrong answer with rc 0."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -461,3 +462,91 @@ def test_a_second_press_never_interrupts_and_a_third_waits_for_the_save():
     flag.saving = False
     with pytest.raises(KeyboardInterrupt):
         flag._handle(signal.SIGINT, None)  # outside a save: stop now
+
+
+def test_the_epoch_bar_counts_its_epoch_and_summary_lists_no_lock(tmp_path):
+    import re
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "spikmamba", "train", f"out_dir={tmp_path / 'run'}", "sensor_size=16",
+                          "frames=4", "patch_size=4", "num_train=32", "num_test=16", "batch_size=16", "epochs=2",
+                          "val_fraction=0", "progress=true", "tensorboard=false"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    counts = set(re.findall(r"epoch [12]/2: +\d+%\|[^|]*\| (\d+/\d+)", run.stderr))
+    assert counts and all(c.endswith("/2") for c in counts), counts  # 2 steps an epoch, not 4 for the run
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert ".lock" not in summary["files"] and "last.pt" in summary["files"]
+
+
+def test_a_warning_is_one_line_without_python_source(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "garbage.bs2").write_bytes(np.random.default_rng(1).bytes(500))
+    run = subprocess.run([sys.executable, "-m", "spikmamba", "predict", "--model", "spikmamba_tiny_sps.nmnist",
+                          str(tmp_path / "garbage.bs2")], capture_output=True, text=True, timeout=300)
+    lines = run.stderr.strip().splitlines()
+    assert lines[0].startswith("spikmamba: warning: ") and "timestamps go backwards" in lines[0], run.stderr
+    assert "UserWarning" not in run.stderr and "warnings.warn" not in run.stderr and len(lines) == 2, run.stderr
+
+
+def test_predicting_a_labelled_folder_reports_accuracy_and_confusion(tmp_path, capsys):
+    assert main(["synth", "--out", str(tmp_path / "clips"), "--count", "12"]) == 0
+    capsys.readouterr()
+    assert main(["predict", *MODEL, str(tmp_path / "clips"), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    right = sum(p["prediction"] == Path(p["file"]).stem.split("_", 1)[1] for p in r["predictions"])
+    s = r["labelled"]
+    assert s["labels"] == [str(tmp_path / "clips" / "labels.csv")] and s["samples"] == 12
+    assert s["top1"] == pytest.approx(right / 12) and sum(map(sum, s["confusion"])) == 12
+    assert sum(s["confusion"][i][i] for i in range(len(s["confusion"]))) == right
+    assert main(["predict", *MODEL, str(tmp_path / "clips")]) == 0
+    out = capsys.readouterr().out
+    assert f"accuracy on the labelled files: {right / 12 * 100:.2f}% (12 files" in out and "confusion (rows: true" in out
+
+
+def test_nmnist_labels_txt_is_read_too(shared_data, tmp_path, capsys):
+    import shutil
+
+    source = shared_data / "nmnist-small" / "train"
+    folder = tmp_path / "train"
+    folder.mkdir()
+    lines = source.joinpath("labels.txt").read_text().splitlines()
+    for line in lines[1:201]:
+        shutil.copy(source / f"{line.split()[0]}.bs2", folder)
+    (folder / "labels.txt").write_text("\n".join(lines[:201]) + "\n")
+    assert main(["predict", "--model", "spikmamba_tiny_sps.nmnist", str(folder), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)["labelled"]
+    assert s["samples"] == 200 and s["top1"] > 0.8  # samples it was trained on
+
+
+def test_an_exported_onnx_file_predicts_like_its_checkpoint(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    import dataclasses
+
+    from spikmamba.engine import TrainConfig, train
+
+    train(dataclasses.replace(TrainConfig(), sensor_size=16, frames=4, patch_size=4, num_train=32, num_test=16,
+                              batch_size=16, epochs=1, progress=False, tensorboard=False, model="spikmamba_tiny",
+                              out_dir=str(tmp_path / "run")))
+    ckpt = str(tmp_path / "run" / "last.pt")
+    assert main(["export", "--checkpoint", ckpt, "--format", "onnx", "--out", str(tmp_path / "m.onnx")]) == 0
+    assert main(["synth", "--out", str(tmp_path / "clips"), "--count", "4", "--sensor-size", "16"]) == 0
+    capsys.readouterr()
+    outs = []
+    for source in (["--checkpoint", ckpt], ["--model", str(tmp_path / "m.onnx")],
+                   ["--checkpoint", str(tmp_path / "m.onnx")]):
+        assert main(["predict", *source, str(tmp_path / "clips"), "--json"]) == 0
+        outs.append(json.loads(capsys.readouterr().out)["predictions"])
+    for other in outs[1:]:
+        for a, b in zip(outs[0], other):
+            assert a["prediction"] == b["prediction"] and a["probability"] == pytest.approx(b["probability"], abs=1e-4)
+    (tmp_path / "bad.onnx").write_bytes(b"not onnx at all")
+    _refused(["predict", "--model", str(tmp_path / "bad.onnx"), str(tmp_path / "clips")], capsys,
+             "is not a readable ONNX file")
+    assert "pickled" not in capsys.readouterr().err
+    clip = next((tmp_path / "clips").glob("*.npz"))
+    _refused(["inspect", "--model", str(tmp_path / "m.onnx"), str(clip), "--out", str(tmp_path / "i")], capsys,
+             "is an ONNX file")

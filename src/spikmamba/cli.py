@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
 DESCRIPTION = """\
@@ -262,9 +263,26 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 continue
             others = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in p["top"][1:])
             print(f"{p['file']}: {p['prediction']} ({p['probability']:.3f})" + (f"  [{others}]" if others else ""))
+        if "labelled" in r:
+            print(_labelled_report(r["labelled"]))
     for e in r["errors"]:
         print(f"spikmamba predict: {e['file']}: {e['error']}", file=sys.stderr)
     return 1 if r["errors"] else 0
+
+
+def _labelled_report(s: dict) -> str:
+    """Accuracy and confusion matrix of predicted files that a labels file names."""
+    lines = [f"accuracy on the labelled files: {s['top1'] * 100:.2f}% ({s['samples']} files; labels from "
+             f"{', '.join(s['labels'])})"]
+    if s["unlabelled"] or s["unknown_class"]:
+        lines.append(f"  not scored: {s['unlabelled']} without a label or without events, {s['unknown_class']} "
+                     f"labelled with a class the model does not know")
+    names = [row["class"] for row in s["per_class"]]
+    width = max(len(n) for n in names)
+    lines.append("  confusion (rows: true, columns: predicted):")
+    for name, row in zip(names, s["confusion"]):
+        lines.append(f"  {name:>{width}} " + " ".join(f"{v:>4}" for v in row))
+    return "\n".join(lines)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -628,10 +646,16 @@ def _end_torchrun_worker(code: int) -> None:
     os._exit(code)
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning as one line for people, ``spikmamba: warning: ...``, not Python's file:line and source."""
+    return f"spikmamba: warning: {message}\n"
+
+
 def main(argv: "list[str] | None" = None) -> int:
     from .threads import apply_wait_policy
 
     apply_wait_policy()  # before anything imports torch: OpenMP reads it once, at load time
+    warnings.formatwarning = _format_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

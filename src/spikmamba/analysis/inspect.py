@@ -56,6 +56,9 @@ def inspect_spikes(file, out, checkpoint: "str | None" = None, model: "str | Non
 
     predictor = load_predictor(checkpoint, model)
     net = predictor.module
+    if net is None:
+        raise ValueError(f"{checkpoint or model} is an ONNX file: it holds no spiking layers to record; inspect the "
+                         f"checkpoint or weights folder it was exported from")
     names = [name for name, _ in spiking_layers(net)]
     if not names:
         raise ValueError(f"{predictor.name} has no spiking neurons to inspect (an ANN ablation?)")

@@ -260,7 +260,10 @@ def load_predictor(checkpoint: "str | None" = None, model: "str | None" = None, 
     from ..models.weights import read_config
 
     if (checkpoint is None) == (model is None):
-        raise ValueError("give exactly one of --checkpoint CKPT or --model NAME.TAG|FOLDER")
+        raise ValueError("give exactly one of --checkpoint CKPT or --model NAME.TAG|FOLDER|FILE.onnx")
+    source = checkpoint if checkpoint is not None else model
+    if str(source).lower().endswith(".onnx"):
+        return onnx_predictor(source)
     if checkpoint is not None:
         ckpt = load_checkpoint(checkpoint)
         if "representation" not in ckpt:
@@ -274,7 +277,7 @@ def load_predictor(checkpoint: "str | None" = None, model: "str | None" = None, 
         if not folder_cfg.get("classes") or not folder_cfg.get("representation"):
             raise ValueError(f"{model}: its config.json lacks the class names or the representation; it cannot "
                              f"classify files")
-        folder_representation(folder_cfg, folder)
+        folder_representation(folder_cfg, Path(folder) / "config.json")
         net = create_model(folder_cfg["model"], pretrained=Path(folder))
         info = {"model": folder_cfg["model"], "classes": list(folder_cfg["classes"]),
                 "representation": folder_cfg["representation"], "transforms": folder_cfg.get("transforms") or None}
@@ -291,13 +294,12 @@ def load_predictor(checkpoint: "str | None" = None, model: "str | None" = None, 
     return Predictor(forward, info["classes"], rep, info["transforms"], info["model"], net)
 
 
-def folder_representation(cfg: dict, folder):
+def folder_representation(cfg: dict, path):
     """The representation a weights folder's config states, checked against the model's input
     geometry (``geometry``, and the model's own arguments where the model takes them straight):
     a config edited to other frames or another resolution is refused, not run."""
     from ..models.weights import WeightsError
 
-    path = Path(folder) / "config.json"
     try:
         rep = representation_from_dict(cfg["representation"])
         geometry = geometry_of(rep)
@@ -312,6 +314,89 @@ def folder_representation(cfg: dict, folder):
             raise WeightsError(f"{path}: its representation gives {key}={geometry.get(key)}, but the model takes "
                                f"{key}={value}; the representation was changed apart from the weights")
     return rep
+
+
+def folder_labels(folder: Path) -> "tuple[Path, dict] | None":
+    """``(labels file, {file name or stem: class})`` of a folder that states its labels: the
+    ``labels.csv`` of ``spikmamba synth`` (``file,class_id,class_name``, or ``file,class``) or an
+    N-MNIST-style ``labels.txt`` (a header line, then ``sample<TAB>class``)."""
+    csv_path, txt_path = folder / "labels.csv", folder / "labels.txt"
+    labels = {}
+    if csv_path.is_file():
+        with open(csv_path, newline="") as f:
+            for row in csv.DictReader(f):
+                name = row.get("file")
+                label = row.get("class_name") or row.get("class") or row.get("label")
+                if name and label:
+                    labels[name] = label
+        return csv_path, labels
+    if txt_path.is_file():
+        for line in txt_path.read_text(errors="replace").splitlines()[1:]:
+            parts = line.split()
+            if len(parts) >= 2:
+                labels[parts[0]] = parts[1]
+        return txt_path, labels
+    return None
+
+
+def score_labelled(paths, predictions: list, classes: list) -> "dict | None":
+    """Accuracy and confusion matrix of the predictions whose files a labels file names (see
+    :func:`folder_labels`); None when no folder given states labels."""
+    truth, sources = {}, []
+    for folder in (Path(p) for p in paths):
+        found = folder_labels(folder) if folder.is_dir() else None
+        if found is None:
+            continue
+        sources.append(str(found[0]))
+        for name, label in found[1].items():
+            truth[str(folder / name)] = label
+            truth.setdefault(str(folder / Path(name).stem), label)
+    if not sources:
+        return None
+    index = {c: i for i, c in enumerate(classes)}
+    metrics = ClassificationMetrics(len(classes), topk=1)
+    unknown, unlabelled = 0, 0
+    for p in predictions:
+        f = Path(p["file"])
+        label = truth.get(str(f), truth.get(str(f.with_suffix(""))))
+        if label is None or p["probability"] is None:
+            unlabelled += 1
+            continue
+        if label not in index:
+            unknown += 1
+            continue
+        scores = torch.full((1, len(classes)), -1.0)
+        scores[0, index[p["prediction"]]] = 1.0
+        metrics.update(scores, torch.tensor([index[label]]))
+    return {"labels": sources, "unlabelled": unlabelled, "unknown_class": unknown, **metrics.summary(classes)}
+
+
+def onnx_predictor(path) -> Predictor:
+    """A :class:`Predictor` over an ONNX file that ``spikmamba export --format onnx`` wrote: its
+    class names and representation travel in the file's metadata; ONNX Runtime runs it."""
+    from ..models.weights import WeightsError
+    from .export import onnx_metadata
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"ONNX file {path} does not exist")
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise WeightsError(f"{path}: running an ONNX file needs onnxruntime: pip install 'spikmamba[export]'") from None
+    try:
+        info = onnx_metadata(path)
+    except Exception as err:  # the onnx library's own decode errors
+        raise WeightsError(f"{path} is not a readable ONNX file ({type(err).__name__}: {str(err)[:200]})") from None
+    missing = [k for k in ("classes", "representation") if not info.get(k)]
+    if missing:
+        raise WeightsError(f"{path} does not carry {' or '.join(missing)} in its metadata; export it with "
+                           f"`spikmamba export --format onnx`, which records them")
+    folder_representation({"representation": info["representation"], "geometry": info.get("geometry")}, path)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    forward = lambda x: torch.from_numpy(session.run(None, {"input": x.numpy()})[0]).float()  # noqa: E731
+    return Predictor(forward, list(info["classes"]), representation_from_dict(info["representation"]),
+                     info.get("transforms") or None, info.get("model", path.stem), None)
 
 
 def _onnx_forward(net, info: dict):
@@ -379,5 +464,9 @@ def predict_files(checkpoint: "str | None", paths, topk: int = 5, batch_size: in
         order = {str(f): i for i, f in enumerate(files)}
         errors.sort(key=lambda e: order[e["file"]])
         predictions.sort(key=lambda p: order[p["file"]])
-    return {"checkpoint": str(checkpoint) if checkpoint else None, "source": str(checkpoint or model),
-            "model": predictor.name, "backend": backend, "predictions": predictions, "errors": errors}
+    result = {"checkpoint": str(checkpoint) if checkpoint else None, "source": str(checkpoint or model),
+              "model": predictor.name, "backend": backend, "predictions": predictions, "errors": errors}
+    scored = score_labelled(paths, predictions, classes)
+    if scored is not None:
+        result["labelled"] = scored
+    return result

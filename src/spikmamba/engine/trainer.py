@@ -456,11 +456,14 @@ class Trainer:
                 summary["test_skipped"] = len(r.skipped)
                 self.skipped_here += [(state.epoch, "test", s.source, s.reason) for s in r.skipped] if self.main else []
         self._write_skipped()
-        summary["files"] = sorted(p.name for p in self.out.iterdir()) if self.main else []
+        def run_files():  # the run's own files: not the lock (.lock) or other hidden files
+            return sorted(p.name for p in self.out.iterdir() if not p.name.startswith("."))
+
+        summary["files"] = run_files() if self.main else []
         if self.main:
             import json
 
             self.logger.close()
             (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
-            summary["files"] = sorted(p.name for p in self.out.iterdir() if not p.name.startswith("."))
+            summary["files"] = run_files()
         return summary
