@@ -14,6 +14,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -124,12 +125,40 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path, metadata: "dict |
         return _export_onnx_in(model, example, path, metadata or {}, opset, tolerance, Path(work))
 
 
+@contextlib.contextmanager
+def _silenced_output(work: Path):
+    """Standard output and error sent to a file while an exporter runs: the TorchScript exporter
+    writes the whole IR graph (hundreds of kB for ReSpike) and per-op notes from C++, where
+    Python's redirection cannot reach; so the file descriptors themselves are redirected."""
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    saved = []
+    try:
+        with open(work / "exporter-output.txt", "wb") as sink:
+            for fd in (1, 2):
+                try:
+                    saved.append((fd, os.dup(fd)))
+                    os.dup2(sink.fileno(), fd)
+                except OSError:
+                    pass
+            yield
+    finally:
+        for fd, copy in saved:
+            os.dup2(copy, fd)
+            os.close(copy)
+
+
 def _export_onnx_in(model, example, path: Path, metadata: dict, opset: int, tolerance: float, work: Path) -> dict:
     tried = []
     for exporter in ("torchscript", "torch.export"):
         tmp = work / f"{exporter}.onnx"
         try:
-            with warnings.catch_warnings(), torch.no_grad():
+            with warnings.catch_warnings(), torch.no_grad(), _silenced_output(work):
                 warnings.simplefilter("ignore")
                 if exporter == "torchscript":
                     torch.onnx.export(model, (example,), str(tmp), input_names=["input"], output_names=["logits"],

@@ -28,6 +28,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .export import exporting
 from .surrogate import Rectangular, SurrogateFunction, get_surrogate
 
 
@@ -77,8 +78,10 @@ class AdaptiveSampler(nn.Module):
         if S % self.fine_steps:
             raise ValueError(f"{S} fine steps do not split into output steps of fine_steps={self.fine_steps}")
         xs = x.transpose(0, 1).flatten(0, 1)                                # [S*B, Cin, H, W]
-        current = self.conv_in(xs).unflatten(0, (S, B))                   # input-only parts, all steps at once
-        gates_x = self.conv_x(xs).unflatten(0, (S, B))
+        # the input-only parts of every step at once, split back into steps by chunk, not by a
+        # reshape to (S, B): a traced reshape bakes the batch size into an exported graph
+        current = self.conv_in(xs).chunk(S, 0)
+        gates_x = self.conv_x(xs).chunk(S, 0)
         u = w = s = None
         emitted, spikes = [], 0.0
         for t in range(S):
@@ -91,12 +94,14 @@ class AdaptiveSampler(nn.Module):
             emitted.append(s * w if self.sat else w * fired)
             keep = 1.0 - fired                                              # hard reset closes the window
             u, w = u * keep, w * keep
-            spikes += float(fired.sum())
-        out = torch.stack(emitted).unflatten(0, (S // self.fine_steps, self.fine_steps)).sum(1)  # [T, B, C, H, W]
+            spikes = spikes + fired.sum()  # a tensor: one host sync per forward, not one per step
+        k = self.fine_steps
+        out = torch.stack([sum(emitted[i * k:(i + 1) * k]) for i in range(S // k)])  # [T, B, C, H, W]
         self.residual = w.detach()
         if not self.rpd:
             out = torch.cat([out[:-1], (out[-1] + w).unsqueeze(0)])
-        self.firing_rate = spikes / max(S * w.numel(), 1)
+        if not exporting():  # a recorded graph has no Python number to give
+            self.firing_rate = float(spikes) / max(S * w.numel(), 1)
         return out.transpose(0, 1)
 
     def extra_repr(self) -> str:

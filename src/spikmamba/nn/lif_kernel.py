@@ -164,12 +164,14 @@ def multistep_lif_plain(x_seq: torch.Tensor, v0, k: float, v_threshold: float, v
     bx = x_seq * b
     if c != 0.0:
         bx = bx + c
-    v = v0 if torch.is_tensor(v0) else torch.full_like(x_seq[0], float(v0))
+    # a float start stays a float: a tensor made by full_like gets a shape an exporter may bake
+    # in as a constant (behind the adaptive sampler the batch size was baked into the graph)
+    v = v0 if torch.is_tensor(v0) else float(v0)
     spikes = []
     for t in range(x_seq.shape[0]):
         h = bx[t] + v * a
         fired = h >= v_threshold
         s = fired.to(x_seq.dtype)
-        v = h - s * v_threshold if v_reset is None else torch.where(fired, torch.full_like(h, v_reset), h)
+        v = h - s * v_threshold if v_reset is None else h.masked_fill(fired, v_reset)
         spikes.append(s)
     return torch.stack(spikes), v

@@ -51,7 +51,7 @@ class TubeletEmbed(nn.Module):
         _check_frames(x, self.in_chans, self.patch_size, "TubeletEmbed")
         T, B = x.shape[:2]
         y = self.bn(self.drop(self.proj(x.flatten(0, 1))))
-        return self.lif(y.reshape(T, B, *y.shape[1:]))
+        return self.lif(y.reshape(T, -1, *y.shape[1:]))
 
 
 class _ConvBNLIF(nn.Module):
@@ -65,9 +65,9 @@ class _ConvBNLIF(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [T, B, C, H, W]
         T, B = x.shape[:2]
         y = self.bn(self.conv(x.flatten(0, 1)))
-        y = self.lif(y.reshape(T, B, *y.shape[1:])).flatten(0, 1)
+        y = self.lif(y.reshape(T, -1, *y.shape[1:])).flatten(0, 1)
         y = self.pool(y)
-        return y.reshape(T, B, *y.shape[1:])
+        return y.reshape(T, -1, *y.shape[1:])
 
 
 class SpikingPatchSplitting(nn.Module):
