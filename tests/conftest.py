@@ -32,7 +32,8 @@ def user_cache(tmp_path_factory) -> Path:
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real recordings not available: {SHARED_DATA} is absent (see DEVELOPERS.md, shared/data)")
+        pytest.skip(f"real recordings not available: {SHARED_DATA} is absent (a folder beside the repository on "
+                    f"the project's machines; see README.md, 'Datasets and their folder layouts')")
     return SHARED_DATA
 
 

@@ -550,3 +550,20 @@ def test_an_exported_onnx_file_predicts_like_its_checkpoint(tmp_path, capsys):
     clip = next((tmp_path / "clips").glob("*.npz"))
     _refused(["inspect", "--model", str(tmp_path / "m.onnx"), str(clip), "--out", str(tmp_path / "i")], capsys,
              "is an ONNX file")
+
+
+def test_the_format_hint_names_an_option_that_exists(tmp_path, capsys):
+    from conftest import random_events
+
+    write_events(tmp_path / "digit.nbin", random_events(300, (34, 34), 300_000, 3), format="nbin")
+    (tmp_path / "digit.nbin").rename(tmp_path / "digit.rec")  # an extension nothing recognises
+    assert main(["predict", "--model", "spikmamba_tiny_sps.nmnist", str(tmp_path / "digit.rec")]) == 1  # a file's error
+    err = capsys.readouterr().err
+    assert "unknown event file format" in err and "(--format on the command line)" in err
+    for argv in (["predict", "--model", "spikmamba_tiny_sps.nmnist"],
+                 ["predict", "--model", "spikmamba_tiny_sps.nmnist", "--window", "100"]):
+        assert main([*argv, str(tmp_path / "digit.rec"), "--format", "nbin", "--sensor-size", "34", "34"]) == 0
+        assert "digit.rec" in capsys.readouterr().out
+    assert main(["show", str(tmp_path / "digit.rec"), "--format", "nbin", "--sensor-size", "34", "34", "--out",
+                 str(tmp_path / "d.gif")]) == 0
+    assert (tmp_path / "d.gif").is_file()

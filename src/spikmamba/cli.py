@@ -98,10 +98,16 @@ def _pixels(text: str) -> int:
     return value
 
 
-def _add_sensor_size(p: argparse.ArgumentParser) -> None:
-    """``--sensor-size W H`` (``args.sensor_size``: a tuple, or None) for commands that read recordings."""
+def _add_reading_options(p: argparse.ArgumentParser) -> None:
+    """``--sensor-size W H`` (``args.sensor_size``: a tuple, or None) and ``--format NAME``
+    (``args.format``) for commands that read recordings."""
+    from .events.io.dispatch import STREAMS
+
     p.add_argument("--sensor-size", type=_pixels, nargs=2, metavar=("W", "H"), default=None, action=_StoreTuple,
                    help="the recording's sensor size, for files that do not state it (N-MNIST .bin/.bs2, .npy)")
+    p.add_argument("--format", default=None, choices=sorted(STREAMS), metavar="NAME",
+                   help=f"the recordings' format, for files whose extension and header do not say it (e.g. a .raw "
+                        f"without its EVT header line): {', '.join(sorted(STREAMS))}")
 
 
 def _fail(command: str, err: BaseException) -> int:
@@ -213,7 +219,7 @@ def _cmd_predict_windows(args: argparse.Namespace) -> int:
         files = collect_input_files(args.paths)
         for f in files:
             tl = predict_timeline(predictor, f, args.window, args.stride, args.batch_size, args.top, args.smooth,
-                                  args.sensor_size, progress=not args.json)
+                                  args.sensor_size, progress=not args.json, event_format=args.format)
             prefix = Path(args.timeline) if args.timeline else None
             if prefix is not None and len(files) > 1:
                 prefix = prefix.with_name(f"{prefix.name}-{f.stem}")
@@ -251,7 +257,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                                  f"e.g. {{\"0\": \"airplane\"}}")
         r = predict_files(args.checkpoint, args.paths, topk=args.top, batch_size=args.batch_size, device=args.device,
                           class_names=names, num_workers=args.workers, model=args.model, backend=args.backend,
-                          sensor_size=args.sensor_size)
+                          sensor_size=args.sensor_size, event_format=args.format)
     except (ValueError, OSError, CheckpointError, RuntimeError) as err:
         return _fail("predict", err)
     if args.json:
@@ -324,11 +330,12 @@ def _cmd_show(args: argparse.Namespace) -> int:
             from .engine.timeline import predict_timeline
 
             predictor = load_predictor(args.checkpoint, args.model)
-            timeline = predict_timeline(predictor, args.file, args.window, args.stride, sensor_size=args.sensor_size)
+            timeline = predict_timeline(predictor, args.file, args.window, args.stride, sensor_size=args.sensor_size,
+                                        event_format=args.format)
         started = time.perf_counter()
         out = args.out or str(Path(args.file).with_suffix(".gif").name)
         r = render(args.file, out, args.frame_ms, args.fps, args.start_ms, args.end_ms, args.scale, timeline,
-                   args.sensor_size)
+                   args.sensor_size, event_format=args.format)
         print(f"wrote {r['path']}: {r['frames']} frames of {args.frame_ms:g} ms ({r['seconds']:.2f} s of recording, "
               f"x{r['scale']}) in {time.perf_counter() - started:.1f} s"
               + (f"; {r['late_events']} events arrived after their frame was drawn (timestamps going back) and "
@@ -338,8 +345,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
                 raise ValueError("--sheet draws what a model sees: give --checkpoint or --model too")
             from .engine.data import load_input_file
 
-            x = load_input_file(args.file, predictor.representation, predictor.transforms,
-                                args.sensor_size).numpy()
+            x = load_input_file(args.file, predictor.representation, predictor.transforms, args.sensor_size,
+                                args.format).numpy()
             contact_sheet(x, args.sheet, f"{Path(args.file).name} as {predictor.name} sees it")
             print(f"wrote {args.sheet}: the {x.shape[0]} time steps x {x.shape[1]} channels the model sees")
     except (ValueError, OSError, CheckpointError, ImportError) as err:
@@ -353,7 +360,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
     try:
         r = inspect_spikes(args.file, args.out, checkpoint=args.checkpoint, model=args.model, layer=args.layer,
-                           sensor_size=args.sensor_size)
+                           sensor_size=args.sensor_size, event_format=args.format)
     except (ValueError, OSError, CheckpointError) as err:
         return _fail("inspect", err)
     print(f"{r['file']}: {r['model']} predicts {r['prediction']} ({r['probability']:.3f})")
@@ -481,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "starts (default: half the window)")
     p.add_argument("--smooth", type=int, default=1, metavar="K",
                    help="with --window: average each window's probabilities with its K-1 nearest non-empty neighbours")
-    _add_sensor_size(p)
+    _add_reading_options(p)
     p.add_argument("--timeline", metavar="PREFIX", default=None,
                    help="with --window: also write PREFIX.csv and PREFIX.json (start, end, events, label, top classes)")
     p.set_defaults(func=_cmd_predict)
@@ -564,7 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start-ms", type=float, default=None, help="start this long after the first event")
     p.add_argument("--end-ms", type=float, default=None, help="stop this long after the first event")
     p.add_argument("--scale", type=int, default=None, help="pixels per sensor pixel (default: at least 256 wide)")
-    _add_sensor_size(p)
+    _add_reading_options(p)
     src = p.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", metavar="CKPT", help="label each window with this model")
     src.add_argument("--model", metavar="NAME.TAG|FOLDER", help="label each window with shipped or exported weights")
@@ -585,7 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--model", metavar="NAME.TAG|FOLDER")
     p.add_argument("--layer", default=None, help="the spiking layer whose raster to draw, as `spikmamba energy` names it (default: the last one)")
     p.add_argument("--out", metavar="DIR", default="inspect", help="folder for the figures")
-    _add_sensor_size(p)
+    _add_reading_options(p)
     p.set_defaults(func=_cmd_inspect)
 
     p = sub.add_parser(

@@ -48,7 +48,8 @@ class SpikeRecorder:
 
 @torch.no_grad()
 def inspect_spikes(file, out, checkpoint: "str | None" = None, model: "str | None" = None,
-                   layer: "str | None" = None, max_neurons: int = 512, sensor_size=None) -> dict:
+                   layer: "str | None" = None, max_neurons: int = 512, sensor_size=None,
+                   event_format: "str | None" = None) -> dict:
     """Write ``rates.csv``, ``rates.png``, ``raster.png`` and ``inspect.json`` into ``out``
     (see the module docstring); ``layer`` defaults to the last spiking layer."""
     from ..engine.data import load_input_file
@@ -68,7 +69,7 @@ def inspect_spikes(file, out, checkpoint: "str | None" = None, model: "str | Non
         close = [n for n in names if layer in n][:3] or difflib.get_close_matches(layer, names, n=3, cutoff=0.4)
         hint = f"; did you mean {' or '.join(close)}?" if close else f"; the layers are: {', '.join(names)}"
         raise ValueError(f"--layer {layer!r} is not a spiking layer of {predictor.name}{hint}")
-    x = load_input_file(file, predictor.representation, predictor.transforms, sensor_size)
+    x = load_input_file(file, predictor.representation, predictor.transforms, sensor_size, event_format)
     from ..data.video import VideoRepresentation
 
     x = x[:1] if isinstance(predictor.representation, VideoRepresentation) else x.unsqueeze(0)  # a video: its first clip

@@ -91,10 +91,10 @@ class Frames:
 
 
 def frames_of(path, frame_ms: float = 33.0, start_ms: "float | None" = None, end_ms: "float | None" = None,
-              sensor_size=None):
+              sensor_size=None, event_format: "str | None" = None):
     """``((W, H), first_event_us, Frames)`` of a recording read as a stream; ``start_ms`` and
     ``end_ms`` count from the first event."""
-    stream = stream_events(path, sensor_size=sensor_size)
+    stream = stream_events(path, format=event_format, sensor_size=sensor_size)
     chunks = iter(stream)
     first = next(chunks, None)
     while first is not None and not len(first):
@@ -122,7 +122,8 @@ def _offset_us(ms, option: str) -> int:
 
 
 def render(path, out, frame_ms: float = 33.0, fps: "float | None" = None, start_ms=None, end_ms=None,
-           scale: "int | None" = None, timeline=None, sensor_size=None, max_frames: int = 20_000) -> dict:
+           scale: "int | None" = None, timeline=None, sensor_size=None, max_frames: int = 20_000,
+           event_format: "str | None" = None) -> dict:
     """Write the animation (see the module docstring); returns ``{"path", "frames", "seconds"}``."""
     from PIL import Image, ImageDraw
 
@@ -133,7 +134,7 @@ def render(path, out, frame_ms: float = 33.0, fps: "float | None" = None, start_
         raise ValueError(f"--scale must be a whole number of pixels per sensor pixel from 1 to 64, got {scale}")
     if fps is not None and not (isinstance(fps, (int, float)) and 0.01 <= fps <= 1000):
         raise ValueError(f"--fps must be from 0.01 to 1000 frames per second, got {fps}")
-    (W, H), t0, frames = frames_of(path, frame_ms, start_ms, end_ms, sensor_size)
+    (W, H), t0, frames = frames_of(path, frame_ms, start_ms, end_ms, sensor_size, event_format)
     scale = scale or max(1, math.ceil(256 / max(W, H)))
     frame_bytes = (H * scale + BAR_HEIGHT + 2) * W * scale
     check_allocation(frame_bytes, f"one {W * scale}x{H * scale} frame (sensor {W}x{H} at --scale {scale})",

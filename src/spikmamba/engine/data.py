@@ -241,24 +241,26 @@ class EmptyRecording(ValueError):
     """An event file with no events: labelled ``(no events)`` by predict, never given a class."""
 
 
-def load_input_file(path, rep, transforms=None, sensor_size=None) -> torch.Tensor:
+def load_input_file(path, rep, transforms=None, sensor_size=None, event_format=None) -> torch.Tensor:
     """One event, image or video file as the model input, prepared the way ``rep`` (and the
     config's ``transforms``, in their evaluation form) prepared the evaluation data (a video gives
     ``[clips, F, 3, S, S]``: its clips, to be averaged)."""
     if not isinstance(rep, EventRepresentation):
         return rep.load(path)
-    return torch.from_numpy(load_event_file(path, rep, transforms, sensor_size))
+    return torch.from_numpy(load_event_file(path, rep, transforms, sensor_size, event_format))
 
 
-def load_event_file(path, rep: EventRepresentation, transforms=None, sensor_size=None) -> np.ndarray:
+def load_event_file(path, rep: EventRepresentation, transforms=None, sensor_size=None,
+                    event_format: "str | None" = None) -> np.ndarray:
     """One event file as the model input ``[T, C, H, W]``, made the way ``rep`` made the evaluation data.
 
     A file that states its own sensor size is represented at that size (after the transforms),
     then resized to the trained resolution; a file that does not (npy/npz) must fit the trained
-    sensor, unless ``sensor_size`` (W, H) states it."""
+    sensor, unless ``sensor_size`` (W, H) states it. ``event_format`` names the file's format
+    where its extension and header do not (``--format``)."""
     from ..events.io import read_events
 
-    rec = read_events(path, sensor_size=sensor_size)
+    rec = read_events(path, format=event_format, sensor_size=sensor_size)
     if not len(rec.events):
         raise EmptyRecording(f"{path}: the recording holds no events; there is nothing to classify")
     sensor = tuple(rec.sensor_size) if rec.sensor_size else None

@@ -223,8 +223,9 @@ class InputFiles(torch.utils.data.Dataset):
     """Files to classify, each prepared as the evaluation data were; an unreadable one becomes a
     :class:`~.loader.Skipped` record with the reason (reported, the others still classified)."""
 
-    def __init__(self, files, rep, transforms=None, sensor_size=None):
+    def __init__(self, files, rep, transforms=None, sensor_size=None, event_format=None):
         self.files, self.rep, self.transforms, self.sensor_size = list(files), rep, transforms, sensor_size
+        self.event_format = event_format
 
     def __len__(self) -> int:
         return len(self.files)
@@ -233,7 +234,7 @@ class InputFiles(torch.utils.data.Dataset):
         i = key[1] if isinstance(key, tuple) else key
         f = self.files[i]
         try:
-            return load_input_file(f, self.rep, self.transforms, self.sensor_size), 0, i
+            return load_input_file(f, self.rep, self.transforms, self.sensor_size, self.event_format), 0, i
         except (ValueError, OSError, ImportError) as err:
             return Skipped(i, str(f), _without_path(str(err), f), empty=isinstance(err, EmptyRecording))
 
@@ -411,7 +412,7 @@ def _onnx_forward(net, info: dict):
 @torch.no_grad()
 def predict_files(checkpoint: "str | None", paths, topk: int = 5, batch_size: int = 16, device: str = "cpu",
                   class_names: "dict | None" = None, num_workers: int = -1, model: "str | None" = None,
-                  backend: str = "torch", sensor_size=None) -> dict:
+                  backend: str = "torch", sensor_size=None, event_format=None) -> dict:
     """``{"predictions": [...], "errors": [...]}``: for each readable file the top-``topk`` classes with
     probabilities; a file that cannot be read or represented is listed under errors with the reason.
     Event models read event files, image models (SVMamba) image files, video models (ReSpike) video
@@ -441,7 +442,7 @@ def predict_files(checkpoint: "str | None", paths, topk: int = 5, batch_size: in
 
     kinds = {ImageRepresentation: (IMAGE_EXTENSIONS, "image"), VideoRepresentation: (VIDEO_EXTENSIONS, "video")}
     files = collect_input_files(paths, *kinds.get(type(rep), (None, "event")))
-    view = InputFiles(files, rep, transforms, sensor_size)
+    view = InputFiles(files, rep, transforms, sensor_size, event_format)
     if isinstance(rep, VideoRepresentation):  # one prediction per video: the mean of its clips' logits
         for i in range(len(view)):
             item = view[i]

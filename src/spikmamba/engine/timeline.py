@@ -145,7 +145,8 @@ class Windows:
 
 @torch.no_grad()
 def predict_timeline(predictor, path, window_ms: float, stride_ms: "float | None" = None, batch_size: int = 16,
-                     topk: int = 3, smooth: int = 1, sensor_size=None, progress: bool = False) -> Timeline:
+                     topk: int = 3, smooth: int = 1, sensor_size=None, progress: bool = False,
+                     event_format: "str | None" = None) -> Timeline:
     """Slide ``predictor``'s model along ``path`` (see the module docstring); ``stride_ms`` defaults
     to half the window; ``progress`` shows a bar of the events read on a terminal."""
     window_us = duration_us(window_ms, "--window")
@@ -154,7 +155,7 @@ def predict_timeline(predictor, path, window_ms: float, stride_ms: "float | None
         raise ValueError(f"--smooth must be >= 1 window, got {smooth}")
     if topk < 1:
         raise ValueError(f"--top must be >= 1 class, got {topk}")
-    stream = stream_events(path, sensor_size=sensor_size)
+    stream = stream_events(path, format=event_format, sensor_size=sensor_size)
     rep = predictor.representation
     sensor = tuple(stream.sensor_size) if stream.sensor_size else tuple(rep.sensor_size)
     classes = predictor.classes

@@ -65,7 +65,8 @@ def detect_format(path) -> str:
             return "dat"
         if ext == ".raw":
             raise EventFormatError(path, 0, "Prophesee .raw header does not state the encoding ('% evt 2.0' or "
-                                            "'% evt 3.0'); pass format='evt2' or format='evt3'")
+                                            "'% evt 3.0'); pass format='evt2' or format='evt3' (--format on the "
+                                            "command line)")
     if ext in (".bin", ".bs2"):
         return "nbin"
     if ext in (".aedat", ".aedat4", ".raw", ".dat", ".npy", ".npz", ".h5", ".hdf5"):
@@ -74,7 +75,8 @@ def detect_format(path) -> str:
     if size == 0:
         raise EventFormatError(path, 0, "empty file with no extension to say which format it is")
     raise EventFormatError(path, 0, f"unknown event file format (extension {ext or 'none'!r}, first bytes {head[:16]!r}); "
-                                    f"supported extensions: {', '.join(EVENT_FILE_EXTENSIONS)}, or pass format=")
+                                    f"supported extensions: {', '.join(EVENT_FILE_EXTENSIONS)}, or name the format: format= "
+                                    f"(--format on the command line)")
 
 
 def read_events(path: "str | os.PathLike", format: "str | None" = None, sensor_size=None,
