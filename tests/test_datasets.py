@@ -170,11 +170,16 @@ def test_cache_entries_dense_when_smaller_and_each_kind_round_trips():
     assert set(e) == {"shape", "bits"} and e["bits"].nbytes == (afe.size + 7) // 8 and np.array_equal(decode(e), afe)
 
 
-def test_a_truncated_entry_is_recomputed_and_a_read_only_cache_is_reported_not_fatal(tmp_path):
+def _cached(tmp_path, n):
+    """(data folder, representation, dataset) of ``n`` N-MNIST-like files with a cache under tmp_path/cache."""
     flat = tmp_path / "data"
-    _flat_nmnist(flat, n=2)
+    _flat_nmnist(flat, n=n)
     rep = EventRepresentation((34, 34), frames=3)
-    ds = NMNIST(flat, representation=rep, cache_dir=tmp_path / "cache")
+    return flat, rep, NMNIST(flat, representation=rep, cache_dir=tmp_path / "cache")
+
+
+def test_a_truncated_entry_is_recomputed_and_a_read_only_cache_is_reported_not_fatal(tmp_path):
+    flat, rep, ds = _cached(tmp_path, 2)
     good = ds[0][0]
     entry = next((tmp_path / "cache").rglob("*.npz"))
     entry.write_bytes(entry.read_bytes()[:40])  # a crash mid-write elsewhere, or a damaged disk
@@ -227,22 +232,20 @@ def _tamper_cases():
         entries[0].unlink()
         os.symlink(entries[2], entries[0])
 
+    def set_first(entry, name, dtype, value):  # one stored value changed, in a type that can hold it
+        with np.load(entry) as z:
+            array = z[name].astype(dtype)
+        array[0] = value
+        _forge(entry, **{name: array})
+
     def negative(entries, data, cache):
-        with np.load(entries[0]) as z:
-            value = z["value"].astype(np.int16)
-        value[0] = -5
-        _forge(entries[0], value=value)
+        set_first(entries[0], "value", np.int16, -5)
 
     def nan(entries, data, cache):
-        with np.load(entries[0]) as z:
-            n = int(np.prod(z["shape"]))
-        _forge(entries[0], value=np.full(1, np.nan, np.float32), index=np.zeros(1, np.uint32)) if n else None
+        set_first(entries[0], "value", np.float32, np.nan)
 
     def negative_index(entries, data, cache):
-        with np.load(entries[0]) as z:
-            index = z["index"].astype(np.int64)
-        index[0] = -1
-        _forge(entries[0], index=index)
+        set_first(entries[0], "index", np.int64, -1)
 
     def other_split(entries, data, cache):
         rep = EventRepresentation((34, 34), frames=3, split_by="number")
@@ -266,10 +269,7 @@ def _tamper_cases():
 
 @pytest.mark.parametrize("tamper", _tamper_cases(), ids=lambda f: f.__name__)
 def test_a_tampered_cache_entry_is_recomputed_never_used(tmp_path, tamper):
-    data = tmp_path / "data"
-    _flat_nmnist(data, n=4)
-    rep = EventRepresentation((34, 34), frames=3)
-    ds = NMNIST(data, representation=rep, cache_dir=tmp_path / "cache")
+    data, rep, ds = _cached(tmp_path, 4)
     [ds[i] for i in range(4)]
     entries = _entries(ds.cache_dir)
     assert len(entries) == 4
@@ -293,10 +293,7 @@ def test_a_cache_entry_declaring_a_huge_member_is_refused_before_decompressing(t
     import time
     import zipfile
 
-    data = tmp_path / "data"
-    _flat_nmnist(data, n=1)
-    rep = EventRepresentation((34, 34), frames=3)
-    ds = NMNIST(data, representation=rep, cache_dir=tmp_path / "cache")
+    data, rep, ds = _cached(tmp_path, 1)
     expected = ds[0][0]
     entry = _entries(ds.cache_dir)[0]
     with np.load(entry) as z:

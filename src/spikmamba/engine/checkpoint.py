@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..models.weights import GEOMETRY_BOUNDS, WeightsError, load_state_checked, load_torch_file
+from ..models.weights import WeightsError, geometry_problem, load_state_checked, load_torch_file
 
 FORMAT = 2
 REQUIRED = ("model_name", "model", "config", "classes", "geometry")
@@ -169,14 +169,9 @@ def check_fields(ckpt: dict, path) -> None:
     classes = ckpt["classes"]
     if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
         raise _field_error(path, "classes", "must be a non-empty list of class names")
-    geometry = ckpt["geometry"]
-    if not isinstance(geometry, dict) or set(geometry) != set(GEOMETRY_BOUNDS):
-        raise _field_error(path, "geometry", f"must have exactly the keys {', '.join(GEOMETRY_BOUNDS)}, has "
-                                             f"{sorted(geometry) if isinstance(geometry, dict) else geometry!r}")
-    for key, (lo, hi) in GEOMETRY_BOUNDS.items():
-        v = geometry[key]
-        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-            raise _field_error(path, f"geometry.{key}", f"is {v!r}; it must be an integer in [{lo}, {hi}]")
+    problem = geometry_problem(ckpt["geometry"])
+    if problem is not None:
+        raise _field_error(path, *problem)
     model = ckpt["model"]
     if not isinstance(model, dict) or not model:
         raise _field_error(path, "model", "must be a non-empty state dict (parameter name -> tensor)")

@@ -166,15 +166,23 @@ def check_config(cfg: dict, path) -> None:
     for key, kind in (("representation", dict), ("adaptive", dict), ("transforms", list), ("geometry", dict)):
         if cfg.get(key) is not None and not isinstance(cfg[key], kind):
             raise key_error(path, key, f"must be a {'mapping' if kind is dict else 'list'}, is {type(cfg[key]).__name__}")
-    geometry = cfg.get("geometry")
-    if geometry is not None:
-        if set(geometry) != set(GEOMETRY_BOUNDS):
-            raise key_error(path, "geometry", f"must have exactly the keys {', '.join(GEOMETRY_BOUNDS)}, has "
-                                               f"{shown(sorted(geometry))}")
-        for key, (lo, hi) in GEOMETRY_BOUNDS.items():
-            v = geometry[key]
-            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-                raise key_error(path, f"geometry.{key}", f"is {shown(v)}; it must be an integer in [{lo}, {hi}]")
+    problem = geometry_problem(cfg["geometry"]) if cfg.get("geometry") is not None else None
+    if problem is not None:
+        raise key_error(path, *problem)
+
+
+def geometry_problem(geometry) -> "tuple[str, str] | None":
+    """``(field, what is wrong)`` with a model's input geometry (``in_chans``, ``img_size``,
+    ``num_frames``, each an integer within :data:`GEOMETRY_BOUNDS`), or None when it is right.
+    Checkpoints and weights folders both check theirs with it."""
+    if not isinstance(geometry, dict) or set(geometry) != set(GEOMETRY_BOUNDS):
+        found = sorted(map(str, geometry)) if isinstance(geometry, dict) else geometry
+        return "geometry", f"must have exactly the keys {', '.join(GEOMETRY_BOUNDS)}, has {shown(found)}"
+    for key, (lo, hi) in GEOMETRY_BOUNDS.items():
+        v = geometry[key]
+        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+            return f"geometry.{key}", f"is {shown(v)}; it must be an integer in [{lo}, {hi}]"
+    return None
 
 
 def read_config(folder: "str | os.PathLike") -> dict:
