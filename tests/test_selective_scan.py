@@ -121,3 +121,31 @@ def test_the_plain_op_twin_for_exporters_equals_the_reference(L, bc):
     y1, l1 = selective_scan_plain(**kw, delta_softplus=True, return_last_state=True)
     torch.testing.assert_close(y1, y0, atol=1e-10, rtol=1e-10)
     torch.testing.assert_close(l1, l0, atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_the_last_state_of_half_inputs_is_the_fp32_running_state_as_in_mamba_ssm(dtype):
+    """mamba_ssm returns the last state in fp32 for fp16/bf16 inputs (it is the fp32 running
+    state); ours returned it in the input dtype, and mamba_ssm's own suite failed 80 cases with
+    `Half did not match Float` (issue 29)."""
+    from spikmamba.nn.ssm.selective_scan import selective_scan_plain
+
+    kw = {k: (v.detach().to(dtype) if v is not None and k != "A" else v.detach() if v is not None else None)
+          for k, v in _inputs(2, 4, 3, 37, dtype=torch.float32).items()}
+    ref = {k: (v.float() if v is not None else None) for k, v in kw.items()}
+    _, expected = selective_scan_ref(**ref, delta_softplus=True, return_last_state=True)
+    impls = [selective_scan_ref, selective_scan_plain, selective_scan_fast]
+    try:
+        import triton  # noqa: F401
+        import os
+
+        if os.environ.get("TRITON_INTERPRET") == "1" or torch.cuda.is_available():
+            from spikmamba.nn.ssm.triton_scan import selective_scan_triton
+
+            impls.append(selective_scan_triton)
+    except ImportError:
+        pass
+    for fn in impls:
+        y, last = fn(**kw, delta_softplus=True, return_last_state=True)
+        assert y.dtype == dtype and last.dtype == torch.float32, (fn.__name__, y.dtype, last.dtype)
+        torch.testing.assert_close(last, expected, atol=1e-5, rtol=1e-5)

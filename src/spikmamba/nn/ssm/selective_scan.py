@@ -107,7 +107,7 @@ def selective_scan_ref(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta
         x = torch.exp(dt * A) * x + dt * B_t * u[:, :, t, None].to(cdt)
         ys.append((x * C_t).sum(-1))
     out = _finish(torch.stack(ys, dim=-1), u, D, z, dtype)
-    return (out, x.to(dtype)) if return_last_state else out
+    return (out, x) if return_last_state else out  # the running state's dtype (fp32 for half inputs), as mamba_ssm
 
 
 def selective_scan_plain(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
@@ -131,7 +131,7 @@ def selective_scan_plain(u, delta, A, B, C, D=None, z=None, delta_bias=None, del
         states.append(h)
     y = (torch.stack(states) * Cx).sum(-1).permute(1, 2, 0)                   # [B, D, L]
     out = _finish(y, u, D, z, dtype)
-    return (out, h.to(dtype)) if return_last_state else out
+    return (out, h) if return_last_state else out
 
 
 def _groups(M: torch.Tensor) -> int:
@@ -164,7 +164,7 @@ def selective_scan_fast(u, delta, A, B, C, D=None, z=None, delta_bias=None, delt
     y, last = blocked_scan(lay(delta).contiguous(), lay(u).contiguous(), A.to(cdt).reshape(G, d // G, -1),
                            _as_blocked(B.to(cdt), G, d), _as_blocked(C.to(cdt), G, d))
     out = _finish(y.reshape(L, b, d).permute(1, 2, 0), u, D, z, dtype)
-    return (out, last.reshape(b, d, -1).to(dtype)) if return_last_state else out
+    return (out, last.reshape(b, d, -1)) if return_last_state else out
 
 
 @functools.lru_cache(maxsize=1)

@@ -349,4 +349,4 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     if _groups(B) not in (1, max(_groups(B), _groups(C))) or _groups(C) not in (1, max(_groups(B), _groups(C))):
         raise ValueError(f"B has {_groups(B)} groups and C {_groups(C)}; they must match (or one be ungrouped)")
     out, last = _TritonScan.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
-    return (out, last.to(u.dtype)) if return_last_state else out
+    return (out, last) if return_last_state else out  # fp32, the running state's dtype, as mamba_ssm
