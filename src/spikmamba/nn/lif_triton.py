@@ -45,6 +45,10 @@ def _surrogate(xv, alpha, KIND: tl.constexpr):
 @triton.jit
 def _lif_fwd(x_ptr, v0_ptr, s_ptr, h_ptr, v_ptr, T, M, a, bcoef, c, v_th, v_reset,
              HARD: tl.constexpr, STORE_H: tl.constexpr, BLOCK: tl.constexpr):
+    # the scalars in the kernel's own dtype: under torch.compile they arrived as fp64, and the
+    # membrane carried through the loop became fp64 (a compile error: issue 29)
+    a, bcoef, c = tl.cast(a, tl.float32), tl.cast(bcoef, tl.float32), tl.cast(c, tl.float32)
+    v_th, v_reset = tl.cast(v_th, tl.float32), tl.cast(v_reset, tl.float32)
     i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)  # t * M + i may pass 2**31
     m = i < M
     v = tl.load(v0_ptr + i, mask=m, other=0.0).to(tl.float32)
@@ -65,6 +69,8 @@ def _lif_fwd(x_ptr, v0_ptr, s_ptr, h_ptr, v_ptr, T, M, a, bcoef, c, v_th, v_rese
 def _lif_bwd(h_ptr, gs_ptr, gv_ptr, x_ptr, v0_ptr, gx_ptr, gv0_ptr, gk_ptr, T, M, a, bcoef, v_th, v_reset, alpha,
              HARD: tl.constexpr, DETACH: tl.constexpr, HAS_GS: tl.constexpr, HAS_GV: tl.constexpr,
              GRAD_K: tl.constexpr, DECAY_INPUT: tl.constexpr, KIND: tl.constexpr, BLOCK: tl.constexpr):
+    a, bcoef = tl.cast(a, tl.float32), tl.cast(bcoef, tl.float32)  # the kernel's dtype, whatever the caller passed
+    v_th, v_reset, alpha = tl.cast(v_th, tl.float32), tl.cast(v_reset, tl.float32), tl.cast(alpha, tl.float32)
     i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)  # t * M + i may pass 2**31
     m = i < M
     carry = tl.zeros([BLOCK], tl.float32)
