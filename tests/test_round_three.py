@@ -401,6 +401,16 @@ def _start_train(tmp_path, *args):
                             start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
+def _kill(proc):
+    """A test that fails leaves no training process behind."""
+    import os
+    import signal
+
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def _wait_for(path, proc, seconds=120):
     import time
 
@@ -415,9 +425,12 @@ def test_ctrl_c_during_data_preparation_is_quiet_and_leaves_no_folder(tmp_path):
     import signal
 
     proc = _start_train(tmp_path, "num_train=3000", "num_test=500")
-    _wait_for(tmp_path / "run", proc)  # the folder is claimed, the clips are being simulated
-    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
-    out, err = proc.communicate(timeout=60)
+    try:
+        _wait_for(tmp_path / "run", proc)  # the folder is claimed, the clips are being simulated
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
+        out, err = proc.communicate(timeout=60)
+    finally:
+        _kill(proc)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and len(err.strip().splitlines()) <= 3, err
     assert "stopped while simulating" in err or "spikmamba train: interrupted" in err, err
@@ -433,12 +446,15 @@ def test_two_quick_ctrl_c_mid_epoch_save_and_stop_quietly(tmp_path):
 
     proc = _start_train(tmp_path, "sensor_size=16", "frames=4", "patch_size=4", "num_train=4000", "num_test=16",
                         "batch_size=8", "epochs=3", "num_workers=0", "val_fraction=0")
-    _wait_for(tmp_path / "run" / "config.yaml", proc)  # training has begun
-    time.sleep(1.0)
-    os.killpg(proc.pid, signal.SIGINT)
-    time.sleep(0.3)
-    os.killpg(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    try:
+        _wait_for(tmp_path / "run" / "config.yaml", proc)  # training has begun
+        time.sleep(1.0)
+        os.killpg(proc.pid, signal.SIGINT)
+        time.sleep(0.3)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        _kill(proc)
     assert proc.returncode == 130, err
     assert "Traceback" not in err, err
     assert "Ctrl-C: stopping after this step" in err, err  # acknowledged at once

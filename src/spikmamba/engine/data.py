@@ -151,7 +151,9 @@ def materialise(ds, desc: str, progress: bool, workers: int) -> InMemory:
         for b in tqdm(loader, desc=desc, disable=not progress, leave=False):
             parts.append(b.x)
             if stop.raised:  # between batches: the loader's workers shut down cleanly
-                raise Interrupted(f"stopped while {desc}; nothing was saved")
+                break
+        if stop.raised:  # also a press during the last batch: it asked for a stop, not for training
+            raise Interrupted(f"stopped while {desc}; nothing was saved")
     return InMemory(torch.cat(parts), ds.targets, ds.source)
 
 

@@ -7,6 +7,7 @@ once; the loop checks it where stopping is clean (between steps, between batches
 preparation) and raises :class:`Interrupted`, which the command prints in one line."""
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
@@ -34,6 +35,7 @@ class StopFlag:
         self._old = {}
         self._where = f"{out}/last.pt" if out else "last.pt"
         self._doing = doing  # set: nothing to save (data preparation); the stop is immediate
+        self._pid = os.getpid()
 
     def __enter__(self):
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -44,6 +46,8 @@ class StopFlag:
         return self
 
     def _handle(self, signum, frame):
+        if os.getpid() != self._pid:  # a loader worker forked while the handler was in place: not its to say
+            return
         self.presses += 1
         self.raised = True
         name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
@@ -70,8 +74,9 @@ class StopFlag:
         except (OSError, ValueError):
             pass
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, *exc):
+        stopping = self.raised and exc_type is not None  # leaving by Interrupted (or worse): the process ends
         for sig, old in self._old.items():
             # once stopping, a late press (the process is reporting and exiting) is ignored, at the
             # system level: the interpreter drops its own handlers while it shuts down
-            signal.signal(sig, signal.SIG_IGN if self.raised else old)
+            signal.signal(sig, signal.SIG_IGN if stopping else old)
