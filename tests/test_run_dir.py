@@ -92,8 +92,10 @@ def test_under_torchrun_a_busy_folder_stops_every_process(tmp_path):
     finally:
         holder.kill()
         holder.wait()
-    assert run.returncode != 0
-    assert run.stderr.count(f"being written by process {holder.pid}") == 2  # both ranks say why, neither hangs
+    assert run.returncode != 0  # neither rank hangs: both got rank 0's refusal and stopped
+    # rank 0 says why; rank 1 says it too unless torchrun's agent, seeing rank 0 exit with an error,
+    # ends it first (it did on a loaded machine), so one or two lines
+    assert run.stderr.count(f"being written by process {holder.pid}") in (1, 2), run.stderr[-1500:]
 
 
 @pytest.mark.parametrize("content", [b"", b"\x00\xffgarbage", b"not-a-pid\nhost\n"], ids=["empty", "binary", "text"])
