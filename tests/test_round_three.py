@@ -396,9 +396,14 @@ def _start_train(tmp_path, *args):
     import subprocess
     import sys
 
+    import signal
+
+    # Ctrl-C as a terminal delivers it: the default disposition, whatever this test process inherited
+    # (a process started with SIGINT ignored keeps ignoring it, by design)
     return subprocess.Popen([sys.executable, "-m", "spikmamba", "train", f"out_dir={tmp_path / 'run'}", "progress=false",
                              "tensorboard=false", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _kill(proc):
@@ -583,3 +588,24 @@ def test_the_format_hint_names_an_option_that_exists(tmp_path, capsys):
     assert main(["show", str(tmp_path / "digit.rec"), "--format", "nbin", "--sensor-size", "34", "34", "--out",
                  str(tmp_path / "d.gif")]) == 0
     assert (tmp_path / "d.gif").is_file()
+
+
+def test_a_stop_leaves_the_process_signal_handlers_as_they_were():
+    """An in-process run that was interrupted left SIGINT ignored for the rest of the process (a
+    notebook lost Ctrl-C; every later subprocess of the test session inherited the ignore)."""
+    import signal
+
+    from spikmamba.engine.stop import Interrupted, StopFlag
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Interrupted):
+        with StopFlag("run") as flag:
+            flag._handle(signal.SIGINT, None)
+            raise Interrupted("stopped")
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # started with Ctrl-C ignored: it stays so
+    try:
+        with StopFlag("run"):
+            assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before[0])

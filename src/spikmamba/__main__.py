@@ -1,6 +1,6 @@
 """``python -m spikmamba`` (and ``torchrun -m spikmamba``) runs the ``spikmamba`` command."""
 import sys
 
-from .cli import main
+from .cli import run
 
-sys.exit(main())
+sys.exit(run())

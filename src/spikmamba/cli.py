@@ -685,5 +685,17 @@ def main(argv: "list[str] | None" = None) -> int:
         return 0
 
 
+def run() -> int:
+    """The ``spikmamba`` command as a process: :func:`main`, then, after an interruption, late
+    Ctrl-C presses ignored while the interpreter shuts down (it drops Python's own handlers then,
+    and a press killed the process with SIGINT after its checkpoint was reported)."""
+    code = main()
+    if code == 130:
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return code
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(run())

@@ -39,6 +39,8 @@ class StopFlag:
 
     def __enter__(self):
         for sig in (signal.SIGTERM, signal.SIGINT):
+            if sig == signal.SIGINT and signal.getsignal(sig) == signal.SIG_IGN:
+                continue  # started with Ctrl-C ignored (nohup, `cmd &` in a script): it stays ignored
             try:
                 self._old[sig] = signal.signal(sig, self._handle)
             except ValueError:  # not the main thread: signals cannot be caught here
@@ -74,9 +76,8 @@ class StopFlag:
         except (OSError, ValueError):
             pass
 
-    def __exit__(self, exc_type, *exc):
-        stopping = self.raised and exc_type is not None  # leaving by Interrupted (or worse): the process ends
+    def __exit__(self, *exc):
+        # the handlers as they were: a process that goes on (a notebook, a test session) keeps its
+        # Ctrl-C; the command ignores late presses itself while it exits (cli.run)
         for sig, old in self._old.items():
-            # once stopping, a late press (the process is reporting and exiting) is ignored, at the
-            # system level: the interpreter drops its own handlers while it shuts down
-            signal.signal(sig, signal.SIG_IGN if stopping else old)
+            signal.signal(sig, old)
