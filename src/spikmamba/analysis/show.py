@@ -16,12 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from ..events.io import stream_events
-from ..events.types import check_allocation, duration_us, sort_by_time
+from ..events.types import MEMORY_BUDGET, T_END, check_allocation, duration_us, sort_by_time
 
 BACKGROUND, ON, OFF, BOTH, TEXT, BAR = range(6)
 PALETTE = [24, 24, 28, 255, 80, 60, 70, 150, 255, 255, 255, 255, 235, 235, 235, 120, 200, 120]
 BAR_HEIGHT = 6
-_T_END = 2**63 - 1
 
 
 class Frames:
@@ -67,11 +66,11 @@ class Frames:
             chunk = sort_by_time(chunk)
             t = np.ascontiguousarray(chunk["t"])  # searchsorted on a strided field is several times slower
             self.last = int(t[-1]) if self.last is None else max(self.last, int(t[-1]))
-            a = int(np.searchsorted(t, min(max(start, frame_start), _T_END), "left"))
+            a = int(np.searchsorted(t, min(max(start, frame_start), T_END), "left"))
             self.late += a - int(np.searchsorted(t, start, "left"))
-            b = len(t) if end is None else int(np.searchsorted(t, min(end, _T_END), "left"))
+            b = len(t) if end is None else int(np.searchsorted(t, min(end, T_END), "left"))
             while a < b:
-                cut = min(int(np.searchsorted(t, min(frame_start + step, _T_END), "left")), b)
+                cut = min(int(np.searchsorted(t, min(frame_start + step, T_END), "left")), b)
                 self.drawn += cut - a
                 sel = chunk[a:cut]
                 on[sel["y"][sel["p"] > 0], sel["x"][sel["p"] > 0]] = True
@@ -139,7 +138,7 @@ def render(path, out, frame_ms: float = 33.0, fps: "float | None" = None, start_
     frame_bytes = (H * scale + BAR_HEIGHT + 2) * W * scale
     check_allocation(frame_bytes, f"one {W * scale}x{H * scale} frame (sensor {W}x{H} at --scale {scale})",
                      "give a smaller --scale")
-    max_frames = max(1, min(max_frames, (2 << 30) // frame_bytes))  # the frames are kept until written
+    max_frames = max(1, min(max_frames, MEMORY_BUDGET // frame_bytes))  # the frames are kept until written
     frames.limit = max_frames
     fps = fps or min(1000.0, max(0.01, 1000.0 / frame_ms))  # real time, within what GIF and MP4 can hold
     windows = _label_lookup(timeline)

@@ -98,14 +98,16 @@ def test_config(checkpoint: str, ckpt: dict, config_file: "str | None", override
     return validate_config(apply_overrides(cfg, overrides), f"the config of {checkpoint} with the given overrides")
 
 
-def overlap_with_training(cfg: TrainConfig) -> "tuple[int, int] | None":
-    """(test samples whose file is also a training file, test samples), when any are shared."""
+def overlap_with_training(cfg: TrainConfig, test_view) -> "tuple[int, int] | None":
+    """(test samples whose file is also a training file, test samples), when any are shared;
+    ``test_view`` is the test set already made, whose sample list is compared, not listed again."""
     import os
 
     if cfg.data_name == "synth" or not cfg.test_root:
         return None
+    test = getattr(test_view.dataset, "samples", None)
     try:
-        train, test = (getattr(build_dataset(cfg, split), "samples", None) for split in ("train", "test"))
+        train = getattr(build_dataset(cfg, "train"), "samples", None)
     except (ValueError, OSError):
         return None
     if not train or not test:
@@ -141,7 +143,7 @@ def run_test(checkpoint: str, config_file: "str | None" = None, overrides: "list
             raise ValueError(f"test_root is the training folder ({cfg.data_root}), which holds no test split:\n{err}\n"
                              f"Give test_root a test set's folder, or leave it out: without a test set, `spikmamba "
                              f"test` evaluates the run's validation split") from None
-        shared = overlap_with_training(cfg)
+        shared = overlap_with_training(cfg, view)
         if shared:
             notes.append(f"{shared[0]} of the {shared[1]} test samples are files of the training set ({cfg.data_root}): "
                          f"this accuracy is not a held-out result")
@@ -256,7 +258,7 @@ def load_predictor(checkpoint: "str | None" = None, model: "str | None" = None, 
     """From a checkpoint, or from ``model``: a weights folder or a shipped ``name.tag``
     (``spikmamba_tiny_sps.nmnist``). ``backend="onnxruntime"`` exports the model to ONNX first
     (checked against PyTorch) and runs it with ONNX Runtime."""
-    from ..models import create_model
+    from ..models.factory import load_folder
     from ..models.registry import resolve_model_source
     from ..models.weights import read_config
 
@@ -279,7 +281,7 @@ def load_predictor(checkpoint: "str | None" = None, model: "str | None" = None, 
             raise ValueError(f"{model}: its config.json lacks the class names or the representation; it cannot "
                              f"classify files")
         folder_representation(folder_cfg, Path(folder) / "config.json")
-        net = create_model(folder_cfg["model"], pretrained=Path(folder))
+        net, _ = load_folder(folder)
         info = {"model": folder_cfg["model"], "classes": list(folder_cfg["classes"]),
                 "representation": folder_cfg["representation"], "transforms": folder_cfg.get("transforms") or None}
     net.eval()
@@ -382,7 +384,7 @@ def onnx_predictor(path) -> Predictor:
     if not path.is_file():
         raise WeightsError(f"ONNX file {path} does not exist")
     try:
-        import onnxruntime as ort
+        import onnxruntime  # noqa: F401
     except ImportError:
         raise WeightsError(f"{path}: running an ONNX file needs onnxruntime: pip install 'spikmamba[export]'") from None
     try:
@@ -394,19 +396,22 @@ def onnx_predictor(path) -> Predictor:
         raise WeightsError(f"{path} does not carry {' or '.join(missing)} in its metadata; export it with "
                            f"`spikmamba export --format onnx`, which records them")
     folder_representation({"representation": info["representation"], "geometry": info.get("geometry")}, path)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    forward = lambda x: torch.from_numpy(session.run(None, {"input": x.numpy()})[0]).float()  # noqa: E731
-    return Predictor(forward, list(info["classes"]), representation_from_dict(info["representation"]),
+    return Predictor(_onnxruntime_forward(path), list(info["classes"]), representation_from_dict(info["representation"]),
                      info.get("transforms") or None, info.get("model", path.stem), None)
 
 
-def _onnx_forward(net, info: dict):
+def _onnxruntime_forward(path):
+    """A batch -> logits function running the ONNX file at ``path`` with ONNX Runtime on the CPU."""
     import onnxruntime as ort
 
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda x: torch.from_numpy(session.run(None, {"input": x.numpy()})[0]).float()
+
+
+def _onnx_forward(net, info: dict):
     from .export import cached_onnx
 
-    session = ort.InferenceSession(str(cached_onnx(net, info)), providers=["CPUExecutionProvider"])
-    return lambda x: torch.from_numpy(session.run(None, {"input": x.numpy()})[0]).float()
+    return _onnxruntime_forward(cached_onnx(net, info))
 
 
 @torch.no_grad()

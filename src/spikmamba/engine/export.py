@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import load_checkpoint, model_from_checkpoint, stored_config
+from .checkpoint import load_checkpoint, model_from_checkpoint, state_digest, stored_config
 from .data import input_spec, representation_from_dict
 from .model import model_config
 
@@ -227,12 +227,9 @@ def cached_onnx(model: nn.Module, info: dict) -> Path:
     the torch version: ``predict --backend onnxruntime`` exports on its first call only."""
     import hashlib
 
-    h = hashlib.sha256(json.dumps({**info, "torch": torch.__version__}, sort_keys=True, default=str).encode())
-    for name, tensor in model.state_dict().items():
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes()
-                 if tensor.numel() else b"")
-    path = user_cache_dir() / "onnx" / f"{h.hexdigest()[:32]}.onnx"
+    made_for = json.dumps({**info, "torch": torch.__version__, "weights": state_digest(model.state_dict())},
+                          sort_keys=True, default=str)
+    path = user_cache_dir() / "onnx" / f"{hashlib.sha256(made_for.encode()).hexdigest()[:32]}.onnx"
     if not path.is_file():
         export_onnx(model, example_input(info["representation"], batch=2), path, info)
     return path

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..events.io import stream_events
-from ..events.types import duration_us, sort_by_time
+from ..events.types import T_END, duration_us, sort_by_time
 from .data import EMPTY, prepare_events
 
 #: the most windows one timeline holds (rows of a few hundred bytes each): a timestamp that jumps
@@ -29,7 +29,6 @@ MAX_WINDOWS = 200_000
 #: the most events one window may hold (13 bytes each): a file of 10**12 events at one timestamp
 #: would otherwise be gathered whole
 MAX_WINDOW_EVENTS = 1 << 27
-_T_END = 2**63 - 1
 
 
 @dataclass
@@ -123,7 +122,7 @@ class Windows:
             while next_start + self.window_us <= newest:  # complete: an event at or after its end has arrived
                 yield self._window(buf, t, next_start)
                 next_start += self.stride_us
-            keep = int(np.searchsorted(t, min(next_start, _T_END), "left"))  # drop what no later window needs
+            keep = int(np.searchsorted(t, min(next_start, T_END), "left"))  # drop what no later window needs
             buf, t = buf[keep:], t[keep:]
         if next_start is None:
             return
@@ -135,7 +134,7 @@ class Windows:
             next_start += self.stride_us
 
     def _window(self, buf, t, start: int):
-        a, b = np.searchsorted(t, [min(start, _T_END), min(start + self.window_us, _T_END)], "left")
+        a, b = np.searchsorted(t, [min(start, T_END), min(start + self.window_us, T_END)], "left")
         events = buf[a:b]
         if not len(events):
             return start, start + self.window_us, 0, None

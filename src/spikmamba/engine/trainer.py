@@ -13,7 +13,6 @@ import csv
 import dataclasses
 import math
 import random
-import signal
 import sys
 import time
 import warnings

@@ -12,6 +12,9 @@ import os
 import numpy as np
 
 EVENT_DTYPE = np.dtype([("t", "<i8"), ("x", "<u2"), ("y", "<u2"), ("p", "i1")])
+#: the latest timestamp an event can have: window and frame ends past it are clipped to it before
+#: numpy compares them with ``t`` (a Python int beyond int64 overflows there)
+T_END = 2**63 - 1
 
 
 def check_integer_column(name: str, col: np.ndarray, lo: int, hi: int) -> None:

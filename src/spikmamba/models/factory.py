@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from ..text import shown
-from .registry import (count_parameters, default_cfg, list_models, model_factory, resolve_pretrained, split_zoo_name,
-                       suggest, zoo_folder)
+from .registry import (check_registered, count_parameters, default_cfg, model_factory, resolve_pretrained,
+                       split_zoo_name, zoo_folder)
 from .weights import (CONFIG_FILE, TENSOR_DTYPES, WEIGHTS_FILE, WeightsError, check_recorded, key_error,
                       load_state_checked, read_config, read_header, read_safetensors)
 
@@ -28,15 +28,11 @@ def create_model(name: str, pretrained=None, **overrides) -> nn.Module:
     zoo = split_zoo_name(name) if pretrained in (None, True) else None
     if zoo is not None:
         name, folder = zoo[0], zoo_folder(zoo[0], zoo[1], name)
-    elif name not in list_models():
-        raise ValueError(f"unknown model {shown(name)}; {suggest(name)}available: {', '.join(list_models())} "
-                         f"(see `spikmamba models`)")
     else:
+        check_registered(name)
         folder = resolve_pretrained(name, pretrained)
     if folder is not None:
-        if read_config(folder)["model"] != name:
-            raise WeightsError(f"{folder} holds weights for {read_config(folder)['model']!r}, not {name!r}")
-        return load_folder(folder, overrides)[0].train()
+        return load_folder(folder, overrides, model=name)[0].train()
     if pretrained is False:  # the state comes from elsewhere: read no initial-weight file
         overrides = {k: v for k, v in overrides.items() if not k.endswith("_weights")}
     model = model_factory(name)(**overrides)
@@ -58,13 +54,17 @@ def build_from_config(cfg: dict, initial_weights: bool = False) -> nn.Module:
     return model
 
 
-def load_folder(folder: "str | os.PathLike", overrides: "dict | None" = None) -> "tuple[nn.Module, dict]":
+def load_folder(folder: "str | os.PathLike", overrides: "dict | None" = None,
+                model: "str | None" = None) -> "tuple[nn.Module, dict]":
     """``(model in eval mode, config)`` of a weights folder, checked before anything large is made:
-    the config's fields, the config against the record in the weights file, the model built on the
-    ``meta`` device against the file's tensor names, shapes and dtypes; then the tensors' values
-    (finite) and the classes against the head. Every failure is a :class:`WeightsError`."""
+    the config's fields (and that it holds ``model``, when given), the config against the record in
+    the weights file, the model built on the ``meta`` device against the file's tensor names,
+    shapes and dtypes; then the tensors' values (finite) and the classes against the head. Every
+    failure is a :class:`WeightsError`."""
     folder = Path(folder)
     cfg = read_config(folder)
+    if model is not None and cfg["model"] != model:
+        raise WeightsError(f"{folder} holds weights for {cfg['model']!r}, not {model!r}")
     meta, header = read_header(folder / WEIGHTS_FILE)
     check_recorded(cfg, meta, folder)
     build = {**cfg, "kwargs": {**cfg.get("kwargs", {}), **(overrides or {})}}
@@ -105,7 +105,5 @@ def load_pretrained(folder: "str | os.PathLike") -> "tuple[nn.Module, dict]":
 def count_model_parameters(name: str, **overrides) -> int:
     """Parameters of a registered model, built on the ``meta`` device: shapes only, no memory, no
     initialisation, so listing every model (a 43.7 M-parameter one included) takes moments."""
-    import torch
-
     with torch.device("meta"):
         return count_parameters(create_model(name, pretrained=False, **overrides))

@@ -9,7 +9,6 @@ read no file at all (the state will come from a checkpoint).
 """
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Callable
@@ -59,12 +58,17 @@ def suggest(name) -> str:
     return f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
 
 
-def default_cfg(name: str) -> dict:
-    """What ``name`` takes by default: ``input`` (channels, frames, size, representation,
-    normalisation) and ``num_classes``."""
+def check_registered(name) -> None:
+    """ValueError naming ``name`` (cut), the closest registered names and all of them, unless registered."""
     if name not in _MODELS:
         raise ValueError(f"unknown model {shown(name)}; {suggest(name)}available: {', '.join(list_models())} "
                          f"(see `spikmamba models`)")
+
+
+def default_cfg(name: str) -> dict:
+    """What ``name`` takes by default: ``input`` (channels, frames, size, representation,
+    normalisation) and ``num_classes``."""
+    check_registered(name)
     return {k: dict(v) if isinstance(v, dict) else v for k, v in _DEFAULT_CFGS[name].items()}
 
 

@@ -156,9 +156,9 @@ def check_config(cfg: dict, path) -> None:
         if not k.isidentifier() or len(k) > 64 or not _json_value(v):
             raise key_error(path, f"kwargs.{k[:64]}", f"is {shown(v)}; model arguments are numbers, strings, booleans "
                                                        f"or short lists of them")
-        if k in GEOMETRY_BOUNDS and not (isinstance(v, int) and not isinstance(v, bool)
-                                         and GEOMETRY_BOUNDS[k][0] <= v <= GEOMETRY_BOUNDS[k][1]):
-            raise key_error(path, f"kwargs.{k}", f"is {shown(v)}; it must be an integer in {list(GEOMETRY_BOUNDS[k])}")
+        problem = _geometry_value_problem(k, v) if k in GEOMETRY_BOUNDS else None
+        if problem is not None:
+            raise key_error(path, f"kwargs.{k}", problem)
     classes = cfg.get("classes")
     if classes is not None and not (isinstance(classes, list) and 0 < len(classes) <= 100_000
                                     and all(isinstance(c, str) and 0 < len(c) <= 200 for c in classes)):
@@ -178,10 +178,18 @@ def geometry_problem(geometry) -> "tuple[str, str] | None":
     if not isinstance(geometry, dict) or set(geometry) != set(GEOMETRY_BOUNDS):
         found = sorted(map(str, geometry)) if isinstance(geometry, dict) else geometry
         return "geometry", f"must have exactly the keys {', '.join(GEOMETRY_BOUNDS)}, has {shown(found)}"
-    for key, (lo, hi) in GEOMETRY_BOUNDS.items():
-        v = geometry[key]
-        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-            return f"geometry.{key}", f"is {shown(v)}; it must be an integer in [{lo}, {hi}]"
+    for key in GEOMETRY_BOUNDS:
+        problem = _geometry_value_problem(key, geometry[key])
+        if problem is not None:
+            return f"geometry.{key}", problem
+    return None
+
+
+def _geometry_value_problem(key: str, v) -> "str | None":
+    """What is wrong with ``v`` as geometry ``key`` (an integer within :data:`GEOMETRY_BOUNDS`)."""
+    lo, hi = GEOMETRY_BOUNDS[key]
+    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+        return f"is {shown(v)}; it must be an integer in [{lo}, {hi}]"
     return None
 
 
