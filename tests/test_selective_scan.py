@@ -140,7 +140,7 @@ def test_the_last_state_of_half_inputs_is_the_fp32_running_state_as_in_mamba_ssm
         import os
 
         if os.environ.get("TRITON_INTERPRET") == "1" or torch.cuda.is_available():
-            from spikmamba.nn.ssm.triton_scan import selective_scan_triton
+            from spikmamba.nn.ssm.selective_scan import selective_scan_triton
 
             impls.append(selective_scan_triton)
     except ImportError:

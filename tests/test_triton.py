@@ -17,10 +17,10 @@ triton = pytest.importorskip("triton", reason="triton is not installed (pip inst
 
 from spikmamba.nn import kernels  # noqa: E402
 from spikmamba.nn.lif_kernel import MultiStepLIFFunction  # noqa: E402
-from spikmamba.nn.lif_triton import multistep_lif_triton  # noqa: E402
+from spikmamba.nn.lif_op import multistep_lif_triton  # noqa: E402
 from spikmamba.nn.ssm import triton_scan  # noqa: E402
 from spikmamba.nn.ssm.selective_scan import selective_scan_ref  # noqa: E402
-from spikmamba.nn.ssm.triton_scan import selective_scan_triton  # noqa: E402
+from spikmamba.nn.ssm.selective_scan import selective_scan_triton  # noqa: E402
 from spikmamba.nn.surrogate import ATan, Rectangular, Sigmoid  # noqa: E402
 
 
@@ -174,14 +174,14 @@ def test_the_kernel_choice_is_checked_and_cpu_tensors_never_take_triton(monkeypa
         kernels.set_cuda_kernels("fast")
     monkeypatch.setenv("SPIKMAMBA_CUDA_KERNELS", "triton")
     assert kernels.cuda_kernels() == "triton" and kernels.triton_available()
-    assert not kernels.use_triton(torch.zeros(1))
+    assert kernels.scan_backend(torch.zeros(1)) == "torch" and kernels.lif_backend(torch.zeros(1), Sigmoid()) == "torch"
 
 
 def test_a_model_on_the_triton_kernels_matches_the_pytorch_paths(monkeypatch):
     """The dispatch wired end to end: a tiny SpikMamba with both kernels routed to Triton (as on
     CUDA) gives the PyTorch paths' logits and gradients."""
     from spikmamba.models import create_model
-    from spikmamba.nn import lif_kernel
+    from spikmamba.nn import lif_op
     from spikmamba.nn.functional import reset_net
     from spikmamba.nn.ssm import selective_scan
 
@@ -202,11 +202,10 @@ def test_a_model_on_the_triton_kernels_matches_the_pytorch_paths(monkeypatch):
     monkeypatch.setattr(kernels, "cuda_kernels", lambda: "torch")
     ref_logits, ref_grads = run()
     used = []
-    for module in (selective_scan, lif_kernel):
-        monkeypatch.setattr(module, "use_triton", lambda t, m=module.__name__: used.append(m) or True)
-    monkeypatch.setattr(kernels, "cuda_kernels", lambda: "triton")
+    monkeypatch.setattr(selective_scan, "scan_backend", lambda t: used.append("scan") or "triton")
+    monkeypatch.setattr(lif_op, "lif_backend", lambda t, s: used.append("lif") or "triton")
     logits, grads = run()
-    assert set(used) == {selective_scan.__name__, lif_kernel.__name__} and torch.allclose(logits, ref_logits, atol=1e-4)
+    assert set(used) == {"scan", "lif"} and torch.allclose(logits, ref_logits, atol=1e-4)
     assert len(grads) == len(ref_grads) and all(torch.allclose(a, b, atol=1e-4, rtol=1e-3)
                                                 for a, b in zip(grads, ref_grads))
 

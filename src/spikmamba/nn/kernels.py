@@ -10,11 +10,18 @@
 * ``torch``: the PyTorch paths, as on the CPU.
 
 CPU tensors always take the PyTorch paths; nothing here imports Triton for them.
+
+:func:`scan_backend` and :func:`lif_backend` are the one place the choice is made. When a CUDA
+tensor cannot take the fast path (float64, a surrogate the Triton LIF lacks, Triton missing),
+the PyTorch path runs and a warning says why, once per reason.
 """
 from __future__ import annotations
 
 import functools
 import os
+import warnings
+
+import torch
 
 CHOICES = ("auto", "triton", "mamba_ssm", "torch")
 _chosen: "str | None" = None
@@ -45,6 +52,42 @@ def triton_available() -> bool:
     return True
 
 
-def use_triton(tensor) -> bool:
-    """True when ``tensor`` is on CUDA and the choice allows Triton and it imports."""
-    return tensor.is_cuda and cuda_kernels() != "torch" and triton_available()
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_once(reason: str) -> None:
+    warnings.warn(reason, RuntimeWarning, stacklevel=3)
+
+
+def _triton_or_torch(tensor, what: str) -> str:
+    """'triton' or 'torch' for a CUDA tensor under the auto/triton choice, saying why when not Triton."""
+    if not triton_available():
+        _warn_once(f"the {what} runs in PyTorch on CUDA (slower): triton does not import here "
+                   "(pip install triton, or set SPIKMAMBA_CUDA_KERNELS=torch to silence this)")
+        return "torch"
+    if tensor.dtype == torch.float64:
+        _warn_once(f"the Triton {what} computes in float32; float64 CUDA tensors take the PyTorch {what}")
+        return "torch"
+    return "triton"
+
+
+def scan_backend(u) -> str:
+    """Which selective scan runs for ``u``: 'torch', 'triton' or 'mamba_ssm'."""
+    if not u.is_cuda:
+        return "torch"
+    choice = cuda_kernels()
+    if choice in ("torch", "mamba_ssm"):
+        return choice
+    return _triton_or_torch(u, "selective scan")
+
+
+def lif_backend(x, surrogate) -> str:
+    """Which multi-step LIF runs for ``x``: 'torch' or 'triton' (the built-in surrogates only)."""
+    if not x.is_cuda or cuda_kernels() == "torch":
+        return "torch"
+    backend = _triton_or_torch(x, "LIF")
+    if backend == "triton" and surrogate.kernel_name is None:
+        _warn_once(f"the Triton LIF knows the built-in surrogates, not {type(surrogate).__name__}; "
+                   "the PyTorch LIF runs for it")
+        return "torch"
+    return backend

@@ -21,10 +21,10 @@ import torch
 import triton
 import triton.language as tl
 
-from .lif_kernel import _sum_to_shape, charge_coefficients
-from .surrogate import ATan, Rectangular, Sigmoid, SurrogateFunction
+from .lif_math import charge_coefficients, sum_to_shape
 
-SURROGATE_IDS = {Sigmoid: 0, ATan: 1, Rectangular: 2}
+#: the surrogates the kernels know, by ``SurrogateFunction.kernel_name``
+SURROGATE_IDS = {"sigmoid": 0, "atan": 1, "rectangular": 2}
 #: neurons and warps per program: defaults, not yet tuned on a GPU (benchmarks/gpu_check.py sweeps them)
 BLOCK = 256
 NUM_WARPS = 4
@@ -115,72 +115,45 @@ def _lif_bwd(h_ptr, gs_ptr, gv_ptr, x_ptr, v0_ptr, gx_ptr, gv0_ptr, gk_ptr, T, M
         tl.store(gk_ptr + i, gk, mask=m)
 
 
-class TritonLIFFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x_seq, v0, k, v_threshold, v_reset, decay_input, detach_reset, surrogate):
-        ctx.set_materialize_grads(False)
-        kf = float(k)
-        a, bcoef, c = charge_coefficients(kf, v_reset, decay_input)
-        T = x_seq.shape[0]
-        x = x_seq.contiguous().reshape(T, -1)
-        M = x.shape[1]
-        v0_full = v0.to(x.dtype).expand(x_seq.shape[1:]).contiguous().reshape(-1)
-        grad_k = isinstance(k, torch.Tensor) and k.requires_grad
-        store_h = any(ctx.needs_input_grad[:3])  # h is kept only for a backward
-        s = torch.empty_like(x)
-        h = torch.empty((T, M) if store_h else (1,), dtype=torch.float32, device=x.device)
-        v = torch.empty(M, dtype=x.dtype, device=x.device)
-        _lif_fwd[(triton.cdiv(M, BLOCK),)](x, v0_full, s, h, v, T, M, a, bcoef, c, float(v_threshold),
-                                          float(v_reset or 0.0), HARD=v_reset is not None, STORE_H=store_h,
-                                          BLOCK=BLOCK, num_warps=NUM_WARPS)
-        ctx.save_for_backward(h, v0_full, x if grad_k else None)
-        ctx.launch = (BLOCK, NUM_WARPS)
-        ctx.params = (a, bcoef, float(v_threshold), v_reset, bool(detach_reset), bool(decay_input),
-                      SURROGATE_IDS[type(surrogate)], surrogate.alpha, grad_k, x_seq.shape, v0.shape,
-                      isinstance(k, torch.Tensor))
-        return s.reshape(x_seq.shape), v.reshape(x_seq.shape[1:])
-
-    @staticmethod
-    def backward(ctx, grad_s, grad_v):
-        h, v0_full, x = ctx.saved_tensors
-        a, bcoef, v_th, v_reset, detach, decay_input, kind, alpha, grad_k, shape, v0_shape, k_tensor = ctx.params
-        T, M = h.shape
-        dtype = v0_full.dtype
-        gx = torch.empty((T, M), dtype=dtype, device=h.device)
-        gv0 = torch.empty(M, dtype=torch.float32, device=h.device)
-        gk = torch.empty(M if grad_k else 1, dtype=torch.float32, device=h.device)
-        gs = grad_s.contiguous().reshape(T, M) if grad_s is not None else h
-        gv = grad_v.contiguous().reshape(M) if grad_v is not None else h
-        block, warps = ctx.launch
-        _lif_bwd[(triton.cdiv(M, block),)](h, gs, gv, x if x is not None else h, v0_full, gx, gv0, gk, T, M, a,
-                                          bcoef, v_th, float(v_reset or 0.0), float(alpha),
-                                          HARD=v_reset is not None, DETACH=detach, HAS_GS=grad_s is not None,
-                                          HAS_GV=grad_v is not None, GRAD_K=grad_k, DECAY_INPUT=decay_input,
-                                          KIND=kind, BLOCK=block, num_warps=warps)
-        grad_v0 = _sum_to_shape(gv0.reshape(shape[1:]), v0_shape).to(dtype) if ctx.needs_input_grad[1] else None
-        grad_k_out = None
-        if grad_k:
-            grad_k_out = gk.sum()
-            grad_k_out = grad_k_out.reshape(()).to(dtype) if k_tensor else grad_k_out
-        return gx.reshape(shape), grad_v0, grad_k_out, None, None, None, None, None
+def saved_shape(x_seq: torch.Tensor, keep: bool):
+    """Shape of the charged membrane kept for the backward (a placeholder when none is)."""
+    return (x_seq.shape[0], math.prod(x_seq.shape[1:])) if keep else (1,)
 
 
-def supports(surrogate: SurrogateFunction) -> bool:
-    """The kernels know the built-in surrogates; another one keeps the PyTorch kernel."""
-    return type(surrogate) in SURROGATE_IDS
+def forward(x_seq, v0, k: float, v_threshold, v_reset, decay_input, keep: bool):
+    """``(spikes, v after the last step, h)``; ``h`` (float32 ``[T, neurons]``) only when ``keep``."""
+    a, bcoef, c = charge_coefficients(k, v_reset, decay_input)
+    T = x_seq.shape[0]
+    x = x_seq.contiguous().reshape(T, -1)
+    M = x.shape[1]
+    v0_full = v0.to(x.dtype).expand(x_seq.shape[1:]).contiguous().reshape(-1)
+    s = torch.empty_like(x)
+    h = torch.empty(saved_shape(x_seq, keep), dtype=torch.float32, device=x.device)
+    v = torch.empty(M, dtype=x.dtype, device=x.device)
+    _lif_fwd[(triton.cdiv(M, BLOCK),)](x, v0_full, s, h, v, T, M, a, bcoef, c, float(v_threshold),
+                                      float(v_reset or 0.0), HARD=v_reset is not None, STORE_H=keep,
+                                      BLOCK=BLOCK, num_warps=NUM_WARPS)
+    return s.reshape(x_seq.shape), v.reshape(x_seq.shape[1:]), h
 
 
-def multistep_lif_triton(x_seq, v0, k, v_threshold, v_reset, decay_input, detach_reset, surrogate):
-    """:func:`~.lif_kernel.multistep_lif` computed by the Triton kernels; same arguments and results."""
-    if not supports(surrogate):
-        raise ValueError(f"the Triton LIF knows the surrogates {[c.__name__ for c in SURROGATE_IDS]}, "
-                         f"not {type(surrogate).__name__}")
-    if x_seq.dtype == torch.float64:
-        raise ValueError("the Triton LIF computes in float32; use the PyTorch kernel for float64")
-    if not torch.is_tensor(v0):
-        v0 = torch.full((), float(v0), dtype=x_seq.dtype, device=x_seq.device)
-    if v0.device != x_seq.device:
-        raise ValueError(f"the membrane is on {v0.device} and the input on {x_seq.device}; move them to one")
-    if x_seq.shape[0] == 0 or math.prod(x_seq.shape[1:]) == 0:
-        raise ValueError(f"multi-step input must be [T, B, ...] with T >= 1 and neurons, got {tuple(x_seq.shape)}")
-    return TritonLIFFunction.apply(x_seq, v0, k, v_threshold, v_reset, decay_input, detach_reset, surrogate)
+def backward(grad_s, grad_v, h, s, v0, x_seq, k: float, v_threshold, v_reset, decay_input, detach_reset,
+             surrogate: str, alpha: float):
+    """``(grad x, grad v0, grad k)`` from the kept ``h`` (``s``: the spikes, for their shape and
+    dtype); ``x_seq`` only when k's gradient is wanted (else the third is None)."""
+    a, bcoef, _ = charge_coefficients(k, v_reset, decay_input)
+    T, M = h.shape
+    v0_full = v0.to(s.dtype).expand(s.shape[1:]).contiguous().reshape(-1)
+    grad_k = x_seq is not None
+    gx = torch.empty((T, M), dtype=s.dtype, device=h.device)
+    gv0 = torch.empty(M, dtype=torch.float32, device=h.device)
+    gk = torch.empty(M if grad_k else 1, dtype=torch.float32, device=h.device)
+    gs = grad_s.contiguous().reshape(T, M) if grad_s is not None else h
+    gv = grad_v.contiguous().reshape(M) if grad_v is not None else h
+    x = x_seq.contiguous().reshape(T, M) if grad_k else h
+    _lif_bwd[(triton.cdiv(M, BLOCK),)](h, gs, gv, x, v0_full, gx, gv0, gk, T, M, a, bcoef, float(v_threshold),
+                                      float(v_reset or 0.0), float(alpha), HARD=v_reset is not None,
+                                      DETACH=bool(detach_reset), HAS_GS=grad_s is not None, HAS_GV=grad_v is not None,
+                                      GRAD_K=grad_k, DECAY_INPUT=bool(decay_input), KIND=SURROGATE_IDS[surrogate],
+                                      BLOCK=BLOCK, num_warps=NUM_WARPS)
+    grad_v0 = sum_to_shape(gv0.reshape(s.shape[1:]), v0.shape).to(v0.dtype)
+    return gx.reshape(s.shape), grad_v0, gk.sum() if grad_k else None

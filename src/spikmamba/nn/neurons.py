@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from .export import exporting
-from .lif_kernel import multistep_lif, multistep_lif_plain
+from .lif_kernel import multistep_lif_plain
+from .lif_op import multistep_lif
 from .surrogate import SurrogateFunction, get_surrogate
 
 BACKENDS = ("fused", "loop")

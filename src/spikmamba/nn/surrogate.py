@@ -53,6 +53,12 @@ class SurrogateFunction(nn.Module):
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}"
 
+    @property
+    def kernel_name(self) -> "str | None":
+        """The name the fused kernels know this surrogate by; None for any other class (a subclass
+        too: it may have its own derivative), which keeps the autograd path."""
+        return next((name for name, cls in SURROGATES.items() if type(self) is cls), None)
+
 
 class Sigmoid(SurrogateFunction):
     """d/dx sigmoid(alpha x) = alpha * s * (1 - s)."""

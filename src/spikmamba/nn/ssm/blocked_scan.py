@@ -19,6 +19,7 @@ sized so that one block's ``[K, B, D, N]`` tensors stay in cache:
 
 Memory is the inputs plus one state per block (linear in L, a small constant); the tests check
 values and gradients against the plain loop of :func:`~.selective_scan.selective_scan_ref`.
+The operator (:mod:`.scan_op`) wires the two passes to autograd, around the glue of :mod:`.torch_scan`.
 
 Layout: ``delta, u: [L, B, G, Dg]``; ``A: [G, Dg, N]``; ``B, C`` broadcastable to
 ``[L, B, G, Dg, N]`` (time-invariant ``[1, 1, 1, D, N]``, selective ``[L, B, 1, 1, N]``, grouped
@@ -41,78 +42,71 @@ def _slice(M: torch.Tensor, a: int, b: int) -> torch.Tensor:
     return M[a:b] if M.shape[0] > 1 else M
 
 
-class _BlockedScan(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, delta, u, A, Bx, Cx):
-        L = delta.shape[0]
-        state_shape = delta.shape[1:] + (A.shape[-1],)
-        K = block_length(L, delta[0].numel() * A.shape[-1])
-        y = delta.new_empty(delta.shape)
-        h = delta.new_zeros(state_shape)
-        entries = []
-        for a in range(0, L, K):
-            b = min(a + K, L)
-            d = delta[a:b].unsqueeze(-1)
-            dA = torch.exp(d * A)
-            hs = (d * u[a:b].unsqueeze(-1)) * _slice(Bx, a, b)  # dBu, overwritten by the states
-            entries.append(h)
-            hs[0].addcmul_(dA[0], h)
-            for t in range(1, b - a):
-                hs[t].addcmul_(dA[t], hs[t - 1])
-            torch.sum(hs * _slice(Cx, a, b), dim=-1, out=y[a:b])
-            h = hs[-1].clone()
-        ctx.save_for_backward(delta, u, A, Bx, Cx, torch.stack(entries))
-        ctx.K = K
-        return y, h
-
-    @staticmethod
-    def backward(ctx, gy, g_last):
-        delta, u, A, Bx, Cx, entries = ctx.saved_tensors
-        K, L = ctx.K, delta.shape[0]
-        g_delta, g_u = torch.empty_like(delta), torch.empty_like(u)
-        g_A = torch.zeros_like(A)
-        g_B = torch.zeros_like(Bx) if ctx.needs_input_grad[3] else None
-        g_C = torch.zeros_like(Cx) if ctx.needs_input_grad[4] else None
-        carry = g_last if g_last is not None else None  # adjoint flowing into the block's last step
-        starts = list(range(0, L, K))
-        for i in reversed(range(len(starts))):
-            a = starts[i]
-            b = min(a + K, L)
-            d, uu = delta[a:b].unsqueeze(-1), u[a:b].unsqueeze(-1)
-            Bb, Cb = _slice(Bx, a, b), _slice(Cx, a, b)
-            dA = torch.exp(d * A)
-            hs = (d * uu) * Bb
-            h0 = entries[i]
-            hs[0].addcmul_(dA[0], h0)
-            for t in range(1, b - a):
-                hs[t].addcmul_(dA[t], hs[t - 1])
-            gyb = gy[a:b].unsqueeze(-1)
-            g = gyb * Cb                                            # adjoint of the states
-            if carry is not None:
-                g[-1] += carry
-            for t in range(b - a - 2, -1, -1):
-                g[t].addcmul_(dA[t + 1], g[t + 1])
-            carry = dA[0] * g[0]
-            h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]])
-            gdA_dA = g * h_prev * dA                                # grad wrt (delta*A) inside exp
-            g_delta[a:b] = (gdA_dA * A).sum(-1) + (g * uu * Bb).sum(-1)
-            g_A += (gdA_dA * d).sum(dim=(0, 1))
-            g_u[a:b] = (g * d * Bb).sum(-1)
-            if g_B is not None:
-                part = (g * d * uu).sum_to_size(Bb.shape)
-                if Bx.shape[0] > 1:
-                    g_B[a:b] += part
-                else:
-                    g_B += part
-            if g_C is not None:
-                part = (gyb * hs).sum_to_size(Cb.shape)
-                if Cx.shape[0] > 1:
-                    g_C[a:b] += part
-                else:
-                    g_C += part
-        return g_delta, g_u, g_A, g_B, g_C
+def blocked_forward(delta, u, A, Bx, Cx):
+    """``(y, last_state, entries)``: the outputs, and the state entering each block (stacked,
+    ``[blocks, B, G, Dg, N]``), all :func:`blocked_backward` needs besides the inputs."""
+    L = delta.shape[0]
+    state_shape = delta.shape[1:] + (A.shape[-1],)
+    K = block_length(L, delta[0].numel() * A.shape[-1])
+    y = delta.new_empty(delta.shape)
+    h = delta.new_zeros(state_shape)
+    entries = []
+    for a in range(0, L, K):
+        b = min(a + K, L)
+        d = delta[a:b].unsqueeze(-1)
+        dA = torch.exp(d * A)
+        hs = (d * u[a:b].unsqueeze(-1)) * _slice(Bx, a, b)  # dBu, overwritten by the states
+        entries.append(h)
+        hs[0].addcmul_(dA[0], h)
+        for t in range(1, b - a):
+            hs[t].addcmul_(dA[t], hs[t - 1])
+        torch.sum(hs * _slice(Cx, a, b), dim=-1, out=y[a:b])
+        h = hs[-1].clone()
+    return y, h, torch.stack(entries)
 
 
-def blocked_scan(delta: torch.Tensor, u: torch.Tensor, A: torch.Tensor, Bx: torch.Tensor, Cx: torch.Tensor):
-    """``(y, last_state)`` of the selective-scan recurrence in the layout of the module docstring."""
-    return _BlockedScan.apply(delta, u, A, Bx, Cx)
+def blocked_backward(delta, u, A, Bx, Cx, entries, gy, g_last):
+    """The gradients ``(delta, u, A, Bx, Cx)`` of the recurrence, blocks in reverse, each block's
+    states recomputed from its entry (``g_last``: the last state's gradient, or None)."""
+    K = block_length(delta.shape[0], delta[0].numel() * A.shape[-1])
+    L = delta.shape[0]
+    g_delta, g_u = torch.empty_like(delta), torch.empty_like(u)
+    g_A = torch.zeros_like(A)
+    g_B = torch.zeros_like(Bx)
+    g_C = torch.zeros_like(Cx)
+    carry = g_last  # adjoint flowing into the block's last step
+    starts = list(range(0, L, K))
+    for i in reversed(range(len(starts))):
+        a = starts[i]
+        b = min(a + K, L)
+        d, uu = delta[a:b].unsqueeze(-1), u[a:b].unsqueeze(-1)
+        Bb, Cb = _slice(Bx, a, b), _slice(Cx, a, b)
+        dA = torch.exp(d * A)
+        hs = (d * uu) * Bb
+        h0 = entries[i]
+        hs[0].addcmul_(dA[0], h0)
+        for t in range(1, b - a):
+            hs[t].addcmul_(dA[t], hs[t - 1])
+        gyb = gy[a:b].unsqueeze(-1)
+        g = gyb * Cb                                            # adjoint of the states
+        if carry is not None:
+            g[-1] += carry
+        for t in range(b - a - 2, -1, -1):
+            g[t].addcmul_(dA[t + 1], g[t + 1])
+        carry = dA[0] * g[0]
+        h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]])
+        gdA_dA = g * h_prev * dA                                # grad wrt (delta*A) inside exp
+        g_delta[a:b] = (gdA_dA * A).sum(-1) + (g * uu * Bb).sum(-1)
+        g_A += (gdA_dA * d).sum(dim=(0, 1))
+        g_u[a:b] = (g * d * Bb).sum(-1)
+        part = (g * d * uu).sum_to_size(Bb.shape)
+        if Bx.shape[0] > 1:
+            g_B[a:b] += part
+        else:
+            g_B += part
+        part = (gyb * hs).sum_to_size(Cb.shape)
+        if Cx.shape[0] > 1:
+            g_C[a:b] += part
+        else:
+            g_C += part
+    return g_delta, g_u, g_A, g_B, g_C

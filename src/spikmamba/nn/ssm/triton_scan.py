@@ -32,7 +32,6 @@ import torch
 import triton
 import triton.language as tl
 
-from .selective_scan import _check, _groups
 
 #: launch shape: steps per tile (also the spacing of the states kept for the backward), channels
 #: per program (at most) and warps per program. Defaults, not yet tuned on a GPU;
@@ -251,74 +250,83 @@ def _block_d(d: int, dpg: int, time_varying_grouped: bool) -> int:
     return bd
 
 
-class _TritonScan(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus):
-        ctx.set_materialize_grads(False)  # an unused output (often the last state) costs nothing backward
-        b, d, L = u.shape
-        N = A.shape[1]
-        u, delta = u.contiguous(), delta.contiguous()
-        A = A.contiguous()
-        z = z.contiguous() if z is not None else None
-        Bt, sB, GB = _layout(B, d)
-        Ct, sC, GC = _layout(C, d)
-        G = max(GB, GC)
-        dpg = d // G
-        grouped_time = (B.dim() == 4 and GB > 1) or (C.dim() == 4 and GC > 1)
-        BD = _block_d(d, dpg, grouped_time)
-        BN = triton.next_power_of_2(N)
-        n_chunks = triton.cdiv(L, CHUNK)
-        out = torch.empty_like(u)
-        last = torch.empty((b, d, N), dtype=torch.float32, device=u.device)
-        ck = torch.empty((b, d, n_chunks, N), dtype=torch.float32, device=u.device)
-        dummy = u  # for absent optional tensors (never read)
-        grid = (b, triton.cdiv(d, BD))
-        _scan_fwd[grid](u, delta, A, Bt, Ct, D if D is not None else dummy, z if z is not None else dummy,
-                        delta_bias if delta_bias is not None else dummy, out, last, ck,
-                        d, L, N, n_chunks, dpg, *sB, *sC,
-                        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
-                        SOFTPLUS=bool(delta_softplus), CHUNK=CHUNK, BLOCK_D=BD, BLOCK_N=BN, num_warps=NUM_WARPS)
-        ctx.save_for_backward(u, delta, A, Bt, Ct, D, z, delta_bias, ck)
-        ctx.meta = (sB, sC, dpg, BD, BN, n_chunks, bool(delta_softplus), B.shape, C.shape, GB, GC, CHUNK, NUM_WARPS)
-        return out, last
+def saved_shape(u: torch.Tensor, A: torch.Tensor):
+    """Shape of the states the forward keeps for the backward: one entering each tile."""
+    b, d, L = u.shape
+    return (b, d, triton.cdiv(L, CHUNK), A.shape[1])
 
-    @staticmethod
-    def backward(ctx, gout, glast):
-        u, delta, A, Bt, Ct, D, z, delta_bias, ck = ctx.saved_tensors
-        sB, sC, dpg, BD, BN, n_chunks, softplus, Bshape, Cshape, GB, GC, chunk, warps = ctx.meta
-        b, d, L = u.shape
-        N = A.shape[1]
-        nblk = triton.cdiv(d, BD)
-        dev, f32 = u.device, torch.float32
-        gout = gout.contiguous() if gout is not None else torch.zeros_like(u)
-        gu, gdl = torch.empty_like(u), torch.empty_like(delta)
-        gz = torch.empty_like(z) if z is not None else None
-        gA = torch.empty((b, d, N), dtype=f32, device=dev)
-        gD = torch.empty((b, d), dtype=f32, device=dev)
-        gbias = torch.empty((b, d), dtype=f32, device=dev)
-        b_time, c_time = len(Bshape) > 2, len(Cshape) > 2
-        # time-varying B/C: every channel block adds to them. Atomics add in place; under
-        # torch.use_deterministic_algorithms each block writes its own partial sums instead,
-        # added up in a fixed order (as many copies of B as there are blocks: much more memory)
-        atomic = not torch.are_deterministic_algorithms_enabled()
-        G = d // dpg
-        shared = (b, G, N, L) if atomic else (b, nblk, N, L)
-        gB = torch.zeros(shared if b_time else (b, d, N), dtype=f32, device=dev)
-        gC = torch.zeros(shared if c_time else (b, d, N), dtype=f32, device=dev)
-        dummy = u
-        _scan_bwd[(b, nblk)](u, delta, A, Bt, Ct, D if D is not None else dummy, z if z is not None else dummy,
-                             delta_bias if delta_bias is not None else dummy, gout,
-                             glast.contiguous() if glast is not None else dummy, ck,
-                             gu, gdl, gz if gz is not None else dummy, gA, gD, gbias, gB, gC,
-                             d, L, N, n_chunks, dpg, nblk, *sB, *sC,
-                             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
-                             SOFTPLUS=softplus, HAS_GLAST=glast is not None, B_TIME=b_time, C_TIME=c_time,
-                             ATOMIC=atomic,
-                             CHUNK=chunk, BLOCK_D=BD, BLOCK_N=BN, num_warps=warps)
-        return (gu, gdl, gA.sum(0).to(A.dtype), _reduce_bc(gB, Bshape, GB, G, atomic).to(Bt.dtype),
-                _reduce_bc(gC, Cshape, GC, G, atomic).to(Ct.dtype),
-                gD.sum(0).to(D.dtype) if D is not None else None, gz,
-                gbias.sum(0).to(delta_bias.dtype) if delta_bias is not None else None, None)
+
+def _launch(B, C, d):
+    """B and C with their strides and groups, the channels per group and per program."""
+    Bt, sB, GB = _layout(B, d)
+    Ct, sC, GC = _layout(C, d)
+    G = max(GB, GC)
+    dpg = d // G
+    grouped_time = (B.dim() == 4 and GB > 1) or (C.dim() == 4 and GC > 1)
+    return Bt, sB, GB, Ct, sC, GC, G, dpg, _block_d(d, dpg, grouped_time)
+
+
+def forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+    """``(out, last_state, tile_states)``: the output in u's dtype, the last state and the
+    states entering each tile in float32."""
+    b, d, L = u.shape
+    N = A.shape[1]
+    u, delta, A = u.contiguous(), delta.contiguous(), A.contiguous()
+    z = z.contiguous() if z is not None else None
+    Bt, sB, GB, Ct, sC, GC, G, dpg, BD = _launch(B, C, d)
+    n_chunks = triton.cdiv(L, CHUNK)
+    out = torch.empty_like(u)
+    last = torch.empty((b, d, N), dtype=torch.float32, device=u.device)
+    ck = torch.empty(saved_shape(u, A), dtype=torch.float32, device=u.device)
+    dummy = u  # for absent optional tensors (never read)
+    _scan_fwd[(b, triton.cdiv(d, BD))](
+        u, delta, A, Bt, Ct, D if D is not None else dummy, z if z is not None else dummy,
+        delta_bias if delta_bias is not None else dummy, out, last, ck, d, L, N, n_chunks, dpg, *sB, *sC,
+        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
+        CHUNK=CHUNK, BLOCK_D=BD, BLOCK_N=triton.next_power_of_2(N), num_warps=NUM_WARPS)
+    return out, last, ck
+
+
+def backward(gout, glast, u, delta, A, B, C, D, z, delta_bias, ck, delta_softplus):
+    """The gradients of ``(u, delta, A, B, C, D, z, delta_bias)`` (None for absent inputs), each in
+    its input's dtype; ``ck``: the tile states :func:`forward` returned."""
+    b, d, L = u.shape
+    N = A.shape[1]
+    u, delta, A = u.contiguous(), delta.contiguous(), A.contiguous()
+    z = z.contiguous() if z is not None else None
+    Bt, sB, GB, Ct, sC, GC, G, dpg, BD = _launch(B, C, d)
+    n_chunks = ck.shape[2]
+    if n_chunks != triton.cdiv(L, CHUNK):
+        raise RuntimeError(f"the scan's tile length changed between forward and backward (CHUNK is now {CHUNK})")
+    nblk = triton.cdiv(d, BD)
+    dev, f32 = u.device, torch.float32
+    gout = gout.contiguous() if gout is not None else torch.zeros_like(u)
+    gu, gdl = torch.empty_like(u), torch.empty_like(delta)
+    gz = torch.empty_like(z) if z is not None else None
+    gA = torch.empty((b, d, N), dtype=f32, device=dev)
+    gD = torch.empty((b, d), dtype=f32, device=dev)
+    gbias = torch.empty((b, d), dtype=f32, device=dev)
+    b_time, c_time = B.dim() > 2, C.dim() > 2
+    # time-varying B/C: every channel block adds to them. Atomics add in place; under
+    # torch.use_deterministic_algorithms each block writes its own partial sums instead,
+    # added up in a fixed order (as many copies of B as there are blocks: much more memory)
+    atomic = not torch.are_deterministic_algorithms_enabled()
+    shared = (b, G, N, L) if atomic else (b, nblk, N, L)
+    gB = torch.zeros(shared if b_time else (b, d, N), dtype=f32, device=dev)
+    gC = torch.zeros(shared if c_time else (b, d, N), dtype=f32, device=dev)
+    dummy = u
+    _scan_bwd[(b, nblk)](u, delta, A, Bt, Ct, D if D is not None else dummy, z if z is not None else dummy,
+                         delta_bias if delta_bias is not None else dummy, gout,
+                         glast.contiguous() if glast is not None else dummy, ck,
+                         gu, gdl, gz if gz is not None else dummy, gA, gD, gbias, gB, gC,
+                         d, L, N, n_chunks, dpg, nblk, *sB, *sC,
+                         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+                         SOFTPLUS=bool(delta_softplus), HAS_GLAST=glast is not None, B_TIME=b_time, C_TIME=c_time,
+                         ATOMIC=atomic, CHUNK=CHUNK, BLOCK_D=BD, BLOCK_N=triton.next_power_of_2(N),
+                         num_warps=NUM_WARPS)
+    return (gu, gdl, gA.sum(0).to(A.dtype), _reduce_bc(gB, B.shape, GB, G, atomic).to(B.dtype),
+            _reduce_bc(gC, C.shape, GC, G, atomic).to(C.dtype), gD.sum(0).to(D.dtype) if D is not None else None,
+            gz, gbias.sum(0).to(delta_bias.dtype) if delta_bias is not None else None)
 
 
 def _reduce_bc(g: torch.Tensor, shape, groups: int, G: int, atomic: bool) -> torch.Tensor:
@@ -333,20 +341,3 @@ def _reduce_bc(g: torch.Tensor, shape, groups: int, G: int, atomic: bool) -> tor
     if len(shape) == 3:  # [B, N, L]: one B for every channel (G is 1, or C has the groups)
         return g.sum(1)
     return g if groups == G else g.sum(1, keepdim=True)
-
-
-def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
-                          return_last_state=False):
-    """:func:`~.selective_scan.selective_scan_ref`'s result from the Triton kernels (CUDA tensors,
-    or CPU tensors under ``TRITON_INTERPRET=1``)."""
-    _check(u, delta, A, B, C, D, z, delta_bias)
-    tensors = [t for t in (u, delta, A, B, C, D, z, delta_bias) if t is not None]
-    if len({t.device for t in tensors}) > 1:
-        raise ValueError(f"selective scan: the tensors are on different devices "
-                         f"({sorted({str(t.device) for t in tensors})}); move them to one")
-    if u.dtype == torch.float64:
-        raise ValueError("the Triton scan computes in float32; use selective_scan_fast for float64")
-    if _groups(B) not in (1, max(_groups(B), _groups(C))) or _groups(C) not in (1, max(_groups(B), _groups(C))):
-        raise ValueError(f"B has {_groups(B)} groups and C {_groups(C)}; they must match (or one be ungrouped)")
-    out, last = _TritonScan.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
-    return (out, last) if return_last_state else out  # fp32, the running state's dtype, as mamba_ssm
