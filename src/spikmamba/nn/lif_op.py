@@ -65,7 +65,7 @@ def multistep_lif_backward(grad_s: Optional[Tensor], grad_v: Optional[Tensor], k
     else:
         gx, gv0, gk = lif_backward(grad_s, grad_v, kept, spikes, v0, x_seq, float(k), v_threshold, v_reset,
                                    decay_input, detach_reset, SURROGATES[surrogate](alpha))
-    return [gx, gv0, gk.reshape(()).to(k.dtype) if gk is not None else k.new_empty((0,))]
+    return [gx.contiguous(), gv0.contiguous(), gk.reshape(()).to(k.dtype) if gk is not None else k.new_empty((0,))]
 
 
 @multistep_lif_backward.register_fake

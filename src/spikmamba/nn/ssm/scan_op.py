@@ -76,7 +76,7 @@ def selective_scan_backward(gout: Tensor, glast: Optional[Tensor], u: Tensor, de
     else:
         grads = torch_scan.backward(gout, glast, u, delta, A, B, C, D, z, delta_bias, saved_states, saved_y,
                                     delta_softplus)
-    return [g if g is not None else u.new_empty((0,)) for g in grads]
+    return [g.contiguous() if g is not None else u.new_empty((0,)) for g in grads]  # as the fake promises
 
 
 @selective_scan_backward.register_fake
