@@ -83,19 +83,19 @@ def scan_case(B=32, D=512, L=4096, N=16, dtype=torch.float32):
     g = torch.Generator(device=DEV).manual_seed(0)
     r = lambda *s: torch.randn(*s, device=DEV, generator=g, dtype=dtype).requires_grad_()  # noqa: E731
     return dict(u=r(B, D, L), delta=r(B, D, L), A=(-torch.rand(D, N, device=DEV) - 0.5).requires_grad_(),
-                B=r(B, N, L), C=r(B, N, L), D=r(D), z=r(B, D, L), delta_bias=r(D))
+                B=r(B, N, L), C=r(B, N, L), D=r(D).float(), z=r(B, D, L), delta_bias=r(D).float())
 
 
-def scan_bytes(B, D, L, N) -> int:
+def scan_bytes(B, D, L, N, itemsize: int = 4) -> int:
     """Bytes the Triton scan must move to and from memory, fwd + bwd, fp32: u, delta, z read and
     out written forward; u, delta, z and the output gradient read and three gradients written
     backward; B and C read once each way, their gradients added once (read and write)."""
-    return 4 * (4 * B * D * L + 7 * B * D * L + 4 * B * N * L + 4 * B * N * L)
+    return itemsize * (4 * B * D * L + 7 * B * D * L + 4 * B * N * L) + 4 * 4 * B * N * L  # B/C gradients: fp32
 
 
-def scan_workload(size: str):
+def scan_workload(size: str, dtype=torch.float32):
     """``run(fn)``: a callable doing one fwd+bwd of the scan ``fn`` at ``size`` (the same inputs each time)."""
-    inputs = scan_case(*SCAN_SHAPE[size])
+    inputs = scan_case(*SCAN_SHAPE[size], dtype=dtype)
     leaves, gout = list(inputs.values()), torch.randn_like(inputs["u"])
 
     def run(fn):
@@ -103,11 +103,11 @@ def scan_workload(size: str):
     return run
 
 
-def lif_workload(size: str):
+def lif_workload(size: str, dtype=torch.float32):
     """``(run(fn), neurons x steps)``: one fwd+bwd of the multi-step LIF ``fn`` at ``size``."""
     from spikmamba.nn.surrogate import Sigmoid
 
-    x = torch.randn(*LIF_SHAPE[size], device=DEV).requires_grad_()
+    x = torch.randn(*LIF_SHAPE[size], device=DEV, dtype=dtype).requires_grad_()
     gs, v0 = torch.randn_like(x), torch.zeros((), device=DEV)
 
     def run(fn):
@@ -116,8 +116,7 @@ def lif_workload(size: str):
 
 
 def time_scans(results: dict, size: str):
-    from spikmamba.nn.ssm.selective_scan import selective_scan_fast
-    from spikmamba.nn.ssm.triton_scan import selective_scan_triton
+    from spikmamba.nn.ssm.selective_scan import selective_scan_fast, selective_scan_triton
 
     B, D, L, N = SCAN_SHAPE[size]
     run = scan_workload(size)
@@ -158,7 +157,7 @@ def time_scans(results: dict, size: str):
 
 def time_lif(results: dict, size: str):
     from spikmamba.nn.lif_kernel import MultiStepLIFFunction
-    from spikmamba.nn.lif_triton import multistep_lif_triton
+    from spikmamba.nn.lif_op import multistep_lif_triton
 
     run, numel = lif_workload(size)
     floor_s = 4 * numel * 4 / results["copy_bytes_per_s"]  # read x, write s; read g_s, write g_x
@@ -169,30 +168,35 @@ def time_lif(results: dict, size: str):
         results["lif"][name] = {"fwd_bwd_ms": t * 1e3, "x_floor": t / floor_s}
 
 
-def train_step(results: dict, size: str):
+def _train_setup(size: str, precision: str):
+    """``(step, batch, model)``: one optimiser step of the published model at ``size``."""
     from spikmamba.models import create_model
+    from spikmamba.nn.functional import reset_net
 
     batch = {"smoke": 1, "quick": 4, "full": 32}[size]
     # at --smoke: the same family, shrunk (the published size takes minutes on a CPU)
     small = {"img_size": 16, "patch_size": 4, "num_frames": 2} if size == "smoke" else {}
+    torch.manual_seed(0)
+    model = create_model("spikmamba_bissm_bisla_t16", **small).to(DEV).train()
+    cfg = {**model.default_cfg["input"], **({"frames": 2, "size": 16} if small else {})}
+    x = torch.rand(batch, cfg["frames"], cfg["channels"], cfg["size"], cfg["size"], device=DEV)
+    y = torch.randint(0, model.default_cfg["num_classes"], (batch,), device=DEV)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step(forward=model):
+        reset_net(model)
+        with torch.autocast(DEV, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = torch.nn.functional.cross_entropy(forward(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step, batch, model
+
+
+def train_step(results: dict, size: str):
     for precision in ("fp32", "bf16"):
-        torch.manual_seed(0)
-        model = create_model("spikmamba_bissm_bisla_t16", **small).to(DEV).train()
-        cfg = {**model.default_cfg["input"], **({"frames": 2, "size": 16} if small else {})}
-        x = torch.rand(batch, cfg["frames"], cfg["channels"], cfg["size"], cfg["size"], device=DEV)
-        y = torch.randint(0, model.default_cfg["num_classes"], (batch,), device=DEV)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-        def step():
-            from spikmamba.nn.functional import reset_net
-
-            reset_net(model)
-            with torch.autocast(DEV, dtype=torch.bfloat16, enabled=precision == "bf16"):
-                loss = torch.nn.functional.cross_entropy(model(x).float(), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-
+        step, batch, model = _train_setup(size, precision)
         reset_peak()
         t = cuda_time(step, repeats=5, warmup=2, budget_s=60)
         entry = {"step_ms": t * 1e3, "samples_per_s": batch / t, "peak_gib": peak_gib()}
@@ -203,31 +207,77 @@ def train_step(results: dict, size: str):
         events = prof.key_averages()
         own = (lambda e: e.self_device_time_total) if DEV == "cuda" else (lambda e: e.self_cpu_time_total)  # noqa: E731
         total = sum(own(e) for e in events)
-        scan = sum(own(e) for e in events if "_scan_" in e.key)
-        lif = sum(own(e) for e in events if "_lif_" in e.key)
+        scan = sum(own(e) for e in events if "_scan" in e.key)
+        lif = sum(own(e) for e in events if "_lif" in e.key)
         entry["scan_fraction_of_gpu_time"] = scan / total if total else None
         entry["lif_fraction_of_gpu_time"] = lif / total if total else None
         results["train"][precision] = entry
-        del model, opt
+        SAVE()
+        del model, step
         empty_cache()
+
+
+def compiled_train_step(results: dict, size: str):
+    """Eager against ``torch.compile`` (the operators inside the graph), same step, fp32 and bf16:
+    ms per step, samples/s, the first compiled step's time (the compile), peak memory."""
+    results["compile"] = {}
+    for precision in ("fp32", "bf16"):
+        step, batch, model = _train_setup(size, precision)
+        reset_peak()
+        eager = cuda_time(step, repeats=3, warmup=1, budget_s=30)
+        eager_peak = peak_gib()
+        # --smoke: AOT autograd without inductor (the same tracing, the operators' fake kernels
+        # included; inductor's C++ build of the model would take a minute a precision on a CPU)
+        compiled = torch.compile(model, **({"backend": "aot_eager"} if size == "smoke" else {}))
+        started = time.perf_counter()
+        step(compiled)
+        sync()
+        compile_s = time.perf_counter() - started
+        reset_peak()
+        t = cuda_time(lambda: step(compiled), repeats=5, warmup=1, budget_s=40)
+        results["compile"][precision] = {"eager_ms": eager * 1e3, "compiled_ms": t * 1e3, "compile_s": compile_s,
+                                         "eager_samples_per_s": batch / eager, "compiled_samples_per_s": batch / t,
+                                         "eager_peak_gib": eager_peak, "compiled_peak_gib": peak_gib()}
+        SAVE()
+        del model, step, compiled
+        torch._dynamo.reset()
+        empty_cache()
+
+
+def half_kernels(results: dict, size: str):
+    """The Triton scan and LIF in bf16 beside their fp32 figures (same shapes)."""
+    from spikmamba.nn.lif_op import multistep_lif_triton
+    from spikmamba.nn.ssm.selective_scan import selective_scan_triton
+
+    B, D, L, N = SCAN_SHAPE[size]
+    t = cuda_time(scan_workload(size, torch.bfloat16)(selective_scan_triton), repeats=3, budget_s=30)
+    gbs = scan_bytes(B, D, L, N, itemsize=2) / t / 1e9
+    results["bf16"] = {"scan": {"fwd_bwd_ms": t * 1e3, "GB_per_s": gbs,
+                                "fraction_of_copy_bandwidth": gbs * 1e9 / results["copy_bytes_per_s"]}}
+    run, numel = lif_workload(size, torch.bfloat16)
+    t = cuda_time(run(multistep_lif_triton), repeats=5, budget_s=30)
+    floor_s = 4 * numel * 2 / results["copy_bytes_per_s"]
+    results["bf16"]["lif"] = {"fwd_bwd_ms": t * 1e3, "floor_ms": floor_s * 1e3, "x_floor": t / floor_s}
 
 
 def sweep_launch(results: dict, size: str):
     """The Triton kernels' launch shapes, timed (fwd+bwd): the defaults were chosen without a GPU.
     The scan's are (channels per program, warps, steps per tile); the LIF's (neurons, warps)."""
     from spikmamba.nn import lif_triton
+    from spikmamba.nn.lif_op import multistep_lif_triton
     from spikmamba.nn.ssm import triton_scan
+    from spikmamba.nn.ssm.selective_scan import selective_scan_triton
 
     scan_shapes = [(4, 4, 32), (2, 1, 16)] if size == "smoke" else [
         (2, 2, 32), (4, 2, 32), (4, 4, 32), (4, 8, 32), (8, 4, 32), (8, 8, 32), (4, 4, 16), (4, 4, 64), (2, 4, 64)]
     results["scan_sweep"] = []
     _sweep(triton_scan, ("BLOCK_D_MAX", "NUM_WARPS", "CHUNK"), ("block_d", "num_warps", "chunk"), scan_shapes,
-           scan_workload(size)(triton_scan.selective_scan_triton), results["scan_sweep"])
+           scan_workload(size)(selective_scan_triton), results["scan_sweep"])
     lif_shapes = [(256, 4), (128, 1)] if size == "smoke" else [(128, 1), (256, 2), (256, 4), (512, 4), (1024, 4),
                                                                (1024, 8)]
     results["lif_sweep"] = []
     _sweep(lif_triton, ("BLOCK", "NUM_WARPS"), ("block", "num_warps"), lif_shapes,
-           lif_workload(size)[0](lif_triton.multistep_lif_triton), results["lif_sweep"])
+           lif_workload(size)[0](multistep_lif_triton), results["lif_sweep"])
 
 
 def _sweep(module, knobs, keys, shapes, step, into: list) -> None:
@@ -279,6 +329,19 @@ def table(r: dict) -> str:
                         f"{(v['scan_fraction_of_gpu_time'] or 0) * 100:.1f}% | {(v['lif_fraction_of_gpu_time'] or 0) * 100:.1f}% |")
         else:
             rows.append(f"| {k} | - | - | - | {v} | |")
+    if r.get("bf16"):
+        sc, lf = r["bf16"]["scan"], r["bf16"]["lif"]
+        rows += ["", "Triton kernels in bf16 (same shapes):", "", "| kernel | ms | note |", "|---|---|---|",
+                 f"| scan | {sc['fwd_bwd_ms']:.2f} | {sc['GB_per_s']:.0f} GB/s, "
+                 f"{sc['fraction_of_copy_bandwidth'] * 100:.0f}% of copy |",
+                 f"| LIF | {lf['fwd_bwd_ms']:.2f} | {lf['x_floor']:.2f}x its floor ({lf['floor_ms']:.2f} ms) |"]
+    if r.get("compile"):
+        rows += ["", "Train step, eager vs torch.compile:", "",
+                 "| precision | eager ms | compiled ms | eager samples/s | compiled samples/s | compile s | "
+                 "peak GiB eager / compiled |", "|---|---|---|---|---|---|---|"]
+        rows += [f"| {k} | {v['eager_ms']:.1f} | {v['compiled_ms']:.1f} | {v['eager_samples_per_s']:.1f} | "
+                 f"{v['compiled_samples_per_s']:.1f} | {v['compile_s']:.0f} | {v['eager_peak_gib']:.2f} / "
+                 f"{v['compiled_peak_gib']:.2f} |" for k, v in r["compile"].items()]
     for part, err in r.get("errors", {}).items():
         rows.append(f"\n**{part} failed**: {err}")
     return "\n".join(rows)
@@ -316,7 +379,7 @@ def main() -> int:
         (out / "gpu_check.md").write_text(table(r) + "\n")
 
     SAVE = save
-    for part in (time_scans, time_lif, train_step, sweep_launch):
+    for part in (time_scans, time_lif, half_kernels, train_step, compiled_train_step, sweep_launch):
         started = time.perf_counter()
         try:
             part(r, size)
