@@ -177,34 +177,42 @@ def test_the_kernel_choice_is_checked_and_cpu_tensors_never_take_triton(monkeypa
     assert kernels.scan_backend(torch.zeros(1)) == "torch" and kernels.lif_backend(torch.zeros(1), Sigmoid()) == "torch"
 
 
+def tiny_model_step():
+    """``(model, run)``: a tiny SpikMamba (small: the interpreter's prefix scan costs per element)
+    and ``run(forward)``, one loss and backward returning the logits and every gradient."""
+    from spikmamba.models import create_model
+    from spikmamba.nn.functional import reset_net
+
+    torch.manual_seed(0)
+    model = create_model("spikmamba_tiny", img_size=16, patch_size=4, num_frames=2, num_classes=3,
+                         embed_dim=16).to(DEVICE)
+    x = torch.rand(2, 2, 2, 16, 16, device=DEVICE)
+
+    def run(forward):
+        reset_net(model)
+        model.zero_grad()
+        logits = forward(x)
+        logits.square().sum().backward()
+        return logits.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    return model, run
+
+
 def test_a_model_on_the_triton_kernels_matches_the_pytorch_paths(monkeypatch):
     """The dispatch wired end to end: a tiny SpikMamba with both kernels routed to Triton (as on
     CUDA) gives the PyTorch paths' logits and gradients."""
-    from spikmamba.models import create_model
     from spikmamba.nn import lif_op
-    from spikmamba.nn.functional import reset_net
     from spikmamba.nn.ssm import selective_scan
 
     monkeypatch.setattr(triton_scan, "CHUNK", 32)  # fewer, larger programs: the interpreter runs them one by one
     monkeypatch.setattr(triton_scan, "BLOCK_D_MAX", 32)
-    torch.manual_seed(0)
-    model = create_model("spikmamba_tiny", img_size=16, patch_size=4, num_frames=2, num_classes=3,
-                         embed_dim=16).to(DEVICE)  # small: the interpreter's prefix scan costs per element
-    x = torch.rand(2, 2, 2, 16, 16, device=DEVICE)
-
-    def run():
-        reset_net(model)
-        model.zero_grad()
-        logits = model(x)
-        logits.square().sum().backward()
-        return logits.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
-
+    model, run = tiny_model_step()
     monkeypatch.setattr(kernels, "cuda_kernels", lambda: "torch")
-    ref_logits, ref_grads = run()
+    ref_logits, ref_grads = run(model)
     used = []
     monkeypatch.setattr(selective_scan, "scan_backend", lambda t: used.append("scan") or "triton")
     monkeypatch.setattr(lif_op, "lif_backend", lambda t, s: used.append("lif") or "triton")
-    logits, grads = run()
+    logits, grads = run(model)
     assert set(used) == {"scan", "lif"} and torch.allclose(logits, ref_logits, atol=1e-4)
     assert len(grads) == len(ref_grads) and all(torch.allclose(a, b, atol=1e-4, rtol=1e-3)
                                                 for a, b in zip(grads, ref_grads))
@@ -252,25 +260,12 @@ def test_the_lif_operator_on_its_triton_backend_passes_opcheck(v_reset, parametr
 def test_a_compiled_model_on_the_triton_operators_equals_the_eager_pytorch_paths(monkeypatch):
     """The Triton kernels inside a ``torch.compile`` graph (one graph, traced through the fake
     implementations; the interpreter runs the kernels): logits and gradients equal eager PyTorch."""
-    from spikmamba.models import create_model
     from spikmamba.nn import lif_op
-    from spikmamba.nn.functional import reset_net
     from spikmamba.nn.ssm import selective_scan
 
     monkeypatch.setattr(triton_scan, "CHUNK", 32)
     monkeypatch.setattr(triton_scan, "BLOCK_D_MAX", 32)
-    torch.manual_seed(0)
-    model = create_model("spikmamba_tiny", img_size=16, patch_size=4, num_frames=2, num_classes=3,
-                         embed_dim=16).to(DEVICE)
-    x = torch.rand(2, 2, 2, 16, 16, device=DEVICE)
-
-    def run(forward):
-        reset_net(model)
-        model.zero_grad()
-        logits = forward(x)
-        logits.square().sum().backward()
-        return logits.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
-
+    model, run = tiny_model_step()
     monkeypatch.setattr(kernels, "cuda_kernels", lambda: "torch")
     ref_logits, ref_grads = run(model)
     graphs = []

@@ -24,6 +24,8 @@ import warnings
 import torch
 
 CHOICES = ("auto", "triton", "mamba_ssm", "torch")
+#: the implementations behind the spikmamba:: operators (nn/ssm/scan_op.py, nn/lif_op.py)
+OP_BACKENDS = ("torch", "triton")
 _chosen: "str | None" = None
 
 
@@ -91,3 +93,9 @@ def lif_backend(x, surrogate) -> str:
                    "the PyTorch LIF runs for it")
         return "torch"
     return backend
+
+
+def check_op_backend(backend: str, op: str) -> None:
+    """An operator's ``backend`` argument, checked before anything runs."""
+    if backend not in OP_BACKENDS:
+        raise ValueError(f"{op} backend must be one of {OP_BACKENDS}, got {backend!r}")

@@ -27,7 +27,6 @@ from __future__ import annotations
 import torch
 
 from .lif_math import charge_coefficients, sum_to_shape
-from .surrogate import SurrogateFunction
 
 #: elements of one block of steps in the backward pass (a few temporaries of this size stay in cache)
 LIF_BLOCK_ELEMENTS = 1 << 16

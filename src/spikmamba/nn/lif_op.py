@@ -15,11 +15,9 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from .kernels import lif_backend
+from .kernels import check_op_backend, lif_backend
 from .lif_kernel import MultiStepLIFFunction, lif_backward, lif_forward
 from .surrogate import SURROGATES, SurrogateFunction
-
-BACKENDS = ("torch", "triton")
 
 
 def _lif_triton():
@@ -28,10 +26,6 @@ def _lif_triton():
     return lif_triton
 
 
-def _check_backend(backend: str) -> None:
-    if backend not in BACKENDS:
-        raise ValueError(f"LIF backend must be one of {BACKENDS}, got {backend!r}")
-
 
 @torch.library.custom_op("spikmamba::multistep_lif", mutates_args=())
 def multistep_lif_op(x_seq: Tensor, v0: Tensor, k: Tensor, v_threshold: float, v_reset: Optional[float],
@@ -39,7 +33,7 @@ def multistep_lif_op(x_seq: Tensor, v0: Tensor, k: Tensor, v_threshold: float, v
                      backend: str) -> Tuple[Tensor, Tensor, Tensor]:
     """``(spikes, v after the last step, kept)``: ``kept`` is the charged membrane the backward
     reads (the PyTorch backend always has it; the Triton one writes it only when ``keep``)."""
-    _check_backend(backend)
+    check_op_backend(backend, "LIF")
     if backend == "triton":
         return _lif_triton().forward(x_seq, v0, float(k), v_threshold, v_reset, decay_input, keep)
     return lif_forward(x_seq, v0, float(k), v_threshold, v_reset, decay_input)
@@ -58,7 +52,7 @@ def multistep_lif_backward(grad_s: Optional[Tensor], grad_v: Optional[Tensor], k
                            v_reset: Optional[float], decay_input: bool, surrogate: str, alpha: float,
                            detach_reset: bool, backend: str) -> List[Tensor]:
     """``[grad x, grad v0, grad k]``; grad k is empty unless ``x_seq`` (needed for it) is given."""
-    _check_backend(backend)
+    check_op_backend(backend, "LIF")
     if backend == "triton":
         gx, gv0, gk = _lif_triton().backward(grad_s, grad_v, kept, spikes, v0, x_seq, float(k), v_threshold, v_reset,
                                              decay_input, detach_reset, surrogate, alpha)

@@ -22,10 +22,9 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor
 
+from ..kernels import check_op_backend
 from . import torch_scan
 from .scan_math import compute_dtype
-
-BACKENDS = ("torch", "triton")
 
 
 def _triton_scan():
@@ -34,17 +33,13 @@ def _triton_scan():
     return triton_scan
 
 
-def _check_backend(backend: str) -> None:
-    if backend not in BACKENDS:
-        raise ValueError(f"selective scan backend must be one of {BACKENDS}, got {backend!r}")
-
 
 @torch.library.custom_op("spikmamba::selective_scan", mutates_args=())
 def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
                    z: Optional[Tensor], delta_bias: Optional[Tensor], delta_softplus: bool,
                    backend: str) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(out, last_state, saved_states, saved_y)``; the last two are for the backward only."""
-    _check_backend(backend)
+    check_op_backend(backend, "selective scan")
     if backend == "triton":
         out, last, ck = _triton_scan().forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
         return out, last, ck, u.new_empty((0,), dtype=torch.float32)
@@ -69,7 +64,7 @@ def selective_scan_backward(gout: Tensor, glast: Optional[Tensor], u: Tensor, de
                             saved_states: Tensor, saved_y: Tensor, delta_softplus: bool,
                             backend: str) -> List[Tensor]:
     """The gradients of ``(u, delta, A, B, C, D, z, delta_bias)``; empty for an absent input."""
-    _check_backend(backend)
+    check_op_backend(backend, "selective scan")
     if backend == "triton":
         grads = _triton_scan().backward(gout, glast, u, delta, A, B, C, D, z, delta_bias, saved_states,
                                         delta_softplus)
