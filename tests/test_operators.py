@@ -104,8 +104,11 @@ def test_the_dispatch_names_its_choice_and_says_why_a_cuda_tensor_cannot_take_tr
     class FakeCuda:  # what the dispatch reads of a tensor
         is_cuda = True
 
-        def __init__(self, dtype):
-            self.dtype = dtype
+        def __init__(self, dtype, numel=8):
+            self.dtype, self._numel = dtype, numel
+
+        def numel(self):
+            return self._numel
 
     kernels._warn_once.cache_clear()
     monkeypatch.setattr(kernels, "triton_available", lambda: True)
@@ -122,6 +125,7 @@ def test_the_dispatch_names_its_choice_and_says_why_a_cuda_tensor_cannot_take_tr
     messages = [str(w.message) for w in caught]
     assert len(messages) == 3, messages
     assert "float64" in messages[0] and "_Custom" in messages[1] and "triton does not import" in messages[2]
+    assert kernels.scan_backend(FakeCuda(torch.float32, numel=0)) == "torch"  # an empty shard: nothing to launch
     monkeypatch.setenv("SPIKMAMBA_CUDA_KERNELS", "mamba_ssm")
     assert kernels.scan_backend(FakeCuda(torch.float32)) == "mamba_ssm"
     monkeypatch.setenv("SPIKMAMBA_CUDA_KERNELS", "torch")
@@ -177,3 +181,19 @@ def test_the_compiled_graph_holds_the_operators_not_their_loops():
     targets = {str(node.target) for node in gm.graph.nodes if node.op == "call_function"}
     assert any("spikmamba.selective_scan" in t for t in targets), targets
     assert any("spikmamba.multistep_lif" in t for t in targets), targets
+
+
+@pytest.mark.parametrize("bc", ["selective", "invariant", "mixed"])
+def test_an_empty_batch_goes_through_both_operators(bc):
+    """A DDP rank whose shard of the last batch is empty runs the model on batch 0: the scan's
+    saved states once failed to reshape (``-1`` with no elements), and the whole torchrun
+    training stopped."""
+    args = scan_args(bc, torch.float32, b=0)
+    out, last, _, _ = torch.ops.spikmamba.selective_scan(*args, True, "torch")
+    assert out.shape == (0, 4, 9) and last.shape == (0, 4, 3)
+    (out.sum() + last.sum()).backward()
+    assert args[2].grad is not None and not args[2].grad.any()
+    model = _tiny_spikmamba()
+    logits = model(torch.rand(0, 2, 2, 16, 16))
+    logits.sum().backward()
+    assert logits.shape == (0, 3)

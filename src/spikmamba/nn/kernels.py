@@ -74,8 +74,9 @@ def _triton_or_torch(tensor, what: str) -> str:
 
 
 def scan_backend(u) -> str:
-    """Which selective scan runs for ``u``: 'torch', 'triton' or 'mamba_ssm'."""
-    if not u.is_cuda:
+    """Which selective scan runs for ``u``: 'torch', 'triton' or 'mamba_ssm'. An empty tensor (a DDP
+    rank's empty shard) takes the PyTorch path, which has nothing to launch."""
+    if not u.is_cuda or u.numel() == 0:
         return "torch"
     choice = cuda_kernels()
     if choice in ("torch", "mamba_ssm"):
@@ -85,7 +86,7 @@ def scan_backend(u) -> str:
 
 def lif_backend(x, surrogate) -> str:
     """Which multi-step LIF runs for ``x``: 'torch' or 'triton' (the built-in surrogates only)."""
-    if not x.is_cuda or cuda_kernels() == "torch":
+    if not x.is_cuda or x.numel() == 0 or cuda_kernels() == "torch":
         return "torch"
     backend = _triton_or_torch(x, "LIF")
     if backend == "triton" and surrogate.kernel_name is None:

@@ -50,7 +50,8 @@ def forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
         y = y.reshape(L, b, d).permute(1, 2, 0)
         out = finish(y, u, D, z, dtype).contiguous()  # the layout the fake implementation promises
     kept = y.contiguous() if z is not None else y.new_empty((0,))
-    return out, last.reshape(b, d, -1), entries.reshape(entries.shape[0], b, d, -1), kept
+    N = A.shape[1]  # (no -1 in the shapes: an empty batch, as a DDP rank with an empty shard gets, is fine)
+    return out, last.reshape(b, d, N), entries.reshape(entries.shape[0], b, d, N), kept
 
 
 def _bc_grad(g: torch.Tensor, M: torch.Tensor, G: int) -> torch.Tensor:
@@ -63,7 +64,8 @@ def _bc_grad(g: torch.Tensor, M: torch.Tensor, G: int) -> torch.Tensor:
     if M.shape[1] == G:  # [L, B, G, 1, N]
         return g[:, :, :, 0].permute(1, 2, 3, 0)
     g = g[:, :, 0]  # per channel [L, B, D, N], each group of channels sharing one B
-    return g.reshape(g.shape[0], g.shape[1], M.shape[1], -1, g.shape[-1]).sum(3).permute(1, 2, 3, 0)
+    groups = M.shape[1]
+    return g.reshape(g.shape[0], g.shape[1], groups, g.shape[2] // groups, g.shape[-1]).sum(3).permute(1, 2, 3, 0)
 
 
 def backward(gout, glast, u, delta, A, B, C, D, z, delta_bias, entries, y, delta_softplus):
@@ -87,9 +89,10 @@ def backward(gout, glast, u, delta, A, B, C, D, z, delta_bias, entries, y, delta
     # the recurrence, on the inputs laid out as the forward had them
     with torch.no_grad():
         delta_l, u_l, A_l, Bx, Cx = _core_inputs(u, delta, A, B, C, delta_bias, delta_softplus, cdt)
-    g_last = glast.to(cdt).reshape(b, G, d // G, -1) if glast is not None else None
+    N = A.shape[1]
+    g_last = glast.to(cdt).reshape(b, G, d // G, N) if glast is not None else None
     g_dl, g_ul, g_A, g_B, g_C = blocked_backward(delta_l.contiguous(), u_l.contiguous(), A_l, Bx, Cx,
-                                                 entries.reshape(-1, b, G, d // G, A.shape[1]),
+                                                 entries.reshape(entries.shape[0], b, G, d // G, N),
                                                  _layout(g, G, cdt).contiguous(), g_last)
     unlay = lambda t: t.reshape(L, b, d).permute(1, 2, 0)  # noqa: E731  [L, B, G, Dg] -> [B, D, L]
     gu = unlay(g_ul) + (g * D.to(cdt)[:, None] if D is not None else 0)
