@@ -10,13 +10,15 @@ For each batch ``b``, channel ``d`` and state ``n``::
 Shapes: ``u, delta, z: [B, D, L]``; ``A: [D, N]``; ``B, C``: ``[D, N]`` (time-invariant),
 ``[B, N, L]`` (selective) or ``[B, G, N, L]`` (G groups sharing B/C); ``D, delta_bias: [D]``.
 
-Three entry points:
-* :func:`selective_scan_ref`  - the recurrence as a plain loop; the readable definition.
-* :func:`selective_scan_fast` - the same maths, time-blocked with a hand-written backward that
-  recomputes each block (:mod:`.blocked_scan`); tested equal to the reference, forward and backward.
-* :func:`selective_scan_fn`   - what models call: on CUDA the Triton kernels (:mod:`.triton_scan`),
-  or ``mamba_ssm``'s when asked for (``nn/kernels.py``); the fast path otherwise. Neither Triton
-  nor ``mamba_ssm`` is imported for CPU tensors.
+Entry points:
+* :func:`selective_scan_ref`    - the recurrence as a plain loop; the readable definition.
+* :func:`selective_scan_fast`   - the same maths, time-blocked with a hand-written backward that
+  recomputes each block (:mod:`.blocked_scan`): the ``spikmamba::selective_scan`` operator's
+  PyTorch backend (:mod:`.scan_op`); tested equal to the reference, forward and backward.
+* :func:`selective_scan_triton` - the operator's Triton backend (:mod:`.triton_scan`).
+* :func:`selective_scan_fn`     - what models call: the backend ``nn/kernels.py`` chooses (CUDA:
+  Triton, or ``mamba_ssm``'s when asked for; otherwise the PyTorch one). Neither Triton nor
+  ``mamba_ssm`` is imported for CPU tensors.
 """
 from __future__ import annotations
 
