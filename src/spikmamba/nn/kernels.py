@@ -54,8 +54,6 @@ def triton_available() -> bool:
     return True
 
 
-
-
 @functools.lru_cache(maxsize=None)
 def _warn_once(reason: str) -> None:
     warnings.warn(reason, RuntimeWarning, stacklevel=3)

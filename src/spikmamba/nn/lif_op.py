@@ -26,7 +26,6 @@ def _lif_triton():
     return lif_triton
 
 
-
 @torch.library.custom_op("spikmamba::multistep_lif", mutates_args=())
 def multistep_lif_op(x_seq: Tensor, v0: Tensor, k: Tensor, v_threshold: float, v_reset: Optional[float],
                      decay_input: bool, surrogate: str, alpha: float, detach_reset: bool, keep: bool,

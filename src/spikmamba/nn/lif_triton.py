@@ -142,8 +142,9 @@ def backward(grad_s, grad_v, h, s, v0, x_seq, k: float, v_threshold, v_reset, de
     dtype); ``x_seq`` only when k's gradient is wanted (else the third is None)."""
     a, bcoef, _ = charge_coefficients(k, v_reset, decay_input)
     T, M = h.shape
-    v0_full = v0.to(s.dtype).expand(s.shape[1:]).contiguous().reshape(-1)
     grad_k = x_seq is not None
+    # the starting membrane, per neuron: read by the kernel only for k's gradient
+    v0_full = v0.to(s.dtype).expand(s.shape[1:]).contiguous().reshape(-1) if grad_k else h
     gx = torch.empty((T, M), dtype=s.dtype, device=h.device)
     gv0 = torch.empty(M, dtype=torch.float32, device=h.device)
     gk = torch.empty(M if grad_k else 1, dtype=torch.float32, device=h.device)

@@ -76,11 +76,16 @@ def as_lbdn(M: torch.Tensor, d: int) -> torch.Tensor:
     return M.permute(3, 0, 1, 2).repeat_interleave(d // g, dim=2)
 
 
-def shared_groups(B: torch.Tensor, C: torch.Tensor) -> int:
-    """The groups the blocked scan can keep apart: B's and C's when they agree (or one is
-    ungrouped), else 1 (each channel then gets its own copy of B and C)."""
+def groups_agree(B: torch.Tensor, C: torch.Tensor) -> bool:
+    """B and C have the same groups, or one of them is ungrouped."""
     G = max(groups_of(B), groups_of(C))
-    return G if groups_of(B) in (1, G) and groups_of(C) in (1, G) else 1
+    return groups_of(B) in (1, G) and groups_of(C) in (1, G)
+
+
+def shared_groups(B: torch.Tensor, C: torch.Tensor) -> int:
+    """The groups the blocked scan can keep apart: B's and C's when they agree, else 1 (each
+    channel then gets its own copy of B and C)."""
+    return max(groups_of(B), groups_of(C)) if groups_agree(B, C) else 1
 
 
 def as_blocked(M: torch.Tensor, G: int, d: int) -> torch.Tensor:

@@ -33,7 +33,6 @@ def _triton_scan():
     return triton_scan
 
 
-
 @torch.library.custom_op("spikmamba::selective_scan", mutates_args=())
 def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
                    z: Optional[Tensor], delta_bias: Optional[Tensor], delta_softplus: bool,

@@ -28,7 +28,7 @@ import torch
 
 from ..export import exporting
 from ..kernels import scan_backend
-from .scan_math import as_lbdn, check_scan_inputs, compute_dtype, finish, groups_of, prepare_delta
+from .scan_math import as_lbdn, check_scan_inputs, compute_dtype, finish, groups_agree, groups_of, prepare_delta
 from .scan_op import selective_scan as _scan_op
 
 
@@ -98,8 +98,7 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
                          f"({sorted({str(t.device) for t in tensors})}); move them to one")
     if u.dtype == torch.float64:
         raise ValueError("the Triton scan computes in float32; use selective_scan_fast for float64")
-    G = max(groups_of(B), groups_of(C))
-    if groups_of(B) not in (1, G) or groups_of(C) not in (1, G):
+    if not groups_agree(B, C):
         raise ValueError(f"B has {groups_of(B)} groups and C {groups_of(C)}; they must match (or one be ungrouped)")
     out, last, _, _ = _scan_op(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus), "triton")
     return (out, last) if return_last_state else out  # fp32, the running state's dtype, as mamba_ssm

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from .blocked_scan import block_length, blocked_backward, blocked_forward
 from .scan_math import as_blocked, compute_dtype, finish, prepare_delta, shared_groups
@@ -23,13 +24,13 @@ def _layout(t: torch.Tensor, G: int, cdt: torch.dtype) -> torch.Tensor:
     return t.to(cdt).permute(2, 0, 1).reshape(L, b, G, d // G)
 
 
-def _core_inputs(u, delta, A, B, C, delta_bias, delta_softplus, cdt):
-    """The recurrence's inputs in the blocked layout: ``(delta, u, A, B, C)``."""
+def _core_inputs(u, delta, A, B, C, cdt):
+    """The recurrence's inputs in the blocked layout: ``(delta, u, A, B, C)`` (``delta`` with its
+    bias and softplus already applied)."""
     d = u.shape[1]
     G = shared_groups(B, C)
-    delta_l = _layout(prepare_delta(delta, delta_bias, delta_softplus, cdt), G, cdt)
-    return (delta_l, _layout(u, G, cdt), A.to(cdt).reshape(G, d // G, -1), as_blocked(B.to(cdt), G, d),
-            as_blocked(C.to(cdt), G, d))
+    return (_layout(delta, G, cdt), _layout(u, G, cdt), A.to(cdt).reshape(G, d // G, -1),
+            as_blocked(B.to(cdt), G, d), as_blocked(C.to(cdt), G, d))
 
 
 def saved_shapes(u: torch.Tensor, A: torch.Tensor, has_z: bool):
@@ -45,7 +46,8 @@ def forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
     dtype, cdt = u.dtype, compute_dtype(u)
     b, d, L = u.shape
     with torch.no_grad():
-        delta_l, u_l, A_l, Bx, Cx = _core_inputs(u, delta, A, B, C, delta_bias, delta_softplus, cdt)
+        delta_p = prepare_delta(delta, delta_bias, delta_softplus, cdt)
+        delta_l, u_l, A_l, Bx, Cx = _core_inputs(u, delta_p, A, B, C, cdt)
         y, last, entries = blocked_forward(delta_l.contiguous(), u_l.contiguous(), A_l, Bx, Cx)
         y = y.reshape(L, b, d).permute(1, 2, 0)
         out = finish(y, u, D, z, dtype).contiguous()  # the layout the fake implementation promises
@@ -56,9 +58,8 @@ def forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
 
 def _bc_grad(g: torch.Tensor, M: torch.Tensor, G: int) -> torch.Tensor:
     """B's (or C's) gradient from its gradient in the blocked layout (:func:`as_blocked`)."""
-    d = g.shape[2] * g.shape[3] if M.dim() == 2 else None
     if M.dim() == 2:  # [1, 1, G, Dg, N]
-        return g.reshape(d, -1)
+        return g.reshape(M.shape)
     if M.dim() == 3:  # [L, B, 1, 1, N]
         return g[:, :, 0, 0].permute(1, 2, 0)
     if M.shape[1] == G:  # [L, B, G, 1, N]
@@ -88,7 +89,8 @@ def backward(gout, glast, u, delta, A, B, C, D, z, delta_bias, entries, y, delta
     gD = (g * uc).sum((0, 2)).to(D.dtype) if D is not None else None
     # the recurrence, on the inputs laid out as the forward had them
     with torch.no_grad():
-        delta_l, u_l, A_l, Bx, Cx = _core_inputs(u, delta, A, B, C, delta_bias, delta_softplus, cdt)
+        raw = prepare_delta(delta, delta_bias, False, cdt)  # delta + bias, kept for softplus' gradient
+        delta_l, u_l, A_l, Bx, Cx = _core_inputs(u, F.softplus(raw) if delta_softplus else raw, A, B, C, cdt)
     N = A.shape[1]
     g_last = glast.to(cdt).reshape(b, G, d // G, N) if glast is not None else None
     g_dl, g_ul, g_A, g_B, g_C = blocked_backward(delta_l.contiguous(), u_l.contiguous(), A_l, Bx, Cx,
@@ -99,7 +101,6 @@ def backward(gout, glast, u, delta, A, B, C, D, z, delta_bias, entries, y, delta
     # before it: delta = softplus(delta + bias)
     gdelta = unlay(g_dl)
     if delta_softplus:
-        raw = delta.to(cdt) + (delta_bias.to(cdt)[:, None] if delta_bias is not None else 0)
         gdelta = gdelta * torch.sigmoid(raw)
     gbias = gdelta.sum((0, 2)).to(delta_bias.dtype) if delta_bias is not None else None
     return (gu.to(u.dtype), gdelta.to(delta.dtype), g_A.reshape(d, -1).to(A.dtype), _bc_grad(g_B, B, G).to(B.dtype),
