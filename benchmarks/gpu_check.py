@@ -23,6 +23,7 @@ import torch
 DEV = "cuda"
 #: the issue's sizes ("full"), smaller ones for a first look, toy ones for --smoke
 SCAN_SHAPE = {"smoke": (1, 8, 24, 4), "quick": (4, 64, 512, 16), "full": (32, 512, 4096, 16)}  # B, D, L, N
+SCAN_SMALL = {"smoke": (1, 8, 48, 4), "quick": (1, 64, 2048, 16), "full": (2, 512, 4096, 16)}  # few programs
 LIF_SHAPE = {"smoke": (3, 2, 4, 5, 5), "quick": (4, 8, 64, 16, 16), "full": (16, 32, 256, 32, 32)}  # T, B, C, H, W
 SAVE = lambda: None  # noqa: E731  (main sets it: writes the JSON and the table as results come in)
 
@@ -93,9 +94,10 @@ def scan_bytes(B, D, L, N, itemsize: int = 4) -> int:
     return itemsize * (4 * B * D * L + 7 * B * D * L + 4 * B * N * L) + 4 * 4 * B * N * L  # B/C gradients: fp32
 
 
-def scan_workload(size: str, dtype=torch.float32):
-    """``run(fn)``: a callable doing one fwd+bwd of the scan ``fn`` at ``size`` (the same inputs each time)."""
-    inputs = scan_case(*SCAN_SHAPE[size], dtype=dtype)
+def scan_workload(size: str, dtype=torch.float32, shape=None):
+    """``run(fn)``: a callable doing one fwd+bwd of the scan ``fn`` at ``size`` (or ``shape``; the
+    same inputs each time)."""
+    inputs = scan_case(*(shape or SCAN_SHAPE[size]), dtype=dtype)
     leaves, gout = list(inputs.values()), torch.randn_like(inputs["u"])
 
     def run(fn):
@@ -261,35 +263,58 @@ def half_kernels(results: dict, size: str):
 
 
 def sweep_launch(results: dict, size: str):
-    """The Triton kernels' launch shapes, timed (fwd+bwd): the defaults were chosen without a GPU.
-    The scan's are (channels per program, warps, steps per tile); the LIF's (neurons, warps)."""
+    """The Triton kernels' launch shapes, timed (fwd+bwd). The scan's are (channels per program,
+    warps, steps per tile, MIN_PROGRAMS: the program count below which time is split into
+    segments), at the issue's shape and then, for the time split alone, at a batch of 2 (few
+    programs: where splitting time should pay). The LIF's are (neurons, warps)."""
     from spikmamba.nn import lif_triton
     from spikmamba.nn.lif_op import multistep_lif_triton
     from spikmamba.nn.ssm import triton_scan
     from spikmamba.nn.ssm.selective_scan import selective_scan_triton
 
-    scan_shapes = [(4, 4, 32), (2, 1, 16)] if size == "smoke" else [
-        (2, 2, 32), (4, 2, 32), (4, 4, 32), (4, 8, 32), (8, 4, 32), (8, 8, 32), (4, 4, 16), (4, 4, 64), (2, 4, 64)]
+    # 4 / 2 / 32 was the fastest of the first sweep (session 7); the time split is new
+    scan_shapes = [(4, 4, 32, 0), (2, 1, 16, 1024)] if size == "smoke" else [
+        (4, 2, 32, 0), (4, 2, 32, 16384), (4, 2, 32, 65536), (4, 4, 32, 0), (4, 4, 32, 16384), (2, 2, 32, 0),
+        (2, 2, 32, 16384), (8, 2, 32, 0), (4, 2, 64, 0), (4, 2, 64, 16384), (4, 2, 16, 0), (4, 1, 32, 0)]
+    knobs, keys = ("BLOCK_D_MAX", "NUM_WARPS", "CHUNK", "MIN_PROGRAMS"), ("block_d", "num_warps", "chunk",
+                                                                          "min_programs")
     results["scan_sweep"] = []
-    _sweep(triton_scan, ("BLOCK_D_MAX", "NUM_WARPS", "CHUNK"), ("block_d", "num_warps", "chunk"), scan_shapes,
-           scan_workload(size)(selective_scan_triton), results["scan_sweep"])
+    _sweep(triton_scan, knobs, keys, scan_shapes, scan_workload(size)(selective_scan_triton), results["scan_sweep"],
+           lambda: _scan_segments(triton_scan, SCAN_SHAPE[size]))
     lif_shapes = [(256, 4), (128, 1)] if size == "smoke" else [(128, 1), (256, 2), (256, 4), (512, 4), (1024, 4),
                                                                (1024, 8)]
     results["lif_sweep"] = []
     _sweep(lif_triton, ("BLOCK", "NUM_WARPS"), ("block", "num_warps"), lif_shapes,
            lif_workload(size)[0](multistep_lif_triton), results["lif_sweep"])
+    small = SCAN_SMALL[size]
+    results["scan_split"] = {"shape": list(small), "runs": []}
+    splits = [(0,), (1024,)] if size == "smoke" else [(0,), (1024,), (4096,), (16384,)]
+    _sweep(triton_scan, ("MIN_PROGRAMS",), ("min_programs",), splits,
+           scan_workload(size, shape=small)(selective_scan_triton), results["scan_split"]["runs"],
+           lambda: _scan_segments(triton_scan, small))
 
 
-def _sweep(module, knobs, keys, shapes, step, into: list) -> None:
+def _scan_segments(triton_scan, shape) -> int:
+    """The segments per sequence the scan's current launch knobs give at ``shape`` (B, D, L, N)."""
+    import triton
+
+    B, D, L, N = shape
+    programs = B * triton.cdiv(D, min(triton_scan.BLOCK_D_MAX, triton.next_power_of_2(D)))
+    return triton_scan.segments(programs, triton.cdiv(L, triton_scan.CHUNK))[0]
+
+
+def _sweep(module, knobs, keys, shapes, step, into: list, describe=None) -> None:
     """Time ``step`` with each of ``shapes`` set as ``module``'s launch knobs (restored afterwards),
-    appending ``{key: value, ..., "fwd_bwd_ms"}`` to ``into`` and saving after each: every compile
-    takes seconds, so what is measured survives the time limit."""
+    appending ``{key: value, ..., "fwd_bwd_ms"}`` (and ``"segments": describe()`` when given) to
+    ``into`` and saving after each: every compile takes seconds, so what is measured survives the
+    time limit."""
     saved = tuple(getattr(module, k) for k in knobs)
     try:
         for values in shapes:
             for k, v in zip(knobs, values):
                 setattr(module, k, v)
-            into.append({**dict(zip(keys, values)), "fwd_bwd_ms": cuda_time(step, repeats=3, budget_s=20) * 1e3})
+            row = {**dict(zip(keys, values)), "fwd_bwd_ms": cuda_time(step, repeats=3, budget_s=20) * 1e3}
+            into.append({**row, "segments": describe()} if describe else row)
             SAVE()
     finally:
         for k, v in zip(knobs, saved):
@@ -317,10 +342,15 @@ def table(r: dict) -> str:
     rows += [f"| {k} | {v['fwd_bwd_ms']:.2f} | {v['x_floor']:.2f} |" for k, v in lif.items() if isinstance(v, dict)]
     if r.get("scan_sweep"):
         rows += ["", "Launch shapes, fwd+bwd ms (scan at the shape above; LIF likewise):", "",
-                 "| scan block_d / warps / chunk | ms |", "|---|---|"]
-        rows += [f"| {s['block_d']} / {s['num_warps']} / {s['chunk']} | {s['fwd_bwd_ms']:.2f} |" for s in r["scan_sweep"]]
+                 "| scan block_d / warps / chunk / min_programs | segments | ms |", "|---|---|---|"]
+        rows += [f"| {s['block_d']} / {s['num_warps']} / {s['chunk']} / {s['min_programs']} | {s['segments']} | "
+                 f"{s['fwd_bwd_ms']:.2f} |" for s in r["scan_sweep"]]
         rows += ["", "| LIF block / warps | ms |", "|---|---|"]
         rows += [f"| {s['block']} / {s['num_warps']} | {s['fwd_bwd_ms']:.2f} |" for s in r.get("lif_sweep", [])]
+    if r.get("scan_split"):
+        rows += ["", f"Scan time split at B, D, L, N = {r['scan_split']['shape']} (default launch shape otherwise):", "",
+                 "| min_programs | segments | ms |", "|---|---|---|"]
+        rows += [f"| {s['min_programs']} | {s['segments']} | {s['fwd_bwd_ms']:.2f} |" for s in r["scan_split"]["runs"]]
     rows += ["", f"spikmamba_bissm_bisla_t16 train step, {r.get('train_input')}:", "",
              "| precision | ms/step | samples/s | peak GiB | scan share of GPU time | LIF share |", "|---|---|---|---|---|---|"]
     for k, v in r["train"].items():

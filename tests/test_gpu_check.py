@@ -27,9 +27,11 @@ def test_the_gpu_check_script_runs_every_part_and_writes_its_table(tmp_path):
     assert r["lif"]["triton (ours)"]["x_floor"] > 0 and r["lif"]["torch fused (ours, CPU path)"]["fwd_bwd_ms"] > 0
     assert set(r["train"]) == {"fp32", "bf16"} and all(v["samples_per_s"] > 0 for v in r["train"].values())
     assert len(r["scan_sweep"]) == 2 and len(r["lif_sweep"]) == 2
+    assert [s["segments"] for s in r["scan_sweep"]] == [1, 2]  # the second splits its 2 tiles of 16 steps
+    assert [s["segments"] for s in r["scan_split"]["runs"]] == [1, 2] and r["scan_split"]["runs"][1]["fwd_bwd_ms"] > 0
     assert r["bf16"]["scan"]["fwd_bwd_ms"] > 0 and r["bf16"]["lif"]["x_floor"] > 0
     assert set(r["compile"]) == {"fp32", "bf16"}
     assert all(v["compiled_ms"] > 0 and v["eager_ms"] > 0 and v["compile_s"] > 0 for v in r["compile"].values())
     table = (tmp_path / "gpu_check.md").read_text()
     assert "| triton (ours) |" in table and "| bf16 |" in table and "eager vs torch.compile" in table
-    assert "Triton kernels in bf16" in table
+    assert "Triton kernels in bf16" in table and "Scan time split" in table

@@ -86,6 +86,38 @@ def test_the_scan_at_lengths_around_the_chunk_and_from_the_last_state_alone():
         assert torch.allclose(a, b, atol=1e-4)
 
 
+@pytest.mark.parametrize("min_programs,split", [(0, (1, 5)), (8, (3, 2))])
+def test_the_scan_split_in_time_equals_the_reference(monkeypatch, min_programs, split):
+    """The chunk-parallel passes: one segment (the plain walk), and segments of two tiles with a
+    shorter last one; every B/C form, the last state's gradient carried back across segments, and
+    deterministic mode's per-block B/C sums. (Everywhere else in this file the default splits
+    these tiny batches into one tile per segment.)"""
+    monkeypatch.setattr(triton_scan, "MIN_PROGRAMS", min_programs)
+    assert triton_scan.segments(2 * 2, 5) == split  # b=2, two channel blocks, L=37 in tiles of 8
+    for bc, d, n in (("selective", 5, 3), ("invariant", 5, 1), ("grouped", 6, 4), ("mixed", 8, 3)):
+        assert_close_scan(scan_inputs(d=d, n=n, bc=bc, L=37, seed=d), last=True)
+    torch.use_deterministic_algorithms(True)
+    try:
+        assert_close_scan(scan_inputs(d=8, n=3, bc="grouped", L=37))
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
+def test_the_time_split_covers_every_tile_once():
+    """``segments``: enough programs, segments of whole tiles that cover the sequence exactly."""
+    for mp, programs, tiles in itertools.product((0, 1, 7, 1024), (1, 3, 64, 5000), (1, 2, 5, 128, 129)):
+        triton_scan.MIN_PROGRAMS, saved = mp, triton_scan.MIN_PROGRAMS
+        try:
+            n_seg, per = triton_scan.segments(programs, tiles)
+        finally:
+            triton_scan.MIN_PROGRAMS = saved
+        assert (n_seg - 1) * per < tiles <= n_seg * per  # none empty, none missed
+        if mp == 0 or programs >= mp:
+            assert n_seg == 1
+        else:
+            assert programs * n_seg >= mp or n_seg == tiles
+
+
 def test_the_scan_takes_non_contiguous_and_half_precision_inputs():
     base = scan_inputs(d=4, n=2, L=12)
     u_t = base["u"].detach().transpose(1, 2).contiguous().transpose(1, 2).requires_grad_()
