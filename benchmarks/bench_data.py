@@ -57,7 +57,7 @@ def _status_kb(pid: int, key: str) -> int:
     return 0
 
 
-def _children(pid: int) -> "list[int]":
+def _children(pid: int) -> list[int]:
     out = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -91,22 +91,29 @@ def train_run(root: Path, out: Path, steps: int, batch_size: int, workers: int, 
     summary = json.loads((out / "summary.json").read_text())
     steps_after = summary["steps"] - 1
     rate = steps_after * batch_size / max(summary["train_s"] - summary["first_step_s"], 1e-9)
-    return {"recordings": sum(1 for _ in root.glob("*.bs2")), "workers": summary["num_workers"], "batch_size": batch_size,
-            "steps": summary["steps"], "wall_s": wall, "first_step_s_in_train": summary["first_step_s"],
-            "train_s": summary["train_s"], "train_samples_per_s": rate,
-            "peak_rss_main_mb": peak_main / 1024,
-            "peak_rss_largest_worker_mb": max(peak_worker.values(), default=0) / 1024,
-            "loader_workers_seen": len(peak_worker)}
+    return {
+        "recordings": sum(1 for _ in root.glob("*.bs2")),
+        "workers": summary["num_workers"],
+        "batch_size": batch_size,
+        "steps": summary["steps"],
+        "wall_s": wall,
+        "first_step_s_in_train": summary["first_step_s"],
+        "train_s": summary["train_s"],
+        "train_samples_per_s": rate,
+        "peak_rss_main_mb": peak_main / 1024,
+        "peak_rss_largest_worker_mb": max(peak_worker.values(), default=0) / 1024,
+        "loader_workers_seen": len(peak_worker),
+    }
 
 
-def loader_throughput(root: Path, kind: str, workers: int, cache_dir: "str | None", samples: int,
+def loader_throughput(root: Path, kind: str, workers: int, cache_dir: str | None, samples: int,
                       batch_size: int = 16) -> float:
     """Samples/s of the loader alone: read + represent ``samples`` recordings at 128x128, T=16."""
     import dataclasses
 
     from spikmamba.engine.config import TrainConfig
     from spikmamba.engine.data import load_data
-    from spikmamba.engine.loader import make_loader, ShuffledBatches
+    from spikmamba.engine.loader import ShuffledBatches, make_loader
 
     cfg = dataclasses.replace(TrainConfig(), data_name="nmnist", data_root=str(root), resolution=128, frames=16,
                               representation=kind, cache_dir=cache_dir or "", augment_shift=0,
@@ -120,7 +127,7 @@ def loader_throughput(root: Path, kind: str, workers: int, cache_dir: "str | Non
     return n / (time.perf_counter() - start)
 
 
-def loader_table(root: Path, samples: int, workers=(0, 1, 2)) -> "list[dict]":
+def loader_table(root: Path, samples: int, workers=(0, 1, 2)) -> list[dict]:
     rows = []
     for kind in ("frames", "afe"):
         with tempfile.TemporaryDirectory() as cache:

@@ -12,6 +12,7 @@ Triton's interpreter, so that a GPU's scarce minutes are not lost to a bug in th
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -75,7 +76,7 @@ def copy_bandwidth(size: int = 2 << 30) -> float:
     """Bytes per second of a device-to-device copy of 2 GiB (read + write counted)."""
     x = torch.empty(size, dtype=torch.uint8, device=DEV)
     y = torch.empty_like(x)
-    t = cuda_time(lambda: y.copy_(x), repeats=10)
+    t = cuda_time(functools.partial(y.copy_, x), repeats=10)
     del x, y
     return 2 * size / t
 
@@ -236,7 +237,7 @@ def compiled_train_step(results: dict, size: str):
         sync()
         compile_s = time.perf_counter() - started
         reset_peak()
-        t = cuda_time(lambda: step(compiled), repeats=5, warmup=1, budget_s=40)
+        t = cuda_time(functools.partial(step, compiled), repeats=5, warmup=1, budget_s=40)
         results["compile"][precision] = {"eager_ms": eager * 1e3, "compiled_ms": t * 1e3, "compile_s": compile_s,
                                          "eager_samples_per_s": batch / eager, "compiled_samples_per_s": batch / t,
                                          "eager_peak_gib": eager_peak, "compiled_peak_gib": peak_gib()}
@@ -348,15 +349,28 @@ def table(r: dict) -> str:
         rows += ["", "| LIF block / warps | ms |", "|---|---|"]
         rows += [f"| {s['block']} / {s['num_warps']} | {s['fwd_bwd_ms']:.2f} |" for s in r.get("lif_sweep", [])]
     if r.get("scan_split"):
-        rows += ["", f"Scan time split at B, D, L, N = {r['scan_split']['shape']} (default launch shape otherwise):", "",
-                 "| min_programs | segments | ms |", "|---|---|---|"]
+        rows += [
+            "",
+            f"Scan time split at B, D, L, N = {r['scan_split']['shape']} (default launch shape otherwise):",
+            "",
+            "| min_programs | segments | ms |",
+            "|---|---|---|",
+        ]
         rows += [f"| {s['min_programs']} | {s['segments']} | {s['fwd_bwd_ms']:.2f} |" for s in r["scan_split"]["runs"]]
-    rows += ["", f"spikmamba_bissm_bisla_t16 train step, {r.get('train_input')}:", "",
-             "| precision | ms/step | samples/s | peak GiB | scan share of GPU time | LIF share |", "|---|---|---|---|---|---|"]
+    rows += [
+        "",
+        f"spikmamba_bissm_bisla_t16 train step, {r.get('train_input')}:",
+        "",
+        "| precision | ms/step | samples/s | peak GiB | scan share of GPU time | LIF share |",
+        "|---|---|---|---|---|---|",
+    ]
     for k, v in r["train"].items():
         if isinstance(v, dict):
-            rows.append(f"| {k} | {v['step_ms']:.1f} | {v['samples_per_s']:.1f} | {v['peak_gib']:.2f} | "
-                        f"{(v['scan_fraction_of_gpu_time'] or 0) * 100:.1f}% | {(v['lif_fraction_of_gpu_time'] or 0) * 100:.1f}% |")
+            rows.append(
+                f"| {k} | {v['step_ms']:.1f} | {v['samples_per_s']:.1f} | {v['peak_gib']:.2f} | "
+                f"{(v['scan_fraction_of_gpu_time'] or 0) * 100:.1f}% | "
+                f"{(v['lif_fraction_of_gpu_time'] or 0) * 100:.1f}% |"
+            )
         else:
             rows.append(f"| {k} | - | - | - | {v} | |")
     if r.get("bf16"):

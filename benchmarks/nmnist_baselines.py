@@ -15,7 +15,7 @@ from spikmamba.data import NMNIST, stratified_split
 from spikmamba.events import to_count_image
 
 
-def count_features(ds) -> "tuple[torch.Tensor, torch.Tensor]":
+def count_features(ds) -> tuple[torch.Tensor, torch.Tensor]:
     x = np.stack([np.log1p(to_count_image(ds.read_sample(i), ds.sensor_size)).ravel() for i in range(len(ds))])
     return torch.from_numpy(x).float(), torch.tensor(ds.targets)
 

@@ -33,7 +33,7 @@ def write_cifar10(root, n_per_batch=24):
 def write_image_tree(root, splits=("train", "val", "test"), n=4, size=(40, 30)):
     from PIL import Image
 
-    for s, split in enumerate(splits):
+    for split in splits:
         for c, colour in enumerate([(250, 10, 10), (10, 250, 10)]):
             d = root / split / f"n0{c}"
             d.mkdir(parents=True)

@@ -84,7 +84,9 @@ def test_adaptive_representation_trains_end_to_end_with_spikmamba(tmp_path, caps
     ev = make_events(np.arange(500) * 100, np.arange(500) % 16, (np.arange(500) // 16) % 16, np.arange(500) % 2)
     write_events(tmp_path / "clip.npz", ev, sensor_size=(16, 16))
     capsys.readouterr()
-    assert main(["predict", "--checkpoint", str(tmp_path / "run" / "last.pt"), str(tmp_path / "clip.npz"), "--json"]) == 0
+    assert (
+        main(["predict", "--checkpoint", str(tmp_path / "run" / "last.pt"), str(tmp_path / "clip.npz"), "--json"]) == 0
+    )
     assert len(json.loads(capsys.readouterr().out)["predictions"]) == 1
     assert main(["energy", "--checkpoint", str(tmp_path / "run" / "last.pt"), "--samples", "4",
                  "--out", str(tmp_path / "energy")]) == 0

@@ -43,7 +43,13 @@ def test_yaml_config_is_validated_and_names_key_and_file(tmp_path):
     good = tmp_path / "good.yaml"
     good.write_text("model: spikmamba_tiny_nosnn\ndata:\n  name: nmnist\n  root: /data/nmnist\nepochs: 4\nlr: 1\n")
     cfg = load_config(good)
-    assert (cfg.model, cfg.data_name, cfg.data_root, cfg.epochs, cfg.lr) == ("spikmamba_tiny_nosnn", "nmnist", "/data/nmnist", 4, 1.0)
+    assert (cfg.model, cfg.data_name, cfg.data_root, cfg.epochs, cfg.lr) == (
+        "spikmamba_tiny_nosnn",
+        "nmnist",
+        "/data/nmnist",
+        4,
+        1.0,
+    )
     assert apply_overrides(cfg, ["data.root=/elsewhere"]).data_root == "/elsewhere"
     bad = tmp_path / "bad.yaml"
     bad.write_text("epochz: 3\n")
@@ -63,9 +69,8 @@ def test_yaml_config_is_validated_and_names_key_and_file(tmp_path):
 def test_config_files_in_repo_load(tmp_path):
     from pathlib import Path
 
-    from spikmamba.engine import load_config
-
     from spikmamba.data import DATASETS
+    from spikmamba.engine import load_config
     from spikmamba.models import list_models
 
     files = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
@@ -87,10 +92,23 @@ def test_few_epochs_on_100_real_nmnist_samples_beat_chance_on_unseen_samples(sha
             sid = line.split()[0]
             (tmp_path / name / f"{sid}.bs2").symlink_to(src / f"{sid}.bs2")
         (tmp_path / name / "labels.txt").write_text("#sample #class\n" + "\n".join(part) + "\n")
-    cfg = TrainConfig(data_name="nmnist", data_root=str(tmp_path / "data"), test_root=str(tmp_path / "unseen"), resolution=32,
-                      frames=4, patch_size=8, epochs=4, batch_size=4, augment_shift=0, warmup_epochs=0.0, val_fraction=0.2,
-                      out_dir=str(tmp_path / "run"), progress=False, tensorboard=False,
-                      allow_outside_root=True)  # the folders are links to the shared samples
+    cfg = TrainConfig(
+        data_name="nmnist",
+        data_root=str(tmp_path / "data"),
+        test_root=str(tmp_path / "unseen"),
+        resolution=32,
+        frames=4,
+        patch_size=8,
+        epochs=4,
+        batch_size=4,
+        augment_shift=0,
+        warmup_epochs=0.0,
+        val_fraction=0.2,
+        out_dir=str(tmp_path / "run"),
+        progress=False,
+        tensorboard=False,
+        allow_outside_root=True,
+    )  # the folders are links to the shared samples
     summary = train(cfg)
     assert summary["geometry"] == {"in_chans": 2, "img_size": 32, "num_frames": 4}
     assert summary["test_acc"] >= 0.15, summary  # 200 samples never seen in training

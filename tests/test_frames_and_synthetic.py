@@ -84,7 +84,7 @@ def test_time_reversed_pairs_defeat_a_static_classifier():
     pairs = [(0, 1), (4, 5), (6, 7)]
     static_acc, temporal_acc = [], {}
     for a, b in pairs:
-        def features(split, n, T):
+        def features(split, n, T, a=a, b=b):
             ds = SynthActions(split, num_samples=10 * n, seed=2, sensor_size=(32, 32), n_render_frames=24)
             xs, ys = [], []
             for i in range(10 * n):
@@ -123,7 +123,7 @@ def test_tiny_spikmamba_learns_on_synthetic_actions():
     model = create_model("spikmamba_tiny", img_size=32, num_frames=4, num_classes=10)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
-    for step in range(25):
+    for _ in range(25):
         loss = torch.nn.functional.cross_entropy(model(x), y)
         opt.zero_grad()
         loss.backward()

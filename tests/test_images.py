@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from datafixtures import CLASSES10, _images, write_cifar10, write_cifar100, write_image_tree
 from PIL import Image
 
 from spikmamba.cli import main
@@ -16,8 +17,6 @@ from spikmamba.data import CIFAR10, CIFAR100, DatasetLayoutError, MiniImageNet
 from spikmamba.engine import TrainConfig, train
 from spikmamba.engine.augment import augment_batch, random_erasing, random_flip, random_resized_crop
 from spikmamba.engine.ema import EMA
-
-from datafixtures import CLASSES10, _images, write_cifar10, write_cifar100, write_image_tree
 
 
 def test_cifar10_reads_the_official_layout(tmp_path):
@@ -102,9 +101,20 @@ def test_ema_tracks_and_swaps_weights():
     torch.testing.assert_close(model.weight, before + 2.0)
 
 
-IMAGE_CFG = dict(model="svmamba_tiny", data_name="cifar10", frames=2, batch_size=16, epochs=4, lr=3e-3, warmup_epochs=0.5,
-                 augment_shift=2, image_augment="flip", progress=False, tensorboard=False,
-                 model_overrides={"dims": [16, 32], "depths": [1, 1], "drop_path_rate": 0.0})
+IMAGE_CFG = dict(
+    model="svmamba_tiny",
+    data_name="cifar10",
+    frames=2,
+    batch_size=16,
+    epochs=4,
+    lr=3e-3,
+    warmup_epochs=0.5,
+    augment_shift=2,
+    image_augment="flip",
+    progress=False,
+    tensorboard=False,
+    model_overrides={"dims": [16, 32], "depths": [1, 1], "drop_path_rate": 0.0},
+)
 
 
 def test_svmamba_trains_on_a_tiny_cifar_folder_then_tests_predicts_and_reports_energy(tmp_path, capsys):
@@ -166,7 +176,9 @@ def test_resume_with_ema_is_exact(tmp_path, monkeypatch):
     with pytest.raises(Interrupted):
         train(dataclasses.replace(base, out_dir=str(tmp_path / "part")))
     monkeypatch.undo()
-    resumed = train(dataclasses.replace(base, out_dir=str(tmp_path / "part")), resume=str(tmp_path / "part" / "last.pt"))
+    resumed = train(
+        dataclasses.replace(base, out_dir=str(tmp_path / "part")), resume=str(tmp_path / "part" / "last.pt")
+    )
     assert resumed["weights_sha256_per_rank"] == full["weights_sha256_per_rank"]
     a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["model"]  # the EMA weights
     b = torch.load(tmp_path / "part" / "last.pt", weights_only=True)["model"]

@@ -3,8 +3,8 @@ import struct
 
 import numpy as np
 import pytest
-
 from conftest import random_events
+
 from spikmamba.events.io import EventFormatError, detect_format, read_events, write_events
 
 ROUND_TRIPS = [  # (extension, format, sensor, t_max)
@@ -47,7 +47,11 @@ def test_nbin_hand_made_bytes(tmp_path):
 def test_aedat2_dvs128_hand_made_bytes(tmp_path):
     # jAER DVS128: x mirrored (127 - field), polarity bit 0 = 1 means OFF
     addr = (120 << 1) | (9 << 8) | 1  # field x=120 -> x=7, y=9, OFF
-    data = b"#!AER-DAT2.0\r\n# DVS128\r\n" + struct.pack(">Ii", addr, 1000) + struct.pack(">Ii", (0 << 1) | (127 << 8), 2000)
+    data = (
+        b"#!AER-DAT2.0\r\n# DVS128\r\n"
+        + struct.pack(">Ii", addr, 1000)
+        + struct.pack(">Ii", (0 << 1) | (127 << 8), 2000)
+    )
     (tmp_path / "a.aedat").write_bytes(data)
     rec = read_events(tmp_path / "a.aedat")
     assert rec.format == "aedat2" and rec.sensor_size == (128, 128)
@@ -90,7 +94,12 @@ def test_aedat3_hand_made_packets(tmp_path):
 
 
 def test_evt2_hand_made_words(tmp_path):
-    words = [(0x8 << 28) | 5, (0x1 << 28) | (7 << 22) | (100 << 11) | 50, (0xA << 28), (0x0 << 28) | (63 << 22) | (3 << 11) | 4]
+    words = [
+        (0x8 << 28) | 5,
+        (0x1 << 28) | (7 << 22) | (100 << 11) | 50,
+        (0xA << 28),
+        (0x0 << 28) | (63 << 22) | (3 << 11) | 4,
+    ]
     (tmp_path / "e.raw").write_bytes(b"% evt 2.0\n% end\n" + struct.pack("<4I", *words))
     rec = read_events(tmp_path / "e.raw")
     assert rec.events.tolist() == [((5 << 6) | 7, 100, 50, 1), ((5 << 6) | 63, 3, 4, 0)]
@@ -99,7 +108,9 @@ def test_evt2_hand_made_words(tmp_path):
 
 def test_dat_hand_made_records(tmp_path):
     rec = struct.pack("<II", 123, 10 | (20 << 14) | (1 << 28))
-    (tmp_path / "c.dat").write_bytes(b"% Data file containing Event2d events.\n% Width 64\n% Height 32\n" + bytes([0, 8]) + rec)
+    (tmp_path / "c.dat").write_bytes(
+        b"% Data file containing Event2d events.\n% Width 64\n% Height 32\n" + bytes([0, 8]) + rec
+    )
     r = read_events(tmp_path / "c.dat")
     assert r.events.tolist() == [(123, 10, 20, 1)] and r.sensor_size == (64, 32)
 
@@ -156,7 +167,9 @@ def test_npz_rejects_float_seconds_and_nan(tmp_path):
     np.savez(tmp_path / "g.npz", t=np.array([1.0, np.nan]), x=np.array([1, 2]), y=np.array([1, 2]), p=np.array([0, 1]))
     with pytest.raises(EventFormatError, match="NaN"):
         read_events(tmp_path / "g.npz")
-    np.savez(tmp_path / "h.npz", ts=np.array([1, 2]), x=np.array([1, 2]), y=np.array([1, 2]), polarity=np.array([-1, 1]))
+    np.savez(
+        tmp_path / "h.npz", ts=np.array([1, 2]), x=np.array([1, 2]), y=np.array([1, 2]), polarity=np.array([-1, 1])
+    )
     assert read_events(tmp_path / "h.npz").events.tolist() == [(1, 1, 1, 0), (2, 2, 2, 1)]
 
 
@@ -191,7 +204,14 @@ def test_evt3_hand_made_vector_words(tmp_path):
     (tmp_path / "v.raw").write_bytes(b"% evt 3.0\n% end\n" + struct.pack("<8H", *words))
     rec = read_events(tmp_path / "v.raw")
     t = (1 << 12) | 5
-    assert rec.events.tolist() == [(t, 100, 10, 1), (t, 102, 10, 1), (t, 111, 10, 1), (t, 112, 10, 1), (t, 119, 10, 1), (t, 7, 10, 0)]
+    assert rec.events.tolist() == [
+        (t, 100, 10, 1),
+        (t, 102, 10, 1),
+        (t, 111, 10, 1),
+        (t, 112, 10, 1),
+        (t, 119, 10, 1),
+        (t, 7, 10, 0),
+    ]
     assert rec.skipped == 1
 
 
@@ -224,7 +244,11 @@ def test_prophesee_bbox_labels_both_releases(tmp_path):
     np.save(tmp_path / "b_bbox.npy", np.array([(9, 1, 2, 3, 4, 1), (5, 1, 2, 3, 4, 0)], old))
     with pytest.warns(UserWarning, match="go backwards"):
         got = read_prophesee_bboxes(tmp_path / "b_bbox.npy")
-    assert got["t"].tolist() == [5, 9] and got["confidence"].tolist() == [1.0, 1.0] and got["track_id"].tolist() == [-1, -1]
+    assert (
+        got["t"].tolist() == [5, 9]
+        and got["confidence"].tolist() == [1.0, 1.0]
+        and got["track_id"].tolist() == [-1, -1]
+    )
     np.save(tmp_path / "c_bbox.npy", np.array([(1, 1, 2, -3, 4, 1)], old))
     with pytest.raises(EventFormatError, match="box 0 has a negative width"):
         read_prophesee_bboxes(tmp_path / "c_bbox.npy")

@@ -33,7 +33,9 @@ def test_real_recording_decodes_exactly(shared_data, rel):
 
 
 def test_every_real_nmnist_and_gesture_file_decodes(shared_data):
-    files = sorted((shared_data / "nmnist-small" / "train").glob("*.bs2")) + sorted((shared_data / "dvsgesture-clips").glob("*.bs2"))
+    files = sorted((shared_data / "nmnist-small" / "train").glob("*.bs2")) + sorted(
+        (shared_data / "dvsgesture-clips").glob("*.bs2")
+    )
     assert len(files) >= 1000
     for f in files:
         ev = read_events(f, on_unsorted="error").events

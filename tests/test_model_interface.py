@@ -75,12 +75,16 @@ def test_a_weights_folder_round_trips_and_names_what_is_wrong(tmp_path):
     with pytest.raises(WeightsError, match="key 'model' names 'no_such_model'"):
         load_pretrained(folder)
     (folder / "config.json").write_text(json.dumps({**bad, "kwargs": {**bad["kwargs"], "num_classes": 7}}))
-    with pytest.raises(WeightsError, match=r"does not match the weights.*kwargs.num_classes is 7 in it but 5 in the weights"):
+    with pytest.raises(
+        WeightsError, match=r"does not match the weights.*kwargs.num_classes is 7 in it but 5 in the weights"
+    ):
         load_pretrained(folder)
     from safetensors.torch import load_file, save_file
 
     save_file(load_file(folder / "model.safetensors"), folder / "model.safetensors")  # as written before the record
-    with pytest.raises(WeightsError, match=r"model.safetensors does not fit .*shape mismatch head.weight \(5, 64\) vs \(7, 64\)"):
+    with pytest.raises(
+        WeightsError, match=r"model.safetensors does not fit .*shape mismatch head.weight \(5, 64\) vs \(7, 64\)"
+    ):
         load_pretrained(folder)
     (folder / "config.json").write_text(json.dumps(bad))
     blob = (folder / "model.safetensors").read_bytes()

@@ -7,10 +7,10 @@ import pytest
 pytest.importorskip("numba")
 
 from conftest import random_events  # noqa: E402
+
 from spikmamba.events import _numba, make_events, to_frames  # noqa: E402
 from spikmamba.events.afe import to_afe_frames  # noqa: E402
 from spikmamba.events.voxel import to_voxel_grid  # noqa: E402
-
 
 numpy_path = _numba.disabled
 
@@ -38,7 +38,7 @@ def streams():
 def test_frames_compiled_equal_numpy(name, split_by, binary, T):
     ev, sensor = streams()[name]
     for dtype in (np.float32, np.int64):
-        a, b = both(lambda: to_frames(ev, sensor, T, split_by, binary, dtype=dtype))
+        a, b = both(lambda dtype=dtype: to_frames(ev, sensor, T, split_by, binary, dtype=dtype))
         assert a.dtype == b.dtype == dtype and np.array_equal(a, b), (name, dtype)
 
 

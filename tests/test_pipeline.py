@@ -9,9 +9,9 @@ import shutil
 import numpy as np
 import pytest
 import torch
-
 from conftest import SHARED_DATA, random_events
 from datafixtures import write_cifar10, write_cifar100, write_image_tree, write_video
+
 from spikmamba.cli import main
 from spikmamba.data import DATASETS
 from spikmamba.engine import TrainConfig, load_checkpoint, train
@@ -176,7 +176,9 @@ def make_kinetics400(root):
             rows.append(f"{label},{split}{k},1,11,{split}")
     _videos(root, rels)
     for split in ("train", "val"):
-        (root / f"{split}.csv").write_text("\n".join(r for r in rows if r.endswith(split) or r.startswith("label")) + "\n")
+        (root / f"{split}.csv").write_text(
+            "\n".join(r for r in rows if r.endswith(split) or r.startswith("label")) + "\n"
+        )
     return root, root, VIDEO_ARGS
 
 
@@ -187,11 +189,25 @@ def make_video_folder(root):
     return root, root, VIDEO_ARGS
 
 
-MAKERS = {"nmnist": make_nmnist, "ncaltech101": make_ncaltech101, "dvsgesture": make_dvsgesture,
-          "dvsgesture-clips": make_dvsgesture_clips, "hardvs": make_hardvs, "paf": make_paf, "efaction": make_efaction,
-          "event-folder": make_event_folder, "sampled-frames": make_sampled_frames, "cifar10": make_cifar10,
-          "cifar100": make_cifar100, "miniimagenet": make_miniimagenet, "image-folder": make_image_folder,
-          "ucf101": make_ucf101, "hmdb51": make_hmdb51, "kinetics400": make_kinetics400, "video-folder": make_video_folder}
+MAKERS = {
+    "nmnist": make_nmnist,
+    "ncaltech101": make_ncaltech101,
+    "dvsgesture": make_dvsgesture,
+    "dvsgesture-clips": make_dvsgesture_clips,
+    "hardvs": make_hardvs,
+    "paf": make_paf,
+    "efaction": make_efaction,
+    "event-folder": make_event_folder,
+    "sampled-frames": make_sampled_frames,
+    "cifar10": make_cifar10,
+    "cifar100": make_cifar100,
+    "miniimagenet": make_miniimagenet,
+    "image-folder": make_image_folder,
+    "ucf101": make_ucf101,
+    "hmdb51": make_hmdb51,
+    "kinetics400": make_kinetics400,
+    "video-folder": make_video_folder,
+}
 
 
 def test_every_dataset_has_a_fixture_here():
@@ -202,7 +218,9 @@ def test_every_dataset_has_a_fixture_here():
 def test_every_dataset_name_trains_through_the_command(name, tmp_path, capsys):
     root, test_root, args = MAKERS[name](tmp_path / "data")
     out = tmp_path / "run"
-    overrides = IMAGE_OVERRIDES if "model=svmamba_tiny" in args else {"stride": 4} if "model=respike_tiny" in args else {}
+    overrides = (
+        IMAGE_OVERRIDES if "model=svmamba_tiny" in args else {"stride": 4} if "model=respike_tiny" in args else {}
+    )
     config = tmp_path / "cfg.yaml"
     config.write_text(json.dumps({"model_overrides": overrides}))  # YAML-only key; JSON is YAML
     argv = ["train", "--config", str(config), f"data_name={name}", f"data_root={root}", f"test_root={test_root}",
@@ -224,10 +242,22 @@ def _flat_nmnist(folder, n, events=60):
 
 
 def _cfg(root, out, **kw) -> TrainConfig:
-    base = dict(data_name="nmnist", data_root=str(root), model="spikmamba_tiny", frames=4, patch_size=4, resolution=16,
-                batch_size=4, epochs=2, warmup_epochs=0.0, progress=False, tensorboard=False, out_dir=str(out),
-                transforms=["Denoise", {"RandomFlip": {"p": 0.5}}, {"DropEvent": {"p": 0.2}}, {"TimeJitter": {"std": 50}}],
-                augment_shift=2)
+    base = dict(
+        data_name="nmnist",
+        data_root=str(root),
+        model="spikmamba_tiny",
+        frames=4,
+        patch_size=4,
+        resolution=16,
+        batch_size=4,
+        epochs=2,
+        warmup_epochs=0.0,
+        progress=False,
+        tensorboard=False,
+        out_dir=str(out),
+        transforms=["Denoise", {"RandomFlip": {"p": 0.5}}, {"DropEvent": {"p": 0.2}}, {"TimeJitter": {"std": 50}}],
+        augment_shift=2,
+    )
     return dataclasses.replace(TrainConfig(), **{**base, **kw})
 
 
@@ -307,7 +337,7 @@ def test_config_transforms_reach_evaluation_and_predict(tmp_path, capsys):
     assert got["probability"] == pytest.approx(float(expected[0].max()), abs=1e-5)  # the centre crop, as evaluated
     for bad, why in [(["Nope"], "unknown transform 'Nope'"), ([{"DropEvent": {"q": 1}}], "unknown parameter"),
                      ([{"RandomCrop": {"size": [99, 99]}}], "larger than the 34x34 sensor")]:
-        assert main(["train", f"data.name=nmnist", f"data.root={root}", f"transforms={json.dumps(bad)}",
+        assert main(["train", "data.name=nmnist", f"data.root={root}", f"transforms={json.dumps(bad)}",
                      f"out_dir={tmp_path / 'bad'}", "progress=false"]) == 2
         assert why in capsys.readouterr().err
 

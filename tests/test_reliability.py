@@ -142,15 +142,33 @@ def test_model_overrides_unknown_to_the_model_are_an_error_before_training(tmp_p
     assert "does not take these arguments" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("override, why", [
-    ("batch_size=0", "'batch_size' is 0"), ("batch_size=-3", "'batch_size' is -3"), ("epochs=0", "'epochs' is 0"),
-    ("epochs=-1", "'epochs' is -1"), ("sensor_size=0", "'sensor_size' is 0"), ("label_smoothing=2", "'label_smoothing'"),
-    ("device=bogus", "'device' is 'bogus'"), ("resolution=-5", "'resolution' is -5"), ("val_fraction=-0.1", "val_fraction"),
-    ("ema_decay=-1", "ema_decay"), ("warmup_epochs=-1", "warmup_epochs"), ("clip_grad=-1", "clip_grad"),
-    ("checkpoint_every=-2", "checkpoint_every"), ("weight_decay=-0.1", "weight_decay"), ("skip_nonfinite=-1", "skip_nonfinite"),
-    ("augment_shift=-2", "augment_shift"), ("step_gamma=0", "step_gamma"), ("min_lr=1", "above lr"), ("lr=nan", "'lr'"),
-    ("num_workers=-2", "num_workers"), ("max_steps=-1", "max_steps"), ("seed=-1", "'seed'"),
-])
+@pytest.mark.parametrize(
+    "override, why",
+    [
+        ("batch_size=0", "'batch_size' is 0"),
+        ("batch_size=-3", "'batch_size' is -3"),
+        ("epochs=0", "'epochs' is 0"),
+        ("epochs=-1", "'epochs' is -1"),
+        ("sensor_size=0", "'sensor_size' is 0"),
+        ("label_smoothing=2", "'label_smoothing'"),
+        ("device=bogus", "'device' is 'bogus'"),
+        ("resolution=-5", "'resolution' is -5"),
+        ("val_fraction=-0.1", "val_fraction"),
+        ("ema_decay=-1", "ema_decay"),
+        ("warmup_epochs=-1", "warmup_epochs"),
+        ("clip_grad=-1", "clip_grad"),
+        ("checkpoint_every=-2", "checkpoint_every"),
+        ("weight_decay=-0.1", "weight_decay"),
+        ("skip_nonfinite=-1", "skip_nonfinite"),
+        ("augment_shift=-2", "augment_shift"),
+        ("step_gamma=0", "step_gamma"),
+        ("min_lr=1", "above lr"),
+        ("lr=nan", "'lr'"),
+        ("num_workers=-2", "num_workers"),
+        ("max_steps=-1", "max_steps"),
+        ("seed=-1", "'seed'"),
+    ],
+)
 def test_nonsense_config_values_are_refused_naming_the_key(override, why, tmp_path, capsys):
     assert main(["train", override, f"out_dir={tmp_path / 'r'}", "progress=false"]) == 2
     err = capsys.readouterr().err
@@ -221,9 +239,12 @@ for name, change in cases:
 def _corpus():
     from conftest import SHARED_DATA
 
-    files = {"aedat4": SHARED_DATA / "aedat4" / "data_sample.aedat4", "evt2": SHARED_DATA / "prophesee" / "evt2_sample.raw",
-             "dat": SHARED_DATA / "prophesee" / "sample_ncars.dat",
-             "nbin": SHARED_DATA / "nmnist-small" / "train" / "1.bs2"}
+    files = {
+        "aedat4": SHARED_DATA / "aedat4" / "data_sample.aedat4",
+        "evt2": SHARED_DATA / "prophesee" / "evt2_sample.raw",
+        "dat": SHARED_DATA / "prophesee" / "sample_ncars.dat",
+        "nbin": SHARED_DATA / "nmnist-small" / "train" / "1.bs2",
+    }
     return {k: v for k, v in files.items() if v.is_file()}
 
 
@@ -233,6 +254,7 @@ def test_mutated_files_never_crash_hang_or_escape_with_2gb_of_address_space(fmt,
     each read in a process limited to 2 GB of address space: a read or an EventFormatError (a
     ValueError/OSError naming the file is also clean); never an abort, a panic or a hang."""
     from conftest import random_events
+
     from spikmamba.events.io import write_events
 
     corpus = _corpus()
@@ -277,6 +299,7 @@ def test_a_panic_inside_the_aedat4_decoder_is_a_format_error_not_an_escape(monke
 
 def test_list_files_and_links_cannot_leave_the_dataset_folder(tmp_path, capsys):
     from conftest import random_events
+
     from spikmamba.data import HARDVS, NMNIST
     from spikmamba.data.base import DatasetPathError
     from spikmamba.events.io import write_events
@@ -317,6 +340,7 @@ def test_a_huge_geometry_is_refused_before_allocating_with_2gb_of_address_space(
                                               ("evt3", ".raw", (1280, 720))])
 def test_every_cut_inside_a_header_line_is_an_error(fmt, ext, sensor, tmp_path):
     from conftest import random_events
+
     from spikmamba.events.io import EventFormatError, read_events, write_events
 
     write_events(tmp_path / f"whole{ext}", random_events(50, sensor, seed=2), sensor_size=sensor, format=fmt)

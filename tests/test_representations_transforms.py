@@ -1,12 +1,27 @@
 """Voxel grid, count image, AFE and the event transforms, each against a plain loop or a hand count."""
 import numpy as np
 import pytest
-
 from conftest import random_events
+
 from spikmamba.data import EventRepresentation
-from spikmamba.events import (CenterCrop, Compose, Denoise, Downsample, DropEvent, RandomCrop, RandomFlip, RefractoryPeriod,
-                              TimeJitter, TimeShift, TimeSlice, make_events, to_afe_frames, to_count_image, to_voxel_grid)
 from spikmamba.data.representation import KINDS
+from spikmamba.events import (
+    CenterCrop,
+    Compose,
+    Denoise,
+    Downsample,
+    DropEvent,
+    RandomCrop,
+    RandomFlip,
+    RefractoryPeriod,
+    TimeJitter,
+    TimeShift,
+    TimeSlice,
+    make_events,
+    to_afe_frames,
+    to_count_image,
+    to_voxel_grid,
+)
 from spikmamba.events.afe import afe_segments
 
 
@@ -35,8 +50,12 @@ def test_afe_segments_cover_the_stream_in_order_and_adapt_to_motion():
     n = 40_000
     static = make_events(np.arange(n), rng.integers(10, 14, n), rng.integers(10, 14, n), rng.integers(0, 2, n))
     # a 4x4 blob sweeping across the sensor (thinner lines would vanish in AFE's 2x2 opening)
-    moving = make_events(np.arange(n, 2 * n), np.arange(n) * 56 // n + rng.integers(0, 4, n), 30 + rng.integers(0, 4, n),
-                         rng.integers(0, 2, n))
+    moving = make_events(
+        np.arange(n, 2 * n),
+        np.arange(n) * 56 // n + rng.integers(0, 4, n),
+        30 + rng.integers(0, 4, n),
+        rng.integers(0, 2, n),
+    )
     ev = np.concatenate([static, moving])
     segs = afe_segments(ev, (64, 64), threshold=50, min_events=1000)
     assert segs[0][0] == 0 and segs[-1][1] == len(ev)
@@ -74,9 +93,13 @@ def test_transforms_keep_events_valid_and_do_what_they_say():
     ev = random_events(5000, (64, 48), seed=1)
     rng = np.random.default_rng(0)
     d = Downsample(4)(ev)
-    assert d.dtype == ev.dtype and _valid(d, Downsample(4).output_size((64, 48))) and np.array_equal(d["x"], ev["x"] // 4)
+    assert (
+        d.dtype == ev.dtype and _valid(d, Downsample(4).output_size((64, 48))) and np.array_equal(d["x"], ev["x"] // 4)
+    )
     c = CenterCrop((64, 48), (32, 16))(ev)
-    assert _valid(c, (32, 16)) and len(c) == int(((ev["x"] >= 16) & (ev["x"] < 48) & (ev["y"] >= 16) & (ev["y"] < 32)).sum())
+    assert _valid(c, (32, 16)) and len(c) == int(
+        ((ev["x"] >= 16) & (ev["x"] < 48) & (ev["y"] >= 16) & (ev["y"] < 32)).sum()
+    )
     assert _valid(RandomCrop((64, 48), (20, 20), rng)(ev), (20, 20))
     f = RandomFlip((64, 48), p=1.0, rng=rng)(ev)
     assert np.array_equal(f["x"], 63 - ev["x"]) and _valid(f, (64, 48))
@@ -92,8 +115,16 @@ def test_transforms_keep_events_valid_and_do_what_they_say():
     pipe = Compose([Downsample(2), CenterCrop((32, 24), (16, 16))])
     assert _valid(pipe(ev), (16, 16)) and "Downsample" in repr(pipe)
     empty = make_events([], [], [], [])
-    for t in [Downsample(2), CenterCrop((64, 48), (8, 8)), DropEvent(0.5), TimeJitter(3.0), TimeShift(), TimeSlice(0, 5),
-              Denoise((64, 48)), RefractoryPeriod((64, 48))]:
+    for t in [
+        Downsample(2),
+        CenterCrop((64, 48), (8, 8)),
+        DropEvent(0.5),
+        TimeJitter(3.0),
+        TimeShift(),
+        TimeSlice(0, 5),
+        Denoise((64, 48)),
+        RefractoryPeriod((64, 48)),
+    ]:
         assert len(t(empty)) == 0
 
 

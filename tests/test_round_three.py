@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import random_events
+
 from spikmamba.cli import main
 from spikmamba.events.io import write_events
 from spikmamba.models import WeightsError, create_model, save_pretrained
@@ -22,8 +22,15 @@ KWARGS = dict(img_size=16, patch_size=4, num_frames=2, num_classes=3, in_chans=2
 def weights_folder(path, record: bool = True):
     torch.manual_seed(0)
     model = create_model("spikmamba_tiny_sps", **KWARGS).eval()
-    config = {"model": "spikmamba_tiny_sps", "kwargs": dict(KWARGS), "adaptive": None, "classes": ["a", "b", "c"],
-              "representation": dict(REP), "transforms": [], "geometry": {"in_chans": 2, "img_size": 16, "num_frames": 2}}
+    config = {
+        "model": "spikmamba_tiny_sps",
+        "kwargs": dict(KWARGS),
+        "adaptive": None,
+        "classes": ["a", "b", "c"],
+        "representation": dict(REP),
+        "transforms": [],
+        "geometry": {"in_chans": 2, "img_size": 16, "num_frames": 2},
+    }
     save_pretrained(model, path, config)
     if not record:  # as a folder written before config fields were recorded in the weights file
         from safetensors.torch import load_file, save_file
@@ -136,7 +143,7 @@ def test_a_huge_config_is_not_read_and_a_huge_name_is_not_echoed(tmp_path):
         create_model("spikmamba_tiyn")
 
 
-# ---- bounded work on hostile input (items 6-10, 12, 14): a clear message within seconds ----
+# ---- bounded work on hostile input (items 6-10, 12, 14): a clear message before the work is done ----
 
 MODEL = ["--model", "spikmamba_tiny_sps.synth"]
 
@@ -151,16 +158,21 @@ def _clip(path, t, sensor=(32, 32)):
     return path
 
 
-def _refused(argv, capsys, *needles, seconds=20):
-    import time
+def _refused(argv, capsys, *needles, peak_mib=256):
+    """``argv`` is refused (exit 2, a short message naming ``needles``) before the work it asks
+    for is done: Python and NumPy never hold more than ``peak_mib`` (tracemalloc) on the way."""
+    import tracemalloc
 
-    started = time.perf_counter()
+    tracemalloc.start()
     try:
         rc = main(argv)
     except SystemExit as exit:  # refused by the argument parser, which names the option
         rc = exit.code
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
     err = capsys.readouterr().err
-    assert rc == 2 and time.perf_counter() - started < seconds, (rc, err)
+    assert rc == 2 and peak < peak_mib * 2**20, (rc, peak, err)
     assert "Traceback" not in err and len(err) < 2000, err
     for needle in needles:
         assert needle in err, err
@@ -189,7 +201,7 @@ def test_a_timestamp_jump_is_refused_quickly_naming_the_jump(last, tmp_path, cap
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
 def test_predict_time_options_are_checked_naming_the_option(argv, needle, tmp_path, capsys):
     clip = _clip(tmp_path / "c.npz", range(0, 1_000_000, 1000))
-    _refused(["predict", *MODEL, str(clip), *argv], capsys, needle, seconds=10)
+    _refused(["predict", *MODEL, str(clip), *argv], capsys, needle)
 
 
 @pytest.mark.parametrize("argv,needle", [
@@ -214,7 +226,7 @@ def test_show_options_are_checked_naming_the_option(argv, needle, tmp_path, caps
         assert main(["show", str(clip), "--out", str(out), *argv]) == 0
         assert out.is_file()
         return
-    _refused(["show", str(clip), "--out", str(out), *argv], capsys, needle, seconds=10)
+    _refused(["show", str(clip), "--out", str(out), *argv], capsys, needle)
     assert not out.exists()
 
 
@@ -249,9 +261,12 @@ def test_a_huge_sensor_is_refused_before_allocating(tmp_path, capsys):
     write_events(tmp_path / "c.npy", make_events(np.arange(100) * 100, np.arange(100), np.arange(100), np.ones(100)))
     _refused(["predict", *MODEL, str(tmp_path / "c.npy"), "--sensor-size", "100000", "100000"], capsys,
              "1 to 65536 pixels")
-    for argv in (["predict", *MODEL, str(tmp_path / "c.npy")], ["predict", *MODEL, str(tmp_path / "c.npy"), "--window", "1"],
-                 ["show", str(tmp_path / "c.npy"), "--out", str(tmp_path / "s.gif")],
-                 ["inspect", *MODEL, str(tmp_path / "c.npy"), "--out", str(tmp_path / "insp")]):
+    for argv in (
+        ["predict", *MODEL, str(tmp_path / "c.npy")],
+        ["predict", *MODEL, str(tmp_path / "c.npy"), "--window", "1"],
+        ["show", str(tmp_path / "c.npy"), "--out", str(tmp_path / "s.gif")],
+        ["inspect", *MODEL, str(tmp_path / "c.npy"), "--out", str(tmp_path / "insp")],
+    ):
         rc = main([*argv, "--sensor-size", "60000", "60000"])
         captured = capsys.readouterr()
         assert rc in (1, 2) and "GiB, more than the" in captured.err, (argv, captured.err)
@@ -261,7 +276,7 @@ def test_a_huge_sensor_is_refused_before_allocating(tmp_path, capsys):
 def test_show_memory_is_bounded_by_bytes_not_only_frames(tmp_path, capsys):
     clip = _clip(tmp_path / "vga.npz", range(0, 100_000, 10), sensor=(640, 480))
     _refused(["show", str(clip), "--out", str(tmp_path / "s.gif"), "--frame-ms", "0.005"], capsys,
-             "frames of 640x480 pixels (the most that fit in 2 GiB", seconds=60)
+             "frames of 640x480 pixels (the most that fit in 2 GiB")
 
 
 def test_an_empty_recording_gets_no_class(tmp_path, capsys):
@@ -291,8 +306,8 @@ def test_a_yaml_alias_bomb_is_refused_at_once(key, tmp_path, capsys):
     value = "*i"
     doc = BOMB + (f"{section}:\n  {leaf}: {value}\n" if leaf else f"{key}: {value}\n")
     (tmp_path / "bomb.yaml").write_text(doc)
-    err = _refused(["train", "--config", str(tmp_path / "bomb.yaml"), f"out_dir={tmp_path / 'run'}"], capsys,
-                   "alias bomb", str(tmp_path / "bomb.yaml"), seconds=10)
+    _refused(["train", "--config", str(tmp_path / "bomb.yaml"), f"out_dir={tmp_path / 'run'}"], capsys,
+                   "alias bomb", str(tmp_path / "bomb.yaml"))
     assert not (tmp_path / "run").exists()
 
 
@@ -335,7 +350,7 @@ def test_an_empty_out_dir_is_refused(tmp_path, capsys, monkeypatch):
 
 def test_a_misspelt_model_is_refused_first_with_a_suggestion_and_no_folder(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    err = _refused(["train", "model=spikmamba_tiyn"], capsys, "did you mean 'spikmamba_tiny'", seconds=5)
+    err = _refused(["train", "model=spikmamba_tiyn"], capsys, "did you mean 'spikmamba_tiny'")
     assert "'model'" in err and not (tmp_path / "runs").exists()
 
 
@@ -393,17 +408,30 @@ def test_the_runs_next_line_works_and_test_without_a_test_set_uses_the_validatio
 
 def _start_train(tmp_path, *args):
     import os
+    import signal
     import subprocess
     import sys
 
-    import signal
-
     # Ctrl-C as a terminal delivers it: the default disposition, whatever this test process inherited
     # (a process started with SIGINT ignored keeps ignoring it, by design)
-    return subprocess.Popen([sys.executable, "-m", "spikmamba", "train", f"out_dir={tmp_path / 'run'}", "progress=false",
-                             "tensorboard=false", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "spikmamba",
+            "train",
+            f"out_dir={tmp_path / 'run'}",
+            "progress=false",
+            "tensorboard=false",
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def _kill(proc):
@@ -525,7 +553,9 @@ def test_predicting_a_labelled_folder_reports_accuracy_and_confusion(tmp_path, c
     assert sum(s["confusion"][i][i] for i in range(len(s["confusion"]))) == right
     assert main(["predict", *MODEL, str(tmp_path / "clips")]) == 0
     out = capsys.readouterr().out
-    assert f"accuracy on the labelled files: {right / 12 * 100:.2f}% (12 files" in out and "confusion (rows: true" in out
+    assert (
+        f"accuracy on the labelled files: {right / 12 * 100:.2f}% (12 files" in out and "confusion (rows: true" in out
+    )
 
 
 def test_nmnist_labels_txt_is_read_too(shared_data, tmp_path, capsys):

@@ -74,7 +74,7 @@ def test_a_live_process_holding_the_folder_refuses_a_second_one(tmp_path, capsys
 def test_lock_is_exclusive_within_one_machine(tmp_path):
     with RunLock(tmp_path):
         child = subprocess.run([sys.executable, "-c", "from spikmamba.engine.run_dir import RunLock; import sys; "
-                                f"RunLock(sys.argv[1]).acquire()", str(tmp_path)], capture_output=True, text=True)
+                                "RunLock(sys.argv[1]).acquire()", str(tmp_path)], capture_output=True, text=True)
         assert child.returncode != 0 and "RunDirBusy" in child.stderr
     assert not (tmp_path / LOCK_NAME).exists()
 
@@ -85,10 +85,27 @@ def test_under_torchrun_a_busy_folder_stops_every_process(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     try:
         (out / LOCK_NAME).write_text(f"{holder.pid}\n{os.uname().nodename}\n2026-11-30 00:00:00\n")
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "spikmamba",
-               "train", f"out_dir={out}", "overwrite=true", "sensor_size=16", "num_train=16", "num_test=16",
-               "progress=false", "tensorboard=false"]
-        run = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=120)
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "spikmamba",
+            "train",
+            f"out_dir={out}",
+            "overwrite=true",
+            "sensor_size=16",
+            "num_train=16",
+            "num_test=16",
+            "progress=false",
+            "tensorboard=false",
+        ]
+        run = subprocess.run(
+            cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=120
+        )
     finally:
         holder.kill()
         holder.wait()
@@ -110,7 +127,9 @@ def test_an_unreadable_lock_is_treated_as_live_and_overwrite_deletes_nothing(con
         train(tiny(out, overwrite=True))
     assert main(["train", "--resume", str(out / "last.pt"), "epochs=2"]) == 2
     assert "cannot be read as a lock" in capsys.readouterr().err
-    assert {k: v for k, v in snapshot(out).items() if k != LOCK_NAME} == {k: v for k, v in before.items() if k != LOCK_NAME}
+    assert {k: v for k, v in snapshot(out).items() if k != LOCK_NAME} == {
+        k: v for k, v in before.items() if k != LOCK_NAME
+    }
 
 
 def test_the_lock_is_never_seen_empty(tmp_path, monkeypatch):

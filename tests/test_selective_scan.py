@@ -136,8 +136,9 @@ def test_the_last_state_of_half_inputs_is_the_fp32_running_state_as_in_mamba_ssm
     _, expected = selective_scan_ref(**ref, delta_softplus=True, return_last_state=True)
     impls = [selective_scan_ref, selective_scan_plain, selective_scan_fast]
     try:
-        import triton  # noqa: F401
         import os
+
+        import triton  # noqa: F401
 
         if os.environ.get("TRITON_INTERPRET") == "1" or torch.cuda.is_available():
             from spikmamba.nn.ssm.selective_scan import selective_scan_triton

@@ -140,7 +140,9 @@ def test_late_events_are_counted_and_events_outside_the_sensor_are_an_error(tmp_
                  "--out", str(tmp_path / "late.gif")]) == 0
     assert "1 events arrived after their frame was drawn" in capsys.readouterr().out
     np.save(tmp_path / "wide.npy", make_events(t=[0, 5], x=[0, 40], y=[0, 1], p=[1, 0]))
-    assert main(["show", str(tmp_path / "wide.npy"), "--sensor-size", "32", "32", "--out", str(tmp_path / "w.gif")]) == 2
+    assert (
+        main(["show", str(tmp_path / "wide.npy"), "--sensor-size", "32", "32", "--out", str(tmp_path / "w.gif")]) == 2
+    )
     assert "x=40" in capsys.readouterr().err
     assert main(["show", str(tmp_path / "wide.npy"), "--sensor-size", "64", "64", "--start-ms", "5", "--end-ms", "2",
                  "--out", str(tmp_path / "w.gif")]) == 2

@@ -60,7 +60,10 @@ def test_gaps_short_files_and_bad_arguments(tmp_path, capsys):
     one = json.loads(capsys.readouterr().out)
     assert len(one["windows"]) == 1 and one["windows"][0]["events"] == 1
     assert any("longer than the recording" in n for n in one["notes"])
-    for bad, why in [(["--window", "100", "--stride", "0"], "--stride must be > 0 ms"), (["--window", "-5"], "--window must be > 0")]:
+    for bad, why in [
+        (["--window", "100", "--stride", "0"], "--stride must be > 0 ms"),
+        (["--window", "-5"], "--window must be > 0"),
+    ]:
         assert main(["predict", "--model", "spikmamba_tiny_sps.synth", str(tmp_path / "one.npz"), *bad]) == 2
         assert why in capsys.readouterr().err
 

@@ -5,8 +5,8 @@ tonic is an optional test dependency (its full closure pulls librosa); install i
 `pip install --no-deps tonic importRosbag && pip install scipy requests` (as .ci/run does)."""
 import numpy as np
 import pytest
-
 from conftest import random_events
+
 from spikmamba.events import DropEvent, RandomFlip, to_count_image, to_frames, to_voxel_grid
 
 tonic = pytest.importorskip("tonic")

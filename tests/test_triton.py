@@ -19,8 +19,10 @@ from spikmamba.nn import kernels  # noqa: E402
 from spikmamba.nn.lif_kernel import MultiStepLIFFunction  # noqa: E402
 from spikmamba.nn.lif_op import multistep_lif_triton  # noqa: E402
 from spikmamba.nn.ssm import triton_scan  # noqa: E402
-from spikmamba.nn.ssm.selective_scan import selective_scan_ref  # noqa: E402
-from spikmamba.nn.ssm.selective_scan import selective_scan_triton  # noqa: E402
+from spikmamba.nn.ssm.selective_scan import (
+    selective_scan_ref,  # noqa: E402
+    selective_scan_triton,  # noqa: E402
+)
 from spikmamba.nn.surrogate import ATan, Rectangular, Sigmoid  # noqa: E402
 
 

@@ -11,15 +11,15 @@ import torch
 
 av = pytest.importorskip("av")
 
+from datafixtures import write_video  # noqa: E402
+
 from spikmamba.cli import main  # noqa: E402
 from spikmamba.data import HMDB51, UCF101, DatasetLayoutError, Kinetics400, VideoFolder, VideoReadError  # noqa: E402
 from spikmamba.data.video import VideoRepresentation, read_video  # noqa: E402
 from spikmamba.engine import TrainConfig, train  # noqa: E402
 from spikmamba.models import create_model  # noqa: E402
-from spikmamba.models.respike import split_key_and_residual  # noqa: E402
 from spikmamba.models.resnet import ResNet50Features, load_torchvision_weights  # noqa: E402
-
-from datafixtures import write_video  # noqa: E402
+from spikmamba.models.respike import split_key_and_residual  # noqa: E402
 
 
 def test_read_video_and_clip_cutting(tmp_path):
@@ -74,9 +74,16 @@ def test_ann_weights_load_from_a_local_torchvision_file(tmp_path):
 
     cfg = dataclasses.replace(TrainConfig(), model="respike_tiny", frames=8,
                               model_overrides={"ann_weights": str(tmp_path / "resnet50.pth")})
-    save_checkpoint(tmp_path / "ckpt.pt", {"model_name": "respike_tiny", "model": m.state_dict(), "classes": ["a", "b", "c"],
-                                           "config": dataclasses.asdict(cfg),
-                                           "geometry": {"in_chans": 3, "img_size": 32, "num_frames": 8}})
+    save_checkpoint(
+        tmp_path / "ckpt.pt",
+        {
+            "model_name": "respike_tiny",
+            "model": m.state_dict(),
+            "classes": ["a", "b", "c"],
+            "config": dataclasses.asdict(cfg),
+            "geometry": {"in_chans": 3, "img_size": 32, "num_frames": 8},
+        },
+    )
     (tmp_path / "resnet50.pth").unlink()
     restored, _ = model_from_checkpoint(str(tmp_path / "ckpt.pt"))
     assert all(torch.equal(restored.state_dict()[k], v) for k, v in m.state_dict().items())
@@ -100,7 +107,11 @@ def test_ucf101_hmdb51_kinetics_layouts(tmp_path):
     (ucf / "ucfTrainTestlist" / "testlist01.txt").write_text(
         "ApplyEyeMakeup/v_ApplyEyeMakeup_g02_c01.avi\nBasketball/v_Basketball_g02_c01.avi\n")
     test = UCF101(ucf, "test", representation=rep)
-    assert test.classes == ["ApplyEyeMakeup", "Basketball"] and test.targets == [0, 1] and test[1][0].shape == (4, 3, 16, 16)
+    assert (
+        test.classes == ["ApplyEyeMakeup", "Basketball"]
+        and test.targets == [0, 1]
+        and test[1][0].shape == (4, 3, 16, 16)
+    )
     with pytest.raises(DatasetLayoutError, match="trainlist02"):
         UCF101(ucf, "train", fold=2)
 

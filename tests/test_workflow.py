@@ -13,8 +13,15 @@ import pytest
 import torch
 
 from spikmamba.cli import main
-from spikmamba.engine import (CheckpointError, ClassificationMetrics, TrainConfig, load_checkpoint,
-                              model_from_checkpoint, save_checkpoint, train)
+from spikmamba.engine import (
+    CheckpointError,
+    ClassificationMetrics,
+    TrainConfig,
+    load_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
+    train,
+)
 from spikmamba.engine.checkpoint import state_digest
 from spikmamba.engine.data import eval_view
 from spikmamba.engine.train import lr_factor

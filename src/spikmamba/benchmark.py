@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import os
 import importlib.util
 import json
+import os
 import statistics
 import sys
 import time
@@ -26,7 +26,7 @@ class Skip:
     reason: str
 
 
-def optional(module: str, why: str = "") -> "Skip | None":
+def optional(module: str, why: str = "") -> Skip | None:
     """``Skip`` when ``module`` cannot be imported (not installed, or installed but broken, e.g.
     a missing dependency of its own), else None."""
     if importlib.util.find_spec(module) is None:
@@ -125,7 +125,7 @@ def default_dir() -> Path:
     return here if here.is_dir() else Path.cwd() / "benchmarks"
 
 
-def load_benchmarks(folder: "str | Path") -> dict:
+def load_benchmarks(folder: str | Path) -> dict:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"no benchmarks folder at {folder}: run from a source checkout or pass --dir")
@@ -185,5 +185,5 @@ def format_case(name: str, result: dict) -> str:
     return "\n".join(lines)
 
 
-def save_json(report: dict, path: "str | Path") -> None:
+def save_json(report: dict, path: str | Path) -> None:
     Path(path).write_text(json.dumps(report, indent=2))

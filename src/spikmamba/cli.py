@@ -15,7 +15,7 @@ Typical use:
   spikmamba train epochs=3 lr=1e-3     the same with config overrides (key=value)
   spikmamba train --resume runs/synth/last.pt    continue an interrupted run exactly
   spikmamba test --checkpoint runs/synth/last.pt  top-1/top-5, per-class, confusion matrix
-  spikmamba predict --checkpoint runs/synth/last.pt clips/   classify event files (spikmamba synth --out clips makes some)
+  spikmamba predict --checkpoint runs/synth/last.pt clips/   classify event files (`spikmamba synth` makes some)
   spikmamba train --config configs/synth_adaptive.yaml   EAS-SNN's learned sampler in front of the model
   spikmamba train --config configs/cifar10_svmamba_tiny.yaml data.root=DIR test_root=DIR   SVMamba on images
   spikmamba train --config configs/ucf101_respike.yaml data.root=DIR test_root=DIR   ReSpike on RGB video
@@ -77,8 +77,10 @@ def _cmd_synth(args: argparse.Namespace) -> int:
                              args.format)
     except (ValueError, OSError) as err:
         return _fail("synth", err)
-    print(f"wrote {len(paths)} SynthActions {args.split} clips ({args.sensor_size}x{args.sensor_size} sensor, seed "
-          f"{args.seed}) and labels.csv to {args.out}; e.g. spikmamba predict --checkpoint runs/synth/last.pt {args.out}")
+    print(
+        f"wrote {len(paths)} SynthActions {args.split} clips ({args.sensor_size}x{args.sensor_size} sensor, seed "
+        f"{args.seed}) and labels.csv to {args.out}; e.g. spikmamba predict --checkpoint runs/synth/last.pt {args.out}"
+    )
     return 0
 
 
@@ -116,9 +118,9 @@ def _fail(command: str, err: BaseException) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from .data import SampleError
     from .engine.checkpoint import CheckpointError
     from .engine.config import TrainConfig, apply_overrides, load_config
-    from .data import SampleError
     from .engine.run_dir import RunDirBusy
     from .engine.train import Interrupted, NonFiniteLoss, resume_config, train
 
@@ -146,8 +148,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
               f"{summary['best_epoch']}" if final is not None else "validation: none run")
     if "test_acc" in summary:
         level = " per clip" if "test_video_acc" in summary else ""
-        print(f"test accuracy (final model): {summary['test_acc'] * 100:.2f}% top-1{level}, {summary['test_top5'] * 100:.2f}% "
-              f"top-5")
+        print(
+            f"test accuracy (final model): {summary['test_acc'] * 100:.2f}% top-1{level}, "
+            f"{summary['test_top5'] * 100:.2f}% top-5"
+        )
     if "test_video_acc" in summary:
         print(f"test accuracy per video (mean of its clips' logits): {summary['test_video_acc'] * 100:.2f}% top-1, "
               f"{summary['test_video_top5'] * 100:.2f}% top-5")
@@ -391,8 +395,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from .benchmark import run_benchmarks, save_json
 
     try:
-        report = run_benchmarks(args.names or None, args.dir, quick=args.quick, repeats=args.repeats, warmup=args.warmup,
-                                memory=args.memory, busy=args.busy)
+        report = run_benchmarks(
+            args.names or None,
+            args.dir,
+            quick=args.quick,
+            repeats=args.repeats,
+            warmup=args.warmup,
+            memory=args.memory,
+            busy=args.busy,
+        )
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         return _fail("bench", err)
     if args.json:
@@ -434,7 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="CKPT", default=None,
                    help="continue from a last.pt with its stored config (key=value overrides still apply, e.g. "
                    "epochs=30); default: start afresh")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. epochs=5 batch_size=16 data.root=DIR")
+    p.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="config overrides, e.g. epochs=5 batch_size=16 data.root=DIR"
+    )
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser(
@@ -444,14 +457,18 @@ def build_parser() -> argparse.ArgumentParser:
         "confusion.csv (true class per row) and confusion.png.",
         epilog=_train_help(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--checkpoint", required=True, metavar="CKPT", help="a best.pt or last.pt written by spikmamba train")
+    p.add_argument(
+        "--checkpoint", required=True, metavar="CKPT", help="a best.pt or last.pt written by spikmamba train"
+    )
     p.add_argument("--config", metavar="FILE", default=None,
                    help="YAML whose keys replace the checkpoint's stored config, e.g. a different test_root "
                    "(default: the stored config as is)")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="where to write the reports (default: test-<checkpoint name>/ beside the checkpoint)")
     p.add_argument("--quiet", action="store_true", help="no progress bar (default: shown)")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. test_root=DIR batch_size=64")
+    p.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="config overrides, e.g. test_root=DIR batch_size=64"
+    )
     p.set_defaults(func=_cmd_test)
 
     p = sub.add_parser(
@@ -469,7 +486,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--model", metavar="NAME.TAG|FOLDER", help="weights shipped with spikmamba (e.g. "
                      "spikmamba_tiny_sps.nmnist; `spikmamba models` lists them) or a weights folder written by "
                      "`spikmamba export --format folder`")
-    p.add_argument("paths", nargs="+", metavar="FILE_OR_FOLDER", help="event, image or video files and/or folders of them")
+    p.add_argument(
+        "paths", nargs="+", metavar="FILE_OR_FOLDER", help="event, image or video files and/or folders of them"
+    )
     p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"),
                    help="run the model with PyTorch, or export it to ONNX (checked against PyTorch) and run it with "
                    "ONNX Runtime")
@@ -525,14 +544,21 @@ def build_parser() -> argparse.ArgumentParser:
         "tonic) are reported as skipped, never replaced.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("names", nargs="*", metavar="NAME", help="benchmarks to run (default: all), e.g. lif scan-L1024 frames-1e6")
+    p.add_argument(
+        "names", nargs="*", metavar="NAME", help="benchmarks to run (default: all), e.g. lif scan-L1024 frames-1e6"
+    )
     p.add_argument("--quick", action="store_true", help="tiny shapes: checks that everything runs, times mean little")
     p.add_argument("--repeats", type=int, default=5, help="timed rounds per benchmark")
     p.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
     p.add_argument("--json", metavar="FILE", default=None, help="also write the results as JSON")
-    p.add_argument("--memory", action="store_true",
-                   help="also measure the peak resident memory of one call of each implementation, each in a fresh process")
-    p.add_argument("--dir", metavar="DIR", default=None, help="benchmarks folder (default: the source checkout's benchmarks/)")
+    p.add_argument(
+        "--memory",
+        action="store_true",
+        help="also measure the peak resident memory of one call of each implementation, each in a fresh process",
+    )
+    p.add_argument(
+        "--dir", metavar="DIR", default=None, help="benchmarks folder (default: the source checkout's benchmarks/)"
+    )
     p.add_argument("--busy", type=int, default=0, metavar="N",
                    help="run N busy processes (one spinning core each) beside the timed rounds, to measure a shared "
                    "machine; compare with the same command without --busy")
@@ -548,7 +574,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(e.g. scnn_nmnist); other models get an error naming the first module NIR cannot express.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--checkpoint", required=True, metavar="CKPT", help="a best.pt or last.pt written by spikmamba train")
+    p.add_argument(
+        "--checkpoint", required=True, metavar="CKPT", help="a best.pt or last.pt written by spikmamba train"
+    )
     p.add_argument("--format", required=True, choices=("folder", "onnx", "nir"), help="what to write")
     p.add_argument("--out", metavar="PATH", default=None,
                    help="where (default: beside the checkpoint: <name>-weights/, <name>.onnx, <name>.nir)")
@@ -590,7 +618,11 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", metavar="CKPT")
     src.add_argument("--model", metavar="NAME.TAG|FOLDER")
-    p.add_argument("--layer", default=None, help="the spiking layer whose raster to draw, as `spikmamba energy` names it (default: the last one)")
+    p.add_argument(
+        "--layer",
+        default=None,
+        help="the spiking layer whose raster to draw, as `spikmamba energy` names it (default: the last one)",
+    )
     p.add_argument("--out", metavar="DIR", default="inspect", help="folder for the figures")
     _add_reading_options(p)
     p.set_defaults(func=_cmd_inspect)
@@ -658,7 +690,7 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:
     return f"spikmamba: warning: {message}\n"
 
 
-def main(argv: "list[str] | None" = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     from .threads import apply_wait_policy
 
     apply_wait_policy()  # before anything imports torch: OpenMP reads it once, at load time

@@ -28,7 +28,7 @@ USER_KEYS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 OFF_KEY = "SPIKMAMBA_THREAD_POLICY"
 
 
-def apply_wait_policy(environ: "os._Environ | dict | None" = None) -> str:
+def apply_wait_policy(environ: os._Environ | dict | None = None) -> str:
     """Set ``GOMP_SPINCOUNT`` unless the user chose a wait policy; returns what was decided, in words.
 
     Call before ``import torch``: afterwards the OpenMP runtime has read its settings and this

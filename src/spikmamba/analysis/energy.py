@@ -47,7 +47,7 @@ def energy_report(model: nn.Module, batches, constants: EnergyConstants = Energy
     total_macs = sum(r["macs"] for r in layers)
     total_sops = sum(r["sops"] for r in layers)
     spiking = dict(rates)
-    parts: "dict[str, dict]" = {}  # per top-level module: e.g. ReSpike's ann / snn / fusions / head
+    parts: dict[str, dict] = {}  # per top-level module: e.g. ReSpike's ann / snn / fusions / head
     for r in layers:
         p = parts.setdefault(r["layer"].split(".")[0], {"macs": 0.0, "sops": 0.0, "energy_mj": 0.0})
         for key in p:
@@ -65,7 +65,7 @@ def energy_report(model: nn.Module, batches, constants: EnergyConstants = Energy
     }
 
 
-def format_report(snn: dict, ann: "dict | None" = None) -> str:
+def format_report(snn: dict, ann: dict | None = None) -> str:
     """A terminal table: one row per counted layer, then firing rates and totals."""
     rows = [f"{'layer':<44} {'kind':<16} {'input':<7} {'rate':>6} {'MMACs':>10} {'MSOPs':>10} {'energy uJ':>10}"]
     for r in snn["layers"]:
@@ -73,8 +73,10 @@ def format_report(snn: dict, ann: "dict | None" = None) -> str:
         rows.append(f"{r['layer'][:44]:<44} {r['kind']:<16} {r['input']:<7} {rate:>6} {r['macs'] / 1e6:>10.3f} "
                     f"{r['sops'] / 1e6:>10.3f} {r['energy_mj'] * 1e3:>10.3f}")
     t = snn["total"]
-    rows.append(f"{'total (per sample)':<44} {'':<16} {'':<7} {'':>6} {t['macs'] / 1e6:>10.3f} {t['sops'] / 1e6:>10.3f} "
-                f"{t['energy_mj'] * 1e3:>10.3f}")
+    rows.append(
+        f"{'total (per sample)':<44} {'':<16} {'':<7} {'':>6} {t['macs'] / 1e6:>10.3f} {t['sops'] / 1e6:>10.3f} "
+        f"{t['energy_mj'] * 1e3:>10.3f}"
+    )
     if len(snn.get("parts", {})) > 1:
         rows.append("")
         rows.append("by part (top-level module): MMACs, MSOPs, energy uJ")
@@ -85,8 +87,10 @@ def format_report(snn: dict, ann: "dict | None" = None) -> str:
         rows.append(f"firing rates (spikes per neuron per time step), mean {snn['mean_firing_rate']:.4f}:")
         rows += [f"  {name:<60} {rate:.4f}" for name, rate in snn["firing_rates"].items()]
     rows.append("")
-    rows.append(f"SNN: {t['energy_mj']:.6f} mJ per sample ({t['macs'] / 1e6:.2f} M MACs at {snn['constants']['e_mac_pj']} pJ "
-                f"+ {t['sops'] / 1e6:.2f} M SOPs at {snn['constants']['e_ac_pj']} pJ)")
+    rows.append(
+        f"SNN: {t['energy_mj']:.6f} mJ per sample ({t['macs'] / 1e6:.2f} M MACs at {snn['constants']['e_mac_pj']} pJ "
+        f"+ {t['sops'] / 1e6:.2f} M SOPs at {snn['constants']['e_ac_pj']} pJ)"
+    )
     if ann is not None:
         a = ann["total"]
         ratio = a["energy_mj"] / t["energy_mj"] if t["energy_mj"] else float("inf")
@@ -95,7 +99,7 @@ def format_report(snn: dict, ann: "dict | None" = None) -> str:
     return "\n".join(rows)
 
 
-def save_report(out: "str | Path", snn: dict, ann: "dict | None" = None, title: str = "") -> "list[Path]":
+def save_report(out: str | Path, snn: dict, ann: dict | None = None, title: str = "") -> list[Path]:
     """``energy.json``, ``energy.csv`` (one row per layer and run) and ``energy.png``; returns the paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -108,12 +112,14 @@ def save_report(out: "str | Path", snn: dict, ann: "dict | None" = None, title: 
                 w.writerow([run, r["layer"], r["kind"], r["input"], "" if r["input_rate"] is None else r["input_rate"],
                             r["macs"], r["sops"], r["energy_mj"]])
             if rep:
-                w.writerow([run, "total", "", "", "", rep["total"]["macs"], rep["total"]["sops"], rep["total"]["energy_mj"]])
+                w.writerow(
+                    [run, "total", "", "", "", rep["total"]["macs"], rep["total"]["sops"], rep["total"]["energy_mj"]]
+                )
     _plot(out / "energy.png", snn, ann, title)
     return [out / "energy.json", out / "energy.csv", out / "energy.png"]
 
 
-def _plot(path: Path, snn: dict, ann: "dict | None", title: str) -> None:
+def _plot(path: Path, snn: dict, ann: dict | None, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

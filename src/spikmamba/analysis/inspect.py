@@ -26,7 +26,7 @@ class SpikeRecorder:
 
     def __init__(self, model: torch.nn.Module):
         self.layers = [name for name, _ in spiking_layers(model)]
-        self.steps: "dict[str, list[np.ndarray]]" = {name: [] for name in self.layers}
+        self.steps: dict[str, list[np.ndarray]] = {name: [] for name in self.layers}
         self._hooks = [n.register_forward_hook(self._hook(name)) for name, n in spiking_layers(model)]
 
     def _hook(self, name):
@@ -47,9 +47,9 @@ class SpikeRecorder:
 
 
 @torch.no_grad()
-def inspect_spikes(file, out, checkpoint: "str | None" = None, model: "str | None" = None,
-                   layer: "str | None" = None, max_neurons: int = 512, sensor_size=None,
-                   event_format: "str | None" = None) -> dict:
+def inspect_spikes(file, out, checkpoint: str | None = None, model: str | None = None,
+                   layer: str | None = None, max_neurons: int = 512, sensor_size=None,
+                   event_format: str | None = None) -> dict:
     """Write ``rates.csv``, ``rates.png``, ``raster.png`` and ``inspect.json`` into ``out``
     (see the module docstring); ``layer`` defaults to the last spiking layer."""
     from ..engine.data import load_input_file
@@ -72,7 +72,9 @@ def inspect_spikes(file, out, checkpoint: "str | None" = None, model: "str | Non
     x = load_input_file(file, predictor.representation, predictor.transforms, sensor_size, event_format)
     from ..data.video import VideoRepresentation
 
-    x = x[:1] if isinstance(predictor.representation, VideoRepresentation) else x.unsqueeze(0)  # a video: its first clip
+    x = (
+        x[:1] if isinstance(predictor.representation, VideoRepresentation) else x.unsqueeze(0)
+    )  # a video: its first clip
     recorder = SpikeRecorder(net)
     try:
         reset_net(net)

@@ -84,7 +84,7 @@ class OpCounter:
 
     def __init__(self, model: nn.Module):
         self.model = model
-        self.layers: "dict[str, LayerOps]" = {}
+        self.layers: dict[str, LayerOps] = {}
         self._handles = []
         self._first = None
 
@@ -101,13 +101,15 @@ class OpCounter:
             return "selective-scan", lambda m, i, o: m.count_macs(i, o), False
         return None
 
-    def __enter__(self) -> "OpCounter":
+    def __enter__(self) -> OpCounter:
         for name, module in self.model.named_modules():
             rule = self._rules(module)
             if rule is None:
                 continue
             kind, macs_fn, may_be_spike_fed = rule
-            self._handles.append(module.register_forward_hook(self._hook(name or kind, kind, macs_fn, may_be_spike_fed)))
+            self._handles.append(
+                module.register_forward_hook(self._hook(name or kind, kind, macs_fn, may_be_spike_fed))
+            )
         return self
 
     def _hook(self, name, kind, macs_fn, may_be_spike_fed):

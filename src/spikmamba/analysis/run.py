@@ -40,7 +40,7 @@ def _ann_twin(cfg: TrainConfig, num_classes: int, geometry: dict, state: dict):
     return twin
 
 
-def run_energy(checkpoint: "str | None" = None, model_name: "str | None" = None, overrides: "list[str] | None" = None,
+def run_energy(checkpoint: str | None = None, model_name: str | None = None, overrides: list[str] | None = None,
                samples: int = 16, batch_size: int = 8, constants: EnergyConstants = EnergyConstants(),
                ann: bool = True) -> dict:
     """``{"snn": report, "ann": report or None, "model": name, "data": name}``."""
@@ -67,7 +67,7 @@ def run_energy(checkpoint: "str | None" = None, model_name: "str | None" = None,
             "ann": energy_report(twin, batches, constants) if twin is not None else None}
 
 
-def default_out_dir(checkpoint: "str | None", model_name: "str | None") -> Path:
+def default_out_dir(checkpoint: str | None, model_name: str | None) -> Path:
     if checkpoint:
         return Path(checkpoint).parent / f"energy-{Path(checkpoint).stem}"
     return Path("runs") / "energy" / str(model_name)

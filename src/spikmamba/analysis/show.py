@@ -29,7 +29,7 @@ class Frames:
     ``late`` counts the events left out because they arrived after their frame was drawn
     (timestamps going back across chunks of the stream); ``render`` reports it."""
 
-    def __init__(self, path, first, chunks, sensor, step: int, start: int, end: "int | None"):
+    def __init__(self, path, first, chunks, sensor, step: int, start: int, end: int | None):
         self.path, self.first, self.chunks = path, first, chunks
         self.sensor, self.step, self.start, self.end = sensor, step, start, end
         self.late = 0
@@ -89,8 +89,8 @@ class Frames:
         yield frame_start, image()
 
 
-def frames_of(path, frame_ms: float = 33.0, start_ms: "float | None" = None, end_ms: "float | None" = None,
-              sensor_size=None, event_format: "str | None" = None):
+def frames_of(path, frame_ms: float = 33.0, start_ms: float | None = None, end_ms: float | None = None,
+              sensor_size=None, event_format: str | None = None):
     """``((W, H), first_event_us, Frames)`` of a recording read as a stream; ``start_ms`` and
     ``end_ms`` count from the first event."""
     stream = stream_events(path, format=event_format, sensor_size=sensor_size)
@@ -120,9 +120,9 @@ def _offset_us(ms, option: str) -> int:
     return duration_us(ms, option)
 
 
-def render(path, out, frame_ms: float = 33.0, fps: "float | None" = None, start_ms=None, end_ms=None,
-           scale: "int | None" = None, timeline=None, sensor_size=None, max_frames: int = 20_000,
-           event_format: "str | None" = None) -> dict:
+def render(path, out, frame_ms: float = 33.0, fps: float | None = None, start_ms=None, end_ms=None,
+           scale: int | None = None, timeline=None, sensor_size=None, max_frames: int = 20_000,
+           event_format: str | None = None) -> dict:
     """Write the animation (see the module docstring); returns ``{"path", "frames", "seconds"}``."""
     from PIL import Image, ImageDraw
 
@@ -229,7 +229,7 @@ def contact_sheet(x: np.ndarray, out, title: str = "", channel_names=None) -> Pa
     import matplotlib.pyplot as plt
 
     T, C = x.shape[:2]
-    names = channel_names or ([f"OFF", "ON"] if C == 2 else [f"channel {c}" for c in range(C)])
+    names = channel_names or (["OFF", "ON"] if C == 2 else [f"channel {c}" for c in range(C)])
     cols = min(T, 8)
     rows = math.ceil(T / cols) * C
     fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.6 * rows), squeeze=False)

@@ -1,10 +1,9 @@
 """Datasets over event recordings and images (each over an already-downloaded folder; nothing is
 ever downloaded) and ``SynthActions``, which needs no download at all."""
 from .base import DatasetLayoutError, EventDataset, Sample, SampleError
-from .folder import EFAction, EventFolder, NCaltech101, PAF
+from .folder import PAF, EFAction, EventFolder, NCaltech101
 from .gesture import GESTURE_CLASSES, DVSGesture, DVSGestureClips
 from .hardvs import HARDVS
-from .video import HMDB51, UCF101, VIDEO_DATASETS, Kinetics400, VideoClips, VideoFolder, VideoReadError, VideoRepresentation
 from .images import CIFAR10, CIFAR100, IMAGE_DATASETS, ImageFolderSplits, ImageRepresentation, MiniImageNet
 from .nmnist import NMNIST
 from .representation import EventRepresentation
@@ -12,6 +11,16 @@ from .sampled import SampledFrames
 from .splits import stratified_split
 from .synthetic import CLASSES as SYNTH_CLASSES
 from .synthetic import SynthActions
+from .video import (
+    HMDB51,
+    UCF101,
+    VIDEO_DATASETS,
+    Kinetics400,
+    VideoClips,
+    VideoFolder,
+    VideoReadError,
+    VideoRepresentation,
+)
 
 #: Name -> dataset class, for configs and ``spikmamba datasets``.
 DATASETS = {
@@ -20,7 +29,36 @@ DATASETS = {
     **IMAGE_DATASETS, **VIDEO_DATASETS,
 }
 
-__all__ = ["HMDB51", "Kinetics400", "UCF101", "VideoClips", "VideoFolder", "VideoReadError", "VideoRepresentation",
-           "CIFAR10", "CIFAR100", "ImageFolderSplits", "ImageRepresentation", "MiniImageNet", "DATASETS", "DVSGesture", "DVSGestureClips", "DatasetLayoutError", "EFAction", "EventDataset", "EventFolder", "SampleError",
-           "EventRepresentation", "GESTURE_CLASSES", "HARDVS", "NCaltech101", "NMNIST", "PAF", "SYNTH_CLASSES", "Sample",
-           "SampledFrames", "SynthActions", "stratified_split"]
+__all__ = [
+    "HMDB51",
+    "Kinetics400",
+    "UCF101",
+    "VideoClips",
+    "VideoFolder",
+    "VideoReadError",
+    "VideoRepresentation",
+    "CIFAR10",
+    "CIFAR100",
+    "ImageFolderSplits",
+    "ImageRepresentation",
+    "MiniImageNet",
+    "DATASETS",
+    "DVSGesture",
+    "DVSGestureClips",
+    "DatasetLayoutError",
+    "EFAction",
+    "EventDataset",
+    "EventFolder",
+    "SampleError",
+    "EventRepresentation",
+    "GESTURE_CLASSES",
+    "HARDVS",
+    "NCaltech101",
+    "NMNIST",
+    "PAF",
+    "SYNTH_CLASSES",
+    "Sample",
+    "SampledFrames",
+    "SynthActions",
+    "stratified_split",
+]

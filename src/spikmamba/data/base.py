@@ -17,9 +17,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -54,7 +54,7 @@ class SampleError(ValueError):
 class Sample:
     path: str
     label: int
-    window: Optional[tuple] = None  # (t_start, t_end) µs, end exclusive; None = whole file
+    window: tuple | None = None  # (t_start, t_end) µs, end exclusive; None = whole file
 
 
 class DatasetPathError(ValueError):
@@ -106,9 +106,17 @@ class EventDataset(Dataset):
     layout = ""
     modality = "events"
 
-    def __init__(self, samples: Sequence[Sample], classes: Sequence[str], sensor_size, transform: Optional[Callable] = None,
-                 representation: Optional[Callable] = None, pre_transform: Optional[Callable] = None,
-                 cache_dir: "str | os.PathLike | None" = None, read_options: Optional[dict] = None):
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        classes: Sequence[str],
+        sensor_size,
+        transform: Callable | None = None,
+        representation: Callable | None = None,
+        pre_transform: Callable | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        read_options: dict | None = None,
+    ):
         self.samples = list(samples)
         self.classes = list(classes)
         self.sensor_size = tuple(sensor_size)
@@ -128,15 +136,15 @@ class EventDataset(Dataset):
             self.cache = RepresentationCache(Path(self.cache_root) / f"{self.name}-{tag}")
 
     @property
-    def cache_dir(self) -> "Path | None":
+    def cache_dir(self) -> Path | None:
         return self.cache.folder if self.cache is not None else None
 
     @classmethod
-    def from_config(cls, cfg, split: str) -> "EventDataset":
+    def from_config(cls, cfg, split: str) -> EventDataset:
         """The dataset a config names for ``split`` ('train' or 'test'): every dataset is made this one way."""
         return cls(config_root(cfg, split, cls.name), split, allow_outside_root=cfg.allow_outside_root)
 
-    def configured(self, representation=None, transform=None, pre_transform=None, cache_dir=None) -> "EventDataset":
+    def configured(self, representation=None, transform=None, pre_transform=None, cache_dir=None) -> EventDataset:
         """A copy over the same samples with another pipeline (the training and the evaluation
         pipelines of one recorded split share its sample list)."""
         other = copy.copy(self)
@@ -147,7 +155,7 @@ class EventDataset(Dataset):
         return other
 
     @property
-    def targets(self) -> "list[int]":
+    def targets(self) -> list[int]:
         return [s.label for s in self.samples]
 
     def source(self, index: int) -> str:
@@ -184,7 +192,7 @@ class EventDataset(Dataset):
             known = self._digests[path] = (stamp, h.hexdigest())
         return known[1]
 
-    def _cache_record(self, index: int) -> "tuple[str, str]":
+    def _cache_record(self, index: int) -> tuple[str, str]:
         """(key, record) of sample ``index``: both name the source's content and window, the
         record also the representation and format (see :class:`.cache.RepresentationCache`)."""
         s = self.samples[index]
@@ -194,7 +202,7 @@ class EventDataset(Dataset):
     def __getitem__(self, index: int):
         return self.sample(index)
 
-    def sample(self, index: int, rng: "np.random.Generator | None" = None):
+    def sample(self, index: int, rng: np.random.Generator | None = None):
         """``(x, label)`` of sample ``index``; random transforms draw from ``rng``."""
         if index < 0:
             index += len(self)

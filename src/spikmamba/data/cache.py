@@ -20,9 +20,9 @@ digest of the source file's content, the window, the representation's parameters
 and a SHA-256 of its payload. An entry that cannot be read back (truncated by a crash,
 damaged), records anything else, fails its digest, declares members larger than its shape can
 need (checked before decompressing) or holds impossible values (non-finite, negative counts,
-indices out of bounds) is recomputed and replaced, with one warning. A folder that cannot be written (read-only, disk full) is
-reported once, with its path and the reason, and samples are then computed without caching:
-training is never stopped or fed a broken entry by its cache.
+indices out of bounds) is recomputed and replaced, with one warning. A folder that cannot be
+written (read-only, disk full) is reported once, with its path and the reason, and samples are
+then computed without caching: training is never stopped or fed a broken entry by its cache.
 """
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def _value_dtype(raw: np.ndarray):
     return np.uint8 if hi < 2**8 else np.uint16 if hi < 2**16 else np.uint32
 
 
-def encode(raw: np.ndarray) -> "dict[str, np.ndarray]":
+def encode(raw: np.ndarray) -> dict[str, np.ndarray]:
     """The arrays of one entry: ``shape`` plus ``dense``, or ``index`` + ``value`` (sparse)."""
     raw = np.asarray(raw)
     if raw.dtype == bool:
@@ -105,7 +105,7 @@ _INDEX_TYPES = {np.dtype(np.uint32), np.dtype(np.uint64)}
 _META_LIMIT = 64 * 1024
 
 
-def payload_digest(meta: bytes, arrays: "dict[str, np.ndarray]") -> bytes:
+def payload_digest(meta: bytes, arrays: dict[str, np.ndarray]) -> bytes:
     """SHA-256 over the entry's record and every payload array (name, dtype, shape, bytes)."""
     h = hashlib.sha256(meta)
     for name in sorted(arrays):
@@ -115,7 +115,7 @@ def payload_digest(meta: bytes, arrays: "dict[str, np.ndarray]") -> bytes:
     return h.digest()
 
 
-def _read_entry(path: Path, n_elements: int) -> "tuple[bytes, bytes, dict[str, np.ndarray]]":
+def _read_entry(path: Path, n_elements: int) -> tuple[bytes, bytes, dict[str, np.ndarray]]:
     """The record, digest and payload arrays of one entry, each member's declared size bounded
     by what ``n_elements`` can need *before* anything is decompressed."""
     limit = n_elements * 8 + 4096  # the largest member: uint64 indices of every element, plus the .npy header
@@ -139,7 +139,7 @@ def _read_entry(path: Path, n_elements: int) -> "tuple[bytes, bytes, dict[str, n
     return meta.tobytes(), digest.tobytes(), arrays
 
 
-def _check_payload(arrays: "dict[str, np.ndarray]", shape: tuple) -> None:
+def _check_payload(arrays: dict[str, np.ndarray], shape: tuple) -> None:
     """Types, index bounds and values of a payload whose shape is ``shape``."""
     n = int(np.prod(shape))
     if arrays["shape"].dtype != np.int64 or tuple(int(v) for v in arrays["shape"]) != tuple(shape):
@@ -174,7 +174,7 @@ class RepresentationCache:
     (one warning), so a damaged, swapped or altered entry is never used. This guards against
     accidents and careless edits, not against someone who rewrites both an entry and its digest."""
 
-    def __init__(self, folder: "str | os.PathLike"):
+    def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)
         self.writable = True
         self.rebuilt = 0  # entries recomputed because they were unreadable or did not match
@@ -182,7 +182,7 @@ class RepresentationCache:
     def path(self, key: str) -> Path:
         return self.folder / key[:2] / f"{key}.npz"
 
-    def get(self, key: str, shape: tuple, meta: str = "") -> "np.ndarray | None":
+    def get(self, key: str, shape: tuple, meta: str = "") -> np.ndarray | None:
         path = self.path(key)
         if not path.is_file():
             return None

@@ -30,7 +30,7 @@ root/
     extensions = EVENT_FILE_EXTENSIONS
 
     @classmethod
-    def from_config(cls, cfg, split: str) -> "EventFolder":
+    def from_config(cls, cfg, split: str) -> EventFolder:
         """``<split>.txt`` chooses the recordings when the folder has one, else every recording in
         ``data_root`` (train) or ``test_root`` (test). The plain ``event-folder`` takes its sensor
         size from the first recording that states one."""
@@ -42,7 +42,7 @@ root/
         return cls(root, listed, sensor_size=cls._stated_sensor(root), allow_outside_root=allow)
 
     @classmethod
-    def _stated_sensor(cls, root: Path) -> "tuple[int, int]":
+    def _stated_sensor(cls, root: Path) -> tuple[int, int]:
         from ..events.io import read_events
 
         if not root.is_dir():
@@ -57,7 +57,7 @@ root/
                                  f"width/height attributes, or a format that states it (AEDAT 4, EVT)")
         raise DatasetLayoutError(cls.__name__, root, f"no recordings with extensions {cls.extensions}", cls.layout)
 
-    def __init__(self, root, split: "str | None" = None, sensor_size=None, allow_outside_root: bool = False, **kwargs):
+    def __init__(self, root, split: str | None = None, sensor_size=None, allow_outside_root: bool = False, **kwargs):
         root = Path(root)
         confine = Confinement(root, allow_outside_root)
         if not root.is_dir():
@@ -77,7 +77,9 @@ root/
         else:
             list_file = root / f"{split}.txt"
             if not list_file.is_file():
-                raise DatasetLayoutError(type(self).__name__, root, f"split list {list_file.name} not found", self.layout)
+                raise DatasetLayoutError(
+                    type(self).__name__, root, f"split list {list_file.name} not found", self.layout
+                )
             files = []
             for n, line in enumerate(list_file.read_text().splitlines(), 1):
                 line = line.strip().split()[0] if line.strip() else ""
@@ -94,7 +96,9 @@ root/
                 raise DatasetLayoutError(type(self).__name__, root, f"{f} is not inside a class folder", self.layout)
             samples.append(Sample(str(f), index[cls]))
         if not samples:
-            raise DatasetLayoutError(type(self).__name__, root, f"no recordings with extensions {self.extensions}", self.layout)
+            raise DatasetLayoutError(
+                type(self).__name__, root, f"no recordings with extensions {self.extensions}", self.layout
+            )
         self.root = root
         super().__init__(samples, classes, sensor_size, **kwargs)
 

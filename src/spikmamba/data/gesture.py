@@ -63,7 +63,7 @@ root/
     sensor = (128, 128)
 
     @classmethod
-    def from_config(cls, cfg, split: str) -> "DVSGestureClips":
+    def from_config(cls, cfg, split: str) -> DVSGestureClips:
         # one folder per split: data_root, test_root
         return cls(config_root(cfg, split, cls.name), allow_outside_root=cfg.allow_outside_root)
 

@@ -109,7 +109,7 @@ class ImageDataset(Dataset):
         self.representation = ImageRepresentation(size=size)
 
     @classmethod
-    def from_config(cls, cfg, split: str) -> "ImageDataset":
+    def from_config(cls, cfg, split: str) -> ImageDataset:
         kwargs = {"allow_outside_root": cfg.allow_outside_root} if issubclass(cls, ImageFolderSplits) else {}
         ds = cls(config_root(cfg, split, cls.name), split, size=cfg.resolution, **kwargs)
         if not ds.sensor_size[0]:
@@ -117,7 +117,7 @@ class ImageDataset(Dataset):
         ds.representation = ImageRepresentation(size=ds.sensor_size[0], frames=cfg.frames)
         return ds
 
-    def configured(self, representation=None, transform=None, pre_transform=None, cache_dir=None) -> "ImageDataset":
+    def configured(self, representation=None, transform=None, pre_transform=None, cache_dir=None) -> ImageDataset:
         if transform is not None or pre_transform is not None:
             raise ValueError(f"{self.name}: event transforms do not apply to images")
         return self
@@ -134,11 +134,11 @@ class ImageDataset(Dataset):
                               f"failed: {type(err).__name__}: {err}") from err
 
     @property
-    def targets(self) -> "list[int]":
+    def targets(self) -> list[int]:
         return self._targets
 
     @property
-    def sensor_size(self) -> "tuple[int, int]":
+    def sensor_size(self) -> tuple[int, int]:
         size = self.representation.size or self.default_size
         return (size, size)
 
@@ -164,8 +164,8 @@ class ImageDataset(Dataset):
 
 class _CIFAR(ImageDataset):
     folder = ""
-    train_files: "tuple[str, ...]" = ()
-    test_files: "tuple[str, ...]" = ()
+    train_files: tuple[str, ...] = ()
+    test_files: tuple[str, ...] = ()
     meta_file, names_key, labels_key = "", "", ""
     default_size = 32
 
@@ -177,8 +177,13 @@ class _CIFAR(ImageDataset):
         files = self.train_files if split == "train" else self.test_files
         missing = [f for f in (self.meta_file, *files) if not (base / f).is_file()]
         if missing:
-            raise DatasetLayoutError(type(self).__name__, root, f"missing {', '.join(missing)} under {base}", self.layout)
-        classes = [c.decode() if isinstance(c, bytes) else str(c) for c in load_cifar_batch(base / self.meta_file)[self.names_key]]
+            raise DatasetLayoutError(
+                type(self).__name__, root, f"missing {', '.join(missing)} under {base}", self.layout
+            )
+        classes = [
+            c.decode() if isinstance(c, bytes) else str(c)
+            for c in load_cifar_batch(base / self.meta_file)[self.names_key]
+        ]
         data, labels = [], []
         for f in files:
             batch = load_cifar_batch(base / f)
@@ -267,7 +272,15 @@ root/
 class MiniImageNet(ImageFolderSplits):
     name = "miniimagenet"
     default_size = 84
-    layout = ImageFolderSplits.layout.rstrip() + "\n(Mini-ImageNet: 100 classes; images resized to 84x84 unless size= says otherwise)\n"
+    layout = (
+        ImageFolderSplits.layout.rstrip()
+        + "\n(Mini-ImageNet: 100 classes; images resized to 84x84 unless size= says otherwise)\n"
+    )
 
 
-IMAGE_DATASETS = {"cifar10": CIFAR10, "cifar100": CIFAR100, "miniimagenet": MiniImageNet, "image-folder": ImageFolderSplits}
+IMAGE_DATASETS = {
+    "cifar10": CIFAR10,
+    "cifar100": CIFAR100,
+    "miniimagenet": MiniImageNet,
+    "image-folder": ImageFolderSplits,
+}

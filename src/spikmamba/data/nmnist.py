@@ -33,8 +33,12 @@ or a flat folder (root itself, or root/<split>/):
         else:
             flat = root if (root / "labels.txt").is_file() else root / split
             if not (flat / "labels.txt").is_file():
-                raise DatasetLayoutError("NMNIST", root, f"neither {official.name}/<digit>/ nor a labels.txt for split {split!r}",
-                                         self.layout)
+                raise DatasetLayoutError(
+                    "NMNIST",
+                    root,
+                    f"neither {official.name}/<digit>/ nor a labels.txt for split {split!r}",
+                    self.layout,
+                )
             samples = self._flat(flat, confine)
         if not samples:
             raise DatasetLayoutError("NMNIST", root, f"no samples found for split {split!r}", self.layout)
@@ -42,7 +46,7 @@ or a flat folder (root itself, or root/<split>/):
         super().__init__(samples, classes, self.sensor, **kwargs)
 
     @staticmethod
-    def _flat(folder: Path, confine: Confinement) -> "list[Sample]":
+    def _flat(folder: Path, confine: Confinement) -> list[Sample]:
         samples = []
         lines = (folder / "labels.txt").read_text().splitlines()
         for n, line in enumerate(lines[1:], 2):
@@ -51,7 +55,10 @@ or a flat folder (root itself, or root/<split>/):
             parts = line.split()
             if len(parts) != 2 or not parts[1].isdigit() or not 0 <= int(parts[1]) <= 9:
                 raise ValueError(f"{folder / 'labels.txt'}:{n}: expected 'sample_id<TAB>digit', got {line!r}")
-            f = next((folder / f"{parts[0]}{ext}" for ext in (".bs2", ".bin") if (folder / f"{parts[0]}{ext}").is_file()), None)
+            f = next(
+                (folder / f"{parts[0]}{ext}" for ext in (".bs2", ".bin") if (folder / f"{parts[0]}{ext}").is_file()),
+                None,
+            )
             if f is None:
                 raise FileNotFoundError(f"{folder / 'labels.txt'}:{n}: no {parts[0]}.bs2 or {parts[0]}.bin in {folder}")
             samples.append(Sample(str(confine.check(f, f"{folder / 'labels.txt'}:{n}")), int(parts[1])))

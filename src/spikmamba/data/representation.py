@@ -11,7 +11,6 @@ published scripts resize to 128x128).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -26,13 +25,13 @@ KINDS = ("frames", "voxel", "count", "afe", "adaptive")
 
 @dataclass(frozen=True)
 class EventRepresentation:
-    sensor_size: Tuple[int, int]
+    sensor_size: tuple[int, int]
     kind: str = "frames"
     frames: int = 8
     split_by: str = "time"
     binary: bool = False
     normalize: str = "log1p"
-    resolution: Optional[Tuple[int, int]] = None
+    resolution: tuple[int, int] | None = None
     afe_threshold: float = 50.0
     afe_min_events: int = 100_000
     fine_steps: int = 1
@@ -62,9 +61,11 @@ class EventRepresentation:
             return to_voxel_grid(events, self.sensor_size, self.frames)[:, None]
         if self.kind == "count":
             return to_count_image(events, self.sensor_size, dtype=np.int64)[None]
-        return to_afe_frames(events, self.sensor_size, self.frames, self.afe_threshold, self.afe_min_events).astype(np.uint8)
+        return to_afe_frames(events, self.sensor_size, self.frames, self.afe_threshold, self.afe_min_events).astype(
+            np.uint8
+        )
 
-    def raw_shape(self) -> "tuple[int, int, int, int]":
+    def raw_shape(self) -> tuple[int, int, int, int]:
         W, H = self.sensor_size
         return (self.time_steps, self.channels, H, W)
 

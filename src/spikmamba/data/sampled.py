@@ -74,7 +74,7 @@ class SampledFrames(Dataset):
     layout = LAYOUT
 
     @classmethod
-    def from_config(cls, cfg, split: str) -> "SampledFrames":
+    def from_config(cls, cfg, split: str) -> SampledFrames:
         root = config_root(cfg, split, cls.name)
         list_file = root / f"{split}.txt" if root.is_dir() else root
         ds = cls(list_file, list_file.parent / "classnames.json", allow_outside_root=cfg.allow_outside_root)
@@ -82,7 +82,9 @@ class SampledFrames(Dataset):
             raise DatasetLayoutError("SampledFrames", list_file.parent, f"{list_file.name} lists no files", LAYOUT)
         first = ds.sample(0)[0]
         if first.shape[-1] != first.shape[-2]:
-            raise ValueError(f"{ds.files[0]}: frames are {first.shape[-1]}x{first.shape[-2]}; the models take square input")
+            raise ValueError(
+                f"{ds.files[0]}: frames are {first.shape[-1]}x{first.shape[-2]}; the models take square input"
+            )
         ds.representation = SampledFramesRepresentation(frames=int(first.shape[0]), size=int(first.shape[-1]))
         return ds
 
@@ -116,7 +118,9 @@ class SampledFrames(Dataset):
         if not list_file.is_file():
             raise DatasetLayoutError("SampledFrames", list_file.parent, f"list file {list_file.name} not found", LAYOUT)
         if not Path(classnames_json).is_file():
-            raise DatasetLayoutError("SampledFrames", list_file.parent, f"{Path(classnames_json).name} not found", LAYOUT)
+            raise DatasetLayoutError(
+                "SampledFrames", list_file.parent, f"{Path(classnames_json).name} not found", LAYOUT
+            )
         with open(classnames_json) as f:
             mapping = json.load(f)
         self.classes = [name for name, _ in sorted(mapping.items(), key=lambda kv: kv[1])]
@@ -126,9 +130,12 @@ class SampledFrames(Dataset):
                 p = Path(line.strip())
                 self.files.append(confine.check(p if p.is_absolute() else list_file.parent / p, f"{list_file}:{n}"))
         self.labels = [label_from_path(str(p)) for p in self.files]
-        bad = [l for l in self.labels if not 0 <= l < len(self.classes)]
+        bad = [k for k in self.labels if not 0 <= k < len(self.classes)]
         if bad:
-            raise ValueError(f"{list_file}: labels {sorted(set(bad))[:5]} outside the {len(self.classes)} classes of {classnames_json}")
+            raise ValueError(
+                f"{list_file}: labels {sorted(set(bad))[:5]} outside the {len(self.classes)} classes of "
+                f"{classnames_json}"
+            )
         self.transform = transform
         self.representation = None
 

@@ -1,12 +1,12 @@
 """Seeded, stratified train/validation splits (so model selection never touches a test set)."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 
-def stratified_split(labels: Sequence[int], val_fraction: float, seed: int = 0) -> "tuple[list[int], list[int]]":
+def stratified_split(labels: Sequence[int], val_fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:
     """Indices ``(train, val)``: each class contributes ``round(val_fraction * count)`` samples
     (at least one when it has two or more) to validation, chosen by a seeded permutation."""
     if not 0.0 < val_fraction < 1.0:

@@ -128,14 +128,14 @@ class SynthActions:
         self.duration_us, self.n_render_frames, self.noise_rate_hz = duration_us, n_render_frames, noise_rate_hz
         self.seed, self.transform = seed, transform
         self.representation, self.pre_transform = representation, pre_transform
-        self._cache: "dict[int, np.ndarray] | None" = {} if cache else None
+        self._cache: dict[int, np.ndarray] | None = {} if cache else None
 
     @classmethod
-    def from_config(cls, cfg, split: str) -> "SynthActions":
+    def from_config(cls, cfg, split: str) -> SynthActions:
         n = cfg.num_train if split == "train" else cfg.num_test
         return cls(split, num_samples=n, sensor_size=(cfg.sensor_size, cfg.sensor_size), seed=cfg.seed, cache=False)
 
-    def configured(self, representation=None, transform=None, pre_transform=None, cache_dir=None) -> "SynthActions":
+    def configured(self, representation=None, transform=None, pre_transform=None, cache_dir=None) -> SynthActions:
         """A copy with another pipeline (``cache_dir`` is not used: clips are generated, not read)."""
         import copy
 
@@ -166,7 +166,7 @@ class SynthActions:
         return index % len(CLASSES)
 
     @property
-    def targets(self) -> "list[int]":
+    def targets(self) -> list[int]:
         return [self.label(i) for i in range(self.num_samples)]
 
     def events(self, index: int) -> np.ndarray:
@@ -197,7 +197,7 @@ class SynthActions:
 
 
 def export_clips(out_dir, count: int = 20, split: str = "test", sensor_size=(32, 32), seed: int = 0,
-                 extension: str = ".npz") -> "list":
+                 extension: str = ".npz") -> list:
     """Write ``count`` SynthActions clips of ``split`` as event files ``NNNN_<class>.<ext>`` plus
     ``labels.csv`` (``file,class_id,class_name``), so the built-in data can be read, shown and
     classified like recordings (``spikmamba synth --out DIR``). The clips are those a run with the

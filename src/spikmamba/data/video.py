@@ -66,7 +66,7 @@ class VideoRepresentation(RGBInput):
     clips_per_video: int = 1
     kind: str = "video"
 
-    def clip_starts(self, n: int) -> "list[int]":
+    def clip_starts(self, n: int) -> list[int]:
         span = (self.frames - 1) * self.frame_stride + 1
         if n <= span or self.clips_per_video == 1:
             return [max(0, (n - span) // 2)]
@@ -95,7 +95,7 @@ class VideoClips(Dataset):
     name = "videos"
     layout = ""
 
-    def __init__(self, videos: "list[tuple[Path, int]]", classes, representation: "VideoRepresentation | None" = None,
+    def __init__(self, videos: list[tuple[Path, int]], classes, representation: VideoRepresentation | None = None,
                  root=None, allow_outside_root: bool = False):
         if root is not None:  # list files and links stay inside the dataset folder (see Confinement)
             confine = Confinement(root, allow_outside_root)
@@ -105,7 +105,7 @@ class VideoClips(Dataset):
         self._last = (None, None)  # the last decoded video: its clips are often asked for together
 
     @classmethod
-    def from_config(cls, cfg, split: str) -> "VideoClips":
+    def from_config(cls, cfg, split: str) -> VideoClips:
         return cls(config_root(cfg, split, cls.name), split, **cls._config_kwargs(cfg))
 
     @staticmethod
@@ -114,7 +114,7 @@ class VideoClips(Dataset):
                                                        size=cfg.resolution or 112, clips_per_video=cfg.clips_per_video),
                     allow_outside_root=cfg.allow_outside_root)
 
-    def configured(self, representation=None, transform=None, pre_transform=None, cache_dir=None) -> "VideoClips":
+    def configured(self, representation=None, transform=None, pre_transform=None, cache_dir=None) -> VideoClips:
         if transform is not None or pre_transform is not None:
             raise ValueError(f"{self.name}: event transforms do not apply to RGB video")
         return self
@@ -124,15 +124,15 @@ class VideoClips(Dataset):
         return self.representation.clips_per_video
 
     @property
-    def targets(self) -> "list[int]":
+    def targets(self) -> list[int]:
         return [label for _, label in self.videos for _ in range(self.clips_per_video)]
 
     @property
-    def groups(self) -> "list[int]":
+    def groups(self) -> list[int]:
         return [v for v in range(len(self.videos)) for _ in range(self.clips_per_video)]
 
     @property
-    def sensor_size(self) -> "tuple[int, int]":
+    def sensor_size(self) -> tuple[int, int]:
         return (self.representation.size, self.representation.size)
 
     def source(self, index: int) -> str:
@@ -167,7 +167,7 @@ class VideoClips(Dataset):
         return self.sample(index)
 
 
-def _class_folders(root: Path) -> "list[str]":
+def _class_folders(root: Path) -> list[str]:
     return sorted((d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")
                    and any(f.suffix.lower() in VIDEO_EXTENSIONS for f in d.iterdir())), key=class_sort_key)
 
@@ -186,7 +186,9 @@ root/
     def _config_kwargs(cls, cfg) -> dict:
         return {**VideoClips._config_kwargs(cfg), "fold": cfg.fold}
 
-    def __init__(self, root, split: str = "train", fold: int = 1, representation=None, allow_outside_root: bool = False):
+    def __init__(
+        self, root, split: str = "train", fold: int = 1, representation=None, allow_outside_root: bool = False
+    ):
         root = Path(root)
         lists = root / "ucfTrainTestlist"
         list_file = lists / f"{'trainlist' if split == 'train' else 'testlist'}{fold:02d}.txt"
@@ -228,7 +230,9 @@ root/
     def _config_kwargs(cls, cfg) -> dict:
         return {**VideoClips._config_kwargs(cfg), "fold": cfg.fold}
 
-    def __init__(self, root, split: str = "train", fold: int = 1, representation=None, allow_outside_root: bool = False):
+    def __init__(
+        self, root, split: str = "train", fold: int = 1, representation=None, allow_outside_root: bool = False
+    ):
         root = Path(root)
         splits = root / "testTrainMulti_7030_splits"
         if not splits.is_dir():
@@ -284,10 +288,12 @@ Without a test.csv, the test split is the validation set (the test labels were n
             else:
                 missing += 1
         if missing:  # Kinetics is never complete (videos vanish from YouTube): say how many, never hide it
-            warnings.warn(f"Kinetics400 {split}: {missing} of {len(rows)} annotated videos are not in {folder}")
+            warnings.warn(f"Kinetics400 {split}: {missing} of {len(rows)} annotated videos are not in {folder}",
+                          stacklevel=2)
         if not videos:
-            raise DatasetLayoutError("Kinetics400", root, f"none of the {len(rows)} videos in {table.name} are in {folder}",
-                                     self.layout)
+            raise DatasetLayoutError(
+                "Kinetics400", root, f"none of the {len(rows)} videos in {table.name} are in {folder}", self.layout
+            )
         super().__init__(videos, names, representation, root, allow_outside_root)
 
 
@@ -301,7 +307,7 @@ root/
                           the train split is every video, and asking for another split is an error
 """
 
-    def __init__(self, root, split: "str | None" = None, representation=None, allow_outside_root: bool = False):
+    def __init__(self, root, split: str | None = None, representation=None, allow_outside_root: bool = False):
         root = Path(root)
         if not root.is_dir():
             raise DatasetLayoutError("VideoFolder", root, "dataset folder not found", self.layout)

@@ -42,7 +42,7 @@ def _uniform(generator, lo, hi) -> float:
     return lo + (hi - lo) * float(torch.rand((), generator=generator))
 
 
-def _random_box_sides(generator, area: float, fraction, ratio) -> "tuple[int, int]":
+def _random_box_sides(generator, area: float, fraction, ratio) -> tuple[int, int]:
     """Sides ``(sqrt(a * r), sqrt(a / r))`` of a box of random area ``a`` (a ``fraction`` range of
     ``area``) and random aspect ``r`` (log-uniform in ``ratio``), rounded to pixels."""
     a = area * _uniform(generator, *fraction)
@@ -50,7 +50,9 @@ def _random_box_sides(generator, area: float, fraction, ratio) -> "tuple[int, in
     return round(math.sqrt(a * aspect)), round(math.sqrt(a / aspect))
 
 
-def random_resized_crop(x: torch.Tensor, generator: torch.Generator, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)) -> torch.Tensor:
+def random_resized_crop(
+    x: torch.Tensor, generator: torch.Generator, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)
+) -> torch.Tensor:
     """Per sample: a crop of random area fraction and aspect ratio, resized back to ``H x W``."""
     B, C, H, W = x.shape
     out = torch.empty_like(x)
@@ -102,7 +104,7 @@ def auto_augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     except ImportError:
         if not _warned:
             warnings.warn("image_augment=published: AutoAugment skipped because torchvision is not installed "
-                          "(pip install torchvision); crop, flip and erasing still apply")
+                          "(pip install torchvision); crop, flip and erasing still apply", stacklevel=2)
             _warned.append(True)
         return x
     policy = v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET)

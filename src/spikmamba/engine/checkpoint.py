@@ -41,7 +41,7 @@ class CheckpointWriteError(OSError):
     """A checkpoint could not be written (disk full, read-only folder); the previous one is intact."""
 
 
-def atomic_write_bytes(path: "str | os.PathLike", data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, then rename it into place; on failure
     the temporary file is removed, ``path`` is untouched, and the error says why in words."""
     path = Path(path)
@@ -76,7 +76,7 @@ def _write_failure(path: Path, size: int, err: OSError) -> str:
     return f"could not write {path}: {err.strerror or err}; {kept}"
 
 
-def save_checkpoint(path: "str | os.PathLike", payload: dict) -> None:
+def save_checkpoint(path: str | os.PathLike, payload: dict) -> None:
     """Serialise with a digest, then write atomically (see :func:`atomic_write_bytes`)."""
     body = {"format": FORMAT, **payload}
     body["digest"] = payload_digest(body)
@@ -125,13 +125,13 @@ def state_digest(state: dict) -> str:
     return h.hexdigest()
 
 
-def load_checkpoint_file(path: "str | os.PathLike", what: str = "weights file"):
+def load_checkpoint_file(path: str | os.PathLike, what: str = "weights file"):
     """``torch.load(weights_only=True)`` with one clear CheckpointError for a missing or unusable
     file (see :func:`spikmamba.models.weights.load_torch_file`); never runs pickled code."""
     return load_torch_file(path, what, error=CheckpointError)
 
 
-def load_checkpoint(path: "str | os.PathLike", resume: bool = False) -> dict:
+def load_checkpoint(path: str | os.PathLike, resume: bool = False) -> dict:
     """Read and check a checkpoint (``weights_only=True``); a CheckpointError naming the file and
     the field for anything unusable. ``resume=True`` also requires the training state."""
     path = Path(path)
@@ -208,21 +208,23 @@ def load_model_state(model: nn.Module, state: dict, source: str) -> None:
     load_state_checked(model, state, source, error=CheckpointError)
 
 
-def stored_config(ckpt: dict, path: "str | os.PathLike"):
+def stored_config(ckpt: dict, path: str | os.PathLike):
     """The TrainConfig saved in a checkpoint, validated like any config (errors name the checkpoint)."""
     from .config import config_from_dict
 
     return config_from_dict(ckpt["config"], f"in the config stored in {path}")
 
 
-def model_from_checkpoint(path: "str | os.PathLike", ckpt: "dict | None" = None):
+def model_from_checkpoint(path: str | os.PathLike, ckpt: dict | None = None):
     """(model in eval mode, checkpoint dict): the model the checkpoint's config describes, with its weights."""
     from .model import build_model
 
     ckpt = ckpt if ckpt is not None else load_checkpoint(path)
     cfg = stored_config(ckpt, path)
     if cfg.model != ckpt["model_name"]:
-        raise CheckpointError(f"{path}: config names model {cfg.model!r} but the weights are for {ckpt['model_name']!r}")
+        raise CheckpointError(
+            f"{path}: config names model {cfg.model!r} but the weights are for {ckpt['model_name']!r}"
+        )
     model = build_model(cfg, len(ckpt["classes"]), **ckpt["geometry"], pretrained=False)
     load_model_state(model, ckpt["model"], str(path))
     return model.eval(), ckpt

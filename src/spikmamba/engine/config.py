@@ -17,7 +17,7 @@ from ..text import shown
 from .yaml_load import MAX_BYTES, load_yaml
 
 
-def _opt(default, help: str, choices: "tuple | None" = None):
+def _opt(default, help: str, choices: tuple | None = None):
     meta = {"help": help}
     if choices:
         meta["choices"] = choices
@@ -34,7 +34,9 @@ class TrainConfig:
                                  "spikmamba_tiny*, 4 for svmamba_*)")
     model_overrides: dict = _opt({}, "extra keyword arguments for the model factory (YAML only), e.g. {embed_dim: 96}")
     # data
-    data_name: str = _opt("synth", "'synth' (built-in simulated actions, no download) or a dataset from `spikmamba datasets`")
+    data_name: str = _opt(
+        "synth", "'synth' (built-in simulated actions, no download) or a dataset from `spikmamba datasets`"
+    )
     data_root: str = _opt("", "folder of the recorded training set (not used for synth)")
     test_root: str = _opt("", "folder of the recorded test set; empty = no test set (synth has its own)")
     val_fraction: float = _opt(0.0, "fraction of the training set held out (stratified, seeded) to pick the best epoch")
@@ -53,9 +55,12 @@ class TrainConfig:
     fold: int = _opt(1, "video only: the official split (fold) of UCF-101 / HMDB-51, 1-3")
     skip_unreadable: bool = _opt(False, "leave out samples that cannot be read or decoded (counted, listed in "
                                  "OUT_DIR/skipped.csv) instead of stopping with an error naming the file")
-    allow_outside_root: bool = _opt(False, "let a dataset's list files and symbolic links reach files outside data_root / "
-                                    "test_root (a folder of links to recordings elsewhere, a list of absolute paths); "
-                                    "off, such paths are refused")
+    allow_outside_root: bool = _opt(
+        False,
+        "let a dataset's list files and symbolic links reach files outside data_root / "
+        "test_root (a folder of links to recordings elsewhere, a list of absolute paths); "
+        "off, such paths are refused",
+    )
     max_skipped_fraction: float = _opt(0.05, "with skip_unreadable: stop when more than this fraction of the samples "
                                        "read so far had to be left out")
     transforms: list = _opt([], "event transforms, in order (YAML list, e.g. [Denoise, {RandomFlip: {p: 0.5}}, "
@@ -93,12 +98,18 @@ class TrainConfig:
     ema_decay: float = _opt(0.0, "keep an exponential moving average of the weights with this decay (e.g. 0.9998) "
                             "and evaluate / save it; 0 = off")
     clip_grad: float = _opt(1.0, "clip the gradient norm to this value (0 = off)")
-    skip_nonfinite: int = _opt(0, "skip up to this many steps whose loss or gradient is NaN/inf (0 = stop at the first)")
-    amp: str = _opt("none", "mixed precision: bf16 (CPU or CUDA) or fp16 (CUDA, with a grad scaler)", ("none", "bf16", "fp16"))
+    skip_nonfinite: int = _opt(
+        0, "skip up to this many steps whose loss or gradient is NaN/inf (0 = stop at the first)"
+    )
+    amp: str = _opt(
+        "none", "mixed precision: bf16 (CPU or CUDA) or fp16 (CUDA, with a grad scaler)", ("none", "bf16", "fp16")
+    )
     device: str = _opt("auto", "'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'")
     seed: int = _opt(0, "seed of data generation, initialisation, shuffling and augmentation")
     # outputs
-    out_dir: str = _opt("runs/synth", "folder for checkpoints (best.pt, last.pt), config.yaml, log.csv, TensorBoard events")
+    out_dir: str = _opt(
+        "runs/synth", "folder for checkpoints (best.pt, last.pt), config.yaml, log.csv, TensorBoard events"
+    )
     overwrite: bool = _opt(False, "write into out_dir even when it holds another run's files (they are removed first); "
                            "by default a new run goes to the first free out_dir-2, out_dir-3, ...")
     checkpoint_every: int = _opt(0, "also write last.pt every this many steps (0 = at the end of each epoch only)")
@@ -106,7 +117,7 @@ class TrainConfig:
     progress: bool = _opt(True, "show progress bars and per-epoch lines")
 
 
-def config_fields() -> "list[dataclasses.Field]":
+def config_fields() -> list[dataclasses.Field]:
     return list(dataclasses.fields(TrainConfig))
 
 
@@ -138,7 +149,9 @@ def _coerce(key: str, value, current, source: str):
     ok = (isinstance(value, kind) and not (kind is int and isinstance(value, bool))) or \
          (kind is float and isinstance(value, int) and not isinstance(value, bool))
     if not ok:
-        raise ValueError(f"config key {key!r} expects {kind.__name__}, got {shown(value)} of type {type(value).__name__} ({source})")
+        raise ValueError(
+            f"config key {key!r} expects {kind.__name__}, got {shown(value)} of type {type(value).__name__} ({source})"
+        )
     return kind(value) if kind is float else value
 
 
@@ -152,7 +165,9 @@ def _set(cfg: TrainConfig, pairs, source: str) -> TrainConfig:
 
             close = difflib.get_close_matches(name, list(fields), n=3, cutoff=0.6)
             hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-            raise ValueError(f"unknown config key {shown(key)} ({source}); {hint}valid keys: {', '.join(sorted(fields))}")
+            raise ValueError(
+                f"unknown config key {shown(key)} ({source}); {hint}valid keys: {', '.join(sorted(fields))}"
+            )
         value = _coerce(key, value, getattr(cfg, name), source)
         choices = fields[name].metadata.get("choices")
         if choices and value not in choices:
@@ -161,7 +176,7 @@ def _set(cfg: TrainConfig, pairs, source: str) -> TrainConfig:
     return dataclasses.replace(cfg, **updates)
 
 
-def apply_overrides(cfg: TrainConfig, items: "list[str]") -> TrainConfig:
+def apply_overrides(cfg: TrainConfig, items: list[str]) -> TrainConfig:
     """Apply ``key=value`` strings; unknown keys and bad values raise ValueError naming the key."""
     pairs = []
     for item in items:
@@ -179,12 +194,12 @@ def _flatten(d: dict, prefix: str = ""):
             yield f"{prefix}{k}", v
 
 
-def config_from_dict(doc: dict, source: str, base: "TrainConfig | None" = None) -> TrainConfig:
+def config_from_dict(doc: dict, source: str, base: TrainConfig | None = None) -> TrainConfig:
     """Validate a (possibly nested) mapping into a TrainConfig; errors name the key and ``source``."""
     return _set(base or TrainConfig(), list(_flatten(doc)), source)
 
 
-def load_config(path: "str | os.PathLike", base: "TrainConfig | None" = None) -> TrainConfig:
+def load_config(path: str | os.PathLike, base: TrainConfig | None = None) -> TrainConfig:
     """Read a YAML config (safe loader), validated field by field."""
     path = Path(path)
     if not path.is_file():
@@ -197,7 +212,7 @@ def load_config(path: "str | os.PathLike", base: "TrainConfig | None" = None) ->
     return config_from_dict(doc, f"in {path}", base)
 
 
-def save_config(cfg: TrainConfig, path: "str | os.PathLike") -> None:
+def save_config(cfg: TrainConfig, path: str | os.PathLike) -> None:
     """The resolved config as YAML, loadable again with ``--config``."""
     import yaml
 
@@ -219,17 +234,39 @@ def _between(lo, hi, hi_open=True):
 
 #: the allowed range of every numeric key (checked by :func:`validate_config`)
 RANGES = {
-    "patch_size": _at_least(0), "frames": _at_least(1), "resolution": _at_least(0), "frame_stride": _at_least(1),
-    "clips_per_video": _at_least(1), "fold": _between(1, 3, hi_open=False), "sensor_size": _at_least(1),
-    "num_train": _at_least(1), "num_test": _at_least(1), "augment_shift": _at_least(0),
-    "val_fraction": _between(0.0, 1.0), "adaptive_fine_steps": _at_least(1), "adaptive_channels": _at_least(1),
-    "batch_size": _at_least(1), "epochs": _at_least(1), "lr": ((lambda v: v > 0), "> 0"),
-    "momentum": _between(0.0, 1.0), "weight_decay": _at_least(0.0), "min_lr": _at_least(0.0),
-    "step_epochs": _at_least(1), "step_gamma": ((lambda v: 0 < v <= 1), "in (0, 1]"),
-    "warmup_epochs": _at_least(0.0), "label_smoothing": _between(0.0, 1.0), "ema_decay": _between(0.0, 1.0),
-    "clip_grad": _at_least(0.0), "skip_nonfinite": _at_least(0), "seed": _between(0, 2**32), "checkpoint_every": _at_least(0),
-    "max_skipped_fraction": _between(0.0, 1.0, hi_open=False), "num_workers": _at_least(-1), "max_steps": _at_least(0),
-    "eval_every": _at_least(1), "limit_val_batches": _at_least(0),
+    "patch_size": _at_least(0),
+    "frames": _at_least(1),
+    "resolution": _at_least(0),
+    "frame_stride": _at_least(1),
+    "clips_per_video": _at_least(1),
+    "fold": _between(1, 3, hi_open=False),
+    "sensor_size": _at_least(1),
+    "num_train": _at_least(1),
+    "num_test": _at_least(1),
+    "augment_shift": _at_least(0),
+    "val_fraction": _between(0.0, 1.0),
+    "adaptive_fine_steps": _at_least(1),
+    "adaptive_channels": _at_least(1),
+    "batch_size": _at_least(1),
+    "epochs": _at_least(1),
+    "lr": ((lambda v: v > 0), "> 0"),
+    "momentum": _between(0.0, 1.0),
+    "weight_decay": _at_least(0.0),
+    "min_lr": _at_least(0.0),
+    "step_epochs": _at_least(1),
+    "step_gamma": ((lambda v: 0 < v <= 1), "in (0, 1]"),
+    "warmup_epochs": _at_least(0.0),
+    "label_smoothing": _between(0.0, 1.0),
+    "ema_decay": _between(0.0, 1.0),
+    "clip_grad": _at_least(0.0),
+    "skip_nonfinite": _at_least(0),
+    "seed": _between(0, 2**32),
+    "checkpoint_every": _at_least(0),
+    "max_skipped_fraction": _between(0.0, 1.0, hi_open=False),
+    "num_workers": _at_least(-1),
+    "max_steps": _at_least(0),
+    "eval_every": _at_least(1),
+    "limit_val_batches": _at_least(0),
 }
 #: keys that only mean something for recorded data; set with data_name=synth they would be ignored
 RECORDED_ONLY = ("data_root", "test_root", "cache_dir")
@@ -263,7 +300,9 @@ def validate_config(cfg: TrainConfig, source: str = "config") -> TrainConfig:
         raise ValueError(f"config key 'out_dir' is empty; name the folder the run writes, e.g. out_dir=runs/mine "
                          f"({source})")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", cfg.device):
-        raise ValueError(f"config key 'device' is {shown(cfg.device)}; use 'auto', 'cpu', 'cuda' or 'cuda:N' ({source})")
+        raise ValueError(
+            f"config key 'device' is {shown(cfg.device)}; use 'auto', 'cpu', 'cuda' or 'cuda:N' ({source})"
+        )
     if cfg.transforms:
         from ..events.transforms import check_transforms_spec
 
@@ -287,8 +326,10 @@ def validate_config(cfg: TrainConfig, source: str = "config") -> TrainConfig:
                              f"{', '.join(DATASETS)} ({source})")
         for key in SYNTH_ONLY:
             if getattr(cfg, key) != getattr(defaults, key):
-                raise ValueError(f"config key {key!r} is set ({shown(getattr(cfg, key))}) but only the built-in synth data "
-                                 f"use it; data_name={shown(cfg.data_name)} reads its samples from data_root ({source})")
+                raise ValueError(
+                    f"config key {key!r} is set ({shown(getattr(cfg, key))}) but only the built-in synth data "
+                    f"use it; data_name={shown(cfg.data_name)} reads its samples from data_root ({source})"
+                )
     return cfg
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from functools import partial
-from typing import Optional
 
 import numpy as np
 import torch
@@ -44,9 +43,17 @@ def representation_for(cfg: TrainConfig, sensor_size) -> EventRepresentation:
     W, H = sensor_size
     res = (cfg.resolution, cfg.resolution) if cfg.resolution else (W, H)
     if res[0] != res[1]:
-        raise ValueError(f"{cfg.data_name} gives a {W}x{H} sensor; the models take square input: set resolution=<pixels>")
-    return EventRepresentation((W, H), kind=cfg.representation, frames=cfg.frames, split_by=cfg.split_by, resolution=res,
-                               fine_steps=cfg.adaptive_fine_steps if cfg.representation == "adaptive" else 1)
+        raise ValueError(
+            f"{cfg.data_name} gives a {W}x{H} sensor; the models take square input: set resolution=<pixels>"
+        )
+    return EventRepresentation(
+        (W, H),
+        kind=cfg.representation,
+        frames=cfg.frames,
+        split_by=cfg.split_by,
+        resolution=res,
+        fine_steps=cfg.adaptive_fine_steps if cfg.representation == "adaptive" else 1,
+    )
 
 
 def representation_to_dict(rep) -> dict:
@@ -68,7 +75,7 @@ def geometry_of(rep) -> dict:
     return dict(in_chans=rep.channels, img_size=int(size), num_frames=rep.time_steps)
 
 
-def input_spec(rep) -> "tuple[tuple[int, ...], torch.dtype]":
+def input_spec(rep) -> tuple[tuple[int, ...], torch.dtype]:
     """Shape and dtype of one model input (an empty batch of it keeps every process of a
     data-parallel run in step when its share of a batch is empty)."""
     g = geometry_of(rep)
@@ -90,7 +97,7 @@ def build_dataset(cfg: TrainConfig, split: str):
     return DATASETS[cfg.data_name].from_config(cfg, split)
 
 
-def event_transforms(cfg: TrainConfig, sensor_size) -> "tuple[Compose, Compose]":
+def event_transforms(cfg: TrainConfig, sensor_size) -> tuple[Compose, Compose]:
     """The config's ``transforms``: (training form, evaluation form) for a ``(W, H)`` sensor."""
     train = transforms_from_config(cfg.transforms, sensor_size)
     return train, train.eval_form()
@@ -129,7 +136,7 @@ class InMemory(torch.utils.data.Dataset):
         self.x, self._targets, self._source = x, list(targets), source
 
     @property
-    def targets(self) -> "list[int]":
+    def targets(self) -> list[int]:
         return self._targets
 
     def source(self, index: int) -> str:
@@ -175,8 +182,8 @@ class Data:
     classes: list
     representation: object
     train: SampleView
-    val: Optional[SampleView]
-    test: Optional[SampleView]
+    val: SampleView | None
+    test: SampleView | None
     in_memory: bool = False
 
     @property
@@ -184,7 +191,7 @@ class Data:
         return geometry_of(self.representation)
 
 
-def load_data(cfg: TrainConfig, progress: bool = False, env: "D.DistEnv | None" = None) -> Data:
+def load_data(cfg: TrainConfig, progress: bool = False, env: D.DistEnv | None = None) -> Data:
     """The train / validation (carved from train, stratified, seeded; whole videos) / test views of ``cfg``."""
     from ..data import stratified_split
     from ..threads import usable_cpus
@@ -228,7 +235,7 @@ def load_data(cfg: TrainConfig, progress: bool = False, env: "D.DistEnv | None" 
     return Data(list(base.classes), pipes.representation, train, val, test, in_memory)
 
 
-def eval_view(cfg: TrainConfig, split: str) -> "tuple[SampleView, list, object]":
+def eval_view(cfg: TrainConfig, split: str) -> tuple[SampleView, list, object]:
     """``(view, classes, representation)`` of one split read for evaluation (test, energy)."""
     ds = build_dataset(cfg, split)
     pipes = pipelines(cfg, ds)
@@ -253,7 +260,7 @@ def load_input_file(path, rep, transforms=None, sensor_size=None, event_format=N
 
 
 def load_event_file(path, rep: EventRepresentation, transforms=None, sensor_size=None,
-                    event_format: "str | None" = None) -> np.ndarray:
+                    event_format: str | None = None) -> np.ndarray:
     """One event file as the model input ``[T, C, H, W]``, made the way ``rep`` made the evaluation data.
 
     A file that states its own sensor size is represented at that size (after the transforms),

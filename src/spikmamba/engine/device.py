@@ -8,7 +8,7 @@ import torch
 from . import distributed as D
 
 
-def resolve_device(name: str, env: "D.DistEnv | None" = None) -> torch.device:
+def resolve_device(name: str, env: D.DistEnv | None = None) -> torch.device:
     """``auto`` is CUDA when available; under torchrun each process takes the GPU of its local rank."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"

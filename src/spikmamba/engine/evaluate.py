@@ -23,9 +23,17 @@ from tqdm import tqdm
 from . import distributed as D
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, stored_config
 from .config import TrainConfig, apply_overrides, load_config, validate_config
+from .data import (
+    EMPTY,
+    EmptyRecording,
+    build_dataset,
+    eval_view,
+    geometry_of,
+    load_data,
+    load_input_file,
+    representation_from_dict,
+)
 from .device import autocast, resolve_device
-from .data import (EMPTY, EmptyRecording, build_dataset, eval_view, geometry_of, load_data, load_input_file,
-                   representation_from_dict)
 from .loader import SequentialBatches, Skipped, make_loader
 from .metrics import ClassificationMetrics, per_group_metrics
 
@@ -35,7 +43,7 @@ class EvalResult:
     """Metrics of one evaluation: per sample (clip), per video when the data has videos, and the
     samples left out as unreadable (``skip_unreadable``)."""
     metrics: ClassificationMetrics
-    per_group: "ClassificationMetrics | None" = None
+    per_group: ClassificationMetrics | None = None
     skipped: list = field(default_factory=list)
 
     @property
@@ -48,8 +56,8 @@ class EvalResult:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, num_classes: int, env: "D.DistEnv | None" = None,
-             device: "torch.device | str" = "cpu", amp: str = "none", groups=None, progress: bool = False) -> EvalResult:
+def evaluate(model: nn.Module, loader, num_classes: int, env: D.DistEnv | None = None,
+             device: torch.device | str = "cpu", amp: str = "none", groups=None, progress: bool = False) -> EvalResult:
     """Metrics of ``model`` over a loader of :class:`~.loader.Batch` es. Under DDP each process
     evaluates its share and the counts are summed, so every process returns the metrics of the
     whole set. With ``groups`` (the video of each sample of the view) a video's prediction is the
@@ -91,14 +99,14 @@ def evaluate(model: nn.Module, loader, num_classes: int, env: "D.DistEnv | None"
     return EvalResult(metrics, per_group, skipped)
 
 
-def test_config(checkpoint: str, ckpt: dict, config_file: "str | None", overrides: "list[str]") -> TrainConfig:
+def test_config(checkpoint: str, ckpt: dict, config_file: str | None, overrides: list[str]) -> TrainConfig:
     cfg = stored_config(ckpt, checkpoint)
     if config_file:
         cfg = load_config(config_file, base=cfg)
     return validate_config(apply_overrides(cfg, overrides), f"the config of {checkpoint} with the given overrides")
 
 
-def overlap_with_training(cfg: TrainConfig, test_view) -> "tuple[int, int] | None":
+def overlap_with_training(cfg: TrainConfig, test_view) -> tuple[int, int] | None:
     """(test samples whose file is also a training file, test samples), when any are shared;
     ``test_view`` is the test set already made, whose sample list is compared, not listed again."""
     import os
@@ -117,8 +125,8 @@ def overlap_with_training(cfg: TrainConfig, test_view) -> "tuple[int, int] | Non
     return (shared, len(test)) if shared else None
 
 
-def run_test(checkpoint: str, config_file: "str | None" = None, overrides: "list[str] | None" = None,
-             out_dir: "str | None" = None, progress: bool = True) -> dict:
+def run_test(checkpoint: str, config_file: str | None = None, overrides: list[str] | None = None,
+             out_dir: str | None = None, progress: bool = True) -> dict:
     """Evaluate ``checkpoint`` on its test set; returns the metrics dict (also written as JSON)."""
     ckpt = load_checkpoint(checkpoint)
     cfg = dataclasses.replace(test_config(checkpoint, ckpt, config_file, overrides or []), progress=progress)
@@ -145,8 +153,10 @@ def run_test(checkpoint: str, config_file: "str | None" = None, overrides: "list
                              f"test` evaluates the run's validation split") from None
         shared = overlap_with_training(cfg, view)
         if shared:
-            notes.append(f"{shared[0]} of the {shared[1]} test samples are files of the training set ({cfg.data_root}): "
-                         f"this accuracy is not a held-out result")
+            notes.append(
+                f"{shared[0]} of the {shared[1]} test samples are files of the training set ({cfg.data_root}): "
+                f"this accuracy is not a held-out result"
+            )
     if list(classes) != list(ckpt["classes"]):
         raise ValueError(f"the test set's classes {list(classes)[:5]}... differ from the checkpoint's "
                          f"{list(ckpt['classes'])[:5]}...; point test_root at the same dataset")
@@ -192,7 +202,7 @@ def natural_key(path) -> tuple:
                  for part in re.split(r"(\d+)", str(path)) if part)
 
 
-def collect_input_files(paths, extensions: "tuple[str, ...] | None" = None, what: str = "event") -> "list[Path]":
+def collect_input_files(paths, extensions: tuple[str, ...] | None = None, what: str = "event") -> list[Path]:
     """Files named directly, plus every file with a known extension (event files by default) under named folders."""
     from ..events.io import EVENT_FILE_EXTENSIONS
 
@@ -248,12 +258,12 @@ class Predictor:
     forward: object
     classes: list
     representation: object
-    transforms: "list | None"
+    transforms: list | None
     name: str
-    module: "torch.nn.Module | None" = None  # the PyTorch model (also behind an ONNX Runtime forward)
+    module: torch.nn.Module | None = None  # the PyTorch model (also behind an ONNX Runtime forward)
 
 
-def load_predictor(checkpoint: "str | None" = None, model: "str | None" = None, device: str = "cpu",
+def load_predictor(checkpoint: str | None = None, model: str | None = None, device: str = "cpu",
                    backend: str = "torch") -> Predictor:
     """From a checkpoint, or from ``model``: a weights folder or a shipped ``name.tag``
     (``spikmamba_tiny_sps.nmnist``). ``backend="onnxruntime"`` exports the model to ONNX first
@@ -270,7 +280,9 @@ def load_predictor(checkpoint: "str | None" = None, model: "str | None" = None, 
     if checkpoint is not None:
         ckpt = load_checkpoint(checkpoint)
         if "representation" not in ckpt:
-            raise CheckpointError(f"{checkpoint} does not record how events became tensors; it cannot predict from files")
+            raise CheckpointError(
+                f"{checkpoint} does not record how events became tensors; it cannot predict from files"
+            )
         net, _ = model_from_checkpoint(checkpoint, ckpt)
         info = {"model": ckpt["model_name"], "classes": list(ckpt["classes"]), "representation": ckpt["representation"],
                 "transforms": ckpt["config"].get("transforms") or None}
@@ -319,7 +331,7 @@ def folder_representation(cfg: dict, path):
     return rep
 
 
-def folder_labels(folder: Path) -> "tuple[Path, dict] | None":
+def folder_labels(folder: Path) -> tuple[Path, dict] | None:
     """``(labels file, {file name or stem: class})`` of a folder that states its labels: the
     ``labels.csv`` of ``spikmamba synth`` (``file,class_id,class_name``, or ``file,class``) or an
     N-MNIST-style ``labels.txt`` (a header line, then ``sample<TAB>class``)."""
@@ -342,7 +354,7 @@ def folder_labels(folder: Path) -> "tuple[Path, dict] | None":
     return None
 
 
-def score_labelled(paths, predictions: list, classes: list) -> "dict | None":
+def score_labelled(paths, predictions: list, classes: list) -> dict | None:
     """Accuracy and confusion matrix of the predictions whose files a labels file names (see
     :func:`folder_labels`); None when no folder given states labels."""
     truth, sources = {}, []
@@ -396,8 +408,14 @@ def onnx_predictor(path) -> Predictor:
         raise WeightsError(f"{path} does not carry {' or '.join(missing)} in its metadata; export it with "
                            f"`spikmamba export --format onnx`, which records them")
     folder_representation({"representation": info["representation"], "geometry": info.get("geometry")}, path)
-    return Predictor(_onnxruntime_forward(path), list(info["classes"]), representation_from_dict(info["representation"]),
-                     info.get("transforms") or None, info.get("model", path.stem), None)
+    return Predictor(
+        _onnxruntime_forward(path),
+        list(info["classes"]),
+        representation_from_dict(info["representation"]),
+        info.get("transforms") or None,
+        info.get("model", path.stem),
+        None,
+    )
 
 
 def _onnxruntime_forward(path):
@@ -415,8 +433,8 @@ def _onnx_forward(net, info: dict):
 
 
 @torch.no_grad()
-def predict_files(checkpoint: "str | None", paths, topk: int = 5, batch_size: int = 16, device: str = "cpu",
-                  class_names: "dict | None" = None, num_workers: int = -1, model: "str | None" = None,
+def predict_files(checkpoint: str | None, paths, topk: int = 5, batch_size: int = 16, device: str = "cpu",
+                  class_names: dict | None = None, num_workers: int = -1, model: str | None = None,
                   backend: str = "torch", sensor_size=None, event_format=None) -> dict:
     """``{"predictions": [...], "errors": [...]}``: for each readable file the top-``topk`` classes with
     probabilities; a file that cannot be read or represented is listed under errors with the reason.

@@ -42,7 +42,7 @@ def checkpoint_config(ckpt: dict, path) -> dict:
             "transforms": list(cfg.transforms), "geometry": dict(ckpt["geometry"])}
 
 
-def export_folder(checkpoint, out, card: "str | None" = None, overwrite: bool = False) -> Path:
+def export_folder(checkpoint, out, card: str | None = None, overwrite: bool = False) -> Path:
     """``best.pt`` / ``last.pt`` -> a weights folder (see the module docstring); an existing
     ``out`` that is not empty is refused unless ``overwrite``."""
     from ..models.weights import save_pretrained
@@ -87,7 +87,7 @@ def example_input(representation: dict, batch: int = 1) -> torch.Tensor:
     return torch.rand((batch, *shape), generator=g)
 
 
-def _check_onnx(path: Path, model: nn.Module, example: torch.Tensor) -> "float | str":
+def _check_onnx(path: Path, model: nn.Module, example: torch.Tensor) -> float | str:
     """Largest |ONNX Runtime - PyTorch| over two batch sizes, or why the graph does not run."""
     import onnxruntime as ort
 
@@ -106,7 +106,7 @@ def _check_onnx(path: Path, model: nn.Module, example: torch.Tensor) -> "float |
         return f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
 
 
-def export_onnx(model: nn.Module, example: torch.Tensor, path, metadata: "dict | None" = None,
+def export_onnx(model: nn.Module, example: torch.Tensor, path, metadata: dict | None = None,
                 opset: int = 18, tolerance: float = 1e-4) -> dict:
     """Write ``model`` as ONNX with a dynamic batch dimension, checked against PyTorch (see the
     module docstring); returns ``{"path", "exporter", "max_abs_diff"}``."""

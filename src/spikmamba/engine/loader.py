@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import math
 import signal
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, NamedTuple, Optional, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -46,13 +47,13 @@ class Skipped:
 class Batch(NamedTuple):
     """``x`` (None when every sample of this process's share was skipped or the share is empty),
     labels, the samples' positions in their view, and the :class:`Skipped` records."""
-    x: Optional[torch.Tensor]
+    x: torch.Tensor | None
     y: torch.Tensor
     position: torch.Tensor
     skipped: list
 
 
-def sample_generators(seed: int, epoch: int, position: int) -> "tuple[np.random.Generator, torch.Generator]":
+def sample_generators(seed: int, epoch: int, position: int) -> tuple[np.random.Generator, torch.Generator]:
     """Independent generators for one sample's event transforms (NumPy) and tensor augmentation (torch)."""
     events, tensor = np.random.SeedSequence([seed, epoch, position]).spawn(2)
     gen = torch.Generator().manual_seed(int(tensor.generate_state(1, np.uint64)[0]) & (2**63 - 1))
@@ -72,8 +73,8 @@ class SampleView(Dataset):
     Item ``(epoch, position)`` -> ``(x, label, position)``; ``epoch=None`` reads without any
     randomness (evaluation). ``augment(x, generator)`` runs on the tensor of a training sample."""
 
-    def __init__(self, dataset, indices: "Sequence[int] | None" = None, seed: int = 0,
-                 augment: "Callable | None" = None, skip_unreadable: bool = False):
+    def __init__(self, dataset, indices: Sequence[int] | None = None, seed: int = 0,
+                 augment: Callable | None = None, skip_unreadable: bool = False):
         self.dataset = dataset
         self.indices = None if indices is None else [int(i) for i in indices]
         self.seed, self.augment, self.skip_unreadable = seed, augment, skip_unreadable
@@ -85,12 +86,12 @@ class SampleView(Dataset):
         return position if self.indices is None else self.indices[position]
 
     @property
-    def targets(self) -> "list[int]":
+    def targets(self) -> list[int]:
         t = self.dataset.targets
         return list(t) if self.indices is None else [t[i] for i in self.indices]
 
     @property
-    def groups(self) -> "list[int] | None":
+    def groups(self) -> list[int] | None:
         g = getattr(self.dataset, "groups", None)
         if g is None:
             return None
@@ -124,7 +125,7 @@ def source_of(dataset, index: int) -> str:
     return f(index) if f is not None else f"sample {index}"
 
 
-def _stack(xs: "list[torch.Tensor]") -> torch.Tensor:
+def _stack(xs: list[torch.Tensor]) -> torch.Tensor:
     """``torch.stack``; in a worker process straight into shared memory, as torch's default collate
     does, so the batch crosses to the main process without another copy."""
     if torch.utils.data.get_worker_info() is not None:
@@ -147,7 +148,7 @@ class ShuffledBatches(Sampler):
 
     ``set_epoch(epoch, start)`` picks the epoch and the global batch to start from (resume)."""
 
-    def __init__(self, n: int, batch_size: int, seed: int, env: "D.DistEnv | None" = None):
+    def __init__(self, n: int, batch_size: int, seed: int, env: D.DistEnv | None = None):
         self.n, self.batch_size, self.seed, self.env = n, batch_size, seed, env or D.DistEnv()
         self.epoch, self.start = 0, 0
 
@@ -173,7 +174,7 @@ class SequentialBatches(Sampler):
     With ``limit`` > 0 only that many batches per process, drawn from a fixed seeded shuffle (so a
     capped validation is the same subset every time, and not just the first classes)."""
 
-    def __init__(self, n: int, batch_size: int, env: "D.DistEnv | None" = None, limit: int = 0, seed: int = 0):
+    def __init__(self, n: int, batch_size: int, env: D.DistEnv | None = None, limit: int = 0, seed: int = 0):
         order = torch.arange(n)
         if limit > 0:
             env_ = env or D.DistEnv()
@@ -196,7 +197,7 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
 
 
-def make_loader(view: SampleView, batch_sampler: Sampler, num_workers: int, device: "torch.device | None" = None,
+def make_loader(view: SampleView, batch_sampler: Sampler, num_workers: int, device: torch.device | None = None,
                 prefetch_factor: int = 2) -> DataLoader:
     """A DataLoader over ``view``: persistent workers (spawned once, kept across epochs), prefetching,
     pinned memory when batches go to a GPU."""
@@ -205,7 +206,7 @@ def make_loader(view: SampleView, batch_sampler: Sampler, num_workers: int, devi
                       pin_memory=device is not None and device.type == "cuda", worker_init_fn=_worker_init)
 
 
-def default_num_workers(in_memory: bool, env: "D.DistEnv | None" = None) -> int:
+def default_num_workers(in_memory: bool, env: D.DistEnv | None = None) -> int:
     """Workers per process when ``num_workers=-1``: none for data already in memory; else the CPUs
     this process may use, shared among the processes on this machine, less one for the training
     threads, at most 4 (measured in benchmarks/RESULTS.md)."""

@@ -9,18 +9,31 @@ import csv
 import sys
 from pathlib import Path
 
-COLUMNS = ("epoch", "step", "lr", "train_loss", "train_acc", "val_acc", "val_top5", "val_samples", "samples_per_s", "epoch_s")
+COLUMNS = (
+    "epoch",
+    "step",
+    "lr",
+    "train_loss",
+    "train_acc",
+    "val_acc",
+    "val_top5",
+    "val_samples",
+    "samples_per_s",
+    "epoch_s",
+)
 
 
 class RunLogger:
-    def __init__(self, out_dir: "str | Path", tensorboard: bool = True, resume_epoch: int = 0, quiet: bool = False):
+    def __init__(self, out_dir: str | Path, tensorboard: bool = True, resume_epoch: int = 0, quiet: bool = False):
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.csv_path = self.out / "log.csv"
         kept = []
         if resume_epoch and self.csv_path.exists():
             with open(self.csv_path, newline="") as f:
-                kept = [r for r in csv.DictReader(f) if r.get("epoch", "").isdigit() and int(r["epoch"]) <= resume_epoch]
+                kept = [
+                    r for r in csv.DictReader(f) if r.get("epoch", "").isdigit() and int(r["epoch"]) <= resume_epoch
+                ]
         with open(self.csv_path, "w", newline="") as f:
             w = csv.DictWriter(f, COLUMNS)
             w.writeheader()
@@ -34,7 +47,9 @@ class RunLogger:
                     print("note: TensorBoard logging is off (pip install tensorboard to enable it); log.csv is written",
                           file=sys.stderr)
             else:
-                self.tb = SummaryWriter(log_dir=str(self.out / "tensorboard"), purge_step=resume_epoch + 1 if resume_epoch else None)
+                self.tb = SummaryWriter(
+                    log_dir=str(self.out / "tensorboard"), purge_step=resume_epoch + 1 if resume_epoch else None
+                )
 
     def log(self, record: dict) -> None:
         with open(self.csv_path, "a", newline="") as f:
@@ -51,7 +66,7 @@ class RunLogger:
             self.tb.close()
 
 
-def save_training_curves(history: "list[dict]", path: "str | Path") -> None:
+def save_training_curves(history: list[dict], path: str | Path) -> None:
     """Loss and accuracy per epoch (training, and validation when there is one) as a PNG."""
     if not history:
         return

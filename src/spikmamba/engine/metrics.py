@@ -39,7 +39,7 @@ class ClassificationMetrics:
     def topk_acc(self) -> float:
         return float(self.topk_correct) / max(self.count, 1)
 
-    def per_class(self) -> "list[float | None]":
+    def per_class(self) -> list[float | None]:
         """Accuracy (recall) of each true class; None for a class with no samples."""
         support = self.confusion.sum(1)
         return [float(self.confusion[c, c]) / int(support[c]) if support[c] else None for c in range(self.num_classes)]
@@ -51,14 +51,14 @@ class ClassificationMetrics:
                               for name, acc, n in zip(classes, self.per_class(), support)],
                 "confusion": self.confusion.tolist()}
 
-    def save_csv(self, path: "str | Path", classes) -> None:
+    def save_csv(self, path: str | Path, classes) -> None:
         with open(path, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["true \\ predicted", *classes])
             for name, row in zip(classes, self.confusion.tolist()):
                 w.writerow([name, *row])
 
-    def save_png(self, path: "str | Path", classes, title: str = "confusion matrix") -> None:
+    def save_png(self, path: str | Path, classes, title: str = "confusion matrix") -> None:
         import matplotlib
 
         matplotlib.use("Agg")

@@ -11,8 +11,8 @@ class UnknownModelArgument(ValueError):
     """A config passes the model an argument it does not take (``model_overrides``)."""
 
 
-def model_config(cfg: TrainConfig, num_classes: int, in_chans: int = 2, img_size: "int | None" = None,
-                 num_frames: "int | None" = None) -> dict:
+def model_config(cfg: TrainConfig, num_classes: int, in_chans: int = 2, img_size: int | None = None,
+                 num_frames: int | None = None) -> dict:
     """What builds ``cfg.model`` for this data, in the form a weights folder's ``config.json``
     stores (``model``, ``kwargs``, ``adaptive``): for inputs of ``in_chans`` channels and
     ``num_frames`` steps. With ``representation: adaptive`` the inputs are fine frames: the model
@@ -30,8 +30,8 @@ def model_config(cfg: TrainConfig, num_classes: int, in_chans: int = 2, img_size
     return {"model": cfg.model, "kwargs": kwargs, "adaptive": adaptive}
 
 
-def build_model(cfg: TrainConfig, num_classes: int, in_chans: int = 2, img_size: "int | None" = None,
-                num_frames: "int | None" = None, pretrained: bool = True) -> nn.Module:
+def build_model(cfg: TrainConfig, num_classes: int, in_chans: int = 2, img_size: int | None = None,
+                num_frames: int | None = None, pretrained: bool = True) -> nn.Module:
     """The model :func:`model_config` describes. ``pretrained=False`` reads no initial-weight file
     (ReSpike's ``ann_weights``): a model about to receive a checkpoint's state must not need, or
     read, the file it was first initialised from (it may not exist on the machine that predicts)."""

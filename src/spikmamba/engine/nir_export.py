@@ -35,7 +35,7 @@ from .export import ExportError
 SUPPORTED = (nn.Conv2d, nn.BatchNorm2d, LIFNode, nn.AvgPool2d, nn.Flatten, nn.Linear)
 
 
-def first_inexpressible(model: nn.Module) -> "tuple[str, nn.Module] | None":
+def first_inexpressible(model: nn.Module) -> tuple[str, nn.Module] | None:
     """The first leaf module (in registration order) that NIR has no node for."""
     for name, m in model.named_modules():
         if len(list(m.children())) == 0 and not isinstance(m, SUPPORTED + (nn.Dropout, nn.Identity)):
@@ -43,7 +43,7 @@ def first_inexpressible(model: nn.Module) -> "tuple[str, nn.Module] | None":
     return None
 
 
-def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> "tuple[np.ndarray, np.ndarray]":
+def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[np.ndarray, np.ndarray]:
     """Weight and bias of ``bn(conv(x))`` as one conv, with ``bn``'s running statistics (eval mode)."""
     scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
     weight = conv.weight.detach() * scale[:, None, None, None]
@@ -52,7 +52,7 @@ def fold_batchnorm(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> "tuple[np.ndarray, np
     return weight.double().numpy(), bias.double().numpy()
 
 
-def lif_to_nir(lif: LIFNode, shape) -> "object":
+def lif_to_nir(lif: LIFNode, shape) -> object:
     """Our LIF as a NIR LIF (see the module docstring for the convention)."""
     import nir
 
@@ -64,7 +64,7 @@ def lif_to_nir(lif: LIFNode, shape) -> "object":
                    v_threshold=full(lif.v_threshold), v_reset=full(lif.v_reset))
 
 
-def to_nir(model: nn.Module, input_shape) -> "object":
+def to_nir(model: nn.Module, input_shape) -> object:
     """``model`` (with ``nir_sequence()``) as a NIR graph for inputs of ``input_shape`` = (C, H, W)."""
     import nir
 

@@ -35,7 +35,7 @@ class RunDirBusy(RuntimeError):
     """Another live process is writing the run folder."""
 
 
-def holds_run(folder: "str | os.PathLike") -> "list[str]":
+def holds_run(folder: str | os.PathLike) -> list[str]:
     """The run files present in ``folder`` (empty: free to use)."""
     folder = Path(folder)
     return [name for name in RUN_FILES if (folder / name).exists()] if folder.is_dir() else []
@@ -49,12 +49,12 @@ def _candidates(out: Path):
         n += 1
 
 
-def fresh_run_dir(out_dir: "str | os.PathLike") -> Path:
+def fresh_run_dir(out_dir: str | os.PathLike) -> Path:
     """``out_dir`` if it holds no run, else the first ``out_dir-N`` (N = 2, 3, ...) that holds none."""
     return next(c for c in _candidates(Path(out_dir)) if not holds_run(c))
 
 
-def claim_run_dir(out_dir: "str | os.PathLike", mode: str = "new") -> "RunLock":
+def claim_run_dir(out_dir: str | os.PathLike, mode: str = "new") -> RunLock:
     """Lock the folder this run will write and return the held :class:`RunLock` (``.folder``).
 
     ``mode``: ``"new"``, the first of ``out_dir``, ``out_dir-2``, ... that holds no run (taken
@@ -81,7 +81,7 @@ def claim_run_dir(out_dir: "str | os.PathLike", mode: str = "new") -> "RunLock":
     raise AssertionError("unreachable")
 
 
-def clear_run_files(folder: "str | os.PathLike") -> "list[str]":
+def clear_run_files(folder: str | os.PathLike) -> list[str]:
     """Remove a previous run's files (``overwrite=true``); other files in the folder are kept."""
     removed = []
     for name in RUN_FILES:
@@ -109,15 +109,15 @@ def _alive(pid: int) -> bool:
 class RunLock:
     """``with RunLock(folder):`` holds ``folder/.lock`` (pid, host, start time) for the run's lifetime."""
 
-    def __init__(self, folder: "str | os.PathLike"):
+    def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)
         self.path = self.folder / LOCK_NAME
         self.note = ""
-        self.removed: "list[str]" = []
+        self.removed: list[str] = []
         self.created = False
         self._held = False
 
-    def _holder(self) -> "tuple[int, str, str] | None":
+    def _holder(self) -> tuple[int, str, str] | None:
         try:
             pid, host, started = self.path.read_text().split("\n")[:3]
             return int(pid), host, started
@@ -144,7 +144,7 @@ class RunLock:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         self.created = not self.folder.exists()  # made by this run: removed again if the run writes nothing
         self.path.parent.mkdir(parents=True, exist_ok=True)
         me = f"{os.getpid()}\n{socket.gethostname()}\n{time.strftime('%Y-%m-%d %H:%M:%S')}\n"
@@ -192,7 +192,7 @@ class RunLock:
                         raise
             self._held = False
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

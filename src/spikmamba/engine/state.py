@@ -51,7 +51,7 @@ class TrainState:
         return {"format": STATE_FORMAT, **dataclasses.asdict(self)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainState":
+    def from_dict(cls, d: dict) -> TrainState:
         d = dict(d)
         d.pop("format", None)
         running = Running(**d.pop("running", {}))

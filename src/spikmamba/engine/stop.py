@@ -26,7 +26,7 @@ class StopFlag:
     save is finished first. With ``doing`` (data preparation: nothing to save) every press only
     asks for the stop."""
 
-    def __init__(self, out: "str | None" = None, doing: "str | None" = None):
+    def __init__(self, out: str | None = None, doing: str | None = None):
         self.raised = False
         self.raised_everywhere = False  # under DDP: on any process (agreed at each step)
         self.presses = 0

@@ -56,7 +56,7 @@ class Timeline:
                 "duration_s": self.duration_us / 1e6, "events": self.events, "processing_s": self.seconds,
                 "realtime_factor": self.realtime_factor, "late_events": self.late_events, "notes": self.notes}
 
-    def write(self, prefix: "str | Path") -> "list[Path]":
+    def write(self, prefix: str | Path) -> list[Path]:
         """``prefix.csv`` (one row per window: start, end, events, label, top classes) and ``prefix.json``."""
         prefix = Path(prefix)
         prefix.parent.mkdir(parents=True, exist_ok=True)
@@ -68,7 +68,9 @@ class Timeline:
                                                                                  for c in (f"top{i}", f"p{i}")])
             for r in self.rows:
                 tops = [v for t in r["top"] for v in (t["class"], f"{t['probability']:.4f}")]
-                w.writerow([f"{r['start_ms']:.3f}", f"{r['end_ms']:.3f}", r["start_us"], r["events"], r["label"], *tops])
+                w.writerow(
+                    [f"{r['start_ms']:.3f}", f"{r['end_ms']:.3f}", r["start_us"], r["events"], r["label"], *tops]
+                )
         json_path.write_text(json.dumps({**self.summary(), "windows": self.rows}, indent=2))
         return [csv_path, json_path]
 
@@ -143,9 +145,9 @@ class Windows:
 
 
 @torch.no_grad()
-def predict_timeline(predictor, path, window_ms: float, stride_ms: "float | None" = None, batch_size: int = 16,
+def predict_timeline(predictor, path, window_ms: float, stride_ms: float | None = None, batch_size: int = 16,
                      topk: int = 3, smooth: int = 1, sensor_size=None, progress: bool = False,
-                     event_format: "str | None" = None) -> Timeline:
+                     event_format: str | None = None) -> Timeline:
     """Slide ``predictor``'s model along ``path`` (see the module docstring); ``stride_ms`` defaults
     to half the window; ``progress`` shows a bar of the events read on a terminal."""
     window_us = duration_us(window_ms, "--window")

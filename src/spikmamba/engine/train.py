@@ -27,17 +27,16 @@ import numpy as np
 import torch
 
 from . import distributed as D
-from .checkpoint import CheckpointError, load_checkpoint, stored_config
+from .checkpoint import load_checkpoint, stored_config
 from .config import TrainConfig, validate_config
 from .data import load_data
 from .device import autocast, resolve_device  # noqa: F401  (re-exported: the engine's public names)
 from .evaluate import evaluate  # noqa: F401
 from .run_dir import RunDirBusy, claim_run_dir, holds_run
-from .trainer import (Interrupted, NonFiniteLoss, TooManySkipped, Trainer, lr_factor, make_optimizer,  # noqa: F401
-                      param_groups)
+from .trainer import Interrupted, NonFiniteLoss, TooManySkipped, Trainer, lr_factor, make_optimizer, param_groups  # noqa: F401
 
 
-def train(cfg: TrainConfig, resume: "str | None" = None) -> dict:
+def train(cfg: TrainConfig, resume: str | None = None) -> dict:
     """Train ``cfg.model`` on ``cfg``'s data; returns a summary dict (also written to summary.json).
 
     With ``resume``, continue from that ``last.pt`` (its weights, optimizer, schedule, RNG and
@@ -72,7 +71,7 @@ def train(cfg: TrainConfig, resume: "str | None" = None) -> dict:
         D.shutdown(env)
 
 
-def _claim_run_folder(cfg: TrainConfig, resume: "str | None", ckpt: "dict | None", env: D.DistEnv):
+def _claim_run_folder(cfg: TrainConfig, resume: str | None, ckpt: dict | None, env: D.DistEnv):
     """Rank 0 locks the folder this run writes (see :mod:`.run_dir`): a resumed run its own folder,
     a new run one that holds no other run's files (or ``out_dir`` itself with ``overwrite``)."""
     if not env.is_main:
@@ -92,7 +91,7 @@ def _claim_run_folder(cfg: TrainConfig, resume: "str | None", ckpt: "dict | None
     return lock
 
 
-def _shared_folder(lock, failure: "Exception | None", env: D.DistEnv) -> Path:
+def _shared_folder(lock, failure: Exception | None, env: D.DistEnv) -> Path:
     """Rank 0's folder, known to every process; rank 0's failure to claim one stops them all."""
     choice = [str(lock.folder) if lock is not None else None, str(failure) if failure else None]
     if env.enabled:
@@ -114,7 +113,7 @@ def _train(cfg, ckpt, resume, device, env) -> dict:
     return Trainer(cfg, data, env, device, ckpt, resume, started).fit()
 
 
-def resume_config(path: str, overrides: "list[str]") -> TrainConfig:
+def resume_config(path: str, overrides: list[str]) -> TrainConfig:
     """The config stored in ``path`` with command-line overrides applied on top."""
     from .config import apply_overrides
 

@@ -62,7 +62,7 @@ def lr_factor(cfg: TrainConfig, steps_per_epoch: int):
     return factor
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> "list[dict]":
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Weight decay on weight matrices and kernels only: not on biases and norm scales (1-D), nor
     on parameters marked ``_no_weight_decay`` (Mamba's ``A_log`` and ``D``, the adaptive
     sampler's gains), whose values have a physical meaning that decay toward 0 would erase."""
@@ -113,10 +113,10 @@ class Trainer:
     """Trains ``cfg.model`` on ``data`` (see the module docstring); :meth:`fit` returns the summary."""
 
     def __init__(self, cfg: TrainConfig, data: Data, env: D.DistEnv, device: torch.device,
-                 ckpt: "dict | None" = None, resume: "str | None" = None, started: "float | None" = None):
+                 ckpt: dict | None = None, resume: str | None = None, started: float | None = None):
         self.cfg, self.data, self.env, self.device = cfg, data, env, device
         self.started = time.perf_counter() if started is None else started  # for the time to the first step
-        self.first_step_s: "float | None" = None
+        self.first_step_s: float | None = None
         self.main = env.is_main
         self.show = cfg.progress and self.main
         self.out = Path(cfg.out_dir)
@@ -133,8 +133,9 @@ class Trainer:
             # depthwise-conv gradients come out in another memory layout than DDP's buckets: a
             # copy, not an error; keep the console readable
             warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
-            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda"
-                                                           else None)
+            self.net = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[device.index] if device.type == "cuda" else None
+            )
         self.opt = make_optimizer(cfg, self.model)
         self.ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.sampler = ShuffledBatches(len(data.train), cfg.batch_size, cfg.seed, env)
@@ -157,7 +158,7 @@ class Trainer:
         self.rep_dict = representation_to_dict(data.representation)
         self.skipped_here: list = []  # this process's unreadable samples not yet written to skipped.csv
         self.logger = None
-        self.last_val: "EvalResult | None" = None
+        self.last_val: EvalResult | None = None
 
     # ---- checkpoints ----
     def _restore(self, ckpt: dict, resume: str) -> None:
@@ -170,8 +171,10 @@ class Trainer:
         try:
             self.opt.load_state_dict(ckpt["optimizer"])
         except Exception as err:  # e.g. parameter groups of an older spikmamba, or a damaged state
-            raise CheckpointError(f"{resume}: field 'optimizer' does not fit this model's optimizer "
-                                  f"({type(err).__name__}: {err}); start a new run initialised from it instead") from None
+            raise CheckpointError(
+                f"{resume}: field 'optimizer' does not fit this model's optimizer "
+                f"({type(err).__name__}: {err}); start a new run initialised from it instead"
+            ) from None
         for field, target in (("scheduler", self.sched), ("scaler", self.scaler)):
             try:
                 target.load_state_dict(ckpt[field])
@@ -281,7 +284,7 @@ class Trainer:
             self.write_last()
         return self._finish()
 
-    def _train_epoch(self, stop: StopFlag) -> "dict | None":
+    def _train_epoch(self, stop: StopFlag) -> dict | None:
         cfg, state = self.cfg, self.state
         epoch = state.epoch
         if state.batch == 0:
@@ -366,7 +369,9 @@ class Trainer:
             if self.scaler.is_enabled() and grad_norm is None:
                 self.scaler.unscale_(self.opt)  # the scaler's update() needs this step's inf check
             if self.show:
-                tqdm.write(f"skipped a non-finite step at {where} ({state.nonfinite_steps}/{cfg.skip_nonfinite} allowed)")
+                tqdm.write(
+                    f"skipped a non-finite step at {where} ({state.nonfinite_steps}/{cfg.skip_nonfinite} allowed)"
+                )
         if n_global and self.scaler.is_enabled():
             self.scaler.update()
         self.sched.step()

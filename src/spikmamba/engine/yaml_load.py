@@ -71,7 +71,7 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def load_yaml(text: "str | bytes", source: str):
+def load_yaml(text: str | bytes, source: str):
     """The value ``text`` holds (see the module docstring); ``source`` names it in errors."""
     if isinstance(text, bytes):
         if len(text) > MAX_BYTES:

@@ -3,8 +3,19 @@ from .afe import ToAFE, to_afe_frames
 from .io import EventFormatError, Recording, read_events, write_events
 from .representations import ToFrame, to_frames
 from .simulator import SimulatorConfig, simulate_events
-from .transforms import (CenterCrop, Compose, Denoise, Downsample, DropEvent, RandomCrop, RandomFlip, RefractoryPeriod,
-                         TimeJitter, TimeShift, TimeSlice)
+from .transforms import (
+                         CenterCrop,
+                         Compose,
+                         Denoise,
+                         Downsample,
+                         DropEvent,
+                         RandomCrop,
+                         RandomFlip,
+                         RefractoryPeriod,
+                         TimeJitter,
+                         TimeShift,
+                         TimeSlice,
+)
 from .types import EVENT_DTYPE, check_events, make_events
 from .voxel import ToVoxelGrid, to_count_image, to_voxel_grid
 

@@ -132,7 +132,7 @@ def _counts(x, y, p, a, b, W, H, out):
         out[1 if p[i] > 0 else 0, y[i], x[i]] += 1
 
 
-def frames(events: np.ndarray, sensor_size, n_frames: int, split_by: str) -> "np.ndarray | int":
+def frames(events: np.ndarray, sensor_size, n_frames: int, split_by: str) -> np.ndarray | int:
     """int32 counts ``[n_frames, 2, H, W]`` (exact up to 2**31 events in one bin), or the index of
     the first invalid event."""
     W, H = sensor_wh(sensor_size)
@@ -145,7 +145,7 @@ def frames(events: np.ndarray, sensor_size, n_frames: int, split_by: str) -> "np
     return out if bad < 0 else int(bad)
 
 
-def voxel(events: np.ndarray, sensor_size, n_bins: int) -> "np.ndarray | int":
+def voxel(events: np.ndarray, sensor_size, n_bins: int) -> np.ndarray | int:
     """float64 voxel grid ``[n_bins, H, W]`` (before the cast), or the index of the first invalid
     event, or -2 for an unsorted stream (left to the NumPy path)."""
     W, H = sensor_wh(sensor_size)

@@ -44,7 +44,9 @@ def _cleaned_gray(events, W, H):
     return _open2x2(_counts(events, W, H)).sum(0)
 
 
-def afe_segments(events: np.ndarray, sensor_size, threshold: float = 50.0, min_events: int = 100_000) -> "list[tuple[int, int]]":
+def afe_segments(
+    events: np.ndarray, sensor_size, threshold: float = 50.0, min_events: int = 100_000
+) -> list[tuple[int, int]]:
     """``(start, stop)`` event-index ranges of the adaptive frames, in time order."""
     W, H = sensor_wh(sensor_size)
     out = []
@@ -88,12 +90,21 @@ def to_afe_frames(events: np.ndarray, sensor_size, n_frames: int, threshold: flo
 
 
 class ToAFE:
-    def __init__(self, sensor_size, n_frames: int, threshold: float = 50.0, min_events: int = 100_000, flip_vertical: bool = False):
+    def __init__(
+        self,
+        sensor_size,
+        n_frames: int,
+        threshold: float = 50.0,
+        min_events: int = 100_000,
+        flip_vertical: bool = False,
+    ):
         self.sensor_size, self.n_frames = tuple(sensor_size), n_frames
         self.threshold, self.min_events, self.flip_vertical = threshold, min_events, flip_vertical
 
     def __call__(self, events):
-        return to_afe_frames(events, self.sensor_size, self.n_frames, self.threshold, self.min_events, self.flip_vertical)
+        return to_afe_frames(
+            events, self.sensor_size, self.n_frames, self.threshold, self.min_events, self.flip_vertical
+        )
 
     def __repr__(self):
         return (f"ToAFE(sensor_size={self.sensor_size}, n_frames={self.n_frames}, threshold={self.threshold}, "

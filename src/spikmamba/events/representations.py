@@ -16,7 +16,9 @@ from . import _numba
 from .types import EVENT_DTYPE, check_events, sensor_wh
 
 
-def frame_index_by_time(t: np.ndarray, n_frames: int, t_start: "int | None" = None, t_end: "int | None" = None) -> np.ndarray:
+def frame_index_by_time(
+    t: np.ndarray, n_frames: int, t_start: int | None = None, t_end: int | None = None
+) -> np.ndarray:
     """Frame of each event when ``[t_start, t_end]`` is cut into ``n_frames`` equal spans."""
     if len(t) == 0:
         return np.zeros(0, dtype=np.int64)
@@ -60,7 +62,7 @@ def _time_frame_bounds(t: np.ndarray, n_frames: int) -> np.ndarray:
     return np.array([0] + [bisect.bisect_left(t, s) for s in starts] + [len(t)], dtype=np.int64)
 
 
-def to_frames(events: np.ndarray, sensor_size: "tuple[int, int]", n_frames: int, split_by: str = "time",
+def to_frames(events: np.ndarray, sensor_size: tuple[int, int], n_frames: int, split_by: str = "time",
               binary: bool = False, dtype=np.float32) -> np.ndarray:
     """Integrate events into ``[n_frames, 2, H, W]`` counts (or 0/1 with ``binary=True``).
 
@@ -108,11 +110,12 @@ def to_frames(events: np.ndarray, sensor_size: "tuple[int, int]", n_frames: int,
 class ToFrame:
     """Transform: event array -> ``[T, 2, H, W]`` float32 frames (see :func:`to_frames`)."""
 
-    def __init__(self, sensor_size: "tuple[int, int]", n_frames: int, split_by: str = "time", binary: bool = False):
+    def __init__(self, sensor_size: tuple[int, int], n_frames: int, split_by: str = "time", binary: bool = False):
         self.sensor_size, self.n_frames, self.split_by, self.binary = tuple(sensor_size), n_frames, split_by, binary
 
     def __call__(self, events: np.ndarray) -> np.ndarray:
         return to_frames(events, self.sensor_size, self.n_frames, self.split_by, self.binary)
 
     def __repr__(self) -> str:
-        return f"ToFrame(sensor_size={self.sensor_size}, n_frames={self.n_frames}, split_by={self.split_by!r}, binary={self.binary})"
+        return (f"ToFrame(sensor_size={self.sensor_size}, n_frames={self.n_frames}, split_by={self.split_by!r}, "
+                f"binary={self.binary})")

@@ -66,7 +66,7 @@ def _crossings(pix, L0, L1, ref, C, t0, t1, sign):
 
 
 def simulate_events(frames: np.ndarray, timestamps_us: np.ndarray,
-                    config: "SimulatorConfig | None" = None) -> np.ndarray:
+                    config: SimulatorConfig | None = None) -> np.ndarray:
     """Convert ``frames [N, H, W]`` (linear intensity >= 0) at ``timestamps_us [N]`` into events."""
     cfg = config or SimulatorConfig()
     frames = np.asarray(frames, dtype=np.float64)

@@ -15,8 +15,8 @@ a model is evaluated (``eval_form``: deterministic ones stay, random ones are dr
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import MISSING, dataclass, fields
-from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -55,7 +55,7 @@ class Compose:
             sensor_size = output_size(t, sensor_size)
         return tuple(sensor_size)
 
-    def eval_form(self) -> "Compose":
+    def eval_form(self) -> Compose:
         return Compose([e for e in (eval_form(t) for t in self.transforms) if e is not None])
 
     def __len__(self) -> int:
@@ -143,7 +143,7 @@ class RandomCrop:
     """Keep a ``size`` ``(w, h)`` window at a random place (the centre one when evaluating)."""
     sensor_size: tuple
     size: tuple
-    rng: Optional[np.random.Generator] = None
+    rng: np.random.Generator | None = None
     random = True
 
     def __post_init__(self):
@@ -170,7 +170,7 @@ class RandomFlip:
     sensor_size: tuple
     p: float = 0.5
     axis: str = "x"
-    rng: Optional[np.random.Generator] = None
+    rng: np.random.Generator | None = None
     random = True
 
     def __post_init__(self):
@@ -191,7 +191,7 @@ class RandomFlip:
 class DropEvent:
     """Drop each event independently with probability ``p``."""
     p: float
-    rng: Optional[np.random.Generator] = None
+    rng: np.random.Generator | None = None
     random = True
 
     def __post_init__(self):
@@ -205,7 +205,7 @@ class DropEvent:
 class TimeJitter:
     """Add Gaussian noise (``std`` µs) to timestamps, then re-sort (stable)."""
     std: float
-    rng: Optional[np.random.Generator] = None
+    rng: np.random.Generator | None = None
     clip_negative: bool = True
     random = True
 
@@ -238,7 +238,7 @@ class TimeShift:
 class TimeSlice:
     """Keep events with ``start <= t - t_first < stop`` (µs, relative to the first event)."""
     start: int = 0
-    stop: Optional[int] = None
+    stop: int | None = None
 
     def __post_init__(self):
         if self.start < 0 or (self.stop is not None and self.stop <= self.start):
@@ -339,7 +339,7 @@ TRANSFORMS = {cls.__name__: cls for cls in (Downsample, CenterCrop, RandomCrop, 
                                              TimeShift, TimeSlice, Denoise, RefractoryPeriod)}
 
 
-def _spec_items(spec) -> "list[tuple[str, dict]]":
+def _spec_items(spec) -> list[tuple[str, dict]]:
     """``[name or {name: {param: value}}, ...]`` -> ``[(name, params), ...]``, with clear errors."""
     if spec is None:
         return []

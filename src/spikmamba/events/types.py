@@ -66,7 +66,7 @@ def sort_by_time(events: np.ndarray) -> np.ndarray:
     return events
 
 
-def sensor_wh(sensor_size) -> "tuple[int, int]":
+def sensor_wh(sensor_size) -> tuple[int, int]:
     """``(W, H)`` from ``(W, H)`` or tonic's ``(W, H, P)`` (``P``, the polarity count, 1 or 2)."""
     if sensor_size is None:
         raise ValueError("sensor_size is None: this recording's file does not state its sensor size (N-MNIST "
@@ -76,14 +76,22 @@ def sensor_wh(sensor_size) -> "tuple[int, int]":
     if len(size) == 3 and size[2] in (1, 2):
         return size[0], size[1]
     if len(size) != 2:
-        raise ValueError(f"sensor_size must be (width, height) or tonic's (width, height, polarities), got {sensor_size}")
+        raise ValueError(
+            f"sensor_size must be (width, height) or tonic's (width, height, polarities), got {sensor_size}"
+        )
     return size
 
 
-def check_events(events: np.ndarray, sensor_size: "tuple[int, int]") -> None:
+def check_events(events: np.ndarray, sensor_size: tuple[int, int]) -> None:
     """Raise ValueError if ``events`` is not a valid event array for a ``(W, H)`` sensor."""
-    if not isinstance(events, np.ndarray) or events.dtype.names is None or not {"t", "x", "y", "p"} <= set(events.dtype.names):
-        raise ValueError("events must be a structured NumPy array with fields t, x, y, p (see spikmamba.events.EVENT_DTYPE)")
+    if (
+        not isinstance(events, np.ndarray)
+        or events.dtype.names is None
+        or not {"t", "x", "y", "p"} <= set(events.dtype.names)
+    ):
+        raise ValueError(
+            "events must be a structured NumPy array with fields t, x, y, p (see spikmamba.events.EVENT_DTYPE)"
+        )
     W, H = sensor_wh(sensor_size)
     if len(events) and (events["x"].max() >= W or events["y"].max() >= H):
         raise ValueError(
@@ -133,7 +141,7 @@ def physical_memory() -> int:
         return 1 << 50
 
 
-def check_allocation(nbytes: int, what: str, fix: str, limit: "int | None" = None) -> None:
+def check_allocation(nbytes: int, what: str, fix: str, limit: int | None = None) -> None:
     """Refuse, naming ``what`` and ``fix``, an allocation above ``limit`` (default :data:`MEMORY_BUDGET`)."""
     limit = MEMORY_BUDGET if limit is None else limit
     if nbytes > limit:

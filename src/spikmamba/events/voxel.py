@@ -12,7 +12,7 @@ from . import _numba
 from .types import EVENT_DTYPE, check_events, sensor_wh
 
 
-def to_voxel_grid(events: np.ndarray, sensor_size: "tuple[int, int]", n_bins: int, dtype=np.float32) -> np.ndarray:
+def to_voxel_grid(events: np.ndarray, sensor_size: tuple[int, int], n_bins: int, dtype=np.float32) -> np.ndarray:
     """``[n_bins, H, W]`` voxel grid; time normalised over the events' own span."""
     if n_bins < 1:
         raise ValueError(f"n_bins must be >= 1, got {n_bins}")
@@ -42,7 +42,7 @@ def to_voxel_grid(events: np.ndarray, sensor_size: "tuple[int, int]", n_bins: in
     return grid.reshape(n_bins, H, W).astype(dtype)
 
 
-def to_count_image(events: np.ndarray, sensor_size: "tuple[int, int]", dtype=np.float32) -> np.ndarray:
+def to_count_image(events: np.ndarray, sensor_size: tuple[int, int], dtype=np.float32) -> np.ndarray:
     """``[2, H, W]`` per-pixel event counts (channel 0 OFF, 1 ON)."""
     check_events(events, sensor_size)
     W, H = sensor_wh(sensor_size)

@@ -1,14 +1,14 @@
 """Model zoo: every model is built with :func:`create_model` from its registered name."""
-from . import spikmamba as _spikmamba  # noqa: F401  (registers the SpikMamba family)
 from . import respike as _respike  # noqa: F401  (registers ReSpike)
-from . import svmamba as _svmamba  # noqa: F401  (registers SVMamba)
 from . import scnn as _scnn  # noqa: F401  (registers the NIR-exportable spiking CNN)
-from .registry import count_parameters, default_cfg, list_models, model_description, pretrained_tags, register_model
-from .weights import WeightsError, save_pretrained
+from . import spikmamba as _spikmamba  # noqa: F401  (registers the SpikMamba family)
+from . import svmamba as _svmamba  # noqa: F401  (registers SVMamba)
 from .factory import create_model, load_pretrained
+from .registry import count_parameters, default_cfg, list_models, model_description, pretrained_tags, register_model
 from .respike import ReSpike
 from .spikmamba import SpikMamba
 from .svmamba import SVMamba
+from .weights import WeightsError, save_pretrained
 
 __all__ = ["ReSpike", "SVMamba", "SpikMamba", "WeightsError", "count_parameters", "create_model", "default_cfg",
            "list_models", "load_pretrained", "model_description", "pretrained_tags", "register_model",

@@ -11,10 +11,27 @@ import torch
 from torch import nn
 
 from ..text import shown
-from .registry import (check_registered, count_parameters, default_cfg, model_factory, resolve_pretrained,
-                       split_zoo_name, zoo_folder)
-from .weights import (CONFIG_FILE, TENSOR_DTYPES, WEIGHTS_FILE, WeightsError, check_recorded, key_error,
-                      load_state_checked, read_config, read_header, read_safetensors)
+from .registry import (
+    check_registered,
+    count_parameters,
+    default_cfg,
+    model_factory,
+    resolve_pretrained,
+    split_zoo_name,
+    zoo_folder,
+)
+from .weights import (
+    CONFIG_FILE,
+    TENSOR_DTYPES,
+    WEIGHTS_FILE,
+    WeightsError,
+    check_recorded,
+    key_error,
+    load_state_checked,
+    read_config,
+    read_header,
+    read_safetensors,
+)
 
 
 def create_model(name: str, pretrained=None, **overrides) -> nn.Module:
@@ -54,8 +71,8 @@ def build_from_config(cfg: dict, initial_weights: bool = False) -> nn.Module:
     return model
 
 
-def load_folder(folder: "str | os.PathLike", overrides: "dict | None" = None,
-                model: "str | None" = None) -> "tuple[nn.Module, dict]":
+def load_folder(folder: str | os.PathLike, overrides: dict | None = None,
+                model: str | None = None) -> tuple[nn.Module, dict]:
     """``(model in eval mode, config)`` of a weights folder, checked before anything large is made:
     the config's fields (and that it holds ``model``, when given), the config against the record in
     the weights file, the model built on the ``meta`` device against the file's tensor names,
@@ -97,7 +114,7 @@ def load_folder(folder: "str | os.PathLike", overrides: "dict | None" = None,
     return model.eval(), cfg
 
 
-def load_pretrained(folder: "str | os.PathLike") -> "tuple[nn.Module, dict]":
+def load_pretrained(folder: str | os.PathLike) -> tuple[nn.Module, dict]:
     """``(model in eval mode, config)`` from a weights folder (see :func:`save_pretrained`)."""
     return load_folder(folder)
 

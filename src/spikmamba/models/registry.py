@@ -10,20 +10,20 @@ read no file at all (the state will come from a checkpoint).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from torch import nn
 
 from ..text import shown
 
-_MODELS: "dict[str, Callable[..., nn.Module]]" = {}
-_DEFAULT_CFGS: "dict[str, dict]" = {}
+_MODELS: dict[str, Callable[..., nn.Module]] = {}
+_DEFAULT_CFGS: dict[str, dict] = {}
 #: the small model zoo shipped inside the package: ``zoo/<model>.<tag>/`` weights folders
 ZOO = Path(__file__).resolve().parent / "zoo"
 
 
-def register_model(fn: "Callable[..., nn.Module] | None" = None, *, default_cfg: "dict | None" = None):
+def register_model(fn: Callable[..., nn.Module] | None = None, *, default_cfg: dict | None = None):
     """Decorator: register a factory under its function name (first docstring paragraph = description),
     with the model's default input (``default_cfg``)."""
     def add(f):
@@ -35,11 +35,11 @@ def register_model(fn: "Callable[..., nn.Module] | None" = None, *, default_cfg:
     return add(fn) if fn is not None else add
 
 
-def list_models(pattern: str = "") -> "list[str]":
+def list_models(pattern: str = "") -> list[str]:
     return sorted(name for name in _MODELS if pattern in name)
 
 
-def model_factory(name: str) -> "Callable[..., nn.Module]":
+def model_factory(name: str) -> Callable[..., nn.Module]:
     """The registered function that builds ``name`` (use ``create_model``, which also loads weights)."""
     return _MODELS[name]
 
@@ -72,7 +72,7 @@ def default_cfg(name: str) -> dict:
     return {k: dict(v) if isinstance(v, dict) else v for k, v in _DEFAULT_CFGS[name].items()}
 
 
-def pretrained_tags(name: str) -> "list[str]":
+def pretrained_tags(name: str) -> list[str]:
     """Tags of the zoo weights shipped for ``name`` (``spikmamba_tiny_sps`` -> ``['nmnist', 'synth']``)."""
     if not ZOO.is_dir():
         return []
@@ -83,7 +83,7 @@ def pretrained_tags(name: str) -> "list[str]":
 _TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
-def split_zoo_name(text: str) -> "tuple[str, str] | None":
+def split_zoo_name(text: str) -> tuple[str, str] | None:
     """``(model, tag)`` when ``text`` reads as ``NAME.TAG`` of a registered model, else None.
     The tag must be a plain name (letters, digits, ``_``, ``-``): ``NAME./abs/path`` and
     ``NAME.tag/../..`` are refused, not read as folders."""
@@ -106,12 +106,14 @@ def zoo_folder(name: str, tag: str, asked: str) -> Path:
         raise ValueError(f"{shown(asked)}: {name} has no shipped weights tagged {tag!r} (shipped: "
                          f"{', '.join(tags) or 'none'}){folder}")
     if Path(asked).exists():
-        raise ValueError(f"{asked!r} is ambiguous: it names the shipped weights {name}.{tag} and also {Path(asked).resolve()} "
-                         f"here; write ./{asked} for the folder, or run from another folder for the shipped weights")
+        raise ValueError(
+            f"{asked!r} is ambiguous: it names the shipped weights {name}.{tag} and also {Path(asked).resolve()} "
+            f"here; write ./{asked} for the folder, or run from another folder for the shipped weights"
+        )
     return zoo
 
 
-def resolve_pretrained(name: str, pretrained) -> "Path | None":
+def resolve_pretrained(name: str, pretrained) -> Path | None:
     """The weights folder ``pretrained`` names for model ``name``: ``True`` (the first shipped
     tag), a shipped tag (a plain name), or a folder given as a path (a ``Path``, or a string that
     is not a shipped tag). A plain name that is both a shipped tag and a folder here is refused."""
@@ -132,7 +134,7 @@ def resolve_pretrained(name: str, pretrained) -> "Path | None":
                      f"(shipped: {', '.join(tags) or 'none'})")
 
 
-def resolve_model_source(text: str) -> "tuple[str, Path]":
+def resolve_model_source(text: str) -> tuple[str, Path]:
     """``(model name or None, folder)`` of a ``--model`` argument: ``NAME.TAG`` means the shipped
     zoo only (never a folder of the tag's name here); anything else is a weights folder's path."""
     zoo = split_zoo_name(text)

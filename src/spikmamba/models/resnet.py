@@ -61,7 +61,7 @@ class ResNet50Features(nn.Module):
             setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
             self.channels.append(cin)
 
-    def forward(self, x: torch.Tensor) -> "list[torch.Tensor]":
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         feats = []
         for i in range(1, 5):
@@ -115,7 +115,7 @@ class SpikingBasicBlock(nn.Module):
 class SpikingResNet18(nn.Module):
     """Spiking pre-activation ResNet-18 trunk: stage outputs (strides 4, 8, 16, 32) over T steps."""
 
-    def __init__(self, base: int = 64, depths=(2, 2, 2, 2), neuron: "dict | None" = None):
+    def __init__(self, base: int = 64, depths=(2, 2, 2, 2), neuron: dict | None = None):
         super().__init__()
         neuron = {"tau": 4.0 / 3.0, "surrogate_function": "atan", "detach_reset": True, **(neuron or {})}
         self.stem = nn.Sequential(nn.Conv2d(3, base, 7, stride=2, padding=3, bias=False), nn.MaxPool2d(3, 2, 1))

@@ -35,7 +35,7 @@ from .resnet import ResNet50Features, SpikingResNet18, load_torchvision_weights
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def split_key_and_residual(x: torch.Tensor, stride: int) -> "tuple[torch.Tensor, torch.Tensor]":
+def split_key_and_residual(x: torch.Tensor, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``[B, F, C, H, W]`` -> key frames ``[B, G, C, H, W]`` and residual frames
     ``[B, G, stride-1, C, H, W]`` (each frame minus its group's key frame), ``G = F / stride``."""
     B, Fr = x.shape[:2]
@@ -102,9 +102,9 @@ class ReSpike(nn.Module):
     size works. There is no ``spiking=False`` twin: the energy report splits ANN and SNN paths
     inside this one model instead."""
 
-    def __init__(self, num_classes: int = 101, in_chans: int = 3, img_size: "int | None" = None, num_frames: int = 16,
+    def __init__(self, num_classes: int = 101, in_chans: int = 3, img_size: int | None = None, num_frames: int = 16,
                  stride: int = 4, ann_base: int = 64, ann_depths=(3, 4, 6, 3), snn_base: int = 64,
-                 snn_depths=(2, 2, 2, 2), heads: int = 4, pool_to: int = 14, neuron: "dict | None" = None):
+                 snn_depths=(2, 2, 2, 2), heads: int = 4, pool_to: int = 14, neuron: dict | None = None):
         super().__init__()
         if in_chans != 3:
             raise ValueError(f"ReSpike takes RGB clips (in_chans=3), got in_chans={in_chans}")
@@ -113,7 +113,9 @@ class ReSpike(nn.Module):
         self.num_frames, self.stride, self.num_classes = num_frames, stride, num_classes
         self.ann = ResNet50Features(ann_base, ann_depths)
         self.snn = SpikingResNet18(snn_base, snn_depths, neuron)
-        self.fusions = nn.ModuleList(CrossFusion(c, ca, heads, pool_to) for c, ca in zip(self.snn.channels, self.ann.channels))
+        self.fusions = nn.ModuleList(
+            CrossFusion(c, ca, heads, pool_to) for c, ca in zip(self.snn.channels, self.ann.channels)
+        )
         self.head = nn.Linear(self.ann.channels[-1] + self.snn.channels[-1], num_classes)
         self.normalise = PixelNormalize(IMAGENET_MEAN, IMAGENET_STD)
 
@@ -154,7 +156,8 @@ def _with_ann_weights(model: ReSpike, ann_weights: str) -> ReSpike:
 
 @register_model(default_cfg=_VIDEO_CFG)
 def respike_r50_r18(ann_weights: str = "", **overrides) -> ReSpike:
-    """ReSpike: ResNet-50 on key frames + spiking ResNet-18 on residual frames, cross-attention fusion; 16 frames, stride 4.
+    """ReSpike: ResNet-50 on key frames + spiking ResNet-18 on residual frames, cross-attention
+    fusion; 16 frames, stride 4.
 
     ``ann_weights``: a local torchvision ResNet-50 ``.pth`` to start the ANN from (read here, by the
     factory, not by the model: a model restored from a checkpoint never needs that file)."""

@@ -33,7 +33,7 @@ class SpikingCNN(nn.Module):
         layers += [nn.Flatten(), nn.Linear(cin * side * side, num_classes)]
         self.layers = nn.Sequential(*layers)
 
-    def nir_sequence(self) -> "list[tuple[str, nn.Module]]":
+    def nir_sequence(self) -> list[tuple[str, nn.Module]]:
         """The layers in the order the data passes them, one time step at a time (for NIR export)."""
         return [(f"layers.{i}", m) for i, m in enumerate(self.layers)]
 
@@ -59,5 +59,6 @@ class SpikingCNN(nn.Module):
 @register_model(default_cfg={"input": {"channels": 2, "frames": 8, "size": 32, "representation": "frames",
                                        "normalisation": "log1p of event counts per polarity"}, "num_classes": 10})
 def scnn_nmnist(**overrides) -> SpikingCNN:
-    """Spiking CNN baseline for N-MNIST-sized event frames: 2 conv-BN-LIF-pool stages (16, 32 channels) and a linear readout; exportable to NIR."""
+    """Spiking CNN baseline for N-MNIST-sized event frames: 2 conv-BN-LIF-pool stages (16, 32
+    channels) and a linear readout; exportable to NIR."""
     return SpikingCNN(**{"num_classes": 10, "in_chans": 2, "img_size": 32, "num_frames": 8, **overrides})

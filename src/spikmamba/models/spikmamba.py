@@ -62,7 +62,7 @@ class SpikMamba(nn.Module):
         drop_rate: float = 0.0,
         drop_path_rate: float = 0.1,
         spiking: bool = True,
-        neuron: "dict | None" = None,
+        neuron: dict | None = None,
     ):
         super().__init__()
         if num_classes < 1 or num_frames < 1 or in_chans < 1:

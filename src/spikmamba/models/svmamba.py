@@ -53,7 +53,7 @@ def _per_step(fn, x: torch.Tensor) -> torch.Tensor:
 
 class SVBlock(nn.Module):
     def __init__(self, dim: int, d_state: int = 1, ssm_ratio: float = 1.0, mlp_ratio: float = 4.0,
-                 drop_path: float = 0.0, gate_form: str = "figure", spiking: bool = True, neuron: "dict | None" = None):
+                 drop_path: float = 0.0, gate_form: str = "figure", spiking: bool = True, neuron: dict | None = None):
         super().__init__()
         if gate_form not in GATE_FORMS:
             raise ValueError(f"gate_form must be one of {GATE_FORMS}, got {gate_form!r}")
@@ -104,10 +104,10 @@ class _ConvNormAct(nn.Module):
 
 
 class SVMamba(nn.Module):
-    def __init__(self, num_classes: int = 10, in_chans: int = 3, img_size: "int | None" = None, num_frames: int = 4,
+    def __init__(self, num_classes: int = 10, in_chans: int = 3, img_size: int | None = None, num_frames: int = 4,
                  patch_size: int = 4, depths=(1, 2, 4), dims=(96, 192, 384), d_state: int = 1, ssm_ratio: float = 1.0,
                  mlp_ratio: float = 4.0, drop_path_rate: float = 0.1, gate_form: str = "figure",
-                 spiking: bool = True, neuron: "dict | None" = None, mean=(0.4914, 0.4822, 0.4465),
+                 spiking: bool = True, neuron: dict | None = None, mean=(0.4914, 0.4822, 0.4465),
                  std=(0.2470, 0.2435, 0.2616)):
         super().__init__()
         if patch_size != 4:
@@ -120,13 +120,19 @@ class SVMamba(nn.Module):
         if len(mean) != in_chans or len(std) != in_chans:  # the CIFAR statistics fit RGB only
             mean, std = (0.5,) * in_chans, (0.5,) * in_chans
         self.normalise = PixelNormalize(mean, std)
-        self.stem = nn.Sequential(_ConvNormAct(in_chans, dims[0] // 2, act=True), _ConvNormAct(dims[0] // 2, dims[0], act=True))
+        self.stem = nn.Sequential(
+            _ConvNormAct(in_chans, dims[0] // 2, act=True), _ConvNormAct(dims[0] // 2, dims[0], act=True)
+        )
         rates = drop_path_rates(drop_path_rate, sum(depths))
         self.stages, self.downsamples = nn.ModuleList(), nn.ModuleList()
         k = 0
         for i, (depth, dim) in enumerate(zip(depths, dims)):
-            self.stages.append(nn.ModuleList(
-                SVBlock(dim, d_state, ssm_ratio, mlp_ratio, rates[k + j], gate_form, spiking, neuron) for j in range(depth)))
+            self.stages.append(
+                nn.ModuleList(
+                    SVBlock(dim, d_state, ssm_ratio, mlp_ratio, rates[k + j], gate_form, spiking, neuron)
+                    for j in range(depth)
+                )
+            )
             k += depth
             if i + 1 < len(dims):
                 self.downsamples.append(_ConvNormAct(dim, dims[i + 1], act=False))

@@ -43,7 +43,7 @@ class WeightsError(ValueError):
     """A weights file or folder that cannot be used: unreadable, damaged, or for another model."""
 
 
-def load_torch_file(path: "str | os.PathLike", what: str = "weights file", error=WeightsError):
+def load_torch_file(path: str | os.PathLike, what: str = "weights file", error=WeightsError):
     """``torch.load(weights_only=True)`` with one clear error (of type ``error``) for a missing or
     unusable file; never runs pickled code."""
     path = Path(path)
@@ -77,7 +77,9 @@ def _load_failure(path: Path, err: Exception) -> str:
     return f"the zip archive is damaged or incomplete ({type(err).__name__}: {first})"
 
 
-def load_state_checked(model: nn.Module, state: dict, source: str, error=WeightsError, check_only: bool = False) -> None:
+def load_state_checked(
+    model: nn.Module, state: dict, source: str, error=WeightsError, check_only: bool = False
+) -> None:
     """``load_state_dict`` with an error that names what does not fit, the first mismatch first
     (``check_only``: names and shapes only, nothing loaded)."""
     own = model.state_dict()
@@ -95,7 +97,7 @@ def load_state_checked(model: nn.Module, state: dict, source: str, error=Weights
         model.load_state_dict(state)
 
 
-def save_pretrained(model: nn.Module, folder: "str | os.PathLike", config: dict, card: "str | None" = None) -> Path:
+def save_pretrained(model: nn.Module, folder: str | os.PathLike, config: dict, card: str | None = None) -> Path:
     """Write ``folder/model.safetensors`` and ``folder/config.json`` (and ``README.md``, the model card).
 
     ``config`` must name the registered ``model`` and its ``kwargs``; it usually also holds
@@ -165,13 +167,15 @@ def check_config(cfg: dict, path) -> None:
         raise key_error(path, "classes", "must be a non-empty list of class names (strings of 1 to 200 characters)")
     for key, kind in (("representation", dict), ("adaptive", dict), ("transforms", list), ("geometry", dict)):
         if cfg.get(key) is not None and not isinstance(cfg[key], kind):
-            raise key_error(path, key, f"must be a {'mapping' if kind is dict else 'list'}, is {type(cfg[key]).__name__}")
+            raise key_error(
+                path, key, f"must be a {'mapping' if kind is dict else 'list'}, is {type(cfg[key]).__name__}"
+            )
     problem = geometry_problem(cfg["geometry"]) if cfg.get("geometry") is not None else None
     if problem is not None:
         raise key_error(path, *problem)
 
 
-def geometry_problem(geometry) -> "tuple[str, str] | None":
+def geometry_problem(geometry) -> tuple[str, str] | None:
     """``(field, what is wrong)`` with a model's input geometry (``in_chans``, ``img_size``,
     ``num_frames``, each an integer within :data:`GEOMETRY_BOUNDS`), or None when it is right.
     Checkpoints and weights folders both check theirs with it."""
@@ -185,7 +189,7 @@ def geometry_problem(geometry) -> "tuple[str, str] | None":
     return None
 
 
-def _geometry_value_problem(key: str, v) -> "str | None":
+def _geometry_value_problem(key: str, v) -> str | None:
     """What is wrong with ``v`` as geometry ``key`` (an integer within :data:`GEOMETRY_BOUNDS`)."""
     lo, hi = GEOMETRY_BOUNDS[key]
     if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
@@ -193,7 +197,7 @@ def _geometry_value_problem(key: str, v) -> "str | None":
     return None
 
 
-def read_config(folder: "str | os.PathLike") -> dict:
+def read_config(folder: str | os.PathLike) -> dict:
     """``config.json`` of a weights folder, size-capped and checked field by field (:func:`check_config`)."""
     folder = Path(folder)
     path = folder / CONFIG_FILE
@@ -223,7 +227,7 @@ def _first_difference(a, b, where: str) -> str:
     return f"{where} is {shown(a, 60)} in it but {shown(b, 60)} in the weights file"
 
 
-def read_header(path: Path) -> "tuple[dict, dict]":
+def read_header(path: Path) -> tuple[dict, dict]:
     """(metadata, {name: (shape, dtype)}) of a safetensors file, from its header alone."""
     from safetensors import SafetensorError, safe_open
 
@@ -254,7 +258,7 @@ def check_recorded(cfg: dict, meta: dict, folder: Path) -> None:
                                f"the wrong input or classes. Restore config.json, or export the folder again")
 
 
-def read_safetensors(path: "str | os.PathLike") -> "dict[str, torch.Tensor]":
+def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The tensors of a ``.safetensors`` file (its header is checked against the file size by the
     safetensors library; nothing in it can run code)."""
     from safetensors import SafetensorError

@@ -35,7 +35,7 @@ from .surrogate import Rectangular, SurrogateFunction, get_surrogate
 class AdaptiveSampler(nn.Module):
     def __init__(self, in_chans: int = 2, channels: int = 2, fine_steps: int = 4, kernel_size: int = 3,
                  v_threshold: float = 1.0, sat: bool = True, rpd: bool = True,
-                 surrogate_function: "str | SurrogateFunction | None" = None):
+                 surrogate_function: str | SurrogateFunction | None = None):
         super().__init__()
         if fine_steps < 1 or channels < 1 or kernel_size % 2 == 0:
             raise ValueError(f"need fine_steps >= 1, channels >= 1 and an odd kernel_size; got "
@@ -52,7 +52,7 @@ class AdaptiveSampler(nn.Module):
         self.surrogate = get_surrogate(surrogate_function) if surrogate_function is not None else Rectangular(1.0)
         self._init_as_event_counter()
         self.firing_rate = 0.0  # fraction of (step, pixel, channel) that spiked in the last forward
-        self.residual: "torch.Tensor | None" = None  # the open windows' sums after the last step
+        self.residual: torch.Tensor | None = None  # the open windows' sums after the last step
 
     @torch.no_grad()
     def _init_as_event_counter(self) -> None:
@@ -109,7 +109,7 @@ class AdaptiveSampler(nn.Module):
                 f"v_threshold={self.v_threshold}, sat={self.sat}, rpd={self.rpd}")
 
 
-def adaptive_windows_reference(sampler: AdaptiveSampler, x: torch.Tensor) -> "tuple[torch.Tensor, torch.Tensor]":
+def adaptive_windows_reference(sampler: AdaptiveSampler, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The sampler's output and residual, written pixel by pixel with plain Python numbers: each
     pixel's potential trajectory, its windows, and the sum of each window placed at the step of
     its closing spike. For tests; the gates and currents come from the sampler's own convs."""
@@ -131,7 +131,10 @@ def adaptive_windows_reference(sampler: AdaptiveSampler, x: torch.Tensor) -> "tu
                 for c in range(C):
                     for i in range(H):
                         for j in range(W):
-                            v = float(leak[b, c, i, j]) * float(u[b, c, i, j]) + float(gain[b, c, i, j]) * cur[t][b][c][i][j]
+                            v = (
+                                float(leak[b, c, i, j]) * float(u[b, c, i, j])
+                                + float(gain[b, c, i, j]) * cur[t][b][c][i][j]
+                            )
                             total = float(w[b, c, i, j]) + v
                             if v >= sampler.v_threshold:  # the window closes: emit its sum, reset
                                 out[t // k, b, c, i, j] += total

@@ -71,7 +71,7 @@ def window_reverse(x: torch.Tensor, H: int, W: int) -> torch.Tensor:
     return x.reshape(n, H, W, C)
 
 
-def resolve_window(window_size, H: int, W: int) -> "tuple[int, int]":
+def resolve_window(window_size, H: int, W: int) -> tuple[int, int]:
     if window_size is None:
         return H, W
     wh, ww = to_2tuple(window_size)
@@ -86,7 +86,7 @@ def resolve_window(window_size, H: int, W: int) -> "tuple[int, int]":
 
 class SpikingWindowLinearAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int = 8, window_size=None, qkv_bias: bool = True,
-                 spiking: bool = True, neuron: "dict | None" = None):
+                 spiking: bool = True, neuron: dict | None = None):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
@@ -147,7 +147,7 @@ class SLABlock(nn.Module):
 
     def __init__(self, dim: int, num_heads: int = 8, window_size=None, mlp_ratio: float = 4.0,
                  qkv_bias: bool = True, drop: float = 0.0, drop_path: float = 0.0,
-                 bidirectional: bool = False, spiking: bool = True, neuron: "dict | None" = None):
+                 bidirectional: bool = False, spiking: bool = True, neuron: dict | None = None):
         super().__init__()
         self.dim, self.bidirectional = dim, bidirectional
         self.cpe1 = _dwconv(dim)

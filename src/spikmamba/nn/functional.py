@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 from torch import nn
 
 from .neurons import BaseNode
 
 
-def spiking_layers(model: nn.Module) -> "Iterator[tuple[str, BaseNode]]":
+def spiking_layers(model: nn.Module) -> Iterator[tuple[str, BaseNode]]:
     """Yield ``(qualified_name, neuron)`` for every spiking neuron in ``model``."""
     for name, module in model.named_modules():
         if isinstance(module, BaseNode):
@@ -31,7 +31,7 @@ def set_step_mode(model: nn.Module, step_mode: str) -> None:
 
 
 @contextlib.contextmanager
-def record_firing_rates(model: nn.Module) -> "Iterator[dict[str, float]]":
+def record_firing_rates(model: nn.Module) -> Iterator[dict[str, float]]:
     """Count spikes while the block runs; the yielded dict is filled with rates on exit.
 
     ::

@@ -26,10 +26,10 @@ import torch
 CHOICES = ("auto", "triton", "mamba_ssm", "torch")
 #: the implementations behind the spikmamba:: operators (nn/ssm/scan_op.py, nn/lif_op.py)
 OP_BACKENDS = ("torch", "triton")
-_chosen: "str | None" = None
+_chosen: str | None = None
 
 
-def set_cuda_kernels(choice: "str | None") -> None:
+def set_cuda_kernels(choice: str | None) -> None:
     """Override ``SPIKMAMBA_CUDA_KERNELS`` for this process (``None``: back to the variable)."""
     if choice is not None and choice not in CHOICES:
         raise ValueError(f"cuda kernels must be one of {CHOICES}, got {choice!r}")
@@ -54,7 +54,7 @@ def triton_available() -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _warn_once(reason: str) -> None:
     warnings.warn(reason, RuntimeWarning, stacklevel=3)
 

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 
-def to_2tuple(v: "int | tuple[int, int]") -> "tuple[int, int]":
+def to_2tuple(v: int | tuple[int, int]) -> tuple[int, int]:
     if isinstance(v, (tuple, list)):
         if len(v) != 2:
             raise ValueError(f"expected an int or a pair, got {v!r}")
@@ -13,7 +13,7 @@ def to_2tuple(v: "int | tuple[int, int]") -> "tuple[int, int]":
     return int(v), int(v)
 
 
-def drop_path_rates(rate: float, n: int) -> "list[float]":
+def drop_path_rates(rate: float, n: int) -> list[float]:
     """Stochastic-depth rates rising linearly from 0 to ``rate`` over ``n`` blocks (as ViT/timm).
     Plain Python, so a model can be built on the ``meta`` device (``spikmamba models`` does)."""
     return [rate * i / (n - 1) if n > 1 else 0.0 for i in range(max(n, 1))]

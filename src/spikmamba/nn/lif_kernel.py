@@ -132,8 +132,8 @@ class MultiStepLIFFunction(torch.autograd.Function):
         return grad_x, grad_v0 if ctx.needs_input_grad[1] else None, grad_k, None, None, None, None, None
 
 
-def multistep_lif_plain(x_seq: torch.Tensor, v0, k: float, v_threshold: float, v_reset: "float | None",
-                        decay_input: bool) -> "tuple[torch.Tensor, torch.Tensor]":
+def multistep_lif_plain(x_seq: torch.Tensor, v0, k: float, v_threshold: float, v_reset: float | None,
+                        decay_input: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """The forward of :class:`MultiStepLIFFunction` in plain, out-of-place operations, for exporters:
     the input part of every charge at once, then three operations per step. Same spikes."""
     a, b, c = charge_coefficients(k, v_reset, decay_input)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 
-def charge_coefficients(k: float, v_reset: "float | None", decay_input: bool) -> "tuple[float, float, float]":
+def charge_coefficients(k: float, v_reset: float | None, decay_input: bool) -> tuple[float, float, float]:
     """``(a, b, c)`` of the charge ``h = a v + b x + c`` (see ``nn/lif_kernel.py``)."""
     return 1.0 - k, (k if decay_input else 1.0), (k * v_reset if v_reset is not None else 0.0)
 

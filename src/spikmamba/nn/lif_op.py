@@ -10,7 +10,6 @@ surrogates take it; another surrogate runs :class:`~.lif_kernel.MultiStepLIFFunc
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -27,9 +26,9 @@ def _lif_triton():
 
 
 @torch.library.custom_op("spikmamba::multistep_lif", mutates_args=())
-def multistep_lif_op(x_seq: Tensor, v0: Tensor, k: Tensor, v_threshold: float, v_reset: Optional[float],
+def multistep_lif_op(x_seq: Tensor, v0: Tensor, k: Tensor, v_threshold: float, v_reset: float | None,
                      decay_input: bool, surrogate: str, alpha: float, detach_reset: bool, keep: bool,
-                     backend: str) -> Tuple[Tensor, Tensor, Tensor]:
+                     backend: str) -> tuple[Tensor, Tensor, Tensor]:
     """``(spikes, v after the last step, kept)``: ``kept`` is the charged membrane the backward
     reads (the PyTorch backend always has it; the Triton one writes it only when ``keep``)."""
     check_op_backend(backend, "LIF")
@@ -46,10 +45,10 @@ def _(x_seq, v0, k, v_threshold, v_reset, decay_input, surrogate, alpha, detach_
 
 
 @torch.library.custom_op("spikmamba::multistep_lif_backward", mutates_args=())
-def multistep_lif_backward(grad_s: Optional[Tensor], grad_v: Optional[Tensor], kept: Tensor, spikes: Tensor,
-                           v0: Tensor, x_seq: Optional[Tensor], k: Tensor, v_threshold: float,
-                           v_reset: Optional[float], decay_input: bool, surrogate: str, alpha: float,
-                           detach_reset: bool, backend: str) -> List[Tensor]:
+def multistep_lif_backward(grad_s: Tensor | None, grad_v: Tensor | None, kept: Tensor, spikes: Tensor,
+                           v0: Tensor, x_seq: Tensor | None, k: Tensor, v_threshold: float,
+                           v_reset: float | None, decay_input: bool, surrogate: str, alpha: float,
+                           detach_reset: bool, backend: str) -> list[Tensor]:
     """``[grad x, grad v0, grad k]``; grad k is empty unless ``x_seq`` (needed for it) is given."""
     check_op_backend(backend, "LIF")
     if backend == "triton":
@@ -100,14 +99,14 @@ def _as_membrane(v0, x_seq: torch.Tensor) -> torch.Tensor:
 
 def multistep_lif(
     x_seq: torch.Tensor,
-    v0: "float | torch.Tensor",
-    k: "float | torch.Tensor",
+    v0: float | torch.Tensor,
+    k: float | torch.Tensor,
     v_threshold: float,
-    v_reset: "float | None",
+    v_reset: float | None,
     decay_input: bool,
     detach_reset: bool,
     surrogate: SurrogateFunction,
-) -> "tuple[torch.Tensor, torch.Tensor]":
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Run ``T = x_seq.shape[0]`` LIF steps; returns ``(spikes [T, ...], v after the last step)``.
 
     ``k = 1/tau`` may be a float or a 0-d tensor that requires grad (parametric LIF). The backend

@@ -27,8 +27,8 @@ class BaseNode(nn.Module):
     def __init__(
         self,
         v_threshold: float = 1.0,
-        v_reset: "float | None" = 0.0,
-        surrogate_function: "str | SurrogateFunction | None" = None,
+        v_reset: float | None = 0.0,
+        surrogate_function: str | SurrogateFunction | None = None,
         detach_reset: bool = False,
         decay_input: bool = True,
         step_mode: str = "s",
@@ -50,8 +50,8 @@ class BaseNode(nn.Module):
         self.step_mode = step_mode
         self.backend = backend
         self.store_v_seq = store_v_seq
-        self.v: "float | torch.Tensor" = self._v_init
-        self.v_seq: "torch.Tensor | None" = None
+        self.v: float | torch.Tensor = self._v_init
+        self.v_seq: torch.Tensor | None = None
         # firing-rate monitor (off by default: costs one reduction per call)
         self.monitor = False
         self.spike_count = 0.0
@@ -61,7 +61,7 @@ class BaseNode(nn.Module):
     def _v_init(self) -> float:
         return 0.0 if self.v_reset is None else self.v_reset
 
-    def decay(self) -> "float | torch.Tensor":  # pragma: no cover - abstract
+    def decay(self) -> float | torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def reset(self) -> None:

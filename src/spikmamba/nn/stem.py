@@ -19,7 +19,7 @@ from .layers import check_channels, check_rank, to_2tuple
 from .neurons import build_neuron
 
 
-def _check_frames(x: torch.Tensor, in_chans: int, patch: "tuple[int, int]", name: str) -> None:
+def _check_frames(x: torch.Tensor, in_chans: int, patch: tuple[int, int], name: str) -> None:
     check_rank(x, 5, f"{name} input", "[T, B, C, H, W]")
     check_channels(x, 2, in_chans, f"{name} input", "[T, B, C, H, W]")
     H, W = x.shape[-2:]
@@ -38,7 +38,7 @@ class TubeletEmbed(nn.Module):
     """
 
     def __init__(self, in_chans: int = 2, embed_dim: int = 256, patch_size=8, drop: float = 0.0,
-                 spiking: bool = True, neuron: "dict | None" = None):
+                 spiking: bool = True, neuron: dict | None = None):
         super().__init__()
         self.in_chans, self.embed_dim = in_chans, embed_dim
         self.patch_size = to_2tuple(patch_size)
@@ -55,7 +55,7 @@ class TubeletEmbed(nn.Module):
 
 
 class _ConvBNLIF(nn.Module):
-    def __init__(self, cin: int, cout: int, spiking: bool, neuron: "dict | None", pool: bool):
+    def __init__(self, cin: int, cout: int, spiking: bool, neuron: dict | None, pool: bool):
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
         self.bn = nn.BatchNorm2d(cout)
@@ -78,7 +78,7 @@ class SpikingPatchSplitting(nn.Module):
     """
 
     def __init__(self, in_chans: int = 2, embed_dim: int = 256, patch_size: int = 4,
-                 spiking: bool = True, neuron: "dict | None" = None):
+                 spiking: bool = True, neuron: dict | None = None):
         super().__init__()
         n_down = math.log2(patch_size) if patch_size > 0 else -1
         if n_down != int(n_down) or not 0 <= n_down <= 4:

@@ -21,7 +21,7 @@ class _HeavisideWithSurrogate(torch.autograd.Function):
     """Forward: ``(x >= 0)`` as the input dtype. Backward: ``grad * surrogate.derivative(x)``."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, surrogate: "SurrogateFunction") -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, surrogate: SurrogateFunction) -> torch.Tensor:
         if x.requires_grad:
             ctx.save_for_backward(x)
             ctx.surrogate = surrogate
@@ -54,7 +54,7 @@ class SurrogateFunction(nn.Module):
         return f"alpha={self.alpha}"
 
     @property
-    def kernel_name(self) -> "str | None":
+    def kernel_name(self) -> str | None:
         """The name the fused kernels know this surrogate by; None for any other class (a subclass
         too: it may have its own derivative), which keeps the autograd path."""
         return next((name for name, cls in SURROGATES.items() if type(self) is cls), None)
@@ -94,7 +94,7 @@ class Rectangular(SurrogateFunction):
 SURROGATES = {"sigmoid": Sigmoid, "atan": ATan, "rectangular": Rectangular}
 
 
-def get_surrogate(spec: "str | SurrogateFunction | None") -> SurrogateFunction:
+def get_surrogate(spec: str | SurrogateFunction | None) -> SurrogateFunction:
     """Build a surrogate from a name (``"sigmoid"``, ``"atan"``, ``"rectangular"``) or pass one through."""
     if spec is None:
         return Sigmoid()

@@ -19,7 +19,9 @@ def file_size(path) -> int:
         raise FileNotFoundError(f"cannot read event file {os.fspath(path)!r}: {err.strerror}") from None
 
 
-def read_header_lines(f, prefix: bytes, end_marker: "bytes | None" = None, limit: int = 1 << 20) -> "tuple[list[bytes], int]":
+def read_header_lines(
+    f, prefix: bytes, end_marker: bytes | None = None, limit: int = 1 << 20
+) -> tuple[list[bytes], int]:
     """Read the ``prefix``-started text lines at the start of a file; return them and the data offset.
 
     Stops at the first line that does not start with ``prefix`` (or after ``end_marker``).
@@ -37,7 +39,11 @@ def read_header_lines(f, prefix: bytes, end_marker: "bytes | None" = None, limit
         offset += len(line)
         lines.append(line)
         if offset > limit:
-            raise EventFormatError(f.name, offset, f"text header longer than {limit} bytes; expected it to end with a line not starting with {prefix!r}")
+            raise EventFormatError(
+                f.name,
+                offset,
+                f"text header longer than {limit} bytes; expected it to end with a line not starting with {prefix!r}",
+            )
         if end_marker is not None and line.strip() == end_marker:
             break
     f.seek(offset)
@@ -110,9 +116,8 @@ class EventStream:
 
     def collect(self):
         """Every event in one array (grown once, in place), as a :class:`Recording`."""
-        from .recording import Recording
-
         from ..types import check_allocation, physical_memory
+        from .recording import Recording
 
         check_allocation(int(self.capacity or 0) * EVENT_DTYPE.itemsize,
                          f"{os.fspath(self.path)}: its {int(self.capacity or 0):,} events read whole",

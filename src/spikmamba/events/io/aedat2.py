@@ -22,7 +22,7 @@ RECORD_DTYPE = np.dtype([("a", ">u4"), ("t", ">i4")])
 CAMERAS = {"dvs128": (128, 128), "davis240": (240, 180), "davis346": (346, 260)}
 
 
-def detect_camera(header: "list[bytes]") -> "str | None":
+def detect_camera(header: list[bytes]) -> str | None:
     text = b"".join(header).upper().replace(b"-", b"").replace(b" ", b"")
     for name in ("DAVIS346", "DAVIS240", "DVS128"):
         if name.encode() in text:
@@ -47,7 +47,7 @@ def decode_aedat2(addr: np.ndarray, t: np.ndarray, camera: str):
     return t, x, y, p, keep
 
 
-def stream_aedat2(path, camera: "str | None" = None) -> EventStream:
+def stream_aedat2(path, camera: str | None = None) -> EventStream:
     size = file_size(path)
     with open(path, "rb") as f:
         header, offset = read_header_lines(f, b"#")
@@ -79,7 +79,7 @@ def stream_aedat2(path, camera: "str | None" = None) -> EventStream:
     return stream
 
 
-def read_aedat2(path, camera: "str | None" = None) -> Recording:
+def read_aedat2(path, camera: str | None = None) -> Recording:
     stream = stream_aedat2(path, camera)
     try:
         return stream.collect()
@@ -90,7 +90,7 @@ def read_aedat2(path, camera: "str | None" = None) -> Recording:
         raise
 
 
-def write_aedat2(path, events: np.ndarray, sensor_size=(128, 128), camera: "str | None" = None) -> None:
+def write_aedat2(path, events: np.ndarray, sensor_size=(128, 128), camera: str | None = None) -> None:
     """Write DVS128 or DAVIS AEDAT 2.0 (camera from ``sensor_size`` when not given)."""
     cam = camera or {v: k for k, v in CAMERAS.items()}.get(tuple(sensor_size))
     if cam not in CAMERAS:

@@ -27,7 +27,7 @@ POLARITY_TYPE = 1
 SENSORS = {b"DVS128": (128, 128), b"DAVIS240": (240, 180), b"DAVIS346": (346, 260), b"DVXPLORER": (640, 480)}
 
 
-def sensor_from_header(header: "list[bytes]"):
+def sensor_from_header(header: list[bytes]):
     text = b"".join(header).upper()
     m = re.search(rb"SIZEX[^0-9]*(\d+).*?SIZEY[^0-9]*(\d+)", text, re.S)
     if m:
@@ -63,9 +63,13 @@ def stream_aedat3(path, sensor_size=None) -> EventStream:
                                                          f"{number})")
                 body = ev_size * number
                 if offset + PACKET_HEADER.itemsize + body > size:
-                    raise EventFormatError(path, offset, f"truncated packet: its header announces {number} events of "
-                                                         f"{ev_size} bytes but only {size - offset - PACKET_HEADER.itemsize}"
-                                                         f" bytes follow")
+                    raise EventFormatError(
+                        path,
+                        offset,
+                        f"truncated packet: its header announces {number} events of "
+                        f"{ev_size} bytes but only {size - offset - PACKET_HEADER.itemsize}"
+                        f" bytes follow",
+                    )
                 data = f.read(body)
                 if int(h["type"]) == POLARITY_TYPE:
                     if ev_size != POLARITY_EVENT.itemsize:
@@ -92,7 +96,12 @@ def write_aedat3(path, events: np.ndarray, sensor_size=(128, 128), packet_events
     t = events["t"].astype(np.int64)
     if len(t) and t.min() < 0:
         raise ValueError("AEDAT 3.1 timestamps must be non-negative")
-    data = (events["x"].astype(np.int64) << 17) | (events["y"].astype(np.int64) << 2) | ((events["p"] > 0).astype(np.int64) << 1) | 1
+    data = (
+        (events["x"].astype(np.int64) << 17)
+        | (events["y"].astype(np.int64) << 2)
+        | ((events["p"] > 0).astype(np.int64) << 1)
+        | 1
+    )
     overflow = t >> 31
     W, H = sensor_size
     with open(path, "wb") as f:

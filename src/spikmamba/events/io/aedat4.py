@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import struct
 
-import numpy as np
-
 from ._common import EventStream, file_size
 from .errors import EventFormatError
 from .recording import Recording
@@ -22,7 +20,7 @@ LZ4_MAGIC, ZSTD_MAGIC = 0x184D2204, 0xFD2FB528
 MAX_EXPANSION = 255
 
 
-def _frame_content_size(data: bytes) -> "int | None":
+def _frame_content_size(data: bytes) -> int | None:
     """The decompressed size an LZ4 or Zstd frame header declares (None: not stated / not a frame)."""
     if len(data) < 6:
         return None
@@ -66,7 +64,9 @@ def _data_table_position(path, header: bytes) -> int:
         field = struct.unpack_from("<H", header, vtable + 6)[0]
         return -1 if field == 0 else struct.unpack_from("<q", header, root + field)[0]
     except struct.error:
-        raise EventFormatError(path, len(MAGIC) + 4, "corrupt AEDAT 4 IOHeader (FlatBuffers table out of range)") from None
+        raise EventFormatError(
+            path, len(MAGIC) + 4, "corrupt AEDAT 4 IOHeader (FlatBuffers table out of range)"
+        ) from None
 
 
 def _check_description(path, header: bytes) -> None:
@@ -98,12 +98,16 @@ def _check_description(path, header: bytes) -> None:
     try:
         ET.fromstring(text.decode("utf-8"))
     except UnicodeDecodeError as err:
-        raise EventFormatError(path, where + start + 4 + err.start, "the stream description is not UTF-8 text") from None
+        raise EventFormatError(
+            path, where + start + 4 + err.start, "the stream description is not UTF-8 text"
+        ) from None
     except ET.ParseError as err:
-        raise EventFormatError(path, where + start + 4, f"the stream description is not well-formed XML ({err})") from None
+        raise EventFormatError(
+            path, where + start + 4, f"the stream description is not well-formed XML ({err})"
+        ) from None
 
 
-def packet_offsets(path) -> "list[int]":
+def packet_offsets(path) -> list[int]:
     """Byte offsets of every packet; raises on a framing error."""
     size = file_size(path)
     with open(path, "rb") as f:

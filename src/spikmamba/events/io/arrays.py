@@ -17,7 +17,12 @@ from ._common import EventStream
 from .errors import EventFormatError
 from .recording import Recording
 
-ALIASES = {"t": ("t", "ts", "timestamp", "timestamps"), "x": ("x",), "y": ("y",), "p": ("p", "pol", "polarity", "polarities")}
+ALIASES = {
+    "t": ("t", "ts", "timestamp", "timestamps"),
+    "x": ("x",),
+    "y": ("y",),
+    "p": ("p", "pol", "polarity", "polarities"),
+}
 
 
 def _pick(path, names, where: str):
@@ -74,7 +79,9 @@ def _check_npy_length(path) -> None:
     try:
         with open(path, "rb") as f:
             version = np.lib.format.read_magic(f)
-            read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(
+                version
+            )
             if read is None:
                 return
             shape, _, dtype = read(f)
@@ -84,8 +91,11 @@ def _check_npy_length(path) -> None:
     count = int(np.prod(shape)) if shape else 1
     have = os.path.getsize(path) - offset
     if dtype.itemsize and have < count * dtype.itemsize:
-        raise EventFormatError(path, offset + have, f"the file holds {have // dtype.itemsize} of the {count} events its "
-                                                    f"header announces: it was cut short")
+        raise EventFormatError(
+            path,
+            offset + have,
+            f"the file holds {have // dtype.itemsize} of the {count} events its header announces: it was cut short",
+        )
 
 
 def stream_npy(path, sensor_size=None) -> EventStream:
@@ -98,8 +108,12 @@ def stream_npy(path, sensor_size=None) -> EventStream:
         offset = getattr(arr, "offset", None)
         if arr.dtype.names is None:
             if arr.ndim == 2 and arr.shape[1] == 4:
-                raise EventFormatError(path, None, "a plain [N, 4] array does not say which column is which; save a "
-                                                   "structured array with fields t, x, y, p (see spikmamba.events.make_events)")
+                raise EventFormatError(
+                    path,
+                    None,
+                    "a plain [N, 4] array does not say which column is which; save a "
+                    "structured array with fields t, x, y, p (see spikmamba.events.make_events)",
+                )
             raise EventFormatError(path, None, "expected a structured array with fields t, x, y, p")
         names = _pick(path, arr.dtype.names, "the array")
 
@@ -168,7 +182,9 @@ def stream_h5(path, sensor_size=None) -> EventStream:
     try:
         import h5py
     except ImportError:
-        raise ImportError("reading .h5 event files needs h5py: pip install h5py (or pip install 'spikmamba[io]')") from None
+        raise ImportError(
+            "reading .h5 event files needs h5py: pip install h5py (or pip install 'spikmamba[io]')"
+        ) from None
     with _unreadable_as_format_error(path, "HDF5 file"):
         with h5py.File(path, "r") as f:
             group = f["events"] if "events" in f and isinstance(f["events"], h5py.Group) else f
@@ -177,7 +193,7 @@ def stream_h5(path, sensor_size=None) -> EventStream:
             n = {k: int(group[v].shape[0]) if group[v].shape else 0 for k, v in names.items()}
             if len(set(n.values())) > 1:
                 raise EventFormatError(path, None, f"event columns differ in length: {n}")
-            for k, v in names.items():
+            for v in names.values():
                 _check_h5_stored(path, group[v])
             if sensor_size is None:
                 attrs = {**dict(f.attrs), **dict(group.attrs)}

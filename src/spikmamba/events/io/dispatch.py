@@ -74,12 +74,16 @@ def detect_format(path) -> str:
                                         f"header (first bytes {head[:16]!r}); truncated, or another format?")
     if size == 0:
         raise EventFormatError(path, 0, "empty file with no extension to say which format it is")
-    raise EventFormatError(path, 0, f"unknown event file format (extension {ext or 'none'!r}, first bytes {head[:16]!r}); "
-                                    f"supported extensions: {', '.join(EVENT_FILE_EXTENSIONS)}, or name the format: format= "
-                                    f"(--format on the command line)")
+    raise EventFormatError(
+        path,
+        0,
+        f"unknown event file format (extension {ext or 'none'!r}, first bytes {head[:16]!r}); "
+        f"supported extensions: {', '.join(EVENT_FILE_EXTENSIONS)}, or name the format: format= "
+        f"(--format on the command line)",
+    )
 
 
-def read_events(path: "str | os.PathLike", format: "str | None" = None, sensor_size=None,
+def read_events(path: str | os.PathLike, format: str | None = None, sensor_size=None,
                 on_unsorted: str = "sort", **options) -> Recording:
     """Read any supported event file into a :class:`Recording` ``(events, sensor_size, format, skipped)``.
 
@@ -106,7 +110,7 @@ def read_events(path: "str | os.PathLike", format: "str | None" = None, sensor_s
     return rec._replace(events=_ordered(path, rec.events, on_unsorted))
 
 
-def stream_events(path: "str | os.PathLike", format: "str | None" = None, sensor_size=None, **options):
+def stream_events(path: str | os.PathLike, format: str | None = None, sensor_size=None, **options):
     """Open any supported event file as an :class:`~._common.EventStream`: chunks of events in
     file order, so a long recording is processed piece by piece and never sits whole in memory
     (``.npz`` archives, compressed, come as one chunk). Options as for :func:`read_events`."""
@@ -145,7 +149,7 @@ def _ordered(path, events: np.ndarray, on_unsorted: str) -> np.ndarray:
     return events[np.argsort(events["t"], kind="stable")]
 
 
-def write_events(path: "str | os.PathLike", events: np.ndarray, sensor_size=None, format: "str | None" = None) -> None:
+def write_events(path: str | os.PathLike, events: np.ndarray, sensor_size=None, format: str | None = None) -> None:
     """Write events in the format named by ``format`` or by the file extension."""
     fmt = format or EXTENSIONS.get(Path(path).suffix.lower())
     if fmt not in WRITERS:

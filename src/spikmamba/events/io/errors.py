@@ -7,7 +7,7 @@ import os
 class EventFormatError(ValueError):
     """A file is not a valid event file: names the file, the byte offset and what was expected."""
 
-    def __init__(self, path: "str | os.PathLike", offset: "int | None", message: str):
+    def __init__(self, path: str | os.PathLike, offset: int | None, message: str):
         self.path = os.fspath(path)
         self.offset = offset
         self.detail = message

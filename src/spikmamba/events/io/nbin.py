@@ -24,11 +24,15 @@ def decode_nbin(raw: np.ndarray):
 def stream_nbin(path) -> EventStream:
     size = file_size(path)
     if size == 0:
-        raise EventFormatError(path, 0, "empty file (0 bytes): no events; an N-MNIST-format recording holds at least one "
-                                        "5-byte event")
+        raise EventFormatError(
+            path, 0, "empty file (0 bytes): no events; an N-MNIST-format recording holds at least one 5-byte event"
+        )
     if size % RECORD:
-        raise EventFormatError(path, size - size % RECORD,
-                               f"truncated event: the file holds 5-byte events but ends with {size % RECORD} stray byte(s)")
+        raise EventFormatError(
+            path,
+            size - size % RECORD,
+            f"truncated event: the file holds 5-byte events but ends with {size % RECORD} stray byte(s)",
+        )
 
     def chunks(stream):
         per_chunk = CHUNK_BYTES // RECORD

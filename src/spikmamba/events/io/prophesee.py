@@ -27,7 +27,7 @@ CD_OFF, CD_ON, TIME_HIGH = 0x0, 0x1, 0x8
 KNOWN_EVT2 = {CD_OFF, CD_ON, TIME_HIGH, 0xA, 0xE, 0xF}
 
 
-def sensor_from_header(header: "list[bytes]"):
+def sensor_from_header(header: list[bytes]):
     """Sensor ``(W, H)`` from a Prophesee text header (geometry, width/height, or the plugin)."""
     text = b"".join(header).decode("latin-1").lower()
     m = re.search(r"geometry\s+(\d+)x(\d+)", text)
@@ -55,7 +55,9 @@ def stream_dat(path, sensor_size=None) -> EventStream:
     offset += 2
     body = size - offset
     if body % DAT_RECORD.itemsize:
-        raise EventFormatError(path, size - body % 8, f"truncated event: 8-byte events expected, {body % 8} stray byte(s) at the end")
+        raise EventFormatError(
+            path, size - body % 8, f"truncated event: 8-byte events expected, {body % 8} stray byte(s) at the end"
+        )
     sensor = tuple(sensor_size) if sensor_size else sensor_from_header(header)
 
     def chunks(stream):
@@ -68,7 +70,9 @@ def stream_dat(path, sensor_size=None) -> EventStream:
                 d = rec["d"]
                 p = (d >> 28) & 0xF
                 if p.max() > 1:
-                    raise EventFormatError(path, offset, f"polarity values up to {int(p.max())}; DAT CD events carry 0 or 1")
+                    raise EventFormatError(
+                        path, offset, f"polarity values up to {int(p.max())}; DAT CD events carry 0 or 1"
+                    )
                 yield rec["t"], d & 0x3FFF, (d >> 14) & 0x3FFF, p
 
     return EventStream(path, "dat", sensor, body // 8, chunks)
@@ -81,7 +85,11 @@ def read_dat(path, sensor_size=None) -> Recording:
 def write_dat(path, events: np.ndarray, sensor_size=(304, 240)) -> None:
     rec = np.empty(len(events), dtype=DAT_RECORD)
     rec["t"] = events["t"]
-    rec["d"] = events["x"].astype(np.uint32) | (events["y"].astype(np.uint32) << 14) | ((events["p"] > 0).astype(np.uint32) << 28)
+    rec["d"] = (
+        events["x"].astype(np.uint32)
+        | (events["y"].astype(np.uint32) << 14)
+        | ((events["p"] > 0).astype(np.uint32) << 28)
+    )
     W, H = sensor_size
     with open(path, "wb") as f:
         f.write(f"% Data file containing Event2d events.\n% Version 2\n% Width {W}\n% Height {H}\n".encode())
@@ -157,7 +165,12 @@ def write_evt2(path, events: np.ndarray, sensor_size=(640, 480)) -> None:
     high = t >> 6
     new_high = np.ones(len(t), dtype=bool)
     new_high[1:] = high[1:] != high[:-1]
-    cd = ((events["p"] > 0).astype(np.int64) << 28) | ((t & 0x3F) << 22) | (events["x"].astype(np.int64) << 11) | events["y"].astype(np.int64)
+    cd = (
+        ((events["p"] > 0).astype(np.int64) << 28)
+        | ((t & 0x3F) << 22)
+        | (events["x"].astype(np.int64) << 11)
+        | events["y"].astype(np.int64)
+    )
     n = len(t) + int(new_high.sum())
     words = np.empty(n, dtype="<u4")
     pos = np.arange(len(t)) + np.cumsum(new_high)  # each event slot, after its time-high words
@@ -199,7 +212,16 @@ def _decode_evt3_chunk(w: np.ndarray, loops: int, prev_high: int):
     before = np.cumsum(width) - width  # total vector width before each word
     offset = before - _last_value(is_base, before)
     single = kind == EVT3_ADDR_X
-    cols = [(t[single], v[single] & 0x7FF, y[single], v[single] >> 11, np.flatnonzero(single), np.zeros(int(single.sum()), np.int64))]
+    cols = [
+        (
+            t[single],
+            v[single] & 0x7FF,
+            y[single],
+            v[single] >> 11,
+            np.flatnonzero(single),
+            np.zeros(int(single.sum()), np.int64),
+        )
+    ]
     for k, bits in ((EVT3_VECT_12, 12), (EVT3_VECT_8, 8)):
         idx = np.flatnonzero(kind == k)
         if idx.size:
@@ -257,10 +279,15 @@ def write_evt3(path, events: np.ndarray, sensor_size=(1280, 720)) -> None:
         raise ValueError("EVT 3.0 needs sorted, non-negative timestamps")
     high, low, y = (t >> 12) & 0xFFF, t & 0xFFF, events["y"].astype(np.int64)
     # a TIME_HIGH word whenever the upper bits (loop included) change: a wrap shows as a decrease
-    change = lambda a: np.concatenate([[True], a[1:] != a[:-1]]) if len(a) else np.zeros(0, bool)
+
+    def change(a):
+        return np.concatenate([[True], a[1:] != a[:-1]]) if len(a) else np.zeros(0, bool)
+
     loop_step = np.diff(t >> 24)
     if np.any(loop_step > 1) or np.any(np.diff(high)[loop_step == 1] >= 0):
-        raise ValueError("EVT 3.0 cannot encode a silent gap of a whole 2**24 µs clock period (the wrap would be invisible)")
+        raise ValueError(
+            "EVT 3.0 cannot encode a silent gap of a whole 2**24 µs clock period (the wrap would be invisible)"
+        )
     n_high, n_low, n_y = change(t >> 12), change(low) | change(t >> 12), change(y)
     per = 1 + n_high.astype(int) + n_low.astype(int) + n_y.astype(int)
     words = np.empty(int(per.sum()), dtype="<u2")

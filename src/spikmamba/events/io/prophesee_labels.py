@@ -18,7 +18,7 @@ BBOX_DTYPE = np.dtype([("t", "<i8"), ("x", "<f4"), ("y", "<f4"), ("w", "<f4"), (
                        ("confidence", "<f4"), ("track_id", "<i8")])
 
 
-def read_prophesee_bboxes(path, sensor_size: "tuple[int, int] | None" = None) -> np.ndarray:
+def read_prophesee_bboxes(path, sensor_size: tuple[int, int] | None = None) -> np.ndarray:
     """The boxes of ``path`` as a :data:`BBOX_DTYPE` array sorted by time (a warning if the file was not)."""
     try:
         raw = np.load(path, allow_pickle=False)
@@ -52,6 +52,6 @@ def read_prophesee_bboxes(path, sensor_size: "tuple[int, int] | None" = None) ->
         if np.any(outside):
             raise EventFormatError(path, None, f"box {int(np.flatnonzero(outside)[0])} lies outside the {W}x{H} sensor")
     if len(out) > 1 and np.any(np.diff(out["t"]) < 0):
-        warnings.warn(f"{path}: box timestamps go backwards; sorted by time")
+        warnings.warn(f"{path}: box timestamps go backwards; sorted by time", stacklevel=2)
         out = out[np.argsort(out["t"], kind="stable")]
     return out

@@ -1,7 +1,7 @@
 """What a reader returns: the events plus the facts the file states about them."""
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Tuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -13,6 +13,6 @@ class Recording(NamedTuple):
     triggers, invalid-flagged events), counted so that nothing disappears unsaid."""
 
     events: np.ndarray
-    sensor_size: Optional[Tuple[int, int]]
+    sensor_size: tuple[int, int] | None
     format: str
     skipped: int = 0

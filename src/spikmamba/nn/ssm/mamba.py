@@ -70,7 +70,7 @@ class Mamba(nn.Module):
         d_state: int = 16,
         d_conv: int = 4,
         expand: float = 2,
-        dt_rank: "int | str" = "auto",
+        dt_rank: int | str = "auto",
         dt_min: float = 0.001,
         dt_max: float = 0.1,
         dt_init_floor: float = 1e-4,

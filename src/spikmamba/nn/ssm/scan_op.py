@@ -17,8 +17,6 @@ at block or tile starts, and the pre-gate output for the PyTorch backend); the b
 them back. Absent optional gradients come back as empty tensors (an op returns no None)."""
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
-
 import torch
 from torch import Tensor
 
@@ -34,9 +32,9 @@ def _triton_scan():
 
 
 @torch.library.custom_op("spikmamba::selective_scan", mutates_args=())
-def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
-                   z: Optional[Tensor], delta_bias: Optional[Tensor], delta_softplus: bool,
-                   backend: str) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None,
+                   z: Tensor | None, delta_bias: Tensor | None, delta_softplus: bool,
+                   backend: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(out, last_state, saved_states, saved_y)``; the last two are for the backward only."""
     check_op_backend(backend, "selective scan")
     if backend == "triton":
@@ -58,10 +56,10 @@ def _(u, delta, A, B, C, D, z, delta_bias, delta_softplus, backend):
 
 
 @torch.library.custom_op("spikmamba::selective_scan_backward", mutates_args=())
-def selective_scan_backward(gout: Tensor, glast: Optional[Tensor], u: Tensor, delta: Tensor, A: Tensor, B: Tensor,
-                            C: Tensor, D: Optional[Tensor], z: Optional[Tensor], delta_bias: Optional[Tensor],
+def selective_scan_backward(gout: Tensor, glast: Tensor | None, u: Tensor, delta: Tensor, A: Tensor, B: Tensor,
+                            C: Tensor, D: Tensor | None, z: Tensor | None, delta_bias: Tensor | None,
                             saved_states: Tensor, saved_y: Tensor, delta_softplus: bool,
-                            backend: str) -> List[Tensor]:
+                            backend: str) -> list[Tensor]:
     """The gradients of ``(u, delta, A, B, C, D, z, delta_bias)``; empty for an absent input."""
     check_op_backend(backend, "selective scan")
     if backend == "triton":

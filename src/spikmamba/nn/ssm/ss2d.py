@@ -44,7 +44,7 @@ class SS2D(nn.Module):
     ``d_state`` defaults to 1, SVMamba's published setting (VMamba uses 16).
     """
 
-    def __init__(self, d_model: int, d_state: int = 1, dt_rank: "int | str" = "auto", dt_min: float = 0.001,
+    def __init__(self, d_model: int, d_state: int = 1, dt_rank: int | str = "auto", dt_min: float = 0.001,
                  dt_max: float = 0.1, dt_init_floor: float = 1e-4, out_norm: bool = True):
         super().__init__()
         if d_model < 1 or d_state < 1:
@@ -56,7 +56,9 @@ class SS2D(nn.Module):
         # per direction: x -> (dt [R], B [N], C [N]); dt [R] -> [D]
         self.x_proj_weight = nn.Parameter(torch.empty(K, R + 2 * d_state, D).uniform_(-D**-0.5, D**-0.5))
         self.dt_proj_weight = nn.Parameter(torch.empty(K, D, R).uniform_(-R**-0.5, R**-0.5))
-        dt = torch.exp(torch.rand(K, D) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp(min=dt_init_floor)
+        dt = torch.exp(torch.rand(K, D) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp(
+            min=dt_init_floor
+        )
         self.dt_proj_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))  # softplus^-1(dt)
         self.A_log = nn.Parameter(torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(K, D, 1))
         self.D = nn.Parameter(torch.ones(K, D))

@@ -46,7 +46,6 @@ import torch
 import triton
 import triton.language as tl
 
-
 #: launch shape: steps per tile (also the spacing of the states kept for the backward), channels
 #: per program (at most) and warps per program. benchmarks/gpu_check.py sweeps them; on an H200
 #: (session 7, fwd+bwd at B, D, L, N = 32, 512, 4096, 16) 4 channels / 2 warps / 32 steps took
