@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import InputError, SpikmambaError
+
 
 @dataclass(frozen=True)
 class Skip:
@@ -52,7 +54,7 @@ def run_case(impls: dict, repeats: int = 5, warmup: int = 1) -> dict:
                 times[name].append(elapsed)
     ours = next(iter(impls))
     if ours not in live:
-        raise RuntimeError(f"our implementation {ours!r} was skipped: {impls[ours].reason}")
+        raise SpikmambaError(f"our implementation {ours!r} was skipped: {impls[ours].reason}")
     ours_median = statistics.median(times[ours])
     rows = {}
     for name, fn in impls.items():
@@ -104,14 +106,14 @@ def busy_processes(n: int):
     import subprocess
 
     if n < 0:
-        raise ValueError(f"--busy must be >= 0, got {n}")
+        raise InputError(f"--busy must be >= 0, got {n}")
     procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
     try:
         if procs:
             time.sleep(0.5)  # let them reach the loop
         for p in procs:
             if p.poll() is not None:
-                raise RuntimeError(f"a busy process exited early (status {p.returncode})")
+                raise SpikmambaError(f"a busy process exited early (status {p.returncode})")
         yield procs
     finally:
         for p in procs:
@@ -148,7 +150,7 @@ def run_benchmarks(names=None, folder=None, quick: bool = False, repeats: int = 
     table = load_benchmarks(folder)
     unknown = [n for n in (names or []) if n not in table]
     if unknown:
-        raise ValueError(f"unknown benchmark(s) {', '.join(unknown)}; available: {', '.join(table)}")
+        raise InputError(f"unknown benchmark(s) {', '.join(unknown)}; available: {', '.join(table)}")
     report = {"machine": {"python": sys.version.split()[0], "torch": torch.__version__,
                           "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
                           "GOMP_SPINCOUNT": os.environ.get("GOMP_SPINCOUNT"),

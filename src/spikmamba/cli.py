@@ -7,6 +7,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from .errors import InputError, Interrupted, SpikmambaError
+
 DESCRIPTION = """\
 spikmamba: spiking state-space models (SpikMamba and friends) for event-camera data.
 
@@ -72,11 +74,8 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
 def _cmd_synth(args: argparse.Namespace) -> int:
     from .data.synthetic import export_clips
 
-    try:
-        paths = export_clips(args.out, args.count, args.split, (args.sensor_size, args.sensor_size), args.seed,
-                             args.format)
-    except (ValueError, OSError) as err:
-        return _fail("synth", err)
+    paths = export_clips(args.out, args.count, args.split, (args.sensor_size, args.sensor_size), args.seed,
+                         args.format)
     print(
         f"wrote {len(paths)} SynthActions {args.split} clips ({args.sensor_size}x{args.sensor_size} sensor, seed "
         f"{args.seed}) and labels.csv to {args.out}; e.g. spikmamba predict --checkpoint runs/synth/last.pt {args.out}"
@@ -112,33 +111,19 @@ def _add_reading_options(p: argparse.ArgumentParser) -> None:
                         f"without its EVT header line): {', '.join(sorted(STREAMS))}")
 
 
-def _fail(command: str, err: BaseException) -> int:
-    print(f"spikmamba {command}: {err}", file=sys.stderr)
-    return 2
-
-
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .data import SampleError
-    from .engine.checkpoint import CheckpointError
     from .engine.config import TrainConfig, apply_overrides, load_config
-    from .engine.run_dir import RunDirBusy
-    from .engine.train import Interrupted, NonFiniteLoss, resume_config, train
+    from .engine.train import resume_config, train
 
-    try:
-        if args.resume:
-            if args.config:
-                raise ValueError("--resume continues with the config stored in the checkpoint; drop --config "
-                                 "(key=value overrides, e.g. epochs=30, are allowed)")
-            cfg = resume_config(args.resume, args.overrides)
-        else:
-            cfg = load_config(args.config) if args.config else TrainConfig()
-            cfg = apply_overrides(cfg, args.overrides)
-        summary = train(cfg, resume=args.resume)
-    except (ValueError, OSError, CheckpointError, NonFiniteLoss, RunDirBusy, SampleError) as err:
-        return _fail("train", err)
-    except Interrupted as err:
-        print(f"spikmamba train: {err}", file=sys.stderr)
-        return 130
+    if args.resume:
+        if args.config:
+            raise InputError("--resume continues with the config stored in the checkpoint; drop --config "
+                             "(key=value overrides, e.g. epochs=30, are allowed)")
+        cfg = resume_config(args.resume, args.overrides)
+    else:
+        cfg = load_config(args.config) if args.config else TrainConfig()
+        cfg = apply_overrides(cfg, args.overrides)
+    summary = train(cfg, resume=args.resume)
     if summary.get("world_size", 1) > 1 and os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return 0
     out = Path(summary["out_dir"])
@@ -185,13 +170,9 @@ def _run_report(summary: dict, out: Path) -> str:
 
 
 def _cmd_test(args: argparse.Namespace) -> int:
-    from .engine.checkpoint import CheckpointError
     from .engine.evaluate import run_test
 
-    try:
-        r = run_test(args.checkpoint, args.config, args.overrides, args.out, progress=not args.quiet)
-    except (ValueError, OSError, CheckpointError) as err:
-        return _fail("test", err)
+    r = run_test(args.checkpoint, args.config, args.overrides, args.out, progress=not args.quiet)
     for note in r["notes"]:
         print(f"note: {note}", file=sys.stderr)
     k = next(key for key in r if key.startswith("top") and key != "top1")
@@ -214,56 +195,51 @@ def _cmd_test(args: argparse.Namespace) -> int:
 def _cmd_predict_windows(args: argparse.Namespace) -> int:
     import json
 
-    from .engine.checkpoint import CheckpointError
     from .engine.evaluate import collect_input_files, load_predictor
     from .engine.timeline import predict_timeline
 
-    try:
-        predictor = load_predictor(args.checkpoint, args.model, args.device, args.backend)
-        files = collect_input_files(args.paths)
-        for f in files:
-            tl = predict_timeline(predictor, f, args.window, args.stride, args.batch_size, args.top, args.smooth,
-                                  args.sensor_size, progress=not args.json, event_format=args.format)
-            prefix = Path(args.timeline) if args.timeline else None
-            if prefix is not None and len(files) > 1:
-                prefix = prefix.with_name(f"{prefix.name}-{f.stem}")
-            written = tl.write(prefix) if prefix is not None else []
-            if args.json:
-                print(json.dumps({**tl.summary(), "windows": tl.rows}, indent=2))
-                continue
-            for r in tl.rows:
-                top = f" ({r['top'][0]['probability']:.3f})" if r["top"] else ""
-                print(f"{f}: {r['start_ms']:9.1f}-{r['end_ms']:9.1f} ms  {r['events']:>8} events  {r['label']}{top}")
-            s = tl.summary()
-            print(f"{f}: {s['windows']} windows of {s['window_ms']:g} ms every {s['stride_ms']:g} ms over "
-                  f"{s['duration_s']:.2f} s ({s['empty_windows']} empty); {s['processing_s']:.2f} s of processing, "
-                  f"{s['realtime_factor']:.1f}x real time" + "".join(f"; {note}" for note in s["notes"])
-                  + (f"; wrote {', '.join(map(str, written))}" if written else ""))
-    except (ValueError, OSError, CheckpointError, RuntimeError) as err:
-        return _fail("predict", err)
+    predictor = load_predictor(args.checkpoint, args.model, args.device, args.backend)
+    files = collect_input_files(args.paths)
+    for f in files:
+        tl = predict_timeline(predictor, f, args.window, args.stride, args.batch_size, args.top, args.smooth,
+                              args.sensor_size, progress=not args.json, event_format=args.format)
+        prefix = Path(args.timeline) if args.timeline else None
+        if prefix is not None and len(files) > 1:
+            prefix = prefix.with_name(f"{prefix.name}-{f.stem}")
+        written = tl.write(prefix) if prefix is not None else []
+        if args.json:
+            print(json.dumps({**tl.summary(), "windows": tl.rows}, indent=2))
+            continue
+        for r in tl.rows:
+            top = f" ({r['top'][0]['probability']:.3f})" if r["top"] else ""
+            print(f"{f}: {r['start_ms']:9.1f}-{r['end_ms']:9.1f} ms  {r['events']:>8} events  {r['label']}{top}")
+        s = tl.summary()
+        print(f"{f}: {s['windows']} windows of {s['window_ms']:g} ms every {s['stride_ms']:g} ms over "
+              f"{s['duration_s']:.2f} s ({s['empty_windows']} empty); {s['processing_s']:.2f} s of processing, "
+              f"{s['realtime_factor']:.1f}x real time" + "".join(f"; {note}" for note in s["notes"])
+              + (f"; wrote {', '.join(map(str, written))}" if written else ""))
     return 0
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     import json
 
-    from .engine.checkpoint import CheckpointError
     from .engine.evaluate import predict_files
 
     if args.window is not None:
         return _cmd_predict_windows(args)
-    try:
-        names = None
-        if args.class_index:
+    names = None
+    if args.class_index:
+        try:
             names = json.loads(Path(args.class_index).read_text())
-            if not isinstance(names, dict):
-                raise ValueError(f"{args.class_index}: expected a JSON object of class index -> name, "
-                                 f"e.g. {{\"0\": \"airplane\"}}")
-        r = predict_files(args.checkpoint, args.paths, topk=args.top, batch_size=args.batch_size, device=args.device,
-                          class_names=names, num_workers=args.workers, model=args.model, backend=args.backend,
-                          sensor_size=args.sensor_size, event_format=args.format)
-    except (ValueError, OSError, CheckpointError, RuntimeError) as err:
-        return _fail("predict", err)
+        except json.JSONDecodeError as err:
+            raise InputError(f"{args.class_index}: not JSON ({err})") from None
+        if not isinstance(names, dict):
+            raise InputError(f"{args.class_index}: expected a JSON object of class index -> name, "
+                             f"e.g. {{\"0\": \"airplane\"}}")
+    r = predict_files(args.checkpoint, args.paths, topk=args.top, batch_size=args.batch_size, device=args.device,
+                      class_names=names, num_workers=args.workers, model=args.model, backend=args.backend,
+                      sensor_size=args.sensor_size, event_format=args.format)
     if args.json:
         print(json.dumps(r, indent=2))
     else:
@@ -296,28 +272,24 @@ def _labelled_report(s: dict) -> str:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .engine.checkpoint import CheckpointError
-    from .engine.export import ExportError, export_checkpoint_onnx, export_folder
+    from .engine.export import export_checkpoint_onnx, export_folder
     from .engine.nir_export import export_checkpoint_nir
 
     ckpt = Path(args.checkpoint)
     default = {"folder": ckpt.with_name(f"{ckpt.stem}-weights"), "onnx": ckpt.with_suffix(".onnx"),
                "nir": ckpt.with_suffix(".nir")}[args.format]
     out = Path(args.out) if args.out else default
-    try:
-        if args.format == "folder":
-            folder = export_folder(ckpt, out, overwrite=args.overwrite)
-            print(f"wrote {folder}/ (model.safetensors, config.json, README.md); use it with: spikmamba predict "
-                  f"--model {folder} FILES, or create_model(name, pretrained='{folder}')")
-        elif args.format == "onnx":
-            r = export_checkpoint_onnx(ckpt, out)
-            print(f"wrote {r['path']} ({r['exporter']} exporter; ONNX Runtime equals PyTorch within "
-                  f"{r['max_abs_diff']:.1e} at batch 2 and 3; the batch dimension is dynamic)")
-        else:
-            r = export_checkpoint_nir(ckpt, out)
-            print(f"wrote {r['path']} ({r['nodes']} NIR nodes)")
-    except (ValueError, OSError, CheckpointError, ExportError) as err:
-        return _fail("export", err)
+    if args.format == "folder":
+        folder = export_folder(ckpt, out, overwrite=args.overwrite)
+        print(f"wrote {folder}/ (model.safetensors, config.json, README.md); use it with: spikmamba predict "
+              f"--model {folder} FILES, or create_model(name, pretrained='{folder}')")
+    elif args.format == "onnx":
+        r = export_checkpoint_onnx(ckpt, out)
+        print(f"wrote {r['path']} ({r['exporter']} exporter; ONNX Runtime equals PyTorch within "
+              f"{r['max_abs_diff']:.1e} at batch 2 and 3; the batch dimension is dynamic)")
+    else:
+        r = export_checkpoint_nir(ckpt, out)
+        print(f"wrote {r['path']} ({r['nodes']} NIR nodes)")
     return 0
 
 
@@ -325,48 +297,40 @@ def _cmd_show(args: argparse.Namespace) -> int:
     import time
 
     from .analysis.show import contact_sheet, render
-    from .engine.checkpoint import CheckpointError
 
-    try:
-        timeline, predictor = None, None
-        if args.checkpoint or args.model:
-            from .engine.evaluate import load_predictor
-            from .engine.timeline import predict_timeline
+    timeline, predictor = None, None
+    if args.checkpoint or args.model:
+        from .engine.evaluate import load_predictor
+        from .engine.timeline import predict_timeline
 
-            predictor = load_predictor(args.checkpoint, args.model)
-            timeline = predict_timeline(predictor, args.file, args.window, args.stride, sensor_size=args.sensor_size,
-                                        event_format=args.format)
-        started = time.perf_counter()
-        out = args.out or str(Path(args.file).with_suffix(".gif").name)
-        r = render(args.file, out, args.frame_ms, args.fps, args.start_ms, args.end_ms, args.scale, timeline,
-                   args.sensor_size, event_format=args.format)
-        print(f"wrote {r['path']}: {r['frames']} frames of {args.frame_ms:g} ms ({r['seconds']:.2f} s of recording, "
-              f"x{r['scale']}) in {time.perf_counter() - started:.1f} s"
-              + (f"; {r['late_events']} events arrived after their frame was drawn (timestamps going back) and "
-                 f"are not shown" if r["late_events"] else ""))
-        if args.sheet:
-            if predictor is None:
-                raise ValueError("--sheet draws what a model sees: give --checkpoint or --model too")
-            from .engine.data import load_input_file
+        predictor = load_predictor(args.checkpoint, args.model)
+        timeline = predict_timeline(predictor, args.file, args.window, args.stride, sensor_size=args.sensor_size,
+                                    event_format=args.format)
+    started = time.perf_counter()
+    out = args.out or str(Path(args.file).with_suffix(".gif").name)
+    r = render(args.file, out, args.frame_ms, args.fps, args.start_ms, args.end_ms, args.scale, timeline,
+               args.sensor_size, event_format=args.format)
+    print(f"wrote {r['path']}: {r['frames']} frames of {args.frame_ms:g} ms ({r['seconds']:.2f} s of recording, "
+          f"x{r['scale']}) in {time.perf_counter() - started:.1f} s"
+          + (f"; {r['late_events']} events arrived after their frame was drawn (timestamps going back) and "
+             f"are not shown" if r["late_events"] else ""))
+    if args.sheet:
+        if predictor is None:
+            raise InputError("--sheet draws what a model sees: give --checkpoint or --model too")
+        from .engine.data import load_input_file
 
-            x = load_input_file(args.file, predictor.representation, predictor.transforms, args.sensor_size,
-                                args.format).numpy()
-            contact_sheet(x, args.sheet, f"{Path(args.file).name} as {predictor.name} sees it")
-            print(f"wrote {args.sheet}: the {x.shape[0]} time steps x {x.shape[1]} channels the model sees")
-    except (ValueError, OSError, CheckpointError, ImportError) as err:
-        return _fail("show", err)
+        x = load_input_file(args.file, predictor.representation, predictor.transforms, args.sensor_size,
+                            args.format).numpy()
+        contact_sheet(x, args.sheet, f"{Path(args.file).name} as {predictor.name} sees it")
+        print(f"wrote {args.sheet}: the {x.shape[0]} time steps x {x.shape[1]} channels the model sees")
     return 0
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from .analysis.inspect import inspect_spikes
-    from .engine.checkpoint import CheckpointError
 
-    try:
-        r = inspect_spikes(args.file, args.out, checkpoint=args.checkpoint, model=args.model, layer=args.layer,
-                           sensor_size=args.sensor_size, event_format=args.format)
-    except (ValueError, OSError, CheckpointError) as err:
-        return _fail("inspect", err)
+    r = inspect_spikes(args.file, args.out, checkpoint=args.checkpoint, model=args.model, layer=args.layer,
+                       sensor_size=args.sensor_size, event_format=args.format)
     print(f"{r['file']}: {r['model']} predicts {r['prediction']} ({r['probability']:.3f})")
     print(f"{len(r['layers'])} spiking layers; mean firing rate per layer and time step in {r['rates_png']}, "
           f"{r['rates_csv']}; spike raster of {r['layer']} in {r['raster_png']}")
@@ -376,15 +340,11 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 def _cmd_energy(args: argparse.Namespace) -> int:
     from .analysis import EnergyConstants, format_report, run_energy, save_report
     from .analysis.run import default_out_dir
-    from .engine.checkpoint import CheckpointError
 
-    try:
-        r = run_energy(args.checkpoint, args.model, args.overrides, samples=args.samples, batch_size=args.batch_size,
-                       constants=EnergyConstants(args.e_mac, args.e_ac), ann=not args.no_ann)
-        out = Path(args.out) if args.out else default_out_dir(args.checkpoint, args.model)
-        paths = save_report(out, r["snn"], r["ann"], title=r["model"])
-    except (ValueError, OSError, CheckpointError) as err:
-        return _fail("energy", err)
+    r = run_energy(args.checkpoint, args.model, args.overrides, samples=args.samples, batch_size=args.batch_size,
+                   constants=EnergyConstants(args.e_mac, args.e_ac), ann=not args.no_ann)
+    out = Path(args.out) if args.out else default_out_dir(args.checkpoint, args.model)
+    paths = save_report(out, r["snn"], r["ann"], title=r["model"])
     print(f"{r['model']} on {r['snn']['samples']} {r['data']} samples")
     print(format_report(r["snn"], r["ann"]))
     print("wrote " + ", ".join(str(p) for p in paths))
@@ -394,18 +354,15 @@ def _cmd_energy(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from .benchmark import run_benchmarks, save_json
 
-    try:
-        report = run_benchmarks(
-            args.names or None,
-            args.dir,
-            quick=args.quick,
-            repeats=args.repeats,
-            warmup=args.warmup,
-            memory=args.memory,
-            busy=args.busy,
-        )
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        return _fail("bench", err)
+    report = run_benchmarks(
+        args.names or None,
+        args.dir,
+        quick=args.quick,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        memory=args.memory,
+        busy=args.busy,
+    )
     if args.json:
         save_json(report, args.json)
         print(f"wrote {args.json}")
@@ -700,11 +657,18 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    command = f"spikmamba {getattr(args, 'command', '') or ''}".rstrip()
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, inside the try, not at interpreter exit
         _end_torchrun_worker(code)
         return code
+    except Interrupted as err:  # training stopped on a signal after saving: say where to resume
+        print(f"{command}: {err}", file=sys.stderr)
+        return 130
+    except SpikmambaError as err:  # the user's to fix, and the message says how: no traceback
+        print(f"{command}: {err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:  # Ctrl-C outside the training loop (which saves and stops by itself): quiet
         print(f"\nspikmamba {getattr(args, 'command', '') or ''}: interrupted".replace("  ", " "), file=sys.stderr)
         return 130
@@ -715,6 +679,9 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError):
             pass
         return 0
+    except OSError as err:  # the environment's: a missing file, a full disk, no permission (names the path)
+        print(f"{command}: {err}", file=sys.stderr)
+        return 2
 
 
 def run() -> int:

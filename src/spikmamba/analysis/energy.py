@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import InputError
 from ..nn.functional import record_firing_rates, reset_net
 from .ops import OpCounter
 
@@ -37,7 +38,7 @@ def energy_report(model: nn.Module, batches, constants: EnergyConstants = Energy
             model(x)
             samples += len(x)
     if samples == 0:
-        raise ValueError("energy_report needs at least one sample")
+        raise InputError("energy_report needs at least one sample")
     layers = []
     for rec in sorted(ops.layers.values(), key=lambda r: r.order):
         macs, sops = rec.dense_macs / samples, rec.sops / samples

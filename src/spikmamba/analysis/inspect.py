@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import InputError
 from ..nn.functional import reset_net, spiking_layers
 
 
@@ -58,17 +59,17 @@ def inspect_spikes(file, out, checkpoint: str | None = None, model: str | None =
     predictor = load_predictor(checkpoint, model)
     net = predictor.module
     if net is None:
-        raise ValueError(f"{checkpoint or model} is an ONNX file: it holds no spiking layers to record; inspect the "
+        raise InputError(f"{checkpoint or model} is an ONNX file: it holds no spiking layers to record; inspect the "
                          f"checkpoint or weights folder it was exported from")
     names = [name for name, _ in spiking_layers(net)]
     if not names:
-        raise ValueError(f"{predictor.name} has no spiking neurons to inspect (an ANN ablation?)")
+        raise InputError(f"{predictor.name} has no spiking neurons to inspect (an ANN ablation?)")
     if layer is None:
         layer = names[-1]
     elif layer not in names:
         close = [n for n in names if layer in n][:3] or difflib.get_close_matches(layer, names, n=3, cutoff=0.4)
         hint = f"; did you mean {' or '.join(close)}?" if close else f"; the layers are: {', '.join(names)}"
-        raise ValueError(f"--layer {layer!r} is not a spiking layer of {predictor.name}{hint}")
+        raise InputError(f"--layer {layer!r} is not a spiking layer of {predictor.name}{hint}")
     x = load_input_file(file, predictor.representation, predictor.transforms, sensor_size, event_format)
     from ..data.video import VideoRepresentation
 

@@ -10,6 +10,7 @@ from ..engine.checkpoint import load_checkpoint, load_model_state, model_from_ch
 from ..engine.config import TrainConfig, apply_overrides, validate_config
 from ..engine.data import eval_view, geometry_of
 from ..engine.model import UnknownModelArgument, build_model
+from ..errors import InputError
 from .energy import EnergyConstants, energy_report
 
 
@@ -24,7 +25,7 @@ def _inputs(cfg: TrainConfig, samples: int) -> tuple:
     n = min(samples, len(view))
     batches = [b.x for b in make_loader(view, SequentialBatches(n, 64), 0) if b.x is not None]
     if not batches:
-        raise ValueError(f"none of the first {n} samples of {cfg.data_name} could be read")
+        raise InputError(f"none of the first {n} samples of {cfg.data_name} could be read")
     return torch.cat(batches), classes, rep
 
 
@@ -45,7 +46,7 @@ def run_energy(checkpoint: str | None = None, model_name: str | None = None, ove
                ann: bool = True) -> dict:
     """``{"snn": report, "ann": report or None, "model": name, "data": name}``."""
     if (checkpoint is None) == (model_name is None):
-        raise ValueError("give exactly one of --checkpoint CKPT or --model NAME")
+        raise InputError("give exactly one of --checkpoint CKPT or --model NAME")
     if checkpoint:
         ckpt = load_checkpoint(checkpoint)
         model, _ = model_from_checkpoint(checkpoint, ckpt)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError, MissingDependency
 from ..events.io import stream_events
 from ..events.types import MEMORY_BUDGET, T_END, check_allocation, duration_us, sort_by_time
 
@@ -40,7 +41,7 @@ class Frames:
     def _room(self, t: int, frame_start: int) -> None:
         """Refuse a gap whose empty frames alone would pass ``limit`` frames, before drawing them."""
         if self.limit is not None and (t - frame_start) // self.step > self.limit:
-            raise ValueError(f"{self.path}: the timestamps jump from {frame_start - self.step:,} to {t:,} µs: "
+            raise InputError(f"{self.path}: the timestamps jump from {frame_start - self.step:,} to {t:,} µs: "
                              f"{(t - frame_start) // self.step:,} frames of {self.step / 1e3:g} ms, more than the "
                              f"{self.limit:,} frames an animation may hold; show a part with --start-ms/--end-ms or "
                              f"a longer --frame-ms")
@@ -61,7 +62,7 @@ class Frames:
             if not len(chunk):
                 continue
             if int(chunk["x"].max()) >= W or int(chunk["y"].max()) >= H:
-                raise ValueError(f"{self.path}: events reach x={int(chunk['x'].max())}, y={int(chunk['y'].max())}, "
+                raise InputError(f"{self.path}: events reach x={int(chunk['x'].max())}, y={int(chunk['y'].max())}, "
                                  f"outside the {W}x{H} sensor; give the right --sensor-size W H")
             chunk = sort_by_time(chunk)
             t = np.ascontiguousarray(chunk["t"])  # searchsorted on a strided field is several times slower
@@ -99,9 +100,9 @@ def frames_of(path, frame_ms: float = 33.0, start_ms: float | None = None, end_m
     while first is not None and not len(first):
         first = next(chunks, None)
     if first is None:
-        raise ValueError(f"{path}: the recording holds no events")
+        raise InputError(f"{path}: the recording holds no events")
     if stream.sensor_size is None:
-        raise ValueError(f"{path}: the file does not state its sensor size; pass --sensor-size W H")
+        raise InputError(f"{path}: the file does not state its sensor size; pass --sensor-size W H")
     W, H = stream.sensor_size[:2]
     check_allocation(3 * W * H, f"a frame of the {W}x{H} sensor", "check --sensor-size or the size the file states")
     step = duration_us(frame_ms, "--frame-ms")
@@ -109,7 +110,7 @@ def frames_of(path, frame_ms: float = 33.0, start_ms: float | None = None, end_m
     start = t_first + (0 if not start_ms else _offset_us(start_ms, "--start-ms"))
     end = None if end_ms is None else t_first + _offset_us(end_ms, "--end-ms")
     if end is not None and end <= start:
-        raise ValueError(f"--end-ms ({end_ms}) must be after --start-ms ({start_ms or 0})")
+        raise InputError(f"--end-ms ({end_ms}) must be after --start-ms ({start_ms or 0})")
     return (W, H), t_first, Frames(path, first, chunks, (W, H), step, start, end)
 
 
@@ -128,11 +129,11 @@ def render(path, out, frame_ms: float = 33.0, fps: float | None = None, start_ms
 
     out = Path(out)
     if out.suffix.lower() not in (".gif", ".mp4"):
-        raise ValueError(f"{out}: write a .gif or an .mp4")
+        raise InputError(f"{out}: write a .gif or an .mp4")
     if scale is not None and (not isinstance(scale, int) or isinstance(scale, bool) or not 1 <= scale <= 64):
-        raise ValueError(f"--scale must be a whole number of pixels per sensor pixel from 1 to 64, got {scale}")
+        raise InputError(f"--scale must be a whole number of pixels per sensor pixel from 1 to 64, got {scale}")
     if fps is not None and not (isinstance(fps, (int, float)) and 0.01 <= fps <= 1000):
-        raise ValueError(f"--fps must be from 0.01 to 1000 frames per second, got {fps}")
+        raise InputError(f"--fps must be from 0.01 to 1000 frames per second, got {fps}")
     (W, H), t0, frames = frames_of(path, frame_ms, start_ms, end_ms, sensor_size, event_format)
     scale = scale or max(1, math.ceil(256 / max(W, H)))
     frame_bytes = (H * scale + BAR_HEIGHT + 2) * W * scale
@@ -146,7 +147,7 @@ def render(path, out, frame_ms: float = 33.0, fps: float | None = None, start_ms
     for frame_start, idx in frames:
         count += 1
         if count > max_frames:
-            raise ValueError(f"more than {max_frames:,} frames of {W * scale}x{H * scale} pixels (the most that fit "
+            raise InputError(f"more than {max_frames:,} frames of {W * scale}x{H * scale} pixels (the most that fit "
                              f"in 2 GiB, at most 20,000); show a part with --start-ms/--end-ms, a longer --frame-ms "
                              f"or a smaller --scale")
         big = idx.repeat(scale, 0).repeat(scale, 1) if scale > 1 else idx
@@ -163,7 +164,7 @@ def render(path, out, frame_ms: float = 33.0, fps: float | None = None, start_ms
         images.append(img)
     if not frames.drawn:
         last_ms = (frames.last - t0) / 1e3
-        raise ValueError(f"{path}: nothing to show: the recording's events end at {last_ms:g} ms from its first event"
+        raise InputError(f"{path}: nothing to show: the recording's events end at {last_ms:g} ms from its first event"
                          + (f", before --start-ms {start_ms:g}" if start_ms else "")
                          + ("; give an earlier --start-ms" if start_ms else ""))
     total = max(len(images), 1)
@@ -203,7 +204,7 @@ def _write_mp4(out: Path, images, fps: float) -> None:
     try:
         import av
     except ImportError:
-        raise ImportError("writing .mp4 needs PyAV: pip install av (or write a .gif)") from None
+        raise MissingDependency("writing .mp4 needs PyAV: pip install av (or write a .gif)") from None
     from fractions import Fraction
 
     w, h = images[0].size

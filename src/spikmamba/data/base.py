@@ -25,11 +25,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..errors import InputError, SpikmambaError
 from ..events.io import read_events
 from .cache import CACHE_FORMAT, RepresentationCache
 
 
-class DatasetLayoutError(FileNotFoundError):
+class DatasetLayoutError(SpikmambaError, FileNotFoundError):
     """A dataset folder is missing or not laid out as expected: shows the expected tree and what was found."""
 
     def __init__(self, name: str, root, problem: str, layout: str):
@@ -43,7 +44,7 @@ class DatasetLayoutError(FileNotFoundError):
         super().__init__(f"{name}: {problem}\n{found}\nexpected layout:\n{layout.strip()}")
 
 
-class SampleError(ValueError):
+class SampleError(SpikmambaError, ValueError):
     """Reading or converting one sample failed: names the dataset, the index, the file and window.
 
     Raised inside a ``DataLoader`` worker, PyTorch re-raises it in the main process with this
@@ -57,7 +58,7 @@ class Sample:
     window: tuple | None = None  # (t_start, t_end) µs, end exclusive; None = whole file
 
 
-class DatasetPathError(ValueError):
+class DatasetPathError(InputError):
     """A dataset's list file or link names a file outside the dataset folder."""
 
 
@@ -89,7 +90,7 @@ def config_root(cfg, split: str, name: str) -> Path:
     root = cfg.data_root if split == "train" else cfg.test_root
     if not root:
         key = "data_root" if split == "train" else "test_root"
-        raise ValueError(f"data_name={name!r} needs {key}=<folder> (see `spikmamba datasets {name}`)")
+        raise InputError(f"data_name={name!r} needs {key}=<folder> (see `spikmamba datasets {name}`)")
     return Path(root)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..errors import InputError
 from ..events.io import EVENT_FILE_EXTENSIONS
 from .base import Confinement, DatasetLayoutError, EventDataset, Sample, config_root
 
@@ -52,7 +53,7 @@ root/
                 size = read_events(f).sensor_size
                 if size is not None:
                     return tuple(size)
-                raise ValueError(f"{cls.__name__}: {f} does not state its sensor size ({f.suffix} files "
+                raise InputError(f"{cls.__name__}: {f} does not state its sensor size ({f.suffix} files "
                                  f"may not); store the recordings as .npz with a sensor_size entry, .h5 with "
                                  f"width/height attributes, or a format that states it (AEDAT 4, EVT)")
         raise DatasetLayoutError(cls.__name__, root, f"no recordings with extensions {cls.extensions}", cls.layout)
@@ -64,7 +65,7 @@ root/
             raise DatasetLayoutError(type(self).__name__, root, "dataset folder not found", self.layout)
         sensor_size = sensor_size or self.default_sensor_size
         if sensor_size is None:
-            raise ValueError(f"{type(self).__name__}: pass sensor_size=(W, H); this layout does not state it")
+            raise InputError(f"{type(self).__name__}: pass sensor_size=(W, H); this layout does not state it")
         class_dirs = sorted((d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")),
                             key=lambda d: class_sort_key(d.name))
         if not class_dirs:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from ..errors import InputError
 from .base import Confinement, DatasetLayoutError, EventDataset, Sample, config_root
 
 GESTURE_CLASSES = [
@@ -44,7 +45,7 @@ root/                                (the extracted DvsGesture/ folder)
                 for row in csv.DictReader(f):
                     c = int(row["class"])
                     if not 1 <= c <= 11:
-                        raise ValueError(f"{labels}: class {c} outside 1-11")
+                        raise InputError(f"{labels}: class {c} outside 1-11")
                     samples.append(Sample(str(trial), c - 1, (int(row["startTime_usec"]), int(row["endTime_usec"]))))
         self.root = root
         super().__init__(samples, GESTURE_CLASSES, self.sensor, **kwargs)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import InputError
 from ..events.io import EVENT_FILE_EXTENSIONS
 from .base import Confinement, DatasetLayoutError, EventDataset, Sample
 
@@ -36,7 +37,7 @@ root/
             rel = line.split()[0]
             folder = rel.split("/")[0]
             if not folder.startswith("action_") or not folder[7:].isdigit():
-                raise ValueError(f"{lst}:{n}: expected 'action_XXX/<recording>', got {rel!r}")
+                raise InputError(f"{lst}:{n}: expected 'action_XXX/<recording>', got {rel!r}")
             label = int(folder[7:]) - 1
             base = root / rel
             path = base if base.is_file() else next((base.with_name(base.name + e) for e in EVENT_FILE_EXTENSIONS

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..errors import InputError
 from .base import Confinement, DatasetLayoutError, SampleError, config_root
 from .folder import class_sort_key
 
@@ -48,9 +49,9 @@ def load_cifar_batch(path: Path) -> dict:
     except FileNotFoundError:
         raise
     except Exception as err:  # any unpickling failure is a corrupt file
-        raise ValueError(f"{path}: not a readable CIFAR batch ({type(err).__name__}: {err})") from None
+        raise InputError(f"{path}: not a readable CIFAR batch ({type(err).__name__}: {err})") from None
     if not isinstance(d, dict):
-        raise ValueError(f"{path}: not a CIFAR batch (holds a {type(d).__name__}, expected a dict)")
+        raise InputError(f"{path}: not a CIFAR batch (holds a {type(d).__name__}, expected a dict)")
     return {(k.decode() if isinstance(k, bytes) else k): v for k, v in d.items()}
 
 
@@ -93,7 +94,7 @@ class ImageRepresentation(RGBInput):
             with Image.open(path) as img:
                 return self.from_pil(img)
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-            raise ValueError(f"{path}: not a readable image ({type(err).__name__}: {err})") from None
+            raise InputError(f"{path}: not a readable image ({type(err).__name__}: {err})") from None
 
 
 class ImageDataset(Dataset):
@@ -113,13 +114,13 @@ class ImageDataset(Dataset):
         kwargs = {"allow_outside_root": cfg.allow_outside_root} if issubclass(cls, ImageFolderSplits) else {}
         ds = cls(config_root(cfg, split, cls.name), split, size=cfg.resolution, **kwargs)
         if not ds.sensor_size[0]:
-            raise ValueError(f"{cls.name} images come in many sizes: set resolution=<pixels>")
+            raise InputError(f"{cls.name} images come in many sizes: set resolution=<pixels>")
         ds.representation = ImageRepresentation(size=ds.sensor_size[0], frames=cfg.frames)
         return ds
 
     def configured(self, representation=None, transform=None, pre_transform=None, cache_dir=None) -> ImageDataset:
         if transform is not None or pre_transform is not None:
-            raise ValueError(f"{self.name}: event transforms do not apply to images")
+            raise InputError(f"{self.name}: event transforms do not apply to images")
         return self
 
     def source(self, index: int) -> str:
@@ -173,7 +174,7 @@ class _CIFAR(ImageDataset):
         root = Path(root)
         base = root if (root / self.meta_file).is_file() else root / self.folder
         if split not in ("train", "test"):
-            raise ValueError(f"{type(self).__name__}: split must be 'train' or 'test', got {split!r}")
+            raise InputError(f"{type(self).__name__}: split must be 'train' or 'test', got {split!r}")
         files = self.train_files if split == "train" else self.test_files
         missing = [f for f in (self.meta_file, *files) if not (base / f).is_file()]
         if missing:
@@ -191,13 +192,13 @@ class _CIFAR(ImageDataset):
                 x = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
                 y = [int(v) for v in batch[self.labels_key]]
             except (KeyError, ValueError) as err:
-                raise ValueError(f"{base / f}: malformed CIFAR batch ({type(err).__name__}: {err})") from None
+                raise InputError(f"{base / f}: malformed CIFAR batch ({type(err).__name__}: {err})") from None
             if len(x) != len(y):
-                raise ValueError(f"{base / f}: {len(x)} images but {len(y)} labels")
+                raise InputError(f"{base / f}: {len(x)} images but {len(y)} labels")
             data.append(x)
             labels += y
         if labels and not 0 <= min(labels) <= max(labels) < len(classes):
-            raise ValueError(f"{base}: labels outside 0..{len(classes) - 1}")
+            raise InputError(f"{base}: labels outside 0..{len(classes) - 1}")
         super().__init__(np.concatenate(data) if data else np.zeros((0, 3, 32, 32), np.uint8), labels, classes, size)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import InputError
 from .base import Confinement, DatasetLayoutError, EventDataset, Sample
 
 
@@ -54,7 +55,7 @@ or a flat folder (root itself, or root/<split>/):
                 continue
             parts = line.split()
             if len(parts) != 2 or not parts[1].isdigit() or not 0 <= int(parts[1]) <= 9:
-                raise ValueError(f"{folder / 'labels.txt'}:{n}: expected 'sample_id<TAB>digit', got {line!r}")
+                raise InputError(f"{folder / 'labels.txt'}:{n}: expected 'sample_id<TAB>digit', got {line!r}")
             f = next(
                 (folder / f"{parts[0]}{ext}" for ext in (".bs2", ".bin") if (folder / f"{parts[0]}{ext}").is_file()),
                 None,

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import InputError
 from ..events.afe import to_afe_frames
 from ..events.representations import to_frames
 from ..events.voxel import to_count_image, to_voxel_grid
@@ -38,9 +39,9 @@ class EventRepresentation:
 
     def __post_init__(self):
         if self.kind not in KINDS:
-            raise ValueError(f"representation kind {self.kind!r} unknown; choose one of {KINDS}")
+            raise InputError(f"representation kind {self.kind!r} unknown; choose one of {KINDS}")
         if self.normalize not in ("log1p", "none"):
-            raise ValueError(f"normalize must be 'log1p' or 'none', got {self.normalize!r}")
+            raise InputError(f"normalize must be 'log1p' or 'none', got {self.normalize!r}")
 
     @property
     def channels(self) -> int:

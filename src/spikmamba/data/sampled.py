@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..errors import InputError
 from .base import Confinement, DatasetLayoutError, SampleError, config_root
 from .images import RGBInput
 
@@ -33,7 +34,7 @@ def label_from_path(path: str) -> int:
         m = re.fullmatch(r"(?:action_)?(\d+)", part)
         if m:
             return int(m.group(1)) - 1
-    raise ValueError(f"cannot read a class number from {path!r}: expected a folder named <n> or action_<n>")
+    raise InputError(f"cannot read a class number from {path!r}: expected a folder named <n> or action_<n>")
 
 
 def load_frames(path) -> torch.Tensor:
@@ -45,7 +46,7 @@ def load_frames(path) -> torch.Tensor:
     if img.ndim == 3:
         img = img[None]
     if img.ndim != 4 or img.shape[-1] != 3:
-        raise ValueError(f"{path}: 'images' has shape {img.shape}; [T, H, W, 3] expected")
+        raise InputError(f"{path}: 'images' has shape {img.shape}; [T, H, W, 3] expected")
     return torch.from_numpy(np.ascontiguousarray(img.transpose(0, 3, 1, 2))).float() / 255.0
 
 
@@ -61,7 +62,7 @@ class SampledFramesRepresentation(RGBInput):
     def load(self, path) -> torch.Tensor:
         x = load_frames(path)
         if tuple(x.shape) != (self.frames, 3, self.size, self.size):
-            raise ValueError(f"{path}: frames of shape {tuple(x.shape)}; the model takes "
+            raise InputError(f"{path}: frames of shape {tuple(x.shape)}; the model takes "
                              f"{(self.frames, 3, self.size, self.size)}")
         return x
 
@@ -82,7 +83,7 @@ class SampledFrames(Dataset):
             raise DatasetLayoutError("SampledFrames", list_file.parent, f"{list_file.name} lists no files", LAYOUT)
         first = ds.sample(0)[0]
         if first.shape[-1] != first.shape[-2]:
-            raise ValueError(
+            raise InputError(
                 f"{ds.files[0]}: frames are {first.shape[-1]}x{first.shape[-2]}; the models take square input"
             )
         ds.representation = SampledFramesRepresentation(frames=int(first.shape[0]), size=int(first.shape[-1]))
@@ -90,7 +91,7 @@ class SampledFrames(Dataset):
 
     def configured(self, representation=None, transform=None, pre_transform=None, cache_dir=None):
         if transform is not None or pre_transform is not None:
-            raise ValueError("sampled-frames: event transforms do not apply to pre-sampled frames")
+            raise InputError("sampled-frames: event transforms do not apply to pre-sampled frames")
         return self
 
     @property
@@ -132,7 +133,7 @@ class SampledFrames(Dataset):
         self.labels = [label_from_path(str(p)) for p in self.files]
         bad = [k for k in self.labels if not 0 <= k < len(self.classes)]
         if bad:
-            raise ValueError(
+            raise InputError(
                 f"{list_file}: labels {sorted(set(bad))[:5]} outside the {len(self.classes)} classes of "
                 f"{classnames_json}"
             )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InputError
 from ..events.simulator import SimulatorConfig, simulate_events
 
 CLASSES = (
@@ -121,9 +122,9 @@ class SynthActions:
                  duration_us: int = 500_000, n_render_frames: int = 48, noise_rate_hz: float = 0.5,
                  seed: int = 0, transform=None, cache: bool = True, representation=None, pre_transform=None):
         if split not in _SPLIT_OFFSET:
-            raise ValueError(f"split must be one of {sorted(_SPLIT_OFFSET)}, got {split!r}")
+            raise InputError(f"split must be one of {sorted(_SPLIT_OFFSET)}, got {split!r}")
         if num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+            raise InputError(f"num_samples must be >= 1, got {num_samples}")
         self.split, self.num_samples, self.sensor_size = split, num_samples, tuple(sensor_size)
         self.duration_us, self.n_render_frames, self.noise_rate_hz = duration_us, n_render_frames, noise_rate_hz
         self.seed, self.transform = seed, transform
@@ -209,7 +210,7 @@ def export_clips(out_dir, count: int = 20, split: str = "test", sensor_size=(32,
     from ..events.io import write_events
 
     if count < 1:
-        raise ValueError(f"count must be >= 1, got {count}")
+        raise InputError(f"count must be >= 1, got {count}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ds = SynthActions(split, num_samples=count, sensor_size=tuple(sensor_size), seed=seed, cache=False)

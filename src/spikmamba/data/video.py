@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from ..errors import InputError, MissingDependency, SpikmambaError
 from .base import Confinement, DatasetLayoutError, SampleError, config_root
 from .folder import class_sort_key
 from .images import RGBInput
@@ -30,7 +31,7 @@ from .images import RGBInput
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm")
 
 
-class VideoReadError(ValueError):
+class VideoReadError(SpikmambaError, ValueError):
     """A video file that cannot be decoded; names the file."""
 
 
@@ -39,7 +40,7 @@ def read_video(path) -> np.ndarray:
     try:
         import av
     except ImportError:
-        raise ImportError("reading videos needs PyAV: pip install av (or pip install spikmamba[video])") from None
+        raise MissingDependency("reading videos needs PyAV: pip install av (or pip install spikmamba[video])") from None
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -116,7 +117,7 @@ class VideoClips(Dataset):
 
     def configured(self, representation=None, transform=None, pre_transform=None, cache_dir=None) -> VideoClips:
         if transform is not None or pre_transform is not None:
-            raise ValueError(f"{self.name}: event transforms do not apply to RGB video")
+            raise InputError(f"{self.name}: event transforms do not apply to RGB video")
         return self
 
     @property
@@ -208,7 +209,7 @@ root/
             rel = line.split()[0]
             cls = rel.split("/")[0]
             if cls not in classes:
-                raise ValueError(f"{list_file}: class {cls!r} is not in classInd.txt")
+                raise InputError(f"{list_file}: class {cls!r} is not in classInd.txt")
             path = root / rel
             if not path.is_file():
                 raise DatasetLayoutError("UCF101", root, f"{list_file.name} lists {rel}, which is missing", self.layout)
@@ -276,7 +277,7 @@ Without a test.csv, the test split is the validation set (the test labels were n
         with open(table, newline="") as f:
             rows = list(csv.DictReader(f))
         if rows and not {"label", "youtube_id", "time_start", "time_end"} <= set(rows[0]):
-            raise ValueError(f"{table}: expected columns label, youtube_id, time_start, time_end; got {list(rows[0])}")
+            raise InputError(f"{table}: expected columns label, youtube_id, time_start, time_end; got {list(rows[0])}")
         present = {p.stem: p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS}
         names = sorted({r["label"] for r in rows})
         index = {n: i for i, n in enumerate(names)}

@@ -16,6 +16,8 @@ import warnings
 import torch
 import torch.nn.functional as F
 
+from ..errors import InputError
+
 IMAGE_AUGMENTS = ("none", "flip", "published")
 
 
@@ -120,7 +122,7 @@ def augment_batch(x: torch.Tensor, shift: int, image_augment: str, generator: to
     if x.dim() != 4 or image_augment == "none":
         return x
     if image_augment not in IMAGE_AUGMENTS:
-        raise ValueError(f"image_augment must be one of {IMAGE_AUGMENTS}, got {image_augment!r}")
+        raise InputError(f"image_augment must be one of {IMAGE_AUGMENTS}, got {image_augment!r}")
     if image_augment == "published":
         x = random_resized_crop(x, generator)
     x = random_flip(x, generator)

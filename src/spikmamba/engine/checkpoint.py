@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import SpikmambaError
 from ..models.weights import WeightsError, geometry_problem, load_state_checked, load_torch_file
 
 FORMAT = 2
@@ -37,7 +38,7 @@ class CheckpointError(WeightsError):
     """A checkpoint file that cannot be used: unreadable, incomplete, damaged, or for another model."""
 
 
-class CheckpointWriteError(OSError):
+class CheckpointWriteError(SpikmambaError, OSError):
     """A checkpoint could not be written (disk full, read-only folder); the previous one is intact."""
 
 

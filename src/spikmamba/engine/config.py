@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import InputError
 from ..text import shown
 from .yaml_load import MAX_BYTES, load_yaml
 
@@ -128,13 +129,13 @@ def _coerce(key: str, value, current, source: str):
         value = load_yaml(value, f"config key {key!r} ({source})") if value.strip() else kind()
     if kind is dict:
         if not isinstance(value, dict):
-            raise ValueError(f"config key {key!r} expects a mapping, got {shown(value)} ({source})")
+            raise InputError(f"config key {key!r} expects a mapping, got {shown(value)} ({source})")
         return dict(value)
     if kind is list:
         if value is None:
             return []
         if not isinstance(value, list):
-            raise ValueError(f"config key {key!r} expects a list, got {shown(value)} ({source})")
+            raise InputError(f"config key {key!r} expects a list, got {shown(value)} ({source})")
         return list(value)
     if isinstance(value, str) and kind is not str:
         raw = value
@@ -145,11 +146,11 @@ def _coerce(key: str, value, current, source: str):
                 return raw.lower() in ("true", "1", "yes")
             return kind(raw)
         except ValueError:
-            raise ValueError(f"config key {key!r} expects {kind.__name__}, got {shown(raw)} ({source})") from None
+            raise InputError(f"config key {key!r} expects {kind.__name__}, got {shown(raw)} ({source})") from None
     ok = (isinstance(value, kind) and not (kind is int and isinstance(value, bool))) or \
          (kind is float and isinstance(value, int) and not isinstance(value, bool))
     if not ok:
-        raise ValueError(
+        raise InputError(
             f"config key {key!r} expects {kind.__name__}, got {shown(value)} of type {type(value).__name__} ({source})"
         )
     return kind(value) if kind is float else value
@@ -165,13 +166,13 @@ def _set(cfg: TrainConfig, pairs, source: str) -> TrainConfig:
 
             close = difflib.get_close_matches(name, list(fields), n=3, cutoff=0.6)
             hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-            raise ValueError(
+            raise InputError(
                 f"unknown config key {shown(key)} ({source}); {hint}valid keys: {', '.join(sorted(fields))}"
             )
         value = _coerce(key, value, getattr(cfg, name), source)
         choices = fields[name].metadata.get("choices")
         if choices and value not in choices:
-            raise ValueError(f"config key {key!r} must be one of {', '.join(choices)}; got {shown(value)} ({source})")
+            raise InputError(f"config key {key!r} must be one of {', '.join(choices)}; got {shown(value)} ({source})")
         updates[name] = value
     return dataclasses.replace(cfg, **updates)
 
@@ -181,7 +182,7 @@ def apply_overrides(cfg: TrainConfig, items: list[str]) -> TrainConfig:
     pairs = []
     for item in items:
         if "=" not in item:
-            raise ValueError(f"override {shown(item)} is not key=value (e.g. epochs=5)")
+            raise InputError(f"override {shown(item)} is not key=value (e.g. epochs=5)")
         pairs.append(tuple(item.split("=", 1)))
     return _set(cfg, pairs, "command line")
 
@@ -203,12 +204,12 @@ def load_config(path: str | os.PathLike, base: TrainConfig | None = None) -> Tra
     """Read a YAML config (safe loader), validated field by field."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"config file {path} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
+        raise InputError(f"config file {path} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
     if path.stat().st_size > MAX_BYTES:
-        raise ValueError(f"{path}: {path.stat().st_size:,} bytes; a config is read up to {MAX_BYTES:,} bytes")
+        raise InputError(f"{path}: {path.stat().st_size:,} bytes; a config is read up to {MAX_BYTES:,} bytes")
     doc = load_yaml(path.read_bytes(), str(path)) or {}
     if not isinstance(doc, dict):
-        raise ValueError(f"{path}: a config file must be a mapping of keys to values")
+        raise InputError(f"{path}: a config file must be a mapping of keys to values")
     return config_from_dict(doc, f"in {path}", base)
 
 
@@ -284,23 +285,23 @@ def validate_config(cfg: TrainConfig, source: str = "config") -> TrainConfig:
     for key, (ok, allowed) in RANGES.items():
         value = getattr(cfg, key)
         if isinstance(value, float) and not math.isfinite(value) or not ok(value):
-            raise ValueError(f"config key {key!r} is {shown(value)}; it must be {allowed} ({source})")
+            raise InputError(f"config key {key!r} is {shown(value)}; it must be {allowed} ({source})")
     if cfg.min_lr > cfg.lr:
-        raise ValueError(f"config key 'min_lr' is {cfg.min_lr!r}, above lr={cfg.lr!r}; the cosine schedule decays "
+        raise InputError(f"config key 'min_lr' is {cfg.min_lr!r}, above lr={cfg.lr!r}; the cosine schedule decays "
                          f"from lr down to min_lr, so min_lr must be <= lr ({source})")
     if cfg.warmup_epochs > cfg.epochs:
-        raise ValueError(f"config key 'warmup_epochs' is {cfg.warmup_epochs!r}, longer than epochs={cfg.epochs}; the "
+        raise InputError(f"config key 'warmup_epochs' is {cfg.warmup_epochs!r}, longer than epochs={cfg.epochs}; the "
                          f"learning rate would never reach lr ({source})")
     from ..models.registry import list_models, suggest
 
     if cfg.model not in list_models():
-        raise ValueError(f"config key 'model' is {shown(cfg.model)}, which is not a registered model; "
+        raise InputError(f"config key 'model' is {shown(cfg.model)}, which is not a registered model; "
                          f"{suggest(cfg.model)}`spikmamba models` lists them ({source})")
     if not cfg.out_dir.strip():
-        raise ValueError(f"config key 'out_dir' is empty; name the folder the run writes, e.g. out_dir=runs/mine "
+        raise InputError(f"config key 'out_dir' is empty; name the folder the run writes, e.g. out_dir=runs/mine "
                          f"({source})")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", cfg.device):
-        raise ValueError(
+        raise InputError(
             f"config key 'device' is {shown(cfg.device)}; use 'auto', 'cpu', 'cuda' or 'cuda:N' ({source})"
         )
     if cfg.transforms:
@@ -309,12 +310,12 @@ def validate_config(cfg: TrainConfig, source: str = "config") -> TrainConfig:
         try:
             check_transforms_spec(cfg.transforms)
         except ValueError as err:
-            raise ValueError(f"config key 'transforms': {err} ({source})") from None
+            raise InputError(f"config key 'transforms': {err} ({source})") from None
     defaults = TrainConfig()
     if cfg.data_name == "synth":
         for key in RECORDED_ONLY:
             if getattr(cfg, key):
-                raise ValueError(
+                raise InputError(
                     f"config key {key!r} is set ({shown(getattr(cfg, key))}) but data_name is 'synth', the built-in "
                     f"simulated data, which reads no folder; to train on recorded data set data_name=<dataset> "
                     f"too (`spikmamba datasets` lists them), or drop {key} ({source})")
@@ -322,11 +323,11 @@ def validate_config(cfg: TrainConfig, source: str = "config") -> TrainConfig:
         from ..data import DATASETS
 
         if cfg.data_name not in DATASETS:
-            raise ValueError(f"config key 'data_name' is {shown(cfg.data_name)}; choose 'synth' or one of "
+            raise InputError(f"config key 'data_name' is {shown(cfg.data_name)}; choose 'synth' or one of "
                              f"{', '.join(DATASETS)} ({source})")
         for key in SYNTH_ONLY:
             if getattr(cfg, key) != getattr(defaults, key):
-                raise ValueError(
+                raise InputError(
                     f"config key {key!r} is set ({shown(getattr(cfg, key))}) but only the built-in synth data "
                     f"use it; data_name={shown(cfg.data_name)} reads its samples from data_root ({source})"
                 )

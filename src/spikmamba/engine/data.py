@@ -27,6 +27,7 @@ from ..data.images import ImageRepresentation
 from ..data.representation import EventRepresentation
 from ..data.sampled import SampledFramesRepresentation
 from ..data.video import VideoRepresentation
+from ..errors import InputError
 from ..events.transforms import Compose, transforms_from_config
 from ..events.types import check_allocation
 from . import distributed as D
@@ -43,7 +44,7 @@ def representation_for(cfg: TrainConfig, sensor_size) -> EventRepresentation:
     W, H = sensor_size
     res = (cfg.resolution, cfg.resolution) if cfg.resolution else (W, H)
     if res[0] != res[1]:
-        raise ValueError(
+        raise InputError(
             f"{cfg.data_name} gives a {W}x{H} sensor; the models take square input: set resolution=<pixels>"
         )
     return EventRepresentation(
@@ -93,7 +94,7 @@ def build_dataset(cfg: TrainConfig, split: str):
     if cfg.data_name == "synth":
         return SynthActions.from_config(cfg, split)
     if cfg.data_name not in DATASETS:
-        raise ValueError(f"unknown data_name {cfg.data_name!r}; choose 'synth' or one of {', '.join(DATASETS)}")
+        raise InputError(f"unknown data_name {cfg.data_name!r}; choose 'synth' or one of {', '.join(DATASETS)}")
     return DATASETS[cfg.data_name].from_config(cfg, split)
 
 
@@ -116,7 +117,7 @@ def pipelines(cfg: TrainConfig, ds) -> Pipelines:
     modality = getattr(ds, "modality", "events")
     if modality != "events":
         if cfg.transforms:
-            raise ValueError(f"transforms apply to event data; {cfg.data_name} is {modality}")
+            raise InputError(f"transforms apply to event data; {cfg.data_name} is {modality}")
         return Pipelines(ds, ds, ds.representation)
     train_t, eval_t = event_transforms(cfg, ds.sensor_size)
     rep = representation_for(cfg, train_t.output_size(ds.sensor_size))
@@ -202,7 +203,7 @@ def load_data(cfg: TrainConfig, progress: bool = False, env: D.DistEnv | None = 
     test_base = build_dataset(cfg, "test") if cfg.data_name == "synth" or cfg.test_root else None
     test_eval = pipelines(cfg, test_base).eval if test_base is not None else None
     if test_base is not None and list(test_base.classes) != list(base.classes):
-        raise ValueError(f"the test set's classes {list(test_base.classes)[:5]}... differ from the training set's "
+        raise InputError(f"the test set's classes {list(test_base.classes)[:5]}... differ from the training set's "
                          f"{list(base.classes)[:5]}...; point test_root at the same dataset")
     train_ds, eval_ds = pipes.train, pipes.eval
     in_memory = cfg.data_name == "synth" and not getattr(train_ds, "transform", None)
@@ -246,7 +247,7 @@ def eval_view(cfg: TrainConfig, split: str) -> tuple[SampleView, list, object]:
 EMPTY = "(no events)"
 
 
-class EmptyRecording(ValueError):
+class EmptyRecording(InputError):
     """An event file with no events: labelled ``(no events)`` by predict, never given a class."""
 
 
@@ -274,12 +275,12 @@ def load_event_file(path, rep: EventRepresentation, transforms=None, sensor_size
         raise EmptyRecording(f"{path}: the recording holds no events; there is nothing to classify")
     sensor = tuple(rec.sensor_size) if rec.sensor_size else None
     if transforms and sensor is None:
-        raise ValueError(f"{path}: does not state its sensor size, which the model's transforms need; "
+        raise InputError(f"{path}: does not state its sensor size, which the model's transforms need; "
                          f"store it in the file (e.g. npz with a 'sensor_size' entry)")
     try:
         return prepare_events(rec.events, rep, sensor or tuple(rep.sensor_size), transforms)
     except ValueError as err:
-        raise ValueError(f"{path}: {err}") from None
+        raise InputError(f"{path}: {err}") from None
 
 
 def prepare_events(events: np.ndarray, rep: EventRepresentation, sensor, transforms=None) -> np.ndarray:
@@ -291,7 +292,7 @@ def prepare_events(events: np.ndarray, rep: EventRepresentation, sensor, transfo
         events = pipeline(events)
         sensor = pipeline.output_size(sensor)
     if len(events) and (int(events["x"].max()) >= sensor[0] or int(events["y"].max()) >= sensor[1]):
-        raise ValueError(f"events reach x={int(events['x'].max())}, y={int(events['y'].max())}, beyond the "
+        raise InputError(f"events reach x={int(events['x'].max())}, y={int(events['y'].max())}, beyond the "
                          f"{sensor[0]}x{sensor[1]} sensor the model was trained on; give the recording's sensor size "
                          f"(--sensor-size W H), store it in the file (e.g. npz with a 'sensor_size' entry) or crop "
                          f"the events")

@@ -5,6 +5,7 @@ import contextlib
 
 import torch
 
+from ..errors import InputError
 from . import distributed as D
 
 
@@ -14,7 +15,7 @@ def resolve_device(name: str, env: D.DistEnv | None = None) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ValueError(f"device={name!r} but CUDA is not available here; use device=cpu")
+            raise InputError(f"device={name!r} but CUDA is not available here; use device=cpu")
         if name == "cuda" and env is not None and env.enabled:
             name = f"cuda:{env.local_rank}"
     return torch.device(name)
@@ -24,5 +25,5 @@ def autocast(device: torch.device, amp: str):
     if amp == "none":
         return contextlib.nullcontext()
     if amp == "fp16" and device.type != "cuda":
-        raise ValueError("amp=fp16 needs a CUDA device; on the CPU use amp=bf16")
+        raise InputError("amp=fp16 needs a CUDA device; on the CPU use amp=bf16")
     return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)

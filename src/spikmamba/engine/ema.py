@@ -11,11 +11,13 @@ import contextlib
 import torch
 from torch import nn
 
+from ..errors import InputError
+
 
 class EMA:
     def __init__(self, model: nn.Module, decay: float):
         if not 0.0 < decay < 1.0:
-            raise ValueError(f"ema_decay must be in (0, 1), got {decay}")
+            raise InputError(f"ema_decay must be in (0, 1), got {decay}")
         self.decay = decay
         self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
 

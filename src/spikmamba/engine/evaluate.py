@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..errors import InputError
 from . import distributed as D
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, stored_config
 from .config import TrainConfig, apply_overrides, load_config, validate_config
@@ -134,7 +135,7 @@ def run_test(checkpoint: str, config_file: str | None = None, overrides: list[st
     split, notes = "test", []
     if cfg.data_name != "synth" and not cfg.test_root:
         if not cfg.val_fraction > 0:
-            raise ValueError(f"the config of {checkpoint} has no test set and no validation split: pass "
+            raise InputError(f"the config of {checkpoint} has no test set and no validation split: pass "
                              f"test_root=<folder> (see `spikmamba datasets {cfg.data_name}`)")
         data = load_data(cfg)
         view, classes, rep, split = data.val, data.classes, data.representation, "validation"
@@ -148,7 +149,7 @@ def run_test(checkpoint: str, config_file: str | None = None, overrides: list[st
             same = cfg.test_root and cfg.data_root and Path(cfg.test_root).resolve() == Path(cfg.data_root).resolve()
             if not same:
                 raise
-            raise ValueError(f"test_root is the training folder ({cfg.data_root}), which holds no test split:\n{err}\n"
+            raise InputError(f"test_root is the training folder ({cfg.data_root}), which holds no test split:\n{err}\n"
                              f"Give test_root a test set's folder, or leave it out: without a test set, `spikmamba "
                              f"test` evaluates the run's validation split") from None
         shared = overlap_with_training(cfg, view)
@@ -158,12 +159,12 @@ def run_test(checkpoint: str, config_file: str | None = None, overrides: list[st
                 f"this accuracy is not a held-out result"
             )
     if list(classes) != list(ckpt["classes"]):
-        raise ValueError(f"the test set's classes {list(classes)[:5]}... differ from the checkpoint's "
+        raise InputError(f"the test set's classes {list(classes)[:5]}... differ from the checkpoint's "
                          f"{list(ckpt['classes'])[:5]}...; point test_root at the same dataset")
     want = ckpt["geometry"]
     got = geometry_of(rep)
     if got != {k: int(want[k]) for k in got}:
-        raise ValueError(f"the test data has geometry {got} but the model was trained on {dict(want)}; keep the "
+        raise InputError(f"the test data has geometry {got} but the model was trained on {dict(want)}; keep the "
                          f"representation, frames and resolution of training")
     device = resolve_device(cfg.device)
     model.to(device)
@@ -273,7 +274,7 @@ def load_predictor(checkpoint: str | None = None, model: str | None = None, devi
     from ..models.weights import read_config
 
     if (checkpoint is None) == (model is None):
-        raise ValueError("give exactly one of --checkpoint CKPT or --model NAME.TAG|FOLDER|FILE.onnx")
+        raise InputError("give exactly one of --checkpoint CKPT or --model NAME.TAG|FOLDER|FILE.onnx")
     source = checkpoint if checkpoint is not None else model
     if str(source).lower().endswith(".onnx"):
         return onnx_predictor(source)
@@ -290,7 +291,7 @@ def load_predictor(checkpoint: str | None = None, model: str | None = None, devi
         _, folder = resolve_model_source(model)
         folder_cfg = read_config(folder)
         if not folder_cfg.get("classes") or not folder_cfg.get("representation"):
-            raise ValueError(f"{model}: its config.json lacks the class names or the representation; it cannot "
+            raise InputError(f"{model}: its config.json lacks the class names or the representation; it cannot "
                              f"classify files")
         folder_representation(folder_cfg, Path(folder) / "config.json")
         net, _ = load_folder(folder)
@@ -305,7 +306,7 @@ def load_predictor(checkpoint: str | None = None, model: str | None = None, devi
         net.to(dev)
         forward = lambda x: net(x.to(dev)).float().cpu()  # noqa: E731
     else:
-        raise ValueError(f"backend must be 'torch' or 'onnxruntime', got {backend!r}")
+        raise InputError(f"backend must be 'torch' or 'onnxruntime', got {backend!r}")
     return Predictor(forward, info["classes"], rep, info["transforms"], info["model"], net)
 
 
@@ -443,7 +444,7 @@ def predict_files(checkpoint: str | None, paths, topk: int = 5, batch_size: int 
     checkpoint or from ``model`` (a weights folder or a shipped ``name.tag``); ``class_names``
     (class index -> name, e.g. from a class-index JSON) replaces the names it stores."""
     if not isinstance(topk, int) or topk < 1:
-        raise ValueError(f"--top must be >= 1 class, got {topk}")
+        raise InputError(f"--top must be >= 1 class, got {topk}")
     predictor = load_predictor(checkpoint, model, device, backend)
     rep, transforms, classes = predictor.representation, predictor.transforms, list(predictor.classes)
     if class_names:

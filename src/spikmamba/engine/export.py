@@ -25,12 +25,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import SpikmambaError
 from .checkpoint import load_checkpoint, model_from_checkpoint, state_digest, stored_config
 from .data import input_spec, representation_from_dict
 from .model import model_config
 
 
-class ExportError(RuntimeError):
+class ExportError(SpikmambaError, RuntimeError):
     """A model (or one of its modules) cannot be written in the requested format."""
 
 

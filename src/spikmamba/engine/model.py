@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..errors import InputError
 from ..models.factory import build_from_config
 from .config import TrainConfig
 
 
-class UnknownModelArgument(ValueError):
+class UnknownModelArgument(InputError):
     """A config passes the model an argument it does not take (``model_overrides``)."""
 
 

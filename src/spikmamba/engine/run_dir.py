@@ -25,13 +25,15 @@ import socket
 import time
 from pathlib import Path
 
+from ..errors import SpikmambaError
+
 LOCK_NAME = ".lock"
 #: files and folders that make a folder "hold a run"
 RUN_FILES = ("config.yaml", "last.pt", "best.pt", "log.csv", "summary.json", "training_curves.png", "tensorboard",
              LOCK_NAME)
 
 
-class RunDirBusy(RuntimeError):
+class RunDirBusy(SpikmambaError, RuntimeError):
     """Another live process is writing the run folder."""
 
 

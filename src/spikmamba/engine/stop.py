@@ -11,10 +11,9 @@ import os
 import signal
 import sys
 
+from ..errors import Interrupted
 
-class Interrupted(Exception):
-    """Stopped on a signal: training after writing ``last.pt`` (resume with ``--resume``), data
-    preparation with nothing to save."""
+__all__ = ["Interrupted", "StopFlag"]
 
 
 class StopFlag:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import InputError
 from ..events.io import stream_events
 from ..events.types import T_END, duration_us, sort_by_time
 from .data import EMPTY, prepare_events
@@ -95,7 +96,7 @@ class Windows:
                 gaps = np.diff(t)
                 i = int(np.argmax(gaps))
                 jump = f"; the timestamps jump by {int(gaps[i]):,} µs after t={int(t[i]):,} µs"
-            raise ValueError(f"the events span {(upto - start) / 1e6:,.1f} s{jump}: at a stride of "
+            raise InputError(f"the events span {(upto - start) / 1e6:,.1f} s{jump}: at a stride of "
                              f"{self.stride_us / 1e3:g} ms that is {self.count + needed:,} windows, more than the "
                              f"{MAX_WINDOWS:,} a timeline holds. Give a longer --stride, or check the recording's "
                              f"timestamps")
@@ -117,7 +118,7 @@ class Windows:
                 self.late += int(np.searchsorted(t[:old], before, "left")) if before is not None else 0
                 buf, t = buf[old:], t[old:]
             if len(t) > MAX_WINDOW_EVENTS:
-                raise ValueError(f"more than {MAX_WINDOW_EVENTS:,} events fall in the window starting at "
+                raise InputError(f"more than {MAX_WINDOW_EVENTS:,} events fall in the window starting at "
                                  f"t={next_start:,} µs; give a shorter --window, or check the recording's timestamps")
             if next_start + self.window_us <= newest:
                 self._budget(next_start, newest - self.window_us, t)
@@ -153,9 +154,9 @@ def predict_timeline(predictor, path, window_ms: float, stride_ms: float | None 
     window_us = duration_us(window_ms, "--window")
     stride_us = duration_us(window_ms / 2 if stride_ms is None else stride_ms, "--stride")
     if smooth < 1:
-        raise ValueError(f"--smooth must be >= 1 window, got {smooth}")
+        raise InputError(f"--smooth must be >= 1 window, got {smooth}")
     if topk < 1:
-        raise ValueError(f"--top must be >= 1 class, got {topk}")
+        raise InputError(f"--top must be >= 1 class, got {topk}")
     stream = stream_events(path, format=event_format, sensor_size=sensor_size)
     rep = predictor.representation
     sensor = tuple(stream.sensor_size) if stream.sensor_size else tuple(rep.sensor_size)
@@ -187,7 +188,7 @@ def predict_timeline(predictor, path, window_ms: float, stride_ms: float | None 
                 if len(pending) == batch_size:
                     flush()
     except ValueError as err:  # a representation error names the events, not the file: add it
-        raise (err if str(path) in str(err) else ValueError(f"{path}: {err}")) from None
+        raise (err if str(path) in str(err) else InputError(f"{path}: {err}")) from None
     finally:
         bar.close()
     flush()

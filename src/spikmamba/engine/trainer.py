@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..errors import InputError, SpikmambaError
 from . import distributed as D
 from .checkpoint import CheckpointError, load_model_state, save_checkpoint, state_digest
 from .config import TrainConfig
@@ -37,11 +38,11 @@ from .state import STATE_FORMAT, TrainState
 from .stop import Interrupted, StopFlag  # noqa: F401  (Interrupted: re-exported)
 
 
-class NonFiniteLoss(FloatingPointError):
+class NonFiniteLoss(SpikmambaError, FloatingPointError):
     """The loss or gradient became NaN/inf more often than ``skip_nonfinite`` allows."""
 
 
-class TooManySkipped(ValueError):
+class TooManySkipped(InputError):
     """More samples were unreadable than ``max_skipped_fraction`` allows."""
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import yaml
 
+from ..errors import InputError
+
 #: limits far above any real config (ours hold a few hundred values, depth 3, a few kB)
 MAX_NODES, MAX_DEPTH, MAX_BYTES = 100_000, 50, 1 << 20
 
@@ -75,17 +77,17 @@ def load_yaml(text: str | bytes, source: str):
     """The value ``text`` holds (see the module docstring); ``source`` names it in errors."""
     if isinstance(text, bytes):
         if len(text) > MAX_BYTES:
-            raise ValueError(f"{source}: {len(text):,} bytes; a config is read up to {MAX_BYTES:,} bytes")
+            raise InputError(f"{source}: {len(text):,} bytes; a config is read up to {MAX_BYTES:,} bytes")
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as err:
-            raise ValueError(f"{source}: not UTF-8 text (byte {err.start}: {text[err.start:err.start + 1]!r}); save "
+            raise InputError(f"{source}: not UTF-8 text (byte {err.start}: {text[err.start:err.start + 1]!r}); save "
                              f"the config as UTF-8") from None
     if len(text) > MAX_BYTES:
-        raise ValueError(f"{source}: {len(text):,} characters; a config is read up to {MAX_BYTES:,}")
+        raise InputError(f"{source}: {len(text):,} characters; a config is read up to {MAX_BYTES:,}")
     try:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as err:
-        raise ValueError(f"{source}: not valid YAML: {str(err)[:500]}") from None
+        raise InputError(f"{source}: not valid YAML: {str(err)[:500]}") from None
     except RecursionError:
-        raise ValueError(f"{source}: nested too deeply to read") from None
+        raise InputError(f"{source}: nested too deeply to read") from None

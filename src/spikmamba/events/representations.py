@@ -12,6 +12,7 @@ import bisect
 
 import numpy as np
 
+from ..errors import InputError
 from . import _numba
 from .types import EVENT_DTYPE, check_events, sensor_wh
 
@@ -70,9 +71,9 @@ def to_frames(events: np.ndarray, sensor_size: tuple[int, int], n_frames: int, s
     array, in its order, into runs of (nearly) equal count. An empty event array gives all-zero frames.
     """
     if n_frames < 1:
-        raise ValueError(f"n_frames must be >= 1, got {n_frames}")
+        raise InputError(f"n_frames must be >= 1, got {n_frames}")
     if split_by not in ("time", "number"):
-        raise ValueError(f"split_by must be 'time' or 'number', got {split_by!r}")
+        raise InputError(f"split_by must be 'time' or 'number', got {split_by!r}")
     if _numba.AVAILABLE and isinstance(events, np.ndarray) and events.dtype == EVENT_DTYPE and sensor_size is not None:
         frames = _numba.frames(events, sensor_size, n_frames, split_by)
         if isinstance(frames, int):  # an invalid event: the same message as the NumPy path

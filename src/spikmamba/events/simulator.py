@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import InputError
 from .types import make_events
 
 
@@ -40,12 +41,12 @@ class SimulatorConfig:
     def __post_init__(self):
         for name in ("contrast_threshold_on", "contrast_threshold_off", "log_eps"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+                raise InputError(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("threshold_sigma", "refractory_us", "noise_rate_hz", "hot_pixel_rate_hz"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.hot_pixel_fraction <= 1.0:
-            raise ValueError(f"hot_pixel_fraction must be in [0, 1], got {self.hot_pixel_fraction}")
+            raise InputError(f"hot_pixel_fraction must be in [0, 1], got {self.hot_pixel_fraction}")
 
 
 def _crossings(pix, L0, L1, ref, C, t0, t1, sign):
@@ -72,13 +73,13 @@ def simulate_events(frames: np.ndarray, timestamps_us: np.ndarray,
     frames = np.asarray(frames, dtype=np.float64)
     ts = np.asarray(timestamps_us, dtype=np.int64)
     if frames.ndim != 3:
-        raise ValueError(f"frames must be [N, H, W] intensities, got shape {frames.shape}")
+        raise InputError(f"frames must be [N, H, W] intensities, got shape {frames.shape}")
     if ts.shape != (frames.shape[0],):
-        raise ValueError(f"timestamps_us must have one entry per frame ({frames.shape[0]}), got shape {ts.shape}")
+        raise InputError(f"timestamps_us must have one entry per frame ({frames.shape[0]}), got shape {ts.shape}")
     if np.any(np.diff(ts) <= 0):
-        raise ValueError("timestamps_us must be strictly increasing")
+        raise InputError("timestamps_us must be strictly increasing")
     if np.any(frames < 0) or not np.all(np.isfinite(frames)):
-        raise ValueError("frames must hold finite, non-negative intensities")
+        raise InputError("frames must hold finite, non-negative intensities")
     N, H, W = frames.shape
     rng = np.random.default_rng(cfg.seed)
     P = H * W

@@ -20,6 +20,7 @@ from dataclasses import MISSING, dataclass, fields
 
 import numpy as np
 
+from ..errors import InputError
 from .types import check_events, sensor_wh, sort_by_time
 
 
@@ -86,7 +87,7 @@ class Downsample:
 
     def __post_init__(self):
         if self.factor < 1:
-            raise ValueError(f"factor must be >= 1, got {self.factor}")
+            raise InputError(f"factor must be >= 1, got {self.factor}")
 
     def output_size(self, sensor_size):
         return (-(-sensor_size[0] // self.factor), -(-sensor_size[1] // self.factor))
@@ -100,14 +101,14 @@ class Downsample:
 
 def _check_probability(p) -> None:
     if not 0.0 <= p <= 1.0:
-        raise ValueError(f"p must be a probability in [0, 1], got {p}")
+        raise InputError(f"p must be a probability in [0, 1], got {p}")
 
 
 def _check_crop(sensor_size, size) -> None:
     if len(size) != 2 or min(size) < 1:
-        raise ValueError(f"size must be (width, height) in pixels, got {size}")
+        raise InputError(f"size must be (width, height) in pixels, got {size}")
     if size[0] > sensor_size[0] or size[1] > sensor_size[1]:
-        raise ValueError(f"crop {tuple(size)} is larger than the {sensor_size[0]}x{sensor_size[1]} sensor")
+        raise InputError(f"crop {tuple(size)} is larger than the {sensor_size[0]}x{sensor_size[1]} sensor")
 
 
 def _crop(events, x0, y0, w, h):
@@ -134,7 +135,7 @@ class CenterCrop:
         W, H = sensor_wh(self.sensor_size)
         w, h = self.size
         if w > W or h > H:
-            raise ValueError(f"crop {self.size} is larger than the {W}x{H} sensor")
+            raise InputError(f"crop {self.size} is larger than the {W}x{H} sensor")
         return _crop(events, (W - w) // 2, (H - h) // 2, w, h)
 
 
@@ -159,7 +160,7 @@ class RandomCrop:
         W, H = sensor_wh(self.sensor_size)
         w, h = self.size
         if w > W or h > H:
-            raise ValueError(f"crop {self.size} is larger than the {W}x{H} sensor")
+            raise InputError(f"crop {self.size} is larger than the {W}x{H} sensor")
         r = _rng(rng if rng is not None else self.rng)
         return _crop(events, int(r.integers(0, W - w + 1)), int(r.integers(0, H - h + 1)), w, h)
 
@@ -176,7 +177,7 @@ class RandomFlip:
     def __post_init__(self):
         _check_probability(self.p)
         if self.axis not in ("x", "y"):
-            raise ValueError(f"axis must be 'x' or 'y', got {self.axis!r}")
+            raise InputError(f"axis must be 'x' or 'y', got {self.axis!r}")
 
     def __call__(self, events, rng=None):
         if _rng(rng if rng is not None else self.rng).random() >= self.p:
@@ -211,7 +212,7 @@ class TimeJitter:
 
     def __post_init__(self):
         if not self.std >= 0:
-            raise ValueError(f"std must be >= 0 µs, got {self.std}")
+            raise InputError(f"std must be >= 0 µs, got {self.std}")
 
     def __call__(self, events, rng=None):
         out = events.copy()
@@ -242,7 +243,7 @@ class TimeSlice:
 
     def __post_init__(self):
         if self.start < 0 or (self.stop is not None and self.stop <= self.start):
-            raise ValueError(f"need 0 <= start < stop, got start={self.start}, stop={self.stop}")
+            raise InputError(f"need 0 <= start < stop, got start={self.start}, stop={self.stop}")
 
     def __call__(self, events):
         if not len(events):
@@ -277,7 +278,7 @@ class Denoise:
 
     def __post_init__(self):
         if not self.filter_time > 0:
-            raise ValueError(f"filter_time must be > 0 µs, got {self.filter_time}")
+            raise InputError(f"filter_time must be > 0 µs, got {self.filter_time}")
 
     def __call__(self, events):
         W, H = sensor_wh(self.sensor_size)
@@ -309,7 +310,7 @@ class RefractoryPeriod:
 
     def __post_init__(self):
         if not self.period >= 0:
-            raise ValueError(f"period must be >= 0 µs, got {self.period}")
+            raise InputError(f"period must be >= 0 µs, got {self.period}")
 
     def __call__(self, events):
         W, _ = sensor_wh(self.sensor_size)
@@ -344,7 +345,7 @@ def _spec_items(spec) -> list[tuple[str, dict]]:
     if spec is None:
         return []
     if not isinstance(spec, (list, tuple)):
-        raise ValueError(f"transforms must be a list, e.g. [RandomFlip, {{DropEvent: {{p: 0.1}}}}]; got {spec!r}")
+        raise InputError(f"transforms must be a list, e.g. [RandomFlip, {{DropEvent: {{p: 0.1}}}}]; got {spec!r}")
     items = []
     for n, item in enumerate(spec, 1):
         if isinstance(item, str):
@@ -353,13 +354,13 @@ def _spec_items(spec) -> list[tuple[str, dict]]:
             (name, params), = item.items()
             params = {} if params is None else params
             if not isinstance(params, dict):
-                raise ValueError(f"transforms item {n} ({name}): parameters must be a mapping, e.g. "
+                raise InputError(f"transforms item {n} ({name}): parameters must be a mapping, e.g. "
                                  f"{{{name}: {{p: 0.5}}}}; got {params!r}")
         else:
-            raise ValueError(f"transforms item {n} must be a name or a one-key mapping {{Name: {{param: value}}}}, "
+            raise InputError(f"transforms item {n} must be a name or a one-key mapping {{Name: {{param: value}}}}, "
                              f"got {item!r}")
         if name not in TRANSFORMS:
-            raise ValueError(f"transforms item {n}: unknown transform {name!r}; choose from {', '.join(TRANSFORMS)}")
+            raise InputError(f"transforms item {n}: unknown transform {name!r}; choose from {', '.join(TRANSFORMS)}")
         items.append((name, dict(params)))
     return items
 
@@ -375,7 +376,7 @@ def transforms_from_config(spec, sensor_size) -> Compose:
         names = [f.name for f in fields(cls) if f.name not in ("sensor_size", "rng")]
         unknown = sorted(set(params) - set(names))
         if unknown:
-            raise ValueError(f"transforms item {n} ({name}): unknown parameter(s) {', '.join(unknown)}; "
+            raise InputError(f"transforms item {n} ({name}): unknown parameter(s) {', '.join(unknown)}; "
                              f"{name} takes {', '.join(names) or 'none'}")
         kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
         if "sensor_size" in [f.name for f in fields(cls)]:
@@ -385,9 +386,9 @@ def transforms_from_config(spec, sensor_size) -> Compose:
         except TypeError as err:  # a required parameter missing
             need = [f.name for f in fields(cls) if f.name in names and f.default is MISSING
                     and f.default_factory is MISSING]
-            raise ValueError(f"transforms item {n} ({name}): {err}; it needs {', '.join(need)}") from None
+            raise InputError(f"transforms item {n} ({name}): {err}; it needs {', '.join(need)}") from None
         except ValueError as err:
-            raise ValueError(f"transforms item {n} ({name}): {err}") from None
+            raise InputError(f"transforms item {n} ({name}): {err}") from None
         sensor = output_size(t, sensor)
         out.append(t)
     return Compose(out)

@@ -11,6 +11,8 @@ import os
 
 import numpy as np
 
+from ..errors import InputError
+
 EVENT_DTYPE = np.dtype([("t", "<i8"), ("x", "<u2"), ("y", "<u2"), ("p", "i1")])
 #: the latest timestamp an event can have: window and frame ends past it are clipped to it before
 #: numpy compares them with ``t`` (a Python int beyond int64 overflows there)
@@ -23,18 +25,18 @@ def check_integer_column(name: str, col: np.ndarray, lo: int, hi: int) -> None:
     if col.dtype.kind == "f":
         if not np.all(np.isfinite(col)):
             bad = int(np.flatnonzero(~np.isfinite(col))[0])
-            raise ValueError(f"event column {name} holds a non-finite value ({col[bad]}) at index {bad}; "
+            raise InputError(f"event column {name} holds a non-finite value ({col[bad]}) at index {bad}; "
                              "NaN and inf are not event values")
         if np.any(col != np.round(col)):
             bad = int(np.flatnonzero(col != np.round(col))[0])
-            raise ValueError(f"event column {name} holds a fractional value ({col[bad]}) at index {bad}; "
+            raise InputError(f"event column {name} holds a fractional value ({col[bad]}) at index {bad}; "
                              "timestamps must be integer microseconds (multiply seconds by 1e6), "
                              "coordinates whole pixels")
     elif col.dtype.kind not in "iub" and len(col):
-        raise ValueError(f"event column {name} must be integer-like, got dtype {col.dtype}")
+        raise InputError(f"event column {name} must be integer-like, got dtype {col.dtype}")
     if len(col) and (col.min() < lo or col.max() > hi):
         bad = int(np.flatnonzero((col < lo) | (col > hi))[0])
-        raise ValueError(f"event column {name} has {col[bad]} at index {bad}, outside [{lo}, {hi}]")
+        raise InputError(f"event column {name} has {col[bad]} at index {bad}, outside [{lo}, {hi}]")
 
 
 def make_events(t, x, y, p, sort: bool = True) -> np.ndarray:
@@ -46,13 +48,13 @@ def make_events(t, x, y, p, sort: bool = True) -> np.ndarray:
     t, x, y, p = (np.asarray(c) for c in (t, x, y, p))
     n = len(t)
     if not (len(x) == len(y) == len(p) == n):
-        raise ValueError(f"event columns differ in length: t={n}, x={len(x)}, y={len(y)}, p={len(p)}")
+        raise InputError(f"event columns differ in length: t={n}, x={len(x)}, y={len(y)}, p={len(p)}")
     for name, col, lo, hi in (("t", t, -2**63, 2**63 - 1), ("x", x, 0, 2**16 - 1), ("y", y, 0, 2**16 - 1),
                               ("p", p, -1, 1)):
         check_integer_column(name, col, lo, hi)
     if np.any(p == -1):
         if np.any(p == 0):
-            raise ValueError("polarity mixes -1, 0 and 1; use {0, 1} or {-1, 1}")
+            raise InputError("polarity mixes -1, 0 and 1; use {0, 1} or {-1, 1}")
         p = (p > 0).astype(np.int64)
     ev = np.empty(n, dtype=EVENT_DTYPE)
     ev["t"], ev["x"], ev["y"], ev["p"] = t, x, y, p
@@ -69,14 +71,14 @@ def sort_by_time(events: np.ndarray) -> np.ndarray:
 def sensor_wh(sensor_size) -> tuple[int, int]:
     """``(W, H)`` from ``(W, H)`` or tonic's ``(W, H, P)`` (``P``, the polarity count, 1 or 2)."""
     if sensor_size is None:
-        raise ValueError("sensor_size is None: this recording's file does not state its sensor size (N-MNIST "
+        raise InputError("sensor_size is None: this recording's file does not state its sensor size (N-MNIST "
                          ".bin/.bs2 and .npy files never do, some DAT and AEDAT files do not); pass (width, height), "
                          "e.g. read_events(path, sensor_size=(34, 34)) for N-MNIST")
     size = tuple(int(v) for v in sensor_size)
     if len(size) == 3 and size[2] in (1, 2):
         return size[0], size[1]
     if len(size) != 2:
-        raise ValueError(
+        raise InputError(
             f"sensor_size must be (width, height) or tonic's (width, height, polarities), got {sensor_size}"
         )
     return size
@@ -89,18 +91,18 @@ def check_events(events: np.ndarray, sensor_size: tuple[int, int]) -> None:
         or events.dtype.names is None
         or not {"t", "x", "y", "p"} <= set(events.dtype.names)
     ):
-        raise ValueError(
+        raise InputError(
             "events must be a structured NumPy array with fields t, x, y, p (see spikmamba.events.EVENT_DTYPE)"
         )
     W, H = sensor_wh(sensor_size)
     if len(events) and (events["x"].max() >= W or events["y"].max() >= H):
-        raise ValueError(
+        raise InputError(
             f"events lie outside the {W}x{H} sensor (max x={int(events['x'].max())}, max y={int(events['y'].max())}); "
             "pass the right sensor_size or crop the events first"
         )
     p = events["p"]
     if len(events) and (p.view(np.uint8).max() > 1 if p.dtype == np.int8 else (p.min() < 0 or p.max() > 1)):
-        raise ValueError("event polarity must be 0 (OFF) or 1 (ON); map {-1, 1} with make_events or p = p > 0")
+        raise InputError("event polarity must be 0 (OFF) or 1 (ON); map {-1, 1} with make_events or p = p > 0")
 
 
 #: the longest duration a user may give (about 31 years, in µs): far past any recording, far from int64's end
@@ -114,16 +116,16 @@ def duration_us(ms, option: str) -> int:
     try:
         value = float(ms)
     except (TypeError, ValueError):
-        raise ValueError(f"{option} must be a number of milliseconds, got {str(ms)[:40]!r}") from None
+        raise InputError(f"{option} must be a number of milliseconds, got {str(ms)[:40]!r}") from None
     if math.isnan(value) or math.isinf(value):
-        raise ValueError(f"{option} must be a finite number of milliseconds, got {value}")
+        raise InputError(f"{option} must be a finite number of milliseconds, got {value}")
     if value <= 0:
-        raise ValueError(f"{option} must be > 0 ms, got {value:g}")
+        raise InputError(f"{option} must be > 0 ms, got {value:g}")
     us = round(value * 1e3)
     if us < 1:
-        raise ValueError(f"{option} {value:g} ms is below 1 µs, the resolution of event timestamps")
+        raise InputError(f"{option} {value:g} ms is below 1 µs, the resolution of event timestamps")
     if us > MAX_DURATION_US:
-        raise ValueError(f"{option} {value:g} ms is longer than {MAX_DURATION_US // 10**9:,} s; give a duration "
+        raise InputError(f"{option} {value:g} ms is longer than {MAX_DURATION_US // 10**9:,} s; give a duration "
                          f"in milliseconds")
     return int(us)
 
@@ -145,5 +147,5 @@ def check_allocation(nbytes: int, what: str, fix: str, limit: int | None = None)
     """Refuse, naming ``what`` and ``fix``, an allocation above ``limit`` (default :data:`MEMORY_BUDGET`)."""
     limit = MEMORY_BUDGET if limit is None else limit
     if nbytes > limit:
-        raise ValueError(f"{what} would take {nbytes / 2**30:,.1f} GiB, more than the {limit / 2**30:,.1f} GiB "
+        raise InputError(f"{what} would take {nbytes / 2**30:,.1f} GiB, more than the {limit / 2**30:,.1f} GiB "
                          f"allowed; {fix}")

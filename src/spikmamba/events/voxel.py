@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InputError
 from . import _numba
 from .types import EVENT_DTYPE, check_events, sensor_wh
 
@@ -15,7 +16,7 @@ from .types import EVENT_DTYPE, check_events, sensor_wh
 def to_voxel_grid(events: np.ndarray, sensor_size: tuple[int, int], n_bins: int, dtype=np.float32) -> np.ndarray:
     """``[n_bins, H, W]`` voxel grid; time normalised over the events' own span."""
     if n_bins < 1:
-        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+        raise InputError(f"n_bins must be >= 1, got {n_bins}")
     if len(events) and _numba.AVAILABLE and isinstance(events, np.ndarray) and events.dtype == EVENT_DTYPE \
             and sensor_size is not None:
         grid = _numba.voxel(events, sensor_size, n_bins)

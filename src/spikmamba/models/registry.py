@@ -15,6 +15,7 @@ from pathlib import Path
 
 from torch import nn
 
+from ..errors import InputError
 from ..text import shown
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
@@ -28,7 +29,7 @@ def register_model(fn: Callable[..., nn.Module] | None = None, *, default_cfg: d
     with the model's default input (``default_cfg``)."""
     def add(f):
         if f.__name__ in _MODELS:
-            raise ValueError(f"model {f.__name__!r} is registered twice")
+            raise InputError(f"model {f.__name__!r} is registered twice")
         _MODELS[f.__name__] = f
         _DEFAULT_CFGS[f.__name__] = dict(default_cfg or {})
         return f
@@ -61,7 +62,7 @@ def suggest(name) -> str:
 def check_registered(name) -> None:
     """ValueError naming ``name`` (cut), the closest registered names and all of them, unless registered."""
     if name not in _MODELS:
-        raise ValueError(f"unknown model {shown(name)}; {suggest(name)}available: {', '.join(list_models())} "
+        raise InputError(f"unknown model {shown(name)}; {suggest(name)}available: {', '.join(list_models())} "
                          f"(see `spikmamba models`)")
 
 
@@ -91,7 +92,7 @@ def split_zoo_name(text: str) -> tuple[str, str] | None:
         return None
     name, tag = text.split(".", 1)
     if not _TAG.fullmatch(tag):
-        raise ValueError(f"{shown(text)}: a shipped tag after {name}. is a plain name (letters, digits, _ and -); "
+        raise InputError(f"{shown(text)}: a shipped tag after {name}. is a plain name (letters, digits, _ and -); "
                          f"give a weights folder as a path of its own, not after the model name")
     return name, tag
 
@@ -103,10 +104,10 @@ def zoo_folder(name: str, tag: str, asked: str) -> Path:
     if not zoo.is_dir():
         tags = pretrained_tags(name)
         folder = " (a folder of that name is given as a path: ./" + asked + ")" if Path(asked).is_dir() else ""
-        raise ValueError(f"{shown(asked)}: {name} has no shipped weights tagged {tag!r} (shipped: "
+        raise InputError(f"{shown(asked)}: {name} has no shipped weights tagged {tag!r} (shipped: "
                          f"{', '.join(tags) or 'none'}){folder}")
     if Path(asked).exists():
-        raise ValueError(
+        raise InputError(
             f"{asked!r} is ambiguous: it names the shipped weights {name}.{tag} and also {Path(asked).resolve()} "
             f"here; write ./{asked} for the folder, or run from another folder for the shipped weights"
         )
@@ -122,7 +123,7 @@ def resolve_pretrained(name: str, pretrained) -> Path | None:
     if pretrained is True:
         tags = pretrained_tags(name)
         if not tags:
-            raise ValueError(f"model {name!r} has no shipped weights; pass a weights folder as pretrained=")
+            raise InputError(f"model {name!r} has no shipped weights; pass a weights folder as pretrained=")
         pretrained = tags[0]
     if isinstance(pretrained, str) and _TAG.fullmatch(pretrained) and (ZOO / f"{name}.{pretrained}").is_dir():
         return zoo_folder(name, pretrained, pretrained)
@@ -130,7 +131,7 @@ def resolve_pretrained(name: str, pretrained) -> Path | None:
     if folder.is_dir():
         return folder
     tags = pretrained_tags(name)
-    raise ValueError(f"pretrained={shown(str(pretrained))} is neither a weights folder nor a shipped tag of {name!r} "
+    raise InputError(f"pretrained={shown(str(pretrained))} is neither a weights folder nor a shipped tag of {name!r} "
                      f"(shipped: {', '.join(tags) or 'none'})")
 
 
@@ -142,7 +143,7 @@ def resolve_model_source(text: str) -> tuple[str, Path]:
         return zoo[0], zoo_folder(zoo[0], zoo[1], text)
     if Path(text).is_dir():
         return None, Path(text)
-    raise ValueError(f"--model {shown(text)} is neither a weights folder nor a shipped model such as "
+    raise InputError(f"--model {shown(text)} is neither a weights folder nor a shipped model such as "
                      f"spikmamba_tiny_sps.nmnist (`spikmamba models` marks the shipped weights)")
 
 

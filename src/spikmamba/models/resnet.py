@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import InputError
 from ..nn.neurons import build_neuron
 
 
@@ -82,7 +83,7 @@ def load_torchvision_weights(trunk: ResNet50Features, path: str) -> None:
     missing = [k for k in own if k not in state]
     shapes = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
     if missing or shapes:
-        raise ValueError(f"{path} is not a torchvision ResNet-50 state dict for this trunk: missing "
+        raise InputError(f"{path} is not a torchvision ResNet-50 state dict for this trunk: missing "
                          f"{missing[:3]}{'...' if len(missing) > 3 else ''}, shape mismatch {shapes[:3]}")
     trunk.load_state_dict({k: state[k] for k in own})
 

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import InputError
 from ..nn.functional import reset_net
 from ..nn.layers import PixelNormalize
 from .registry import register_model
@@ -40,7 +41,7 @@ def split_key_and_residual(x: torch.Tensor, stride: int) -> tuple[torch.Tensor, 
     ``[B, G, stride-1, C, H, W]`` (each frame minus its group's key frame), ``G = F / stride``."""
     B, Fr = x.shape[:2]
     if stride < 2 or Fr % stride:
-        raise ValueError(f"a clip of {Fr} frames does not split into groups of stride {stride} (need stride >= 2 "
+        raise InputError(f"a clip of {Fr} frames does not split into groups of stride {stride} (need stride >= 2 "
                          f"dividing the frame count)")
     groups = x.unflatten(1, (Fr // stride, stride))
     key = groups[:, :, 0]
@@ -107,9 +108,9 @@ class ReSpike(nn.Module):
                  snn_depths=(2, 2, 2, 2), heads: int = 4, pool_to: int = 14, neuron: dict | None = None):
         super().__init__()
         if in_chans != 3:
-            raise ValueError(f"ReSpike takes RGB clips (in_chans=3), got in_chans={in_chans}")
+            raise InputError(f"ReSpike takes RGB clips (in_chans=3), got in_chans={in_chans}")
         if num_frames % stride:
-            raise ValueError(f"num_frames={num_frames} must be a multiple of stride={stride}")
+            raise InputError(f"num_frames={num_frames} must be a multiple of stride={stride}")
         self.num_frames, self.stride, self.num_classes = num_frames, stride, num_classes
         self.ann = ResNet50Features(ann_base, ann_depths)
         self.snn = SpikingResNet18(snn_base, snn_depths, neuron)
@@ -124,7 +125,7 @@ class ReSpike(nn.Module):
         over space, the SNN's over time and space), before the average over groups."""
         reset_net(self)  # every clip starts from rest: no membrane state leaks from an earlier call
         if x.dim() != 5 or x.shape[2] != 3:
-            raise ValueError(f"ReSpike expects clips [B, F, 3, H, W], got {tuple(x.shape)}")
+            raise InputError(f"ReSpike expects clips [B, F, 3, H, W], got {tuple(x.shape)}")
         B = x.shape[0]
         key, residual = split_key_and_residual(self.normalise(x), self.stride)
         G = key.shape[1]

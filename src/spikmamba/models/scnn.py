@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import InputError
 from ..nn.functional import reset_net
 from ..nn.neurons import LIFNode
 from .registry import register_model
@@ -21,7 +22,7 @@ class SpikingCNN(nn.Module):
                  channels=(16, 32), tau: float = 2.0, v_threshold: float = 1.0):
         super().__init__()
         if img_size % (2 ** len(channels)):
-            raise ValueError(f"img_size {img_size} must be divisible by {2 ** len(channels)} (one 2x2 pool per stage)")
+            raise InputError(f"img_size {img_size} must be divisible by {2 ** len(channels)} (one 2x2 pool per stage)")
         self.num_classes, self.in_chans, self.num_frames, self.img_size = num_classes, in_chans, num_frames, img_size
         layers, cin = [], in_chans
         for cout in channels:
@@ -41,7 +42,7 @@ class SpikingCNN(nn.Module):
         """``[B, T, C, H, W]`` -> ``[B, T, F]``: the flattened spikes of the last stage, per step."""
         reset_net(self)
         if x.dim() != 5 or x.shape[2] != self.in_chans:
-            raise ValueError(f"SpikingCNN expects frames [B, T, {self.in_chans}, H, W], got {tuple(x.shape)}")
+            raise InputError(f"SpikingCNN expects frames [B, T, {self.in_chans}, H, W], got {tuple(x.shape)}")
         B, T = x.shape[:2]
         h = x.transpose(0, 1)  # [T, B, C, H, W]
         for m in self.layers[:-1]:

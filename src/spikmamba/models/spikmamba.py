@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import InputError
 from ..nn.attention import SLABlock
 from ..nn.functional import reset_net
 from ..nn.layers import check_rank, drop_path_rates, init_transformer_weights, to_2tuple
@@ -66,21 +67,21 @@ class SpikMamba(nn.Module):
     ):
         super().__init__()
         if num_classes < 1 or num_frames < 1 or in_chans < 1:
-            raise ValueError(
+            raise InputError(
                 f"num_classes, num_frames and in_chans must be >= 1, got {num_classes}, {num_frames}, {in_chans}"
             )
         self.num_classes, self.in_chans, self.num_frames = num_classes, in_chans, num_frames
         self.embed_dim, self.spiking = embed_dim, spiking
         self.img_size, self.patch_size = to_2tuple(img_size), to_2tuple(patch_size)
         if self.img_size[0] % self.patch_size[0] or self.img_size[1] % self.patch_size[1]:
-            raise ValueError(f"img_size {self.img_size} must be divisible by patch_size {self.patch_size}")
+            raise InputError(f"img_size {self.img_size} must be divisible by patch_size {self.patch_size}")
         neuron = {"tau": 2.0, "detach_reset": True, "surrogate_function": "sigmoid", **(neuron or {})}
         if stem == "tubelet":
             self.patch_embed = TubeletEmbed(in_chans, embed_dim, patch_size, drop_rate, spiking, neuron)
         elif stem == "sps":
             self.patch_embed = SpikingPatchSplitting(in_chans, embed_dim, self.patch_size[0], spiking, neuron)
         else:
-            raise ValueError(f"stem must be 'tubelet' or 'sps', got {stem!r}")
+            raise InputError(f"stem must be 'tubelet' or 'sps', got {stem!r}")
         self.grid = (self.img_size[0] // self.patch_size[0], self.img_size[1] // self.patch_size[1])
         self.pos_embed = nn.Parameter(torch.zeros(1, *self.grid, embed_dim))
         self.temporal_pos_embed = nn.Parameter(torch.zeros(num_frames, 1, 1, 1, embed_dim))
@@ -124,12 +125,12 @@ class SpikMamba(nn.Module):
         check_rank(x, 5, "SpikMamba input", "[B, T, C, H, W] event frames")
         B, T, C, H, W = x.shape
         if C != self.in_chans:
-            raise ValueError(
+            raise InputError(
                 f"SpikMamba input has {C} channels, the model expects in_chans={self.in_chans} "
                 f"(shape [B, T, C, H, W], got {tuple(x.shape)})"
             )
         if T < 1:
-            raise ValueError(f"SpikMamba input needs T >= 1 frames, got shape {tuple(x.shape)}")
+            raise InputError(f"SpikMamba input needs T >= 1 frames, got shape {tuple(x.shape)}")
         tokens = self.patch_embed(x.transpose(0, 1))  # [T, B, E, h, w]
         tokens = tokens.permute(0, 1, 3, 4, 2)  # [T, B, h, w, E]
         h, w = tokens.shape[2:4]

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import InputError
 from ..nn.functional import reset_net
 from ..nn.layers import DropPath, PixelNormalize, drop_path_rates, init_transformer_weights
 from ..nn.neurons import build_neuron
@@ -56,10 +57,10 @@ class SVBlock(nn.Module):
                  drop_path: float = 0.0, gate_form: str = "figure", spiking: bool = True, neuron: dict | None = None):
         super().__init__()
         if gate_form not in GATE_FORMS:
-            raise ValueError(f"gate_form must be one of {GATE_FORMS}, got {gate_form!r}")
+            raise InputError(f"gate_form must be one of {GATE_FORMS}, got {gate_form!r}")
         inner = int(dim * ssm_ratio)
         if gate_form == "code" and inner != dim:
-            raise ValueError(f"gate_form='code' gates the normalised input, so it needs ssm_ratio=1 (got {ssm_ratio})")
+            raise InputError(f"gate_form='code' gates the normalised input, so it needs ssm_ratio=1 (got {ssm_ratio})")
         self.gate_form = gate_form
         neuron = dict(neuron or {})
         self.norm1 = nn.LayerNorm(dim)
@@ -111,11 +112,11 @@ class SVMamba(nn.Module):
                  std=(0.2470, 0.2435, 0.2616)):
         super().__init__()
         if patch_size != 4:
-            raise ValueError(f"SVMamba's stem is two stride-2 convs, i.e. patch 4; got patch_size={patch_size}")
+            raise InputError(f"SVMamba's stem is two stride-2 convs, i.e. patch 4; got patch_size={patch_size}")
         if len(depths) != len(dims):
-            raise ValueError(f"depths {tuple(depths)} and dims {tuple(dims)} must have the same length")
+            raise InputError(f"depths {tuple(depths)} and dims {tuple(dims)} must have the same length")
         if num_frames < 1:
-            raise ValueError(f"num_frames (T) must be >= 1, got {num_frames}")
+            raise InputError(f"num_frames (T) must be >= 1, got {num_frames}")
         self.num_frames, self.in_chans, self.num_classes = num_frames, in_chans, num_classes
         if len(mean) != in_chans or len(std) != in_chans:  # the CIFAR statistics fit RGB only
             mean, std = (0.5,) * in_chans, (0.5,) * in_chans
@@ -145,15 +146,15 @@ class SVMamba(nn.Module):
         x = self.normalise(x)
         if x.dim() == 4:  # direct encoding: the stem is not spiking, so run it once and repeat
             if x.shape[1] != self.in_chans:
-                raise ValueError(f"SVMamba expects [B, {self.in_chans}, H, W] images, got {tuple(x.shape)}")
+                raise InputError(f"SVMamba expects [B, {self.in_chans}, H, W] images, got {tuple(x.shape)}")
             f = self.stem(x).permute(0, 2, 3, 1)
             f = f.unsqueeze(0).expand(self.num_frames, *f.shape)
         elif x.dim() == 5:
             if x.shape[2] != self.in_chans:
-                raise ValueError(f"SVMamba expects [B, T, {self.in_chans}, H, W], got {tuple(x.shape)}")
+                raise InputError(f"SVMamba expects [B, T, {self.in_chans}, H, W], got {tuple(x.shape)}")
             f = _per_step(self.stem, x.transpose(0, 1).permute(0, 1, 3, 4, 2))
         else:
-            raise ValueError(f"SVMamba expects images [B, C, H, W] or frames [B, T, C, H, W], got {tuple(x.shape)}")
+            raise InputError(f"SVMamba expects images [B, C, H, W] or frames [B, T, C, H, W], got {tuple(x.shape)}")
         for i, blocks in enumerate(self.stages):
             for block in blocks:
                 f = block(f)

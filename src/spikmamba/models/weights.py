@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import SpikmambaError
 from ..text import shown
 from .registry import list_models, suggest
 
@@ -39,7 +40,7 @@ TENSOR_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float1
            "BOOL": torch.bool}
 
 
-class WeightsError(ValueError):
+class WeightsError(SpikmambaError, ValueError):
     """A weights file or folder that cannot be used: unreadable, damaged, or for another model."""
 
 

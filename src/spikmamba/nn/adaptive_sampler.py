@@ -28,6 +28,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import InputError
 from .export import exporting
 from .surrogate import Rectangular, SurrogateFunction, get_surrogate
 
@@ -38,7 +39,7 @@ class AdaptiveSampler(nn.Module):
                  surrogate_function: str | SurrogateFunction | None = None):
         super().__init__()
         if fine_steps < 1 or channels < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"need fine_steps >= 1, channels >= 1 and an odd kernel_size; got "
+            raise InputError(f"need fine_steps >= 1, channels >= 1 and an odd kernel_size; got "
                              f"{fine_steps}, {channels}, {kernel_size}")
         pad = kernel_size // 2
         self.in_chans, self.channels, self.fine_steps = in_chans, channels, fine_steps
@@ -73,10 +74,10 @@ class AdaptiveSampler(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 5 or x.shape[2] != self.in_chans:
-            raise ValueError(f"AdaptiveSampler expects fine frames [B, S, {self.in_chans}, H, W], got {tuple(x.shape)}")
+            raise InputError(f"AdaptiveSampler expects fine frames [B, S, {self.in_chans}, H, W], got {tuple(x.shape)}")
         B, S, _, H, W = x.shape
         if S % self.fine_steps:
-            raise ValueError(f"{S} fine steps do not split into output steps of fine_steps={self.fine_steps}")
+            raise InputError(f"{S} fine steps do not split into output steps of fine_steps={self.fine_steps}")
         xs = x.transpose(0, 1).flatten(0, 1)                                # [S*B, Cin, H, W]
         # the input-only parts of every step at once, split back into steps by chunk, not by a
         # reshape to (S, B): a traced reshape bakes the batch size into an exported graph

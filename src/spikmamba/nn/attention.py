@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import InputError
 from .layers import ChannelLastBatchNorm, DropPath, Mlp, check_channels, check_rank, to_2tuple
 from .neurons import build_neuron
 
@@ -32,7 +33,7 @@ class RoPE2d(nn.Module):
     def __init__(self, dim: int, base: float = 10000.0):
         super().__init__()
         if dim % 4:
-            raise ValueError(f"RoPE2d needs dim divisible by 4 (pairs for rows and columns), got {dim}")
+            raise InputError(f"RoPE2d needs dim divisible by 4 (pairs for rows and columns), got {dim}")
         self.dim, self.base = dim, base
         self._cache: dict = {}
 
@@ -77,7 +78,7 @@ def resolve_window(window_size, H: int, W: int) -> tuple[int, int]:
     wh, ww = to_2tuple(window_size)
     wh, ww = min(wh, H), min(ww, W)
     if H % wh or W % ww:
-        raise ValueError(
+        raise InputError(
             f"window_size {to_2tuple(window_size)} must divide the token map {H}x{W}; "
             f"choose a divisor of both or window_size=None for global attention"
         )
@@ -89,7 +90,7 @@ class SpikingWindowLinearAttention(nn.Module):
                  spiking: bool = True, neuron: dict | None = None):
         super().__init__()
         if dim % num_heads:
-            raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
+            raise InputError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
         self.dim, self.num_heads, self.window_size = dim, num_heads, window_size
         self.qk = nn.Linear(dim, 2 * dim, bias=qkv_bias)
         self.qk_bn = ChannelLastBatchNorm(2 * dim)

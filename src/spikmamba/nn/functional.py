@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from torch import nn
 
+from ..errors import InputError
 from .neurons import BaseNode
 
 
@@ -26,7 +27,7 @@ def reset_net(model: nn.Module) -> None:
 def set_step_mode(model: nn.Module, step_mode: str) -> None:
     for _, neuron in spiking_layers(model):
         if step_mode not in ("s", "m"):
-            raise ValueError(f"step_mode must be 's' or 'm', got {step_mode!r}")
+            raise InputError(f"step_mode must be 's' or 'm', got {step_mode!r}")
         neuron.step_mode = step_mode
 
 

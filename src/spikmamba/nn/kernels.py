@@ -23,6 +23,8 @@ import warnings
 
 import torch
 
+from ..errors import InputError
+
 CHOICES = ("auto", "triton", "mamba_ssm", "torch")
 #: the implementations behind the spikmamba:: operators (nn/ssm/scan_op.py, nn/lif_op.py)
 OP_BACKENDS = ("torch", "triton")
@@ -32,7 +34,7 @@ _chosen: str | None = None
 def set_cuda_kernels(choice: str | None) -> None:
     """Override ``SPIKMAMBA_CUDA_KERNELS`` for this process (``None``: back to the variable)."""
     if choice is not None and choice not in CHOICES:
-        raise ValueError(f"cuda kernels must be one of {CHOICES}, got {choice!r}")
+        raise InputError(f"cuda kernels must be one of {CHOICES}, got {choice!r}")
     global _chosen
     _chosen = choice
 
@@ -40,7 +42,7 @@ def set_cuda_kernels(choice: str | None) -> None:
 def cuda_kernels() -> str:
     choice = _chosen or os.environ.get("SPIKMAMBA_CUDA_KERNELS", "auto").strip().lower() or "auto"
     if choice not in CHOICES:
-        raise ValueError(f"SPIKMAMBA_CUDA_KERNELS must be one of {CHOICES}, got {choice!r}")
+        raise InputError(f"SPIKMAMBA_CUDA_KERNELS must be one of {CHOICES}, got {choice!r}")
     return choice
 
 
@@ -97,4 +99,4 @@ def lif_backend(x, surrogate) -> str:
 def check_op_backend(backend: str, op: str) -> None:
     """An operator's ``backend`` argument, checked before anything runs."""
     if backend not in OP_BACKENDS:
-        raise ValueError(f"{op} backend must be one of {OP_BACKENDS}, got {backend!r}")
+        raise InputError(f"{op} backend must be one of {OP_BACKENDS}, got {backend!r}")

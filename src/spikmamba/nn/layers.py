@@ -4,11 +4,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import InputError
+
 
 def to_2tuple(v: int | tuple[int, int]) -> tuple[int, int]:
     if isinstance(v, (tuple, list)):
         if len(v) != 2:
-            raise ValueError(f"expected an int or a pair, got {v!r}")
+            raise InputError(f"expected an int or a pair, got {v!r}")
         return int(v[0]), int(v[1])
     return int(v), int(v)
 
@@ -22,12 +24,12 @@ def drop_path_rates(rate: float, n: int) -> list[float]:
 def check_rank(x: torch.Tensor, rank: int, name: str, layout: str) -> None:
     """Raise a ValueError naming ``name`` and the expected ``layout`` when ``x`` has the wrong rank."""
     if x.dim() != rank:
-        raise ValueError(f"{name} must be {rank}-D {layout}, got shape {tuple(x.shape)}")
+        raise InputError(f"{name} must be {rank}-D {layout}, got shape {tuple(x.shape)}")
 
 
 def check_channels(x: torch.Tensor, dim: int, expected: int, name: str, layout: str) -> None:
     if x.shape[dim] != expected:
-        raise ValueError(f"{name} must have {expected} channels in {layout}, got shape {tuple(x.shape)}")
+        raise InputError(f"{name} must have {expected} channels in {layout}, got shape {tuple(x.shape)}")
 
 
 class DropPath(nn.Module):
@@ -36,7 +38,7 @@ class DropPath(nn.Module):
     def __init__(self, p: float = 0.0, batch_dim: int = 0):
         super().__init__()
         if not 0.0 <= p < 1.0:
-            raise ValueError(f"drop_path must be in [0, 1), got {p}")
+            raise InputError(f"drop_path must be in [0, 1), got {p}")
         self.p, self.batch_dim = p, batch_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -98,7 +100,7 @@ class PixelNormalize(nn.Module):
     def __init__(self, mean, std):
         super().__init__()
         if len(mean) != len(std):
-            raise ValueError(f"mean and std need one value per channel, got {len(mean)} and {len(std)}")
+            raise InputError(f"mean and std need one value per channel, got {len(mean)} and {len(std)}")
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(-1, 1, 1), persistent=False)
 

@@ -14,6 +14,7 @@ import math
 import torch
 from torch import Tensor
 
+from ..errors import InputError
 from .kernels import check_op_backend, lif_backend
 from .lif_kernel import MultiStepLIFFunction, lif_backward, lif_forward
 from .surrogate import SURROGATES, SurrogateFunction
@@ -122,12 +123,12 @@ def multistep_lif_triton(x_seq, v0, k, v_threshold, v_reset, decay_input, detach
     """:func:`multistep_lif` on the Triton kernels, whatever the device (CPU tensors need
     ``TRITON_INTERPRET=1``); same arguments and results."""
     if surrogate.kernel_name is None:
-        raise ValueError(f"the Triton LIF knows the surrogates {sorted(SURROGATES)}, not {type(surrogate).__name__}")
+        raise InputError(f"the Triton LIF knows the surrogates {sorted(SURROGATES)}, not {type(surrogate).__name__}")
     if x_seq.dtype == torch.float64:
-        raise ValueError("the Triton LIF computes in float32; use the PyTorch kernel for float64")
+        raise InputError("the Triton LIF computes in float32; use the PyTorch kernel for float64")
     v0 = _as_membrane(v0, x_seq)
     if v0.device != x_seq.device:
-        raise ValueError(f"the membrane is on {v0.device} and the input on {x_seq.device}; move them to one")
+        raise InputError(f"the membrane is on {v0.device} and the input on {x_seq.device}; move them to one")
     if x_seq.shape[0] == 0 or math.prod(x_seq.shape[1:]) == 0:
-        raise ValueError(f"multi-step input must be [T, B, ...] with T >= 1 and neurons, got {tuple(x_seq.shape)}")
+        raise InputError(f"multi-step input must be [T, B, ...] with T >= 1 and neurons, got {tuple(x_seq.shape)}")
     return _run(x_seq, v0, k, v_threshold, v_reset, decay_input, detach_reset, surrogate, "triton")

@@ -13,6 +13,7 @@ import math
 import torch
 from torch import nn
 
+from ..errors import InputError
 from .export import exporting
 from .lif_kernel import multistep_lif_plain
 from .lif_op import multistep_lif
@@ -37,11 +38,11 @@ class BaseNode(nn.Module):
     ):
         super().__init__()
         if step_mode not in ("s", "m"):
-            raise ValueError(f"step_mode must be 's' (single step) or 'm' (multi step), got {step_mode!r}")
+            raise InputError(f"step_mode must be 's' (single step) or 'm' (multi step), got {step_mode!r}")
         if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+            raise InputError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if v_reset is not None and not v_reset < v_threshold:
-            raise ValueError(f"v_reset ({v_reset}) must be below v_threshold ({v_threshold})")
+            raise InputError(f"v_reset ({v_reset}) must be below v_threshold ({v_threshold})")
         self.v_threshold = float(v_threshold)
         self.v_reset = None if v_reset is None else float(v_reset)
         self.surrogate_function = get_surrogate(surrogate_function)
@@ -96,7 +97,7 @@ class BaseNode(nn.Module):
 
     def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         if x_seq.dim() < 2 or x_seq.shape[0] == 0:
-            raise ValueError(
+            raise InputError(
                 f"multi-step input must be [T, B, ...] with T >= 1, got shape {tuple(x_seq.shape)}"
             )
         if exporting() and not self.store_v_seq and not torch.is_tensor(self.decay()):
@@ -113,7 +114,7 @@ class BaseNode(nn.Module):
             return torch.stack(out)
         v0 = self.v
         if torch.is_tensor(v0) and v0.shape != x_seq.shape[1:]:
-            raise ValueError(
+            raise InputError(
                 f"input step shape {tuple(x_seq.shape[1:])} does not match the stored membrane "
                 f"shape {tuple(v0.shape)}; call reset_net(model) between batches"
             )
@@ -126,7 +127,7 @@ class BaseNode(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.step_mode == "s":
             if torch.is_tensor(self.v) and self.v.shape != x.shape:
-                raise ValueError(
+                raise InputError(
                     f"input shape {tuple(x.shape)} does not match the stored membrane shape "
                     f"{tuple(self.v.shape)}; call reset_net(model) between batches"
                 )
@@ -151,7 +152,7 @@ class LIFNode(BaseNode):
 
     def __init__(self, tau: float = 2.0, **kwargs):
         if not tau > 1.0:
-            raise ValueError(f"tau must be > 1 (k = 1/tau must lie in (0, 1)), got {tau}")
+            raise InputError(f"tau must be > 1 (k = 1/tau must lie in (0, 1)), got {tau}")
         super().__init__(**kwargs)
         self.tau = float(tau)
 
@@ -167,7 +168,7 @@ class ParametricLIFNode(BaseNode):
 
     def __init__(self, init_tau: float = 2.0, **kwargs):
         if not init_tau > 1.0:
-            raise ValueError(f"init_tau must be > 1, got {init_tau}")
+            raise InputError(f"init_tau must be > 1, got {init_tau}")
         super().__init__(**kwargs)
         self.w = nn.Parameter(torch.tensor(-math.log(init_tau - 1.0)))
 
@@ -192,4 +193,4 @@ def build_neuron(spiking: bool = True, kind: str = "lif", **kwargs) -> nn.Module
     if kind == "plif":
         kwargs["init_tau"] = kwargs.pop("tau", kwargs.get("init_tau", 2.0))
         return ParametricLIFNode(**kwargs)
-    raise ValueError(f"unknown neuron kind {kind!r}; expected 'lif' or 'plif'")
+    raise InputError(f"unknown neuron kind {kind!r}; expected 'lif' or 'plif'")

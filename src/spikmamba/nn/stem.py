@@ -15,6 +15,7 @@ import math
 import torch
 from torch import nn
 
+from ..errors import InputError
 from .layers import check_channels, check_rank, to_2tuple
 from .neurons import build_neuron
 
@@ -24,7 +25,7 @@ def _check_frames(x: torch.Tensor, in_chans: int, patch: tuple[int, int], name: 
     check_channels(x, 2, in_chans, f"{name} input", "[T, B, C, H, W]")
     H, W = x.shape[-2:]
     if H % patch[0] or W % patch[1]:
-        raise ValueError(
+        raise InputError(
             f"{name}: input size {H}x{W} is not divisible by the patch size {patch[0]}x{patch[1]}; "
             "resize or crop the frames to a multiple of the patch size"
         )
@@ -82,9 +83,9 @@ class SpikingPatchSplitting(nn.Module):
         super().__init__()
         n_down = math.log2(patch_size) if patch_size > 0 else -1
         if n_down != int(n_down) or not 0 <= n_down <= 4:
-            raise ValueError(f"SPS patch_size must be a power of two in [1, 16], got {patch_size}")
+            raise InputError(f"SPS patch_size must be a power of two in [1, 16], got {patch_size}")
         if embed_dim % 8:
-            raise ValueError(f"SPS embed_dim must be divisible by 8, got {embed_dim}")
+            raise InputError(f"SPS embed_dim must be divisible by 8, got {embed_dim}")
         self.in_chans, self.embed_dim, self.patch_size = in_chans, embed_dim, to_2tuple(patch_size)
         widths = [embed_dim // 8, embed_dim // 4, embed_dim // 2, embed_dim]
         pools = [i >= 4 - int(n_down) for i in range(4)]

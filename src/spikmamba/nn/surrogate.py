@@ -14,6 +14,7 @@ import math
 import torch
 from torch import nn
 
+from ..errors import InputError
 from .export import exporting
 
 
@@ -39,7 +40,7 @@ class SurrogateFunction(nn.Module):
     def __init__(self, alpha: float):
         super().__init__()
         if not alpha > 0:
-            raise ValueError(f"surrogate alpha must be > 0, got {alpha}")
+            raise InputError(f"surrogate alpha must be > 0, got {alpha}")
         self.alpha = float(alpha)
 
     def derivative(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
@@ -103,7 +104,7 @@ def get_surrogate(spec: str | SurrogateFunction | None) -> SurrogateFunction:
     try:
         return SURROGATES[str(spec).lower()]()
     except KeyError:
-        raise ValueError(
+        raise InputError(
             f"unknown surrogate_function {spec!r}; expected one of {sorted(SURROGATES)} "
             "or a SurrogateFunction instance"
         ) from None

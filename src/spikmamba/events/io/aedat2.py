@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...errors import InputError
 from ._common import CHUNK_BYTES, EventStream, file_size, read_header_lines
 from .errors import EventFormatError
 from .recording import Recording
@@ -94,7 +95,7 @@ def write_aedat2(path, events: np.ndarray, sensor_size=(128, 128), camera: str |
     """Write DVS128 or DAVIS AEDAT 2.0 (camera from ``sensor_size`` when not given)."""
     cam = camera or {v: k for k, v in CAMERAS.items()}.get(tuple(sensor_size))
     if cam not in CAMERAS:
-        raise ValueError(f"AEDAT 2.0 address layouts exist for {CAMERAS}; got sensor_size={sensor_size}")
+        raise InputError(f"AEDAT 2.0 address layouts exist for {CAMERAS}; got sensor_size={sensor_size}")
     W, H = CAMERAS[cam]
     x, y = events["x"].astype(np.int64), events["y"].astype(np.int64)
     off = 1 - (events["p"] > 0).astype(np.int64)

@@ -14,6 +14,7 @@ import re
 
 import numpy as np
 
+from ...errors import InputError
 from ._common import EventStream, file_size, read_header_lines
 from .errors import EventFormatError
 from .recording import Recording
@@ -95,7 +96,7 @@ def write_aedat3(path, events: np.ndarray, sensor_size=(128, 128), packet_events
     """Write polarity packets (at most ``packet_events`` each; a new packet at every 2**31 µs overflow)."""
     t = events["t"].astype(np.int64)
     if len(t) and t.min() < 0:
-        raise ValueError("AEDAT 3.1 timestamps must be non-negative")
+        raise InputError("AEDAT 3.1 timestamps must be non-negative")
     data = (
         (events["x"].astype(np.int64) << 17)
         | (events["y"].astype(np.int64) << 2)

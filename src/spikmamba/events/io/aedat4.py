@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 
+from ...errors import MissingDependency
 from ._common import EventStream, file_size
 from .errors import EventFormatError
 from .recording import Recording
@@ -158,7 +159,7 @@ def stream_aedat4(path) -> EventStream:
     try:
         import aedat
     except ImportError:
-        raise ImportError("reading AEDAT 4 needs the 'aedat' package: pip install aedat "
+        raise MissingDependency("reading AEDAT 4 needs the 'aedat' package: pip install aedat "
                           "(or pip install 'spikmamba[io]')") from None
     offsets = packet_offsets(path)
     try:

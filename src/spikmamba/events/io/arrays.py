@@ -12,6 +12,7 @@ import contextlib
 
 import numpy as np
 
+from ...errors import MissingDependency
 from ..types import EVENT_DTYPE, check_integer_column
 from ._common import EventStream
 from .errors import EventFormatError
@@ -182,7 +183,7 @@ def stream_h5(path, sensor_size=None) -> EventStream:
     try:
         import h5py
     except ImportError:
-        raise ImportError(
+        raise MissingDependency(
             "reading .h5 event files needs h5py: pip install h5py (or pip install 'spikmamba[io]')"
         ) from None
     with _unreadable_as_format_error(path, "HDF5 file"):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...errors import InputError
 from . import aedat2, aedat3, aedat4, arrays, nbin, prophesee
 from ._common import check_bounds, file_size
 from .errors import EventFormatError
@@ -97,7 +98,7 @@ def read_events(path: str | os.PathLike, format: str | None = None, sensor_size=
         raise FileNotFoundError(f"no event file at {os.fspath(path)!r}")
     fmt = format or detect_format(path)
     if fmt not in READERS:
-        raise ValueError(f"unknown format {fmt!r}; choose one of {sorted(READERS)}")
+        raise InputError(f"unknown format {fmt!r}; choose one of {sorted(READERS)}")
     reader = READERS[fmt]
     if fmt != "aedat2":
         options.pop("camera", None)  # an AEDAT 2.0 address-layout hint; other formats state their sensor
@@ -118,7 +119,7 @@ def stream_events(path: str | os.PathLike, format: str | None = None, sensor_siz
         raise FileNotFoundError(f"no event file at {os.fspath(path)!r}")
     fmt = format or detect_format(path)
     if fmt not in STREAMS:
-        raise ValueError(f"unknown format {fmt!r}; choose one of {sorted(STREAMS)}")
+        raise InputError(f"unknown format {fmt!r}; choose one of {sorted(STREAMS)}")
     if fmt != "aedat2":
         options.pop("camera", None)
     if sensor_size is not None and fmt not in ("aedat2", "aedat4", "nbin"):
@@ -131,7 +132,7 @@ def stream_events(path: str | os.PathLike, format: str | None = None, sensor_siz
 
 def _ordered(path, events: np.ndarray, on_unsorted: str) -> np.ndarray:
     if on_unsorted not in ("sort", "error", "keep"):
-        raise ValueError(f"on_unsorted must be 'sort', 'error' or 'keep', got {on_unsorted!r}")
+        raise InputError(f"on_unsorted must be 'sort', 'error' or 'keep', got {on_unsorted!r}")
     if len(events) < 2:
         return events
     back = events["t"][1:] < events["t"][:-1]  # a bool temp, not an int64 diff
@@ -153,6 +154,6 @@ def write_events(path: str | os.PathLike, events: np.ndarray, sensor_size=None, 
     """Write events in the format named by ``format`` or by the file extension."""
     fmt = format or EXTENSIONS.get(Path(path).suffix.lower())
     if fmt not in WRITERS:
-        raise ValueError(f"cannot tell the output format of {os.fspath(path)!r}; pass format= one of {sorted(WRITERS)}")
+        raise InputError(f"cannot tell the output format of {os.fspath(path)!r}; pass format= one of {sorted(WRITERS)}")
     kwargs = {} if sensor_size is None else {"sensor_size": tuple(sensor_size)}
     WRITERS[fmt](path, events, **kwargs)

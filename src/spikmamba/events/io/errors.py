@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import os
 
+from ...errors import SpikmambaError
 
-class EventFormatError(ValueError):
+
+class EventFormatError(SpikmambaError, ValueError):
     """A file is not a valid event file: names the file, the byte offset and what was expected."""
 
     def __init__(self, path: str | os.PathLike, offset: int | None, message: str):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...errors import InputError
 from ._common import CHUNK_BYTES, EventStream, file_size
 from .errors import EventFormatError
 from .recording import Recording
@@ -53,9 +54,9 @@ def read_nbin(path) -> Recording:
 def encode_nbin(events: np.ndarray) -> bytes:
     t = events["t"].astype(np.int64)
     if len(events) and (t.min() < 0 or t.max() >= 1 << 23):
-        raise ValueError("N-MNIST .bin timestamps must lie in [0, 2**23) µs; shift the events to start at 0 first")
+        raise InputError("N-MNIST .bin timestamps must lie in [0, 2**23) µs; shift the events to start at 0 first")
     if len(events) and (events["x"].max() > 255 or events["y"].max() > 255):
-        raise ValueError("N-MNIST .bin coordinates must fit in 8 bits")
+        raise InputError("N-MNIST .bin coordinates must fit in 8 bits")
     raw = np.empty((len(events), RECORD), dtype=np.uint8)
     raw[:, 0], raw[:, 1] = events["x"], events["y"]
     raw[:, 2] = ((events["p"] > 0).astype(np.int64) << 7) | (t >> 16)

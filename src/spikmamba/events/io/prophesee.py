@@ -18,6 +18,7 @@ import re
 
 import numpy as np
 
+from ...errors import InputError
 from ._common import CHUNK_BYTES, EventStream, file_size, read_header_lines
 from .errors import EventFormatError
 from .recording import Recording
@@ -161,7 +162,7 @@ def write_evt2(path, events: np.ndarray, sensor_size=(640, 480)) -> None:
     """Encode events as EVT 2.0: a time-high word whenever the upper timestamp bits change."""
     t = events["t"].astype(np.int64)
     if len(t) and (t.min() < 0 or np.any(np.diff(t) < 0)):
-        raise ValueError("EVT 2.0 needs sorted, non-negative timestamps")
+        raise InputError("EVT 2.0 needs sorted, non-negative timestamps")
     high = t >> 6
     new_high = np.ones(len(t), dtype=bool)
     new_high[1:] = high[1:] != high[:-1]
@@ -276,7 +277,7 @@ def write_evt3(path, events: np.ndarray, sensor_size=(1280, 720)) -> None:
     """Encode EVT 3.0 with single-event words (TIME_HIGH / TIME_LOW / ADDR_Y only when they change)."""
     t = events["t"].astype(np.int64)
     if len(t) and (t.min() < 0 or np.any(t[1:] < t[:-1])):
-        raise ValueError("EVT 3.0 needs sorted, non-negative timestamps")
+        raise InputError("EVT 3.0 needs sorted, non-negative timestamps")
     high, low, y = (t >> 12) & 0xFFF, t & 0xFFF, events["y"].astype(np.int64)
     # a TIME_HIGH word whenever the upper bits (loop included) change: a wrap shows as a decrease
 
@@ -285,7 +286,7 @@ def write_evt3(path, events: np.ndarray, sensor_size=(1280, 720)) -> None:
 
     loop_step = np.diff(t >> 24)
     if np.any(loop_step > 1) or np.any(np.diff(high)[loop_step == 1] >= 0):
-        raise ValueError(
+        raise InputError(
             "EVT 3.0 cannot encode a silent gap of a whole 2**24 µs clock period (the wrap would be invisible)"
         )
     n_high, n_low, n_y = change(t >> 12), change(low) | change(t >> 12), change(y)

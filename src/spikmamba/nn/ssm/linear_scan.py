@@ -20,6 +20,8 @@ import math
 
 import torch
 
+from ...errors import InputError
+
 
 def _chunk_size(L: int) -> int:
     """About sqrt(L), at least 8; a divisor of L when one lies within 2x of sqrt(L), so the
@@ -97,7 +99,7 @@ class _LinearScan(torch.autograd.Function):
 def linear_scan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``h[t] = a[t] * h[t-1] + b[t]`` along dim 0, differentiable in ``a`` and ``b``."""
     if a.shape != b.shape:
-        raise ValueError(f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise InputError(f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     if b.shape[0] == 0:
-        raise ValueError("linear_scan needs a sequence length L >= 1 along dim 0")
+        raise InputError("linear_scan needs a sequence length L >= 1 along dim 0")
     return _LinearScan.apply(a, b)

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...errors import InputError
 from ..layers import DropPath
 from .selective_scan import selective_scan_fn
 
@@ -81,7 +82,7 @@ class Mamba(nn.Module):
         super().__init__()
         for name, v in (("d_model", d_model), ("d_state", d_state), ("d_conv", d_conv)):
             if int(v) < 1:
-                raise ValueError(f"{name} must be >= 1, got {v}")
+                raise InputError(f"{name} must be >= 1, got {v}")
         self.d_model = d_model
         self.d_inner = int(expand * d_model)
         self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
@@ -94,7 +95,7 @@ class Mamba(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         if hidden_states.dim() != 3 or hidden_states.shape[-1] != self.d_model:
-            raise ValueError(
+            raise InputError(
                 f"Mamba expects [batch, length, d_model={self.d_model}], got {tuple(hidden_states.shape)}"
             )
         xz = self.in_proj(hidden_states).transpose(1, 2)  # [B, 2*D_inner, L]

@@ -9,34 +9,36 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ...errors import InputError
+
 
 def check_scan_inputs(u, delta, A, B, C, D, z, delta_bias) -> None:
     if u.dim() != 3:
-        raise ValueError(f"u must be [batch, dim, length], got shape {tuple(u.shape)}")
+        raise InputError(f"u must be [batch, dim, length], got shape {tuple(u.shape)}")
     b, d, L = u.shape
     if L == 0:
-        raise ValueError("u has sequence length L=0; the scan needs L >= 1")
+        raise InputError("u has sequence length L=0; the scan needs L >= 1")
     if delta.shape != u.shape:
-        raise ValueError(f"delta must have u's shape {tuple(u.shape)}, got {tuple(delta.shape)}")
+        raise InputError(f"delta must have u's shape {tuple(u.shape)}, got {tuple(delta.shape)}")
     if A.dim() != 2 or A.shape[0] != d:
-        raise ValueError(f"A must be [dim={d}, d_state], got {tuple(A.shape)}")
+        raise InputError(f"A must be [dim={d}, d_state], got {tuple(A.shape)}")
     if A.is_complex():
-        raise ValueError("complex A is not supported; pass a real A (Mamba uses A = -exp(A_log))")
+        raise InputError("complex A is not supported; pass a real A (Mamba uses A = -exp(A_log))")
     n = A.shape[1]
     for name, M in (("B", B), ("C", C)):
         ok = (M.dim() == 2 and tuple(M.shape) == (d, n)) or (
             M.dim() == 3 and tuple(M.shape) == (b, n, L)
         ) or (M.dim() == 4 and M.shape[0] == b and M.shape[2:] == (n, L) and d % M.shape[1] == 0)
         if not ok:
-            raise ValueError(
+            raise InputError(
                 f"{name} must be [dim={d}, d_state={n}], [batch={b}, d_state={n}, length={L}] or "
                 f"[batch={b}, groups dividing {d}, d_state={n}, length={L}]; got {tuple(M.shape)}"
             )
     for name, v in (("D", D), ("delta_bias", delta_bias)):
         if v is not None and tuple(v.shape) != (d,):
-            raise ValueError(f"{name} must be [dim={d}], got {tuple(v.shape)}")
+            raise InputError(f"{name} must be [dim={d}], got {tuple(v.shape)}")
     if z is not None and z.shape != u.shape:
-        raise ValueError(f"z must have u's shape {tuple(u.shape)}, got {tuple(z.shape)}")
+        raise InputError(f"z must have u's shape {tuple(u.shape)}, got {tuple(z.shape)}")
 
 
 def groups_of(M: torch.Tensor) -> int:

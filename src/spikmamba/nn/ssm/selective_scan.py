@@ -26,6 +26,7 @@ import functools
 
 import torch
 
+from ...errors import InputError, MissingDependency
 from ..export import exporting
 from ..kernels import scan_backend
 from .scan_math import as_lbdn, check_scan_inputs, compute_dtype, finish, groups_agree, groups_of, prepare_delta
@@ -94,12 +95,12 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
     check_scan_inputs(u, delta, A, B, C, D, z, delta_bias)
     tensors = [t for t in (u, delta, A, B, C, D, z, delta_bias) if t is not None]
     if len({t.device for t in tensors}) > 1:
-        raise ValueError(f"selective scan: the tensors are on different devices "
+        raise InputError(f"selective scan: the tensors are on different devices "
                          f"({sorted({str(t.device) for t in tensors})}); move them to one")
     if u.dtype == torch.float64:
-        raise ValueError("the Triton scan computes in float32; use selective_scan_fast for float64")
+        raise InputError("the Triton scan computes in float32; use selective_scan_fast for float64")
     if not groups_agree(B, C):
-        raise ValueError(f"B has {groups_of(B)} groups and C {groups_of(C)}; they must match (or one be ungrouped)")
+        raise InputError(f"B has {groups_of(B)} groups and C {groups_of(C)}; they must match (or one be ungrouped)")
     out, last, _, _ = _scan_op(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus), "triton")
     return (out, last) if return_last_state else out  # fp32, the running state's dtype, as mamba_ssm
 
@@ -129,7 +130,7 @@ def selective_scan_fn(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_
     if backend == "mamba_ssm":
         fn = _mamba_ssm_fn()
         if fn is None:
-            raise RuntimeError("SPIKMAMBA_CUDA_KERNELS=mamba_ssm, but mamba_ssm's selective scan does not import "
+            raise MissingDependency("SPIKMAMBA_CUDA_KERNELS=mamba_ssm, but mamba_ssm's selective scan does not import "
                                "(pip install mamba-ssm, built for this CUDA); unset it to use the Triton kernels")
         return fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
     impl = selective_scan_triton if backend == "triton" else selective_scan_fast

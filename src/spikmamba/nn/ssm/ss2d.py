@@ -17,6 +17,7 @@ import math
 import torch
 from torch import nn
 
+from ...errors import InputError
 from .selective_scan import selective_scan_fn
 
 DIRECTIONS = 4
@@ -48,7 +49,7 @@ class SS2D(nn.Module):
                  dt_max: float = 0.1, dt_init_floor: float = 1e-4, out_norm: bool = True):
         super().__init__()
         if d_model < 1 or d_state < 1:
-            raise ValueError(f"SS2D needs d_model >= 1 and d_state >= 1, got {d_model}, {d_state}")
+            raise InputError(f"SS2D needs d_model >= 1 and d_state >= 1, got {d_model}, {d_state}")
         K, D = DIRECTIONS, d_model
         self.d_model, self.d_state = D, d_state
         self.dt_rank = math.ceil(D / 16) if dt_rank == "auto" else int(dt_rank)
@@ -83,7 +84,7 @@ class SS2D(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[-1] != self.d_model:
-            raise ValueError(f"SS2D expects [N, H, W, {self.d_model}] (channels last), got {tuple(x.shape)}")
+            raise InputError(f"SS2D expects [N, H, W, {self.d_model}] (channels last), got {tuple(x.shape)}")
         N, H, W, D = x.shape
         y = self.scan(x.permute(0, 3, 1, 2)).transpose(1, 2).reshape(N, H, W, D)
         return self.out_proj(self.out_norm(y))
