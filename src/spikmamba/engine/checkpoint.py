@@ -16,18 +16,18 @@ checkpoint intact.
 """
 from __future__ import annotations
 
-import errno
 import hashlib
 import io
 import os
-import shutil
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..errors import SpikmambaError
+from ..files import FileWriteError, atomic_write_bytes
 from ..models.weights import WeightsError, geometry_problem, load_state_checked, load_torch_file
+from .config import config_from_dict
+from .model import build_model
 
 FORMAT = 2
 REQUIRED = ("model_name", "model", "config", "classes", "geometry")
@@ -38,43 +38,8 @@ class CheckpointError(WeightsError):
     """A checkpoint file that cannot be used: unreadable, incomplete, damaged, or for another model."""
 
 
-class CheckpointWriteError(SpikmambaError, OSError):
-    """A checkpoint could not be written (disk full, read-only folder); the previous one is intact."""
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it into place; on failure
-    the temporary file is removed, ``path`` is untouched, and the error says why in words."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-        raise CheckpointWriteError(err.errno, _write_failure(path, len(data), err)) from None
-
-
-def _write_failure(path: Path, size: int, err: OSError) -> str:
-    kept = f"the previous {path.name} is intact" if path.exists() else f"no {path.name} was written"
-    if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        try:
-            free = f"{shutil.disk_usage(path.parent).free / 1e6:.1f} MB free"
-        except OSError:
-            free = "free space unknown"
-        why = "the file would be larger than this process may write" if err.errno == errno.EFBIG else \
-            "no space left on the device"
-        return f"could not write {path}: {why} ({size / 1e6:.1f} MB needed, {free}); {kept}"
-    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return f"could not write {path}: {path.parent} is not writable ({err.strerror}); {kept}"
-    return f"could not write {path}: {err.strerror or err}; {kept}"
+#: a checkpoint that could not be written (disk full, read-only folder); the previous one is intact
+CheckpointWriteError = FileWriteError
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict) -> None:
@@ -116,8 +81,6 @@ def payload_digest(ckpt: dict) -> str:
 
 def state_digest(state: dict) -> str:
     """sha256 over a state dict's names and tensor bytes: equal digests mean bit-identical weights."""
-    import hashlib
-
     h = hashlib.sha256()
     for name, value in state.items():
         h.update(name.encode())
@@ -211,15 +174,11 @@ def load_model_state(model: nn.Module, state: dict, source: str) -> None:
 
 def stored_config(ckpt: dict, path: str | os.PathLike):
     """The TrainConfig saved in a checkpoint, validated like any config (errors name the checkpoint)."""
-    from .config import config_from_dict
-
     return config_from_dict(ckpt["config"], f"in the config stored in {path}")
 
 
 def model_from_checkpoint(path: str | os.PathLike, ckpt: dict | None = None):
     """(model in eval mode, checkpoint dict): the model the checkpoint's config describes, with its weights."""
-    from .model import build_model
-
     ckpt = ckpt if ckpt is not None else load_checkpoint(path)
     cfg = stored_config(ckpt, path)
     if cfg.model != ckpt["model_name"]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
+from ..files import atomic_write_bytes
 from ..text import shown
 from .yaml_load import MAX_BYTES, load_yaml
 
@@ -216,8 +217,6 @@ def load_config(path: str | os.PathLike, base: TrainConfig | None = None) -> Tra
 def save_config(cfg: TrainConfig, path: str | os.PathLike) -> None:
     """The resolved config as YAML, loadable again with ``--config``."""
     import yaml
-
-    from .checkpoint import atomic_write_bytes
 
     text = "# resolved config of this run; reload with: spikmamba train --config <this file>\n"
     text += yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False)
