@@ -112,7 +112,7 @@ def loader_throughput(root: Path, kind: str, workers: int, cache_dir: str | None
     import dataclasses
 
     from spikmamba.engine.config import TrainConfig
-    from spikmamba.engine.data import load_data
+    from spikmamba.engine.inputs import load_data
     from spikmamba.engine.loader import ShuffledBatches, make_loader
 
     cfg = dataclasses.replace(TrainConfig(), data_name="nmnist", data_root=str(root), resolution=128, frames=16,

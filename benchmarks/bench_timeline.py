@@ -29,8 +29,8 @@ def recording(seconds: int) -> Path:
 
 
 def timeline(quick: bool):
-    from spikmamba.engine.data import prepare_events
-    from spikmamba.engine.evaluate import load_predictor
+    from spikmamba.engine.inputs import prepare_events
+    from spikmamba.engine.predict import load_predictor
     from spikmamba.engine.timeline import predict_timeline
 
     seconds = 1 if quick else 10

@@ -18,7 +18,7 @@ USER_ERRORS = {
     "spikmamba.engine.run_dir": {"RunDirBusy": RuntimeError},
     "spikmamba.engine.trainer": {"NonFiniteLoss": FloatingPointError, "TooManySkipped": ValueError},
     "spikmamba.engine.model": {"UnknownModelArgument": ValueError},
-    "spikmamba.engine.data": {"EmptyRecording": ValueError},
+    "spikmamba.engine.inputs": {"EmptyRecording": ValueError},
     "spikmamba.data.base": {"DatasetLayoutError": FileNotFoundError, "SampleError": ValueError,
                             "DatasetPathError": ValueError},
     "spikmamba.data.video": {"VideoReadError": ValueError},

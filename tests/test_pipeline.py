@@ -321,7 +321,7 @@ def test_config_transforms_reach_evaluation_and_predict(tmp_path, capsys):
     summary = train(cfg)
     assert summary["geometry"] == {"in_chans": 2, "img_size": 24, "num_frames": 4}  # the crop set the input size
     from spikmamba.engine import model_from_checkpoint
-    from spikmamba.engine.data import eval_view
+    from spikmamba.engine.inputs import eval_view
 
     view, _, _ = eval_view(cfg, "test")
     model, _ = model_from_checkpoint(tmp_path / "run" / "last.pt")

@@ -328,7 +328,7 @@ def test_list_files_and_links_cannot_leave_the_dataset_folder(tmp_path, capsys):
 
 def test_a_huge_geometry_is_refused_before_allocating_with_2gb_of_address_space(run, tmp_path):
     path = crafted(run, tmp_path, "huge.pt", CASES["img-size-200000"][0])
-    code = HEADROOM + ("import sys, torch\nfrom spikmamba.cli import main\nimport spikmamba.engine.evaluate\n"
+    code = HEADROOM + ("import sys, torch\nfrom spikmamba.cli import main\nimport spikmamba.engine.predict\n"
                        "limit_to_mapped_plus()\nsys.exit(main(sys.argv[1:]))")
     done = subprocess.run([sys.executable, "-c", code, "predict", "--checkpoint", str(path), str(path)],
                           capture_output=True, text=True, timeout=120)

@@ -4,7 +4,7 @@ import pytest
 from conftest import random_events
 
 from spikmamba.data import EventRepresentation
-from spikmamba.data.representation import KINDS
+from spikmamba.data.event_representation import KINDS
 from spikmamba.events import (
     CenterCrop,
     Compose,

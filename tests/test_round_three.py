@@ -121,7 +121,7 @@ def test_hostile_config_values_are_one_clear_error(key, value, tmp_path, event_f
     edit(folder, lambda c: c.__setitem__(key, value))
     with pytest.raises(ValueError) as info:
         create_model("spikmamba_tiny_sps", pretrained=folder)
-        from spikmamba.engine.evaluate import load_predictor
+        from spikmamba.engine.predict import load_predictor
 
         load_predictor(None, str(folder))
     assert isinstance(info.value, ValueError) and "config.json" in str(info.value) or "does not fit" in str(info.value)

@@ -98,8 +98,8 @@ def test_show_mp4_and_bad_input(tmp_path, capsys):
 
 
 def test_inspect_rates_match_the_energy_monitor_and_the_raster_is_that_layer(tmp_path, capsys):
-    from spikmamba.engine.data import load_input_file
-    from spikmamba.engine.evaluate import load_predictor
+    from spikmamba.engine.inputs import load_input_file
+    from spikmamba.engine.predict import load_predictor
 
     assert main(["synth", "--out", str(tmp_path / "clips"), "--count", "1", "--sensor-size", "32"]) == 0
     clip = next((tmp_path / "clips").glob("*.npz"))

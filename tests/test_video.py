@@ -205,7 +205,7 @@ def test_respike_trains_on_a_tiny_video_folder(tmp_path, capsys):
 def test_validation_split_keeps_each_videos_clips_together(tmp_path):
     """Each video is one flat grey level, so a clip's mean names its video: no video may have
     clips in both the training and the validation part."""
-    from spikmamba.engine.data import load_data
+    from spikmamba.engine.inputs import load_data
 
     for k in (0, 1):
         for i in range(4):

@@ -23,7 +23,7 @@ from spikmamba.engine import (
     train,
 )
 from spikmamba.engine.checkpoint import state_digest
-from spikmamba.engine.data import eval_view
+from spikmamba.engine.inputs import eval_view
 from spikmamba.engine.train import lr_factor
 
 TINY = dict(sensor_size=16, frames=4, patch_size=4, num_train=48, num_test=24, batch_size=16, epochs=3,

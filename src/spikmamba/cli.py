@@ -195,7 +195,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
 def _cmd_predict_windows(args: argparse.Namespace) -> int:
     import json
 
-    from .engine.evaluate import collect_input_files, load_predictor
+    from .engine.predict import collect_input_files, load_predictor
     from .engine.timeline import predict_timeline
 
     predictor = load_predictor(args.checkpoint, args.model, args.device, args.backend)
@@ -224,7 +224,7 @@ def _cmd_predict_windows(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     import json
 
-    from .engine.evaluate import predict_files
+    from .engine.predict import predict_files
 
     if args.window is not None:
         return _cmd_predict_windows(args)
@@ -300,7 +300,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
     timeline, predictor = None, None
     if args.checkpoint or args.model:
-        from .engine.evaluate import load_predictor
+        from .engine.predict import load_predictor
         from .engine.timeline import predict_timeline
 
         predictor = load_predictor(args.checkpoint, args.model)
@@ -317,7 +317,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     if args.sheet:
         if predictor is None:
             raise InputError("--sheet draws what a model sees: give --checkpoint or --model too")
-        from .engine.data import load_input_file
+        from .engine.inputs import load_input_file
 
         x = load_input_file(args.file, predictor.representation, predictor.transforms, args.sensor_size,
                             args.format).numpy()

@@ -53,8 +53,8 @@ def inspect_spikes(file, out, checkpoint: str | None = None, model: str | None =
                    event_format: str | None = None) -> dict:
     """Write ``rates.csv``, ``rates.png``, ``raster.png`` and ``inspect.json`` into ``out``
     (see the module docstring); ``layer`` defaults to the last spiking layer."""
-    from ..engine.data import load_input_file
-    from ..engine.evaluate import load_predictor
+    from ..engine.inputs import load_input_file
+    from ..engine.predict import load_predictor
 
     predictor = load_predictor(checkpoint, model)
     net = predictor.module

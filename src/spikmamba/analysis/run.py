@@ -8,7 +8,7 @@ import torch
 
 from ..engine.checkpoint import load_checkpoint, load_model_state, model_from_checkpoint, stored_config
 from ..engine.config import TrainConfig, apply_overrides, validate_config
-from ..engine.data import eval_view, geometry_of
+from ..engine.inputs import eval_view, geometry_of
 from ..engine.model import UnknownModelArgument, build_model
 from ..errors import InputError
 from .energy import EnergyConstants, energy_report

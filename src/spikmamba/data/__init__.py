@@ -1,12 +1,12 @@
 """Datasets over event recordings and images (each over an already-downloaded folder; nothing is
 ever downloaded) and ``SynthActions``, which needs no download at all."""
 from .base import DatasetLayoutError, EventDataset, Sample, SampleError
+from .event_representation import EventRepresentation
 from .folder import PAF, EFAction, EventFolder, NCaltech101
 from .gesture import GESTURE_CLASSES, DVSGesture, DVSGestureClips
 from .hardvs import HARDVS
 from .images import CIFAR10, CIFAR100, IMAGE_DATASETS, ImageFolderSplits, ImageRepresentation, MiniImageNet
 from .nmnist import NMNIST
-from .representation import EventRepresentation
 from .sampled import SampledFrames
 from .splits import stratified_split
 from .synthetic import CLASSES as SYNTH_CLASSES

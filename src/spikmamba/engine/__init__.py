@@ -1,10 +1,11 @@
 """Training and evaluation: config, data, model building, the loop, checkpoints, metrics, DDP."""
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .config import TrainConfig, apply_overrides, config_from_dict, load_config, save_config
-from .data import load_data
-from .evaluate import predict_files, run_test
+from .evaluate import run_test
+from .inputs import load_data
 from .metrics import ClassificationMetrics
 from .model import build_model
+from .predict import predict_files
 from .train import Interrupted, evaluate, train
 
 __all__ = ["CheckpointError", "ClassificationMetrics", "Interrupted", "TrainConfig", "apply_overrides", "build_model",

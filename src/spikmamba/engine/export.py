@@ -4,7 +4,7 @@
   classes, representation, transforms) + a model card, what the Hugging Face Hub stores;
   ``create_model(name, pretrained=folder)`` and ``spikmamba predict --model folder`` read it.
 * **ONNX** (:func:`export_onnx`): the fused kernels run their plain-op twins while exporting
-  (``nn/export.py``), so the graph computes what the model computes. The batch dimension is
+  (``nn/export_mode.py``), so the graph computes what the model computes. The batch dimension is
   dynamic. The TorchScript exporter is tried first (seconds); its graph is then run by ONNX
   Runtime at two batch sizes and compared with PyTorch, and when a shape was baked in (it
   happens where a model reshapes by its batch size) the ``torch.export`` exporter (slower,
@@ -27,7 +27,7 @@ from torch import nn
 
 from ..errors import SpikmambaError
 from .checkpoint import load_checkpoint, model_from_checkpoint, state_digest, stored_config
-from .data import input_spec, representation_from_dict
+from .inputs import input_spec, representation_from_dict
 from .model import model_config
 
 

@@ -22,7 +22,7 @@ import torch
 from ..errors import InputError
 from ..events.io import stream_events
 from ..events.types import T_END, duration_us, sort_by_time
-from .data import EMPTY, prepare_events
+from .inputs import EMPTY, prepare_events
 
 #: the most windows one timeline holds (rows of a few hundred bytes each): a timestamp that jumps
 #: by 2**40 µs asked for billions of empty windows

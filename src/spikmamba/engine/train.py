@@ -29,9 +29,9 @@ import torch
 from . import distributed as D
 from .checkpoint import load_checkpoint, stored_config
 from .config import TrainConfig, validate_config
-from .data import load_data
 from .device import autocast, resolve_device  # noqa: F401  (re-exported: the engine's public names)
 from .evaluate import evaluate  # noqa: F401
+from .inputs import load_data
 from .run_dir import RunDirBusy, claim_run_dir, holds_run
 from .trainer import Interrupted, NonFiniteLoss, TooManySkipped, Trainer, lr_factor, make_optimizer, param_groups  # noqa: F401
 

@@ -27,10 +27,10 @@ from ..errors import InputError, SpikmambaError
 from . import distributed as D
 from .checkpoint import CheckpointError, load_model_state, save_checkpoint, state_digest
 from .config import TrainConfig
-from .data import Data, input_spec, representation_to_dict
 from .device import autocast
 from .ema import EMA
 from .evaluate import EvalResult, evaluate
+from .inputs import Data, input_spec, representation_to_dict
 from .loader import SequentialBatches, ShuffledBatches, default_num_workers, make_loader
 from .logs import RunLogger, save_training_curves
 from .model import build_model

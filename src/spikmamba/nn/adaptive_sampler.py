@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from .export import exporting
+from .export_mode import exporting
 from .surrogate import Rectangular, SurrogateFunction, get_surrogate
 
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from .export import exporting
+from .export_mode import exporting
 from .lif_kernel import multistep_lif_plain
 from .lif_op import multistep_lif
 from .surrogate import SurrogateFunction, get_surrogate

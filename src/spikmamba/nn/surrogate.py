@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from .export import exporting
+from .export_mode import exporting
 
 
 class _HeavisideWithSurrogate(torch.autograd.Function):
@@ -47,7 +47,7 @@ class SurrogateFunction(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if exporting():  # an exporter records the forward alone (see nn/export.py)
+        if exporting():  # an exporter records the forward alone (see nn/export_mode.py)
             return (x >= 0).to(x.dtype)
         return _HeavisideWithSurrogate.apply(x, self)
 

@@ -27,7 +27,7 @@ import functools
 import torch
 
 from ...errors import InputError, MissingDependency
-from ..export import exporting
+from ..export_mode import exporting
 from ..kernels import scan_backend
 from .scan_math import as_lbdn, check_scan_inputs, compute_dtype, finish, groups_agree, groups_of, prepare_delta
 from .scan_op import selective_scan as _scan_op

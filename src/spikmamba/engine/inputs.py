@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..data.event_representation import EventRepresentation
 from ..data.images import ImageRepresentation
-from ..data.representation import EventRepresentation
 from ..data.sampled import SampledFramesRepresentation
 from ..data.video import VideoRepresentation
 from ..errors import InputError
