@@ -375,15 +375,30 @@ def _train_help() -> str:
     return config_help()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="spikmamba", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    from . import __version__
+CHECKPOINT_HELP = "a best.pt or last.pt written by spikmamba train"
+SHIPPED_HELP = ("weights shipped with spikmamba (e.g. spikmamba_tiny_sps.nmnist; `spikmamba models` lists them) or a "
+                "weights folder written by `spikmamba export --format folder`")
 
-    parser.add_argument("--version", action="version", version=f"spikmamba {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+def _add_checkpoint(p: argparse.ArgumentParser) -> None:
+    """``--checkpoint CKPT``, required: commands that start from a training checkpoint."""
+    p.add_argument("--checkpoint", required=True, metavar="CKPT", help=CHECKPOINT_HELP)
+
+
+def _add_model_source(p: argparse.ArgumentParser, required: bool, checkpoint_help: str = CHECKPOINT_HELP,
+                      model_help: str = SHIPPED_HELP, model_metavar: str = "NAME.TAG|FOLDER") -> None:
+    """``--checkpoint CKPT`` or ``--model NAME``, one of the two: where the model comes from."""
+    src = p.add_mutually_exclusive_group(required=required)
+    src.add_argument("--checkpoint", metavar="CKPT", help=checkpoint_help)
+    src.add_argument("--model", metavar=model_metavar, help=model_help)
+
+
+def _add_overrides(p: argparse.ArgumentParser, example: str) -> None:
+    """The ``key=value`` config overrides, as ``spikmamba train`` takes them."""
+    p.add_argument("overrides", nargs="*", metavar="key=value", help=f"config overrides, e.g. {example}")
+
+
+def _train_parser(sub) -> None:
     p = sub.add_parser(
         "train", help="train a model (default: on the built-in simulated action dataset)",
         description="Train a model. With no arguments: SpikMamba tiny on SynthActions (10 simulated DVS action "
@@ -402,11 +417,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="CKPT", default=None,
                    help="continue from a last.pt with its stored config (key=value overrides still apply, e.g. "
                    "epochs=30); default: start afresh")
-    p.add_argument(
-        "overrides", nargs="*", metavar="key=value", help="config overrides, e.g. epochs=5 batch_size=16 data.root=DIR"
-    )
+    _add_overrides(p, "epochs=5 batch_size=16 data.root=DIR")
     p.set_defaults(func=_cmd_train)
 
+
+def _test_parser(sub) -> None:
     p = sub.add_parser(
         "test", help="evaluate a checkpoint: top-1/top-5, per-class accuracy, confusion matrix",
         description="Evaluate a checkpoint on the test set its config names (synth: its test split; a recorded "
@@ -414,20 +429,18 @@ def build_parser() -> argparse.ArgumentParser:
         "confusion.csv (true class per row) and confusion.png.",
         epilog=_train_help(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--checkpoint", required=True, metavar="CKPT", help="a best.pt or last.pt written by spikmamba train"
-    )
+    _add_checkpoint(p)
     p.add_argument("--config", metavar="FILE", default=None,
                    help="YAML whose keys replace the checkpoint's stored config, e.g. a different test_root "
                    "(default: the stored config as is)")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="where to write the reports (default: test-<checkpoint name>/ beside the checkpoint)")
     p.add_argument("--quiet", action="store_true", help="no progress bar (default: shown)")
-    p.add_argument(
-        "overrides", nargs="*", metavar="key=value", help="config overrides, e.g. test_root=DIR batch_size=64"
-    )
+    _add_overrides(p, "test_root=DIR batch_size=64")
     p.set_defaults(func=_cmd_test)
 
+
+def _predict_parser(sub) -> None:
     p = sub.add_parser(
         "predict", help="classify event files (images or videos for image and video models) with a trained model",
         description="Classify event files in any supported format (N-MNIST .bin/.bs2, AEDAT 2/3.1/4, Prophesee "
@@ -438,11 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
         "reason and the exit status is 1; the others are still classified.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", metavar="CKPT", help="a best.pt or last.pt written by spikmamba train")
-    src.add_argument("--model", metavar="NAME.TAG|FOLDER", help="weights shipped with spikmamba (e.g. "
-                     "spikmamba_tiny_sps.nmnist; `spikmamba models` lists them) or a weights folder written by "
-                     "`spikmamba export --format folder`")
+    _add_model_source(p, required=True)
     p.add_argument(
         "paths", nargs="+", metavar="FILE_OR_FOLDER", help="event, image or video files and/or folders of them"
     )
@@ -469,6 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --window: also write PREFIX.csv and PREFIX.json (start, end, events, label, top classes)")
     p.set_defaults(func=_cmd_predict)
 
+
+def _energy_parser(sub) -> None:
     p = sub.add_parser(
         "energy", help="firing rates, MACs, SOPs and estimated energy per layer (SNN vs ANN)",
         description="Run N samples through a model and report, per layer and in total: the firing rate of each "
@@ -480,9 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
         "resolution=128 for the published models); the default is the built-in SynthActions test split.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", metavar="CKPT", help="a trained checkpoint; its test data are used")
-    src.add_argument("--model", metavar="NAME", help="an untrained registered model (`spikmamba models`)")
+    _add_model_source(p, required=True, checkpoint_help="a trained checkpoint; its test data are used",
+                      model_help="an untrained registered model (`spikmamba models`)", model_metavar="NAME")
     p.add_argument("--samples", type=int, default=16, help="samples to run")
     p.add_argument("--batch-size", type=int, default=8, help="samples per forward pass")
     p.add_argument("--e-mac", type=float, default=4.6, help="energy of one multiply-accumulate, pJ")
@@ -490,9 +500,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-ann", action="store_true", help="skip the ANN comparison run")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="report folder (default: energy-<ckpt name>/ beside the checkpoint, or runs/energy/<model>)")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for the data and model")
+    _add_overrides(p, "representation=afe resolution=128 (the data and the model)")
     p.set_defaults(func=_cmd_energy)
 
+
+def _bench_parser(sub) -> None:
     p = sub.add_parser(
         "bench", help="time our kernels against baselines in the same process (ratios printed)",
         description="Run the benchmarks in benchmarks/bench_*.py. Each benchmark times our implementation and "
@@ -521,6 +533,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "machine; compare with the same command without --busy")
     p.set_defaults(func=_cmd_bench)
 
+
+def _export_parser(sub) -> None:
     p = sub.add_parser(
         "export", help="write a checkpoint as a weights folder (safetensors + config.json), ONNX, or NIR",
         description="Export a trained checkpoint. folder: model.safetensors + config.json (model, arguments, classes, "
@@ -531,9 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(e.g. scnn_nmnist); other models get an error naming the first module NIR cannot express.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument(
-        "--checkpoint", required=True, metavar="CKPT", help="a best.pt or last.pt written by spikmamba train"
-    )
+    _add_checkpoint(p)
     p.add_argument("--format", required=True, choices=("folder", "onnx", "nir"), help="what to write")
     p.add_argument("--out", metavar="PATH", default=None,
                    help="where (default: beside the checkpoint: <name>-weights/, <name>.onnx, <name>.nir)")
@@ -541,6 +553,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --format folder: replace the files of a folder that is not empty (refused otherwise)")
     p.set_defaults(func=_cmd_export)
 
+
+def _show_parser(sub) -> None:
     p = sub.add_parser(
         "show", help="render an event recording as an animated GIF or MP4 (with a model: its label per window)",
         description="Render a recording (any supported format) as an animation: events of each frame_ms in two "
@@ -557,14 +571,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--end-ms", type=float, default=None, help="stop this long after the first event")
     p.add_argument("--scale", type=int, default=None, help="pixels per sensor pixel (default: at least 256 wide)")
     _add_reading_options(p)
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--checkpoint", metavar="CKPT", help="label each window with this model")
-    src.add_argument("--model", metavar="NAME.TAG|FOLDER", help="label each window with shipped or exported weights")
+    _add_model_source(p, required=False, checkpoint_help="label each window with this model",
+                      model_help="label each window with shipped or exported weights")
     p.add_argument("--window", type=float, default=500.0, metavar="MS", help="with a model: window length")
     p.add_argument("--stride", type=float, default=None, metavar="MS", help="with a model: window step (default: half)")
     p.add_argument("--sheet", metavar="PNG", default=None, help="with a model: also draw its input for this file")
     p.set_defaults(func=_cmd_show)
 
+
+def _inspect_parser(sub) -> None:
     p = sub.add_parser(
         "inspect", help="see the spikes: firing rate of every spiking layer over time, and a spike raster",
         description="Run one recording through a model and draw the mean firing rate of every spiking layer at every "
@@ -572,9 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("file", metavar="FILE", help="an event recording (or an image / video for those models)")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", metavar="CKPT")
-    src.add_argument("--model", metavar="NAME.TAG|FOLDER")
+    _add_model_source(p, required=True)
     p.add_argument(
         "--layer",
         default=None,
@@ -584,6 +597,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reading_options(p)
     p.set_defaults(func=_cmd_inspect)
 
+
+def _synth_parser(sub) -> None:
     p = sub.add_parser(
         "synth", help="write SynthActions clips (the built-in simulated data) as event files",
         description="Write clips of the built-in simulated action dataset as event files NNNN_<class>.<ext> plus "
@@ -601,6 +616,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "3.1), .bs2 (N-MNIST), .dat, .raw and .npy do not, so readers then need it passed")
     p.set_defaults(func=_cmd_synth)
 
+
+def _models_parser(sub) -> None:
     p = sub.add_parser(
         "models", help="list registered models with parameter counts",
         description="List every registered model (name, parameter count at its default size, description). "
@@ -610,6 +627,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--filter", default="", help="only list names containing this text")
     p.set_defaults(func=_cmd_models)
 
+
+def _datasets_parser(sub) -> None:
     p = sub.add_parser(
         "datasets", help="list datasets and the folder layout each expects",
         description="List the recorded-event datasets (each reads an already-downloaded folder; nothing is "
@@ -619,6 +638,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("name", nargs="?", default=None, help="show only this dataset")
     p.set_defaults(func=_cmd_datasets)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spikmamba", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"spikmamba {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    for add in (_train_parser, _test_parser, _predict_parser, _energy_parser, _bench_parser, _export_parser,
+                _show_parser, _inspect_parser, _synth_parser, _models_parser, _datasets_parser):
+        add(sub)
     return parser
 
 
