@@ -72,10 +72,11 @@ def _children(pid: int) -> list[int]:
 
 def train_run(root: Path, out: Path, steps: int, batch_size: int, workers: int, extra=()) -> dict:
     """One ``spikmamba train`` in a fresh process; its peak memory and that of its workers."""
-    cmd = [sys.executable, "-m", "spikmamba", "train", "data_name=nmnist", f"data_root={root}",
-           "model=spikmamba_tiny_sps", "resolution=128", "frames=16", f"max_steps={steps}", f"batch_size={batch_size}",
-           f"num_workers={workers}", f"out_dir={out}", "overwrite=true", "progress=false", "tensorboard=false",
-           "allow_outside_root=true", *extra]  # the folder is links to the real samples
+    cmd = [sys.executable, "-m", "spikmamba", "train", "data.name=nmnist", f"data.root={root}",
+           "model.name=spikmamba_tiny_sps", "data.resolution=128", "data.frames=16", f"schedule.max_steps={steps}",
+           f"data.batch_size={batch_size}", f"data.num_workers={workers}", f"run.out_dir={out}", "run.overwrite=true",
+           "run.progress=false", "run.tensorboard=false", "data.allow_outside_root=true",
+           *extra]  # the folder is links to the real samples
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak_main, peak_worker = 0, {}

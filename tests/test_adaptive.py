@@ -14,6 +14,8 @@ from spikmamba.events.io import write_events
 from spikmamba.nn import AdaptiveSampler
 from spikmamba.nn.adaptive_sampler import adaptive_windows_reference
 
+pytestmark = pytest.mark.slow  # trains, exports or runs subprocesses: the full suite, not the fast lane
+
 
 def _fine_frames(seed, shape=(2, 8, 2, 5, 6)):
     g = torch.Generator().manual_seed(seed)

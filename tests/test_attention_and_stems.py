@@ -69,6 +69,7 @@ def test_attention_bad_arguments():
         SpikingWindowLinearAttention(10, num_heads=4)
 
 
+@pytest.mark.slow  # 480 double-precision forwards of the block: 20-50 s
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_sla_block_gradcheck_nonspiking(bidirectional):
     torch.manual_seed(0)

@@ -6,6 +6,9 @@ import pytest
 
 from spikmamba.benchmark import Skip, run_case
 from spikmamba.cli import main
+from spikmamba.errors import SpikmambaError
+
+pytestmark = pytest.mark.slow  # trains, exports or runs subprocesses: the full suite, not the fast lane
 
 
 def test_run_case_ratios_and_skips():
@@ -14,7 +17,7 @@ def test_run_case_ratios_and_skips():
     assert r["ours"] == "ours" and r["results"]["ours"]["ratio_vs_ours"] == 1.0
     assert r["results"]["slow"]["median_s"] >= 0.02 and r["results"]["slow"]["ratio_vs_ours"] > 2
     assert r["results"]["absent"] == {"skipped": "not installed"}
-    with pytest.raises(RuntimeError, match="was skipped"):
+    with pytest.raises(SpikmambaError, match="was skipped"):
         run_case({"ours": Skip("gone"), "other": lambda: None})
 
 

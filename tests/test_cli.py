@@ -59,4 +59,4 @@ def test_models_counts_without_building_and_describes_in_full(capsys):
 
 def test_unknown_key_suggests_the_closest(capsys):
     assert main(["train", "epoch=3"]) == 2
-    assert "did you mean 'epochs'" in capsys.readouterr().err
+    assert "did you mean 'schedule.epochs'" in capsys.readouterr().err

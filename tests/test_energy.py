@@ -73,8 +73,12 @@ def test_attention_and_scan_formulas():
 def test_spikmamba_snn_and_ann_runs_share_dense_counts():
     from spikmamba.analysis import run_energy
 
-    r = run_energy(model_name="spikmamba_tiny", overrides=["sensor_size=16", "frames=4", "patch_size=4"], samples=4,
-                   batch_size=2)
+    r = run_energy(
+        model_name="spikmamba_tiny",
+        overrides=["data.synth.sensor_size=16", "data.frames=4", "model.patch_size=4"],
+        samples=4,
+        batch_size=2,
+    )
     snn, ann = r["snn"], r["ann"]
     assert snn["samples"] == 4 and ann is not None
     assert set(snn["firing_rates"]) >= {"patch_embed.lif", "sla_blocks.0.attn.qk_lif"}
@@ -87,8 +91,20 @@ def test_spikmamba_snn_and_ann_runs_share_dense_counts():
 
 def test_energy_command_writes_table_csv_json_png(tmp_path, capsys):
     out = tmp_path / "energy"
-    rc = main(["energy", "--model", "spikmamba_tiny", "--samples", "2", "--out", str(out),
-               "sensor_size=16", "frames=4", "patch_size=4"])
+    rc = main(
+        [
+            "energy",
+            "--model",
+            "spikmamba_tiny",
+            "--samples",
+            "2",
+            "--out",
+            str(out),
+            "data.synth.sensor_size=16",
+            "data.frames=4",
+            "model.patch_size=4",
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert "firing rates" in printed and "mJ per sample" in printed

@@ -8,19 +8,69 @@ from spikmamba.engine import TrainConfig, apply_overrides, build_model, train
 
 
 def test_overrides_cast_types_and_reject_unknown_keys():
-    cfg = apply_overrides(TrainConfig(), ["epochs=3", "lr=0.01", "progress=false", "model=spikmamba_tiny_nosnn"])
+    cfg = apply_overrides(
+        TrainConfig(), ["schedule.epochs=3", "optim.lr=0.01", "run.progress=false", "model.name=spikmamba_tiny_nosnn"]
+    )
     assert (cfg.epochs, cfg.lr, cfg.progress, cfg.model) == (3, 0.01, False, "spikmamba_tiny_nosnn")
     with pytest.raises(ValueError, match="unknown config key 'epoch'"):
         apply_overrides(TrainConfig(), ["epoch=3"])
-    with pytest.raises(ValueError, match="'epochs' expects int"):
-        apply_overrides(TrainConfig(), ["epochs=three"])
+    with pytest.raises(ValueError, match="'schedule.epochs' expects int"):
+        apply_overrides(TrainConfig(), ["schedule.epochs=three"])
     with pytest.raises(ValueError, match="key=value"):
         apply_overrides(TrainConfig(), ["epochs"])
 
 
+def test_old_flat_keys_still_work_for_a_release_with_a_note_naming_the_new_key(tmp_path):
+    import warnings
+
+    from spikmamba.engine import load_config
+    from spikmamba.engine.config import config_from_dict
+
+    with pytest.warns(FutureWarning, match="config key 'lr' is now 'optim.lr'"):
+        assert apply_overrides(TrainConfig(), ["lr=0.25"]).lr == 0.25
+    old = tmp_path / "old.yaml"  # a config written before sections: flat keys and data.root-style keys
+    old.write_text("model: spikmamba_tiny_nosnn\ndata:\n  name: nmnist\n  root: /d\ntest_root: /t\nepochs: 4\n"
+                   "adaptive_fine_steps: 3\nmodel_overrides: {depth: 1}\n")
+    with pytest.warns(FutureWarning) as notes:
+        cfg = load_config(old)
+    said = " ".join(str(n.message) for n in notes)
+    for flat, new in (("model", "model.name"), ("test_root", "data.test_root"), ("epochs", "schedule.epochs"),
+                      ("adaptive_fine_steps", "data.adaptive.fine_steps"), ("model_overrides", "model.overrides")):
+        assert f"'{flat}' is now '{new}'" in said
+    assert (cfg.model, cfg.data_root, cfg.test_root, cfg.epochs, cfg.adaptive_fine_steps, cfg.model_overrides) == (
+        "spikmamba_tiny_nosnn", "/d", "/t", 4, 3, {"depth": 1})
+    with warnings.catch_warnings():  # a checkpoint's stored config is flat: it loads without a note
+        warnings.simplefilter("error")
+        assert config_from_dict({"epochs": 4, "lr": 0.5}, "stored", note_old_keys=False).lr == 0.5
+
+
+def test_a_saved_config_is_in_sections_and_loads_back_equal(tmp_path):
+    import yaml
+
+    from spikmamba.engine import load_config
+    from spikmamba.engine.config import config_keys, save_config
+
+    cfg = TrainConfig(lr=0.125, epochs=3, adaptive_fine_steps=2)
+    save_config(cfg, tmp_path / "c.yaml")
+    doc = yaml.safe_load((tmp_path / "c.yaml").read_text())
+    assert set(doc) == {key.split(".")[0] for key in config_keys()} == {"model", "data", "optim", "schedule",
+                                                                      "device", "run"}
+    assert doc["optim"]["lr"] == 0.125 and doc["data"]["adaptive"]["fine_steps"] == 2
+    assert load_config(tmp_path / "c.yaml") == cfg
+
+
 def test_train_end_to_end_writes_a_loadable_checkpoint(tmp_path):
-    cfg = TrainConfig(num_train=60, num_test=30, epochs=3, batch_size=20, sensor_size=16, frames=4, patch_size=4,
-                      out_dir=str(tmp_path), progress=False)
+    cfg = TrainConfig(
+        num_train=60,
+        num_test=30,
+        epochs=3,
+        batch_size=20,
+        sensor_size=16,
+        frames=4,
+        patch_size=4,
+        out_dir=str(tmp_path),
+        progress=False,
+    )
     summary = train(cfg)
     losses = [h["train_loss"] for h in summary["history"]]
     assert losses[-1] < losses[0], losses
@@ -41,7 +91,8 @@ def test_yaml_config_is_validated_and_names_key_and_file(tmp_path):
     from spikmamba.engine import load_config
 
     good = tmp_path / "good.yaml"
-    good.write_text("model: spikmamba_tiny_nosnn\ndata:\n  name: nmnist\n  root: /data/nmnist\nepochs: 4\nlr: 1\n")
+    good.write_text("model:\n  name: spikmamba_tiny_nosnn\ndata:\n  name: nmnist\n  root: /data/nmnist\n"
+                    "schedule:\n  epochs: 4\noptim:\n  lr: 1\n")
     cfg = load_config(good)
     assert (cfg.model, cfg.data_name, cfg.data_root, cfg.epochs, cfg.lr) == (
         "spikmamba_tiny_nosnn",
@@ -55,11 +106,11 @@ def test_yaml_config_is_validated_and_names_key_and_file(tmp_path):
     bad.write_text("epochz: 3\n")
     with pytest.raises(ValueError, match=r"unknown config key 'epochz' \(in .*bad.yaml\)"):
         load_config(bad)
-    bad.write_text("epochs: three\n")
-    with pytest.raises(ValueError, match=r"'epochs' expects int.*bad.yaml"):
+    bad.write_text("schedule:\n  epochs: three\n")
+    with pytest.raises(ValueError, match=r"'schedule.epochs' expects int.*bad.yaml"):
         load_config(bad)
-    bad.write_text("progress: 1\n")
-    with pytest.raises(ValueError, match="'progress' expects bool"):
+    bad.write_text("run:\n  progress: 1\n")
+    with pytest.raises(ValueError, match="'run.progress' expects bool"):
         load_config(bad)
     bad.write_text("!!python/object/apply:os.system ['echo hacked']\n")
     with pytest.raises(Exception, match="could not determine a constructor|python/object"):

@@ -11,6 +11,8 @@ from spikmamba.cli import main
 from spikmamba.engine import TrainConfig, train
 from spikmamba.models import create_model
 
+pytestmark = pytest.mark.slow  # trains, exports or runs subprocesses: the full suite, not the fast lane
+
 onnxruntime = pytest.importorskip("onnxruntime")
 
 TINY = dict(sensor_size=16, frames=4, patch_size=4, num_train=32, num_test=16, batch_size=16, epochs=1,
@@ -205,8 +207,25 @@ def test_the_adaptive_model_of_its_config_exports_and_predicts_through_onnxrunti
 
     config = Path(__file__).resolve().parents[1] / "configs" / "synth_adaptive.yaml"
     out = tmp_path / "run"
-    assert main(["train", "--config", str(config), "sensor_size=16", "patch_size=4", "num_train=32", "num_test=16",
-                 "batch_size=16", "epochs=1", "progress=false", "tensorboard=false", f"out_dir={out}"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(config),
+                "data.synth.sensor_size=16",
+                "model.patch_size=4",
+                "data.synth.num_train=32",
+                "data.synth.num_test=16",
+                "data.batch_size=16",
+                "schedule.epochs=1",
+                "run.progress=false",
+                "run.tensorboard=false",
+                f"run.out_dir={out}",
+            ]
+        )
+        == 0
+    )
     capfd.readouterr()
     assert (
         main(["export", "--checkpoint", str(out / "last.pt"), "--format", "onnx", "--out", str(tmp_path / "a.onnx")])
@@ -217,11 +236,13 @@ def test_the_adaptive_model_of_its_config_exports_and_predicts_through_onnxrunti
     assert main(["synth", "--out", str(tmp_path / "clips"), "--count", "5", "--sensor-size", "16"]) == 0
     capfd.readouterr()
     outs = []
-    for source in (["--checkpoint", str(out / "last.pt")], ["--checkpoint", str(out / "last.pt"), "--backend",
-                                                            "onnxruntime"], ["--model", str(tmp_path / "a.onnx")]):
+    for source in (
+        ["--checkpoint", str(out / "last.pt")],
+        ["--checkpoint", str(out / "last.pt"), "--backend", "onnxruntime"],
+        ["--model", str(tmp_path / "a.onnx")],
+    ):
         assert main(["predict", *source, str(tmp_path / "clips"), "--json", "--batch-size", "2"]) == 0
         outs.append(json.loads(capfd.readouterr().out)["predictions"])
     for other in outs[1:]:
         for a, b in zip(outs[0], other):
             assert a["prediction"] == b["prediction"] and a["probability"] == pytest.approx(b["probability"], abs=1e-4)
-

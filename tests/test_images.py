@@ -18,6 +18,8 @@ from spikmamba.engine import TrainConfig, train
 from spikmamba.engine.augment import augment_batch, random_erasing, random_flip, random_resized_crop
 from spikmamba.engine.ema import EMA
 
+pytestmark = pytest.mark.slow  # trains, exports or runs subprocesses: the full suite, not the fast lane
+
 
 def test_cifar10_reads_the_official_layout(tmp_path):
     write_cifar10(tmp_path)

@@ -37,6 +37,8 @@ import torch.nn.functional as F
 from spikmamba.nn.ssm import blocked_scan
 from spikmamba.nn.ssm.selective_scan import selective_scan_fast
 
+pytestmark = [pytest.mark.gpu, pytest.mark.slow]  # kernels a GPU runs natively; on the CPU, Triton's interpreter
+
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 SEQLENS = [8, 16, 32, 64, 128, 256, 372, 512, 784, 1024, 1134, 2048, 4096]
 ITYPES = [torch.float32, torch.float16, torch.bfloat16]

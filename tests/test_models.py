@@ -132,6 +132,7 @@ def test_sps_stem_variant():
     assert model(torch.rand(1, 2, 2, 16, 16)).shape == (1, 5)
 
 
+@pytest.mark.slow  # a few hundred training steps
 def test_tiny_training_lowers_loss():
     """End to end: a few optimizer steps on a learnable toy task reduce the loss."""
     torch.manual_seed(0)

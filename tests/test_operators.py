@@ -12,6 +12,8 @@ from spikmamba.nn import kernels
 from spikmamba.nn.lif_op import multistep_lif
 from spikmamba.nn.surrogate import ATan, Sigmoid, SurrogateFunction
 
+pytestmark = [pytest.mark.gpu, pytest.mark.slow]  # kernels a GPU runs natively; on the CPU, Triton's interpreter
+
 F64 = torch.float64
 
 

@@ -17,7 +17,15 @@ from spikmamba.data import DATASETS
 from spikmamba.engine import TrainConfig, load_checkpoint, train
 from spikmamba.events.io import write_events
 
-EVENT_ARGS = ["model=spikmamba_tiny", "frames=4", "patch_size=4", "resolution=16", "augment_shift=0"]
+pytestmark = pytest.mark.slow  # trains, exports or runs subprocesses: the full suite, not the fast lane
+
+EVENT_ARGS = [
+    "model.name=spikmamba_tiny",
+    "data.frames=4",
+    "model.patch_size=4",
+    "data.resolution=16",
+    "data.augment_shift=0",
+]
 
 
 def _nbin(path, sensor=(34, 34), n=60, seed=0):
@@ -44,8 +52,9 @@ def make_dvsgesture(root):
     ev = random_events(4000, (128, 128), 4_000_000, seed=2)
     for user in ("user01", "user24"):
         write_events(root / f"{user}_led.aedat", ev, sensor_size=(128, 128), format="aedat3")
-        (root / f"{user}_led_labels.csv").write_text("class,startTime_usec,endTime_usec\n1,0,1500000\n"
-                                                      "2,1500000,3000000\n11,3000000,4000000\n")
+        (root / f"{user}_led_labels.csv").write_text(
+            "class,startTime_usec,endTime_usec\n1,0,1500000\n2,1500000,3000000\n11,3000000,4000000\n"
+        )
     (root / "trials_to_train.txt").write_text("user01_led.aedat\n")
     (root / "trials_to_test.txt").write_text("user24_led.aedat\n")
     return root, root, EVENT_ARGS
@@ -77,8 +86,12 @@ def make_paf(root):
     for c in ("1", "2"):
         (root / c).mkdir(parents=True)
         for k in range(2):
-            write_events(root / c / f"clip{k}.aedat", random_events(100, (346, 260), seed=k), sensor_size=(346, 260),
-                         format="aedat2")
+            write_events(
+                root / c / f"clip{k}.aedat",
+                random_events(100, (346, 260), seed=k),
+                sensor_size=(346, 260),
+                format="aedat2",
+            )
     (root / "train.txt").write_text("1/clip0.aedat\n2/clip0.aedat\n")
     (root / "test.txt").write_text("1/clip1.aedat\n2/clip1.aedat\n")
     return root, root, EVENT_ARGS
@@ -92,7 +105,7 @@ def make_efaction(root):
     for c in ("falling", "walking"):
         (root / c).mkdir(parents=True)
         shutil.copy(sample, root / c / "clip.aedat4")
-    return root, root, EVENT_ARGS + ["batch_size=2"]
+    return root, root, EVENT_ARGS + ["data.batch_size=2"]
 
 
 def make_event_folder(root):
@@ -114,10 +127,10 @@ def make_sampled_frames(root):
     (root / "train.txt").write_text("\n".join(lines) + "\n")
     (root / "test.txt").write_text("\n".join(lines[:2]) + "\n")
     (root / "classnames.json").write_text(json.dumps({"one": 0, "two": 1}))
-    return root, root, ["model=spikmamba_tiny", "patch_size=4", "augment_shift=0"]
+    return root, root, ["model.name=spikmamba_tiny", "model.patch_size=4", "data.augment_shift=0"]
 
 
-IMAGE_ARGS = ["model=svmamba_tiny", "frames=2", "image_augment=flip", "augment_shift=0"]
+IMAGE_ARGS = ["model.name=svmamba_tiny", "data.frames=2", "data.images.augment=flip", "data.augment_shift=0"]
 IMAGE_OVERRIDES = {"dims": [16, 32], "depths": [1, 1], "drop_path_rate": 0.0}
 
 
@@ -130,15 +143,22 @@ def make_cifar100(root):
 
 
 def make_miniimagenet(root):
-    return write_image_tree(root, n=2), root, IMAGE_ARGS + ["resolution=16"]
+    return write_image_tree(root, n=2), root, IMAGE_ARGS + ["data.resolution=16"]
 
 
 def make_image_folder(root):
-    return write_image_tree(root, n=2), root, IMAGE_ARGS + ["resolution=16"]
+    return write_image_tree(root, n=2), root, IMAGE_ARGS + ["data.resolution=16"]
 
 
-VIDEO_ARGS = ["model=respike_tiny", "frames=8", "frame_stride=1", "resolution=16", "image_augment=none",
-              "augment_shift=0", "batch_size=2"]
+VIDEO_ARGS = [
+    "model.name=respike_tiny",
+    "data.frames=8",
+    "data.video.frame_stride=1",
+    "data.resolution=16",
+    "data.images.augment=none",
+    "data.augment_shift=0",
+    "data.batch_size=2",
+]
 
 
 def _videos(root, rels):
@@ -219,13 +239,30 @@ def test_every_dataset_name_trains_through_the_command(name, tmp_path, capsys):
     root, test_root, args = MAKERS[name](tmp_path / "data")
     out = tmp_path / "run"
     overrides = (
-        IMAGE_OVERRIDES if "model=svmamba_tiny" in args else {"stride": 4} if "model=respike_tiny" in args else {}
+        IMAGE_OVERRIDES
+        if "model.name=svmamba_tiny" in args
+        else {"stride": 4}
+        if "model.name=respike_tiny" in args
+        else {}
     )
     config = tmp_path / "cfg.yaml"
-    config.write_text(json.dumps({"model_overrides": overrides}))  # YAML-only key; JSON is YAML
-    argv = ["train", "--config", str(config), f"data_name={name}", f"data_root={root}", f"test_root={test_root}",
-            "epochs=1", "max_steps=2", "batch_size=4", "num_workers=0", "progress=false", "tensorboard=false",
-            f"out_dir={out}", *args]
+    config.write_text(json.dumps({"model": {"overrides": overrides}}))  # YAML-only key; JSON is YAML
+    argv = [
+        "train",
+        "--config",
+        str(config),
+        f"data.name={name}",
+        f"data.root={root}",
+        f"data.test_root={test_root}",
+        "schedule.epochs=1",
+        "schedule.max_steps=2",
+        "data.batch_size=4",
+        "data.num_workers=0",
+        "run.progress=false",
+        "run.tensorboard=false",
+        f"run.out_dir={out}",
+        *args,
+    ]
     assert main(argv) == 0, capsys.readouterr().err
     text = capsys.readouterr().out
     assert "test accuracy" in text and f"checkpoints: {out / 'last.pt'}" in text
@@ -280,7 +317,7 @@ def test_a_run_stopped_at_max_steps_resumes_to_the_uninterrupted_weights(tmp_pat
     assert part["stopped_at_max_steps"] == 4 and part["steps"] == 4 and part["final_val_acc"] is not None
     state = load_checkpoint(tmp_path / "part" / "last.pt")["progress"]
     assert (state["epoch"], state["batch"], state["step"]) == (0, 4, 4)  # mid-epoch
-    assert main(["train", "--resume", str(tmp_path / "part" / "last.pt"), "max_steps=0"]) == 0
+    assert main(["train", "--resume", str(tmp_path / "part" / "last.pt"), "schedule.max_steps=0"]) == 0
     resumed = json.loads((tmp_path / "part" / "summary.json").read_text())
     assert resumed["weights_sha256_per_rank"] == whole["weights_sha256_per_rank"]
     assert resumed["history"][0]["resumed_at_step"] == 4  # its samples/s cover the steps run after the resume
@@ -298,8 +335,18 @@ def test_a_run_reads_only_the_samples_its_steps_need(tmp_path, monkeypatch):
 
     reads, real = [], base.read_events
     monkeypatch.setattr(base, "read_events", lambda path, **kw: reads.append(path) or real(path, **kw))
-    summary = train(_cfg(big, tmp_path / "run", num_workers=0, max_steps=3, transforms=[], val_fraction=0.1,
-                         limit_val_batches=2, allow_outside_root=True))
+    summary = train(
+        _cfg(
+            big,
+            tmp_path / "run",
+            num_workers=0,
+            max_steps=3,
+            transforms=[],
+            val_fraction=0.1,
+            limit_val_batches=2,
+            allow_outside_root=True,
+        )
+    )
     assert summary["steps"] == 3
     # 3 steps of 4 samples and 2 validation batches of 4: nothing else of the 3,000 recordings is read
     assert len(reads) == 3 * 4 + 2 * 4, len(reads)
@@ -308,16 +355,33 @@ def test_a_run_reads_only_the_samples_its_steps_need(tmp_path, monkeypatch):
 
 def test_eval_every_and_a_capped_validation(tmp_path):
     root = _flat_nmnist(tmp_path / "data", 40)
-    s = train(_cfg(root, tmp_path / "run", epochs=3, eval_every=2, val_fraction=0.5, limit_val_batches=2,
-                   num_workers=0, transforms=[]))
+    s = train(
+        _cfg(
+            root,
+            tmp_path / "run",
+            epochs=3,
+            eval_every=2,
+            val_fraction=0.5,
+            limit_val_batches=2,
+            num_workers=0,
+            transforms=[],
+        )
+    )
     assert ["val_acc" in r for r in s["history"]] == [False, True, True]  # epoch 2, and the last
     assert {r["val_samples"] for r in s["history"] if "val_acc" in r} == {8}  # 2 batches of 4, of 20
 
 
 def test_config_transforms_reach_evaluation_and_predict(tmp_path, capsys):
     root = _flat_nmnist(tmp_path / "data", 12)
-    cfg = _cfg(root, tmp_path / "run", epochs=1, resolution=0, test_root=str(root), num_workers=0,
-               transforms=[{"RandomCrop": {"size": [24, 24]}}, "RandomFlip"])
+    cfg = _cfg(
+        root,
+        tmp_path / "run",
+        epochs=1,
+        resolution=0,
+        test_root=str(root),
+        num_workers=0,
+        transforms=[{"RandomCrop": {"size": [24, 24]}}, "RandomFlip"],
+    )
     summary = train(cfg)
     assert summary["geometry"] == {"in_chans": 2, "img_size": 24, "num_frames": 4}  # the crop set the input size
     from spikmamba.engine import model_from_checkpoint
@@ -335,10 +399,24 @@ def test_config_transforms_reach_evaluation_and_predict(tmp_path, capsys):
     assert main(["predict", "--checkpoint", str(tmp_path / "run" / "last.pt"), *files, "--json"]) == 0
     got = json.loads(capsys.readouterr().out)["predictions"][0]
     assert got["probability"] == pytest.approx(float(expected[0].max()), abs=1e-5)  # the centre crop, as evaluated
-    for bad, why in [(["Nope"], "unknown transform 'Nope'"), ([{"DropEvent": {"q": 1}}], "unknown parameter"),
-                     ([{"RandomCrop": {"size": [99, 99]}}], "larger than the 34x34 sensor")]:
-        assert main(["train", "data.name=nmnist", f"data.root={root}", f"transforms={json.dumps(bad)}",
-                     f"out_dir={tmp_path / 'bad'}", "progress=false"]) == 2
+    for bad, why in [
+        (["Nope"], "unknown transform 'Nope'"),
+        ([{"DropEvent": {"q": 1}}], "unknown parameter"),
+        ([{"RandomCrop": {"size": [99, 99]}}], "larger than the 34x34 sensor"),
+    ]:
+        assert (
+            main(
+                [
+                    "train",
+                    "data.name=nmnist",
+                    f"data.root={root}",
+                    f"data.transforms={json.dumps(bad)}",
+                    f"run.out_dir={tmp_path / 'bad'}",
+                    "run.progress=false",
+                ]
+            )
+            == 2
+        )
         assert why in capsys.readouterr().err
 
 

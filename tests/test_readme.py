@@ -7,6 +7,8 @@ import pytest
 
 from spikmamba.cli import main
 
+pytestmark = pytest.mark.slow  # trains, exports or runs subprocesses: the full suite, not the fast lane
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

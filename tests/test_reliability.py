@@ -14,6 +14,9 @@ import torch
 
 from spikmamba.cli import main
 from spikmamba.engine import CheckpointError, TrainConfig, load_checkpoint, train
+from spikmamba.engine.config import as_overrides
+
+pytestmark = pytest.mark.slow  # trains, exports or runs subprocesses: the full suite, not the fast lane
 
 TINY = dict(sensor_size=16, frames=4, patch_size=4, num_train=32, num_test=16, batch_size=16, epochs=2,
             progress=False, tensorboard=False)
@@ -77,7 +80,7 @@ def test_resume_names_the_missing_training_state(missing, run, tmp_path, capsys)
 ])
 def test_resume_refuses_an_inconsistent_training_state(change, why, run, tmp_path, capsys):
     path = crafted(run, tmp_path, "last.pt", change)
-    assert main(["train", "--resume", str(path), "epochs=3"]) == 2
+    assert main(["train", "--resume", str(path), "schedule.epochs=3"]) == 2
     err = capsys.readouterr().err
     assert why in err and "Traceback" not in err, err
 
@@ -97,7 +100,7 @@ def test_a_flipped_byte_inside_the_weights_is_detected(run, tmp_path):
 
 
 def test_a_full_disk_during_training_ends_clearly_with_the_last_checkpoint_intact(tmp_path, monkeypatch, capsys):
-    import spikmamba.engine.checkpoint as C
+    import spikmamba.files as C
 
     out = tmp_path / "run"
     writes, real_open = [], open
@@ -112,7 +115,7 @@ def test_a_full_disk_during_training_ends_clearly_with_the_last_checkpoint_intac
         return real_open(path, mode, *a, **kw)
 
     monkeypatch.setattr(C, "open", filling_open, raising=False)
-    rc = main(["train", *[f"{k}={v}" for k, v in TINY.items()], f"out_dir={out}"])
+    rc = main(["train", *as_overrides(TINY), f"run.out_dir={out}"])
     err = capsys.readouterr().err
     assert rc == 2 and "no space left on the device" in err and "MB needed" in err and "is intact" in err, err
     assert "Traceback" not in err and "inline_container" not in err
@@ -126,8 +129,8 @@ def test_a_real_file_size_limit_is_reported_with_the_size_needed(tmp_path):
     def limit():
         resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))  # config.yaml fits, a checkpoint does not
 
-    run = subprocess.run([sys.executable, "-m", "spikmamba", "train", *[f"{k}={v}" for k, v in TINY.items()],
-                          f"out_dir={out}", "num_workers=0"], capture_output=True, text=True, preexec_fn=limit,
+    run = subprocess.run([sys.executable, "-m", "spikmamba", "train", *as_overrides(TINY),
+                          f"run.out_dir={out}", "data.num_workers=0"], capture_output=True, text=True, preexec_fn=limit,
                          timeout=300)
     assert run.returncode == 2, run.stderr[-2000:]
     assert "larger than this process may write" in run.stderr and "no last.pt was written" in run.stderr
@@ -137,40 +140,40 @@ def test_a_real_file_size_limit_is_reported_with_the_size_needed(tmp_path):
 
 def test_model_overrides_unknown_to_the_model_are_an_error_before_training(tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("model_overrides: {unknown: 1}\n")
-    assert main(["train", "--config", str(cfg), f"out_dir={tmp_path / 'r'}", "progress=false"]) == 2
+    cfg.write_text("model:\n  overrides: {unknown: 1}\n")
+    assert main(["train", "--config", str(cfg), f"run.out_dir={tmp_path / 'r'}", "run.progress=false"]) == 2
     assert "does not take these arguments" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
     "override, why",
     [
-        ("batch_size=0", "'batch_size' is 0"),
-        ("batch_size=-3", "'batch_size' is -3"),
-        ("epochs=0", "'epochs' is 0"),
-        ("epochs=-1", "'epochs' is -1"),
-        ("sensor_size=0", "'sensor_size' is 0"),
-        ("label_smoothing=2", "'label_smoothing'"),
-        ("device=bogus", "'device' is 'bogus'"),
-        ("resolution=-5", "'resolution' is -5"),
-        ("val_fraction=-0.1", "val_fraction"),
-        ("ema_decay=-1", "ema_decay"),
-        ("warmup_epochs=-1", "warmup_epochs"),
-        ("clip_grad=-1", "clip_grad"),
-        ("checkpoint_every=-2", "checkpoint_every"),
-        ("weight_decay=-0.1", "weight_decay"),
-        ("skip_nonfinite=-1", "skip_nonfinite"),
-        ("augment_shift=-2", "augment_shift"),
-        ("step_gamma=0", "step_gamma"),
-        ("min_lr=1", "above lr"),
-        ("lr=nan", "'lr'"),
-        ("num_workers=-2", "num_workers"),
-        ("max_steps=-1", "max_steps"),
-        ("seed=-1", "'seed'"),
+        ("data.batch_size=0", "'data.batch_size' is 0"),
+        ("data.batch_size=-3", "'data.batch_size' is -3"),
+        ("schedule.epochs=0", "'schedule.epochs' is 0"),
+        ("schedule.epochs=-1", "'schedule.epochs' is -1"),
+        ("data.synth.sensor_size=0", "'data.synth.sensor_size' is 0"),
+        ("optim.label_smoothing=2", "'optim.label_smoothing'"),
+        ("device.name=bogus", "'device.name' is 'bogus'"),
+        ("data.resolution=-5", "'data.resolution' is -5"),
+        ("data.val_fraction=-0.1", "val_fraction"),
+        ("optim.ema_decay=-1", "ema_decay"),
+        ("schedule.warmup_epochs=-1", "warmup_epochs"),
+        ("optim.clip_grad=-1", "clip_grad"),
+        ("run.checkpoint_every=-2", "checkpoint_every"),
+        ("optim.weight_decay=-0.1", "weight_decay"),
+        ("optim.skip_nonfinite=-1", "skip_nonfinite"),
+        ("data.augment_shift=-2", "augment_shift"),
+        ("schedule.step_gamma=0", "step_gamma"),
+        ("schedule.min_lr=1", "above optim.lr"),
+        ("optim.lr=nan", "'optim.lr'"),
+        ("data.num_workers=-2", "num_workers"),
+        ("schedule.max_steps=-1", "max_steps"),
+        ("run.seed=-1", "'run.seed'"),
     ],
 )
 def test_nonsense_config_values_are_refused_naming_the_key(override, why, tmp_path, capsys):
-    assert main(["train", override, f"out_dir={tmp_path / 'r'}", "progress=false"]) == 2
+    assert main(["train", override, f"run.out_dir={tmp_path / 'r'}", "run.progress=false"]) == 2
     err = capsys.readouterr().err
     assert why in err and "Traceback" not in err, err
     assert not (tmp_path / "r").exists()
@@ -312,7 +315,8 @@ def test_list_files_and_links_cannot_leave_the_dataset_folder(tmp_path, capsys):
     (root / "train_label.txt").write_text("action_001/rec 0\naction_001/../../outside_secret 3\n")
     with pytest.raises(DatasetPathError, match="train_label.txt:2: .*outside the dataset folder"):
         HARDVS(root, "train")
-    assert main(["train", "data_name=hardvs", f"data_root={root}", "progress=false", f"out_dir={tmp_path / 'r'}"]) == 2
+    argv = ["train", "data.name=hardvs", f"data.root={root}", "run.progress=false", f"run.out_dir={tmp_path / 'r'}"]
+    assert main(argv) == 2
     assert "outside the dataset folder" in capsys.readouterr().err
     assert len(HARDVS(root, "train", allow_outside_root=True)) == 2  # the user's explicit choice
     # a symbolic link out of the folder is refused too
@@ -328,16 +332,29 @@ def test_list_files_and_links_cannot_leave_the_dataset_folder(tmp_path, capsys):
 
 def test_a_huge_geometry_is_refused_before_allocating_with_2gb_of_address_space(run, tmp_path):
     path = crafted(run, tmp_path, "huge.pt", CASES["img-size-200000"][0])
-    code = HEADROOM + ("import sys, torch\nfrom spikmamba.cli import main\nimport spikmamba.engine.predict\n"
-                       "limit_to_mapped_plus()\nsys.exit(main(sys.argv[1:]))")
-    done = subprocess.run([sys.executable, "-c", code, "predict", "--checkpoint", str(path), str(path)],
-                          capture_output=True, text=True, timeout=120)
+    code = HEADROOM + (
+        "import sys, torch\nfrom spikmamba.cli import main\nimport spikmamba.engine.predict\n"
+        "limit_to_mapped_plus()\nsys.exit(main(sys.argv[1:]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, "predict", "--checkpoint", str(path), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2 and "'geometry.img_size' is 200000" in done.stderr, done.stderr[-1500:]
 
 
-@pytest.mark.parametrize("fmt, ext, sensor", [("aedat2", ".aedat", (128, 128)), ("aedat3", ".aedat", (128, 128)),
-                                              ("dat", ".dat", (128, 128)), ("evt2", ".raw", (640, 480)),
-                                              ("evt3", ".raw", (1280, 720))])
+@pytest.mark.parametrize(
+    "fmt, ext, sensor",
+    [
+        ("aedat2", ".aedat", (128, 128)),
+        ("aedat3", ".aedat", (128, 128)),
+        ("dat", ".dat", (128, 128)),
+        ("evt2", ".raw", (640, 480)),
+        ("evt3", ".raw", (1280, 720)),
+    ],
+)
 def test_every_cut_inside_a_header_line_is_an_error(fmt, ext, sensor, tmp_path):
     from conftest import random_events
 
@@ -346,8 +363,11 @@ def test_every_cut_inside_a_header_line_is_an_error(fmt, ext, sensor, tmp_path):
     write_events(tmp_path / f"whole{ext}", random_events(50, sensor, seed=2), sensor_size=sensor, format=fmt)
     blob = (tmp_path / f"whole{ext}").read_bytes()
     ends = [i + 1 for i, b in enumerate(blob) if b == ord("\n")]
-    header_end = max(e for e in ends if blob[:e].count(b"\n") and all(
-        line[:1] in (b"#", b"%") for line in blob[:e].split(b"\n")[:-1]))
+    header_end = max(
+        e
+        for e in ends
+        if blob[:e].count(b"\n") and all(line[:1] in (b"#", b"%") for line in blob[:e].split(b"\n")[:-1])
+    )
     inside = [c for c in range(1, header_end) if c not in ends]  # cuts in the middle of a header line
     assert len(inside) > 40
     for cut in inside:

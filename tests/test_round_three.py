@@ -14,6 +14,8 @@ from spikmamba.events.io import write_events
 from spikmamba.models import WeightsError, create_model, save_pretrained
 from spikmamba.models.factory import load_folder
 
+pytestmark = pytest.mark.slow  # trains, exports or runs subprocesses: the full suite, not the fast lane
+
 REP = {"sensor_size": [16, 16], "kind": "frames", "frames": 2, "split_by": "time", "binary": False,
        "normalize": "log1p", "resolution": None, "afe_threshold": 50.0, "afe_min_events": 100000, "fine_steps": 1}
 KWARGS = dict(img_size=16, patch_size=4, num_frames=2, num_classes=3, in_chans=2)
@@ -300,32 +302,39 @@ BOMB = "".join(f"{c}: &{c} [{', '.join(['*' + p] * 9 if p else ['x'] * 9)}]\n"
                for p, c in zip([None, "a", "b", "c", "d", "e", "f", "g", "h"], "abcdefghi"))
 
 
-@pytest.mark.parametrize("key", ["data.root", "out_dir", "model_overrides"])
+@pytest.mark.parametrize("key", ["data.root", "run.out_dir", "model.overrides"])
 def test_a_yaml_alias_bomb_is_refused_at_once(key, tmp_path, capsys):
     section, _, leaf = key.partition(".")
     value = "*i"
     doc = BOMB + (f"{section}:\n  {leaf}: {value}\n" if leaf else f"{key}: {value}\n")
     (tmp_path / "bomb.yaml").write_text(doc)
-    _refused(["train", "--config", str(tmp_path / "bomb.yaml"), f"out_dir={tmp_path / 'run'}"], capsys,
+    _refused(["train", "--config", str(tmp_path / "bomb.yaml"), f"run.out_dir={tmp_path / 'run'}"], capsys,
                    "alias bomb", str(tmp_path / "bomb.yaml"))
     assert not (tmp_path / "run").exists()
 
 
 def test_a_bomb_or_deep_nesting_on_the_command_line_is_refused_briefly(tmp_path, capsys):
     deep = "[" * 5000 + "]" * 5000
-    _refused(["train", f"model_overrides={deep}", f"out_dir={tmp_path / 'r'}"], capsys, "nested more than 50 levels")
-    _refused(["train", "model_overrides=" + "&a [" + ", ".join(["x"] * 9) + "]", f"out_dir={tmp_path / 'r'}"], capsys,
-             "model_overrides")
-    (tmp_path / "deep.yaml").write_text(f"model_overrides: {{a: {deep}}}\n")
+    argv = ["train", f"model.overrides={deep}", f"run.out_dir={tmp_path / 'r'}"]
+    _refused(argv, capsys, "nested more than 50 levels")
+    _refused(
+        ["train", "model.overrides=" + "&a [" + ", ".join(["x"] * 9) + "]", f"run.out_dir={tmp_path / 'r'}"],
+        capsys,
+        "model.overrides",
+    )
+    (tmp_path / "deep.yaml").write_text(f"model:\n  overrides: {{a: {deep}}}\n")
     _refused(["train", "--config", str(tmp_path / "deep.yaml")], capsys, "nested more than 50 levels")
-    err = _refused(["train", "out_dir=" + "x" * 200_000, "epochs=-1"], capsys, "epochs")
+    err = _refused(["train", "run.out_dir=" + "x" * 200_000, "schedule.epochs=-1"], capsys, "epochs")
     assert len(err) < 2000
 
 
-@pytest.mark.parametrize("text,needle", [
-    ("epochs: 1\nepochs: 2\n", "key 'epochs' is given twice (lines 1 and 2)"),
-    ("data:\n  root: a\n  root: b\n", "key 'root' is given twice (lines 2 and 3)"),
-])
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ("epochs: 1\nepochs: 2\n", "key 'epochs' is given twice (lines 1 and 2)"),
+        ("data:\n  root: a\n  root: b\n", "key 'root' is given twice (lines 2 and 3)"),
+    ],
+)
 def test_duplicate_yaml_keys_are_refused(text, needle, tmp_path, capsys):
     (tmp_path / "c.yaml").write_text(text)
     _refused(["train", "--config", str(tmp_path / "c.yaml")], capsys, needle, str(tmp_path / "c.yaml"))
@@ -333,38 +342,49 @@ def test_duplicate_yaml_keys_are_refused(text, needle, tmp_path, capsys):
 
 def test_a_non_utf8_or_missing_config_names_its_file(tmp_path, capsys):
     (tmp_path / "latin1.yaml").write_bytes("model: spikmamba_tiny  # réglé\n".encode("latin-1"))
-    _refused(["train", "--config", str(tmp_path / "latin1.yaml")], capsys, str(tmp_path / "latin1.yaml"),
-             "not UTF-8 text")
-    err = _refused(["train", "--config", str(tmp_path / "nope.yaml")], capsys,
-                   f"config file {tmp_path / 'nope.yaml'} does not exist")
+    _refused(
+        ["train", "--config", str(tmp_path / "latin1.yaml")], capsys, str(tmp_path / "latin1.yaml"), "not UTF-8 text"
+    )
+    err = _refused(
+        ["train", "--config", str(tmp_path / "nope.yaml")],
+        capsys,
+        f"config file {tmp_path / 'nope.yaml'} does not exist",
+    )
     assert "Errno" not in err
 
 
 def test_an_empty_out_dir_is_refused(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    _refused(["train", "out_dir=", "epochs=1"], capsys, "config key 'out_dir' is empty")
+    _refused(["train", "run.out_dir=", "schedule.epochs=1"], capsys, "config key 'run.out_dir' is empty")
     assert not list(tmp_path.iterdir())
 
 
 # ---- what a newcomer hit (items 15-21) ----
 
+
 def test_a_misspelt_model_is_refused_first_with_a_suggestion_and_no_folder(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    err = _refused(["train", "model=spikmamba_tiyn"], capsys, "did you mean 'spikmamba_tiny'")
-    assert "'model'" in err and not (tmp_path / "runs").exists()
+    err = _refused(["train", "model.name=spikmamba_tiyn"], capsys, "did you mean 'spikmamba_tiny'")
+    assert "'model.name'" in err and not (tmp_path / "runs").exists()
 
 
 def test_a_refused_run_removes_the_folder_it_made(tmp_path, capsys):
     empty = tmp_path / "data"
     empty.mkdir()
     out = tmp_path / "runs" / "nm"
-    _refused(["train", "data_name=nmnist", f"data_root={empty}", f"out_dir={out}", "progress=false"], capsys,
-             "expected layout")
+    _refused(
+        ["train", "data.name=nmnist", f"data.root={empty}", f"run.out_dir={out}", "run.progress=false"],
+        capsys,
+        "expected layout",
+    )
     assert not out.exists()
     out.mkdir(parents=True)
     (out / "notes.txt").write_text("mine")  # a folder the user made is never removed
-    _refused(["train", "data_name=nmnist", f"data_root={empty}", f"out_dir={out}", "progress=false"], capsys,
-             "expected layout")
+    _refused(
+        ["train", "data.name=nmnist", f"data.root={empty}", f"run.out_dir={out}", "run.progress=false"],
+        capsys,
+        "expected layout",
+    )
     assert (out / "notes.txt").read_text() == "mine" and sorted(p.name for p in out.iterdir()) == ["notes.txt"]
 
 
@@ -381,9 +401,20 @@ def _nmnist_tree(root, n=12):
 def test_the_runs_next_line_works_and_test_without_a_test_set_uses_the_validation_split(tmp_path, capsys):
     root = _nmnist_tree(tmp_path / "data")
     out = tmp_path / "run"
-    common = ["data_name=nmnist", f"data_root={root}", "model=spikmamba_tiny", "frames=2", "patch_size=4",
-              "resolution=16", "epochs=1", "batch_size=4", "progress=false", "tensorboard=false", "num_workers=0"]
-    assert main(["train", *common, "val_fraction=0.25", f"out_dir={out}"]) == 0
+    common = [
+        "data.name=nmnist",
+        f"data.root={root}",
+        "model.name=spikmamba_tiny",
+        "data.frames=2",
+        "model.patch_size=4",
+        "data.resolution=16",
+        "schedule.epochs=1",
+        "data.batch_size=4",
+        "run.progress=false",
+        "run.tensorboard=false",
+        "data.num_workers=0",
+    ]
+    assert main(["train", *common, "data.val_fraction=0.25", f"run.out_dir={out}"]) == 0
     next_line = [line for line in capsys.readouterr().out.splitlines() if "next:" in line][0]
     command = next_line.split("next: spikmamba ", 1)[1].split()
     assert command == ["test", "--checkpoint", str(out / "last.pt")]
@@ -392,15 +423,19 @@ def test_the_runs_next_line_works_and_test_without_a_test_set_uses_the_validatio
     assert "evaluated on its validation split instead (3 samples" in captured.err
     assert "nmnist validation: 3 samples" in captured.out
     # the training folder as test_root: no test split there, said with the way out
-    _refused(["test", "--checkpoint", str(out / "last.pt"), f"test_root={root}"], capsys,
-             "test_root is the training folder", "evaluates the run's validation split")
+    _refused(
+        ["test", "--checkpoint", str(out / "last.pt"), f"data.test_root={root}"],
+        capsys,
+        "test_root is the training folder",
+        "evaluates the run's validation split",
+    )
     # the training files as a test set: evaluated, with a warning and the count
-    assert main(["test", "--checkpoint", str(out / "last.pt"), f"test_root={root / 'train'}", "--quiet"]) == 0
+    assert main(["test", "--checkpoint", str(out / "last.pt"), f"data.test_root={root / 'train'}", "--quiet"]) == 0
     assert "12 of the 12 test samples are files of the training set" in capsys.readouterr().err
     # no validation split and no test set: the next line says what `test` needs
-    assert main(["train", *common, "val_fraction=0", f"out_dir={tmp_path / 'novali'}"]) == 0
+    assert main(["train", *common, "data.val_fraction=0", f"run.out_dir={tmp_path / 'novali'}"]) == 0
     next_line = [line for line in capsys.readouterr().out.splitlines() if "next:" in line][0]
-    assert next_line.endswith(f"--checkpoint {tmp_path / 'novali' / 'last.pt'} test_root=<folder of a test set>")
+    assert next_line.endswith(f"--checkpoint {tmp_path / 'novali' / 'last.pt'} data.test_root=<folder of a test set>")
     summary = json.loads((tmp_path / "novali" / "summary.json").read_text())
     assert summary.get("test_acc") is None and summary.get("final_val_acc") is None
     _refused(["test", "--checkpoint", str(tmp_path / "novali" / "last.pt")], capsys, "no validation split")
@@ -420,9 +455,9 @@ def _start_train(tmp_path, *args):
             "-m",
             "spikmamba",
             "train",
-            f"out_dir={tmp_path / 'run'}",
-            "progress=false",
-            "tensorboard=false",
+            f"run.out_dir={tmp_path / 'run'}",
+            "run.progress=false",
+            "run.tensorboard=false",
             *args,
         ],
         stdout=subprocess.PIPE,
@@ -457,7 +492,7 @@ def test_ctrl_c_during_data_preparation_is_quiet_and_leaves_no_folder(tmp_path):
     import os
     import signal
 
-    proc = _start_train(tmp_path, "num_train=3000", "num_test=500")
+    proc = _start_train(tmp_path, "data.synth.num_train=3000", "data.synth.num_test=500")
     try:
         _wait_for(tmp_path / "run", proc)  # the folder is claimed, the clips are being simulated
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
@@ -477,8 +512,18 @@ def test_two_quick_ctrl_c_mid_epoch_save_and_stop_quietly(tmp_path):
 
     from spikmamba.engine import load_checkpoint
 
-    proc = _start_train(tmp_path, "sensor_size=16", "frames=4", "patch_size=4", "num_train=4000", "num_test=16",
-                        "batch_size=8", "epochs=3", "num_workers=0", "val_fraction=0")
+    proc = _start_train(
+        tmp_path,
+        "data.synth.sensor_size=16",
+        "data.frames=4",
+        "model.patch_size=4",
+        "data.synth.num_train=4000",
+        "data.synth.num_test=16",
+        "data.batch_size=8",
+        "schedule.epochs=3",
+        "data.num_workers=0",
+        "data.val_fraction=0",
+    )
     try:
         _wait_for(tmp_path / "run" / "config.yaml", proc)  # training has begun
         time.sleep(1.0)
@@ -518,10 +563,28 @@ def test_the_epoch_bar_counts_its_epoch_and_summary_lists_no_lock(tmp_path):
     import subprocess
     import sys
 
-    run = subprocess.run([sys.executable, "-m", "spikmamba", "train", f"out_dir={tmp_path / 'run'}", "sensor_size=16",
-                          "frames=4", "patch_size=4", "num_train=32", "num_test=16", "batch_size=16", "epochs=2",
-                          "val_fraction=0", "progress=true", "tensorboard=false"],
-                         capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "spikmamba",
+            "train",
+            f"run.out_dir={tmp_path / 'run'}",
+            "data.synth.sensor_size=16",
+            "data.frames=4",
+            "model.patch_size=4",
+            "data.synth.num_train=32",
+            "data.synth.num_test=16",
+            "data.batch_size=16",
+            "schedule.epochs=2",
+            "data.val_fraction=0",
+            "run.progress=true",
+            "run.tensorboard=false",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr
     counts = set(re.findall(r"epoch [12]/2: +\d+%\|[^|]*\| (\d+/\d+)", run.stderr))
     assert counts and all(c.endswith("/2") for c in counts), counts  # 2 steps an epoch, not 4 for the run
@@ -534,8 +597,20 @@ def test_a_warning_is_one_line_without_python_source(tmp_path):
     import sys
 
     (tmp_path / "garbage.bs2").write_bytes(np.random.default_rng(1).bytes(500))
-    run = subprocess.run([sys.executable, "-m", "spikmamba", "predict", "--model", "spikmamba_tiny_sps.nmnist",
-                          str(tmp_path / "garbage.bs2")], capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "spikmamba",
+            "predict",
+            "--model",
+            "spikmamba_tiny_sps.nmnist",
+            str(tmp_path / "garbage.bs2"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     lines = run.stderr.strip().splitlines()
     assert lines[0].startswith("spikmamba: warning: ") and "timestamps go backwards" in lines[0], run.stderr
     assert "UserWarning" not in run.stderr and "warnings.warn" not in run.stderr and len(lines) == 2, run.stderr
@@ -579,28 +654,50 @@ def test_an_exported_onnx_file_predicts_like_its_checkpoint(tmp_path, capsys):
 
     from spikmamba.engine import TrainConfig, train
 
-    train(dataclasses.replace(TrainConfig(), sensor_size=16, frames=4, patch_size=4, num_train=32, num_test=16,
-                              batch_size=16, epochs=1, progress=False, tensorboard=False, model="spikmamba_tiny",
-                              out_dir=str(tmp_path / "run")))
+    train(
+        dataclasses.replace(
+            TrainConfig(),
+            sensor_size=16,
+            frames=4,
+            patch_size=4,
+            num_train=32,
+            num_test=16,
+            batch_size=16,
+            epochs=1,
+            progress=False,
+            tensorboard=False,
+            model="spikmamba_tiny",
+            out_dir=str(tmp_path / "run"),
+        )
+    )
     ckpt = str(tmp_path / "run" / "last.pt")
     assert main(["export", "--checkpoint", ckpt, "--format", "onnx", "--out", str(tmp_path / "m.onnx")]) == 0
     assert main(["synth", "--out", str(tmp_path / "clips"), "--count", "4", "--sensor-size", "16"]) == 0
     capsys.readouterr()
     outs = []
-    for source in (["--checkpoint", ckpt], ["--model", str(tmp_path / "m.onnx")],
-                   ["--checkpoint", str(tmp_path / "m.onnx")]):
+    for source in (
+        ["--checkpoint", ckpt],
+        ["--model", str(tmp_path / "m.onnx")],
+        ["--checkpoint", str(tmp_path / "m.onnx")],
+    ):
         assert main(["predict", *source, str(tmp_path / "clips"), "--json"]) == 0
         outs.append(json.loads(capsys.readouterr().out)["predictions"])
     for other in outs[1:]:
         for a, b in zip(outs[0], other):
             assert a["prediction"] == b["prediction"] and a["probability"] == pytest.approx(b["probability"], abs=1e-4)
     (tmp_path / "bad.onnx").write_bytes(b"not onnx at all")
-    _refused(["predict", "--model", str(tmp_path / "bad.onnx"), str(tmp_path / "clips")], capsys,
-             "is not a readable ONNX file")
+    _refused(
+        ["predict", "--model", str(tmp_path / "bad.onnx"), str(tmp_path / "clips")],
+        capsys,
+        "is not a readable ONNX file",
+    )
     assert "pickled" not in capsys.readouterr().err
     clip = next((tmp_path / "clips").glob("*.npz"))
-    _refused(["inspect", "--model", str(tmp_path / "m.onnx"), str(clip), "--out", str(tmp_path / "i")], capsys,
-             "is an ONNX file")
+    _refused(
+        ["inspect", "--model", str(tmp_path / "m.onnx"), str(clip), "--out", str(tmp_path / "i")],
+        capsys,
+        "is an ONNX file",
+    )
 
 
 def test_the_format_hint_names_an_option_that_exists(tmp_path, capsys):
@@ -611,12 +708,28 @@ def test_the_format_hint_names_an_option_that_exists(tmp_path, capsys):
     assert main(["predict", "--model", "spikmamba_tiny_sps.nmnist", str(tmp_path / "digit.rec")]) == 1  # a file's error
     err = capsys.readouterr().err
     assert "unknown event file format" in err and "(--format on the command line)" in err
-    for argv in (["predict", "--model", "spikmamba_tiny_sps.nmnist"],
-                 ["predict", "--model", "spikmamba_tiny_sps.nmnist", "--window", "100"]):
+    for argv in (
+        ["predict", "--model", "spikmamba_tiny_sps.nmnist"],
+        ["predict", "--model", "spikmamba_tiny_sps.nmnist", "--window", "100"],
+    ):
         assert main([*argv, str(tmp_path / "digit.rec"), "--format", "nbin", "--sensor-size", "34", "34"]) == 0
         assert "digit.rec" in capsys.readouterr().out
-    assert main(["show", str(tmp_path / "digit.rec"), "--format", "nbin", "--sensor-size", "34", "34", "--out",
-                 str(tmp_path / "d.gif")]) == 0
+    assert (
+        main(
+            [
+                "show",
+                str(tmp_path / "digit.rec"),
+                "--format",
+                "nbin",
+                "--sensor-size",
+                "34",
+                "34",
+                "--out",
+                str(tmp_path / "d.gif"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "d.gif").is_file()
 
 

@@ -11,6 +11,8 @@ from spikmamba.cli import main
 from spikmamba.engine import TrainConfig, load_checkpoint, train
 from spikmamba.engine.run_dir import LOCK_NAME, RunDirBusy, RunLock, fresh_run_dir
 
+pytestmark = pytest.mark.slow  # trains, exports or runs subprocesses: the full suite, not the fast lane
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "nmnist-small" / "train"
 TINY = dict(sensor_size=16, frames=4, patch_size=4, num_train=32, num_test=16, batch_size=16, epochs=1,
             progress=False, tensorboard=False)
@@ -28,9 +30,9 @@ def test_a_recorded_data_key_with_synth_data_is_an_error_and_writes_nothing(tmp_
     # the newcomer's command: data.root without data.name silently trained on synth before
     root = SHARED if SHARED.is_dir() else tmp_path
     out = tmp_path / "runs"
-    assert main(["train", f"data.root={root}", "epochs=1", f"out_dir={out}"]) == 2
+    assert main(["train", f"data.root={root}", "schedule.epochs=1", f"run.out_dir={out}"]) == 2
     err = capsys.readouterr().err
-    assert "'data_root'" in err and "data_name" in err and "spikmamba datasets" in err
+    assert "'data.root'" in err and "data.name" in err and "spikmamba datasets" in err
     assert not out.exists()
 
 
@@ -58,14 +60,14 @@ def test_a_live_process_holding_the_folder_refuses_a_second_one(tmp_path, capsys
         (out / LOCK_NAME).write_text(f"{holder.pid}\n{os.uname().nodename}\n2026-11-30 00:00:00\n")
         with pytest.raises(RunDirBusy, match=f"process {holder.pid}"):
             train(tiny(out, overwrite=True))
-        assert main(["train", "--resume", str(out / "last.pt"), "epochs=2"]) == 2
+        assert main(["train", "--resume", str(out / "last.pt"), "schedule.epochs=2"]) == 2
         assert f"being written by process {holder.pid}" in capsys.readouterr().err
         assert load_checkpoint(out / "last.pt")["progress"]["epoch"] == 1  # untouched
     finally:
         holder.kill()
         holder.wait()
     # the holder is gone: its lock is stale and the resume takes over
-    assert main(["train", "--resume", str(out / "last.pt"), "epochs=2"]) == 0
+    assert main(["train", "--resume", str(out / "last.pt"), "schedule.epochs=2"]) == 0
     assert "took over" in capsys.readouterr().err
     assert load_checkpoint(out / "last.pt")["progress"]["epoch"] == 2
     assert not (out / LOCK_NAME).exists()  # released at the end
@@ -95,13 +97,13 @@ def test_under_torchrun_a_busy_folder_stops_every_process(tmp_path):
             "-m",
             "spikmamba",
             "train",
-            f"out_dir={out}",
-            "overwrite=true",
-            "sensor_size=16",
-            "num_train=16",
-            "num_test=16",
-            "progress=false",
-            "tensorboard=false",
+            f"run.out_dir={out}",
+            "run.overwrite=true",
+            "data.synth.sensor_size=16",
+            "data.synth.num_train=16",
+            "data.synth.num_test=16",
+            "run.progress=false",
+            "run.tensorboard=false",
         ]
         run = subprocess.run(
             cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=120
@@ -125,7 +127,7 @@ def test_an_unreadable_lock_is_treated_as_live_and_overwrite_deletes_nothing(con
     (out / LOCK_NAME).write_bytes(content)
     with pytest.raises(RunDirBusy, match=f"{out / LOCK_NAME} exists but cannot be read as a lock"):
         train(tiny(out, overwrite=True))
-    assert main(["train", "--resume", str(out / "last.pt"), "epochs=2"]) == 2
+    assert main(["train", "--resume", str(out / "last.pt"), "schedule.epochs=2"]) == 2
     assert "cannot be read as a lock" in capsys.readouterr().err
     assert {k: v for k, v in snapshot(out).items() if k != LOCK_NAME} == {
         k: v for k, v in before.items() if k != LOCK_NAME

@@ -10,6 +10,8 @@ from spikmamba.data.synthetic import CLASSES, SynthActions
 from spikmamba.events import make_events
 from spikmamba.events.io import write_events
 
+pytestmark = pytest.mark.slow  # trains, exports or runs subprocesses: the full suite, not the fast lane
+
 SEGMENTS = ["move_right", "move_up", "approach", "wave_start_left"]
 
 

@@ -10,6 +10,8 @@ import os
 import pytest
 import torch
 
+pytestmark = [pytest.mark.gpu, pytest.mark.slow]  # kernels a GPU runs natively; on the CPU, Triton's interpreter
+
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 if DEVICE == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":  # conftest.py sets it before triton loads
     pytest.skip("TRITON_INTERPRET=1 was not set before triton was imported", allow_module_level=True)

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+pytestmark = pytest.mark.slow  # trains, exports or runs subprocesses: the full suite, not the fast lane
+
 av = pytest.importorskip("av")
 
 from datafixtures import write_video  # noqa: E402

@@ -23,8 +23,11 @@ from spikmamba.engine import (
     train,
 )
 from spikmamba.engine.checkpoint import state_digest
+from spikmamba.engine.config import as_overrides
 from spikmamba.engine.inputs import eval_view
 from spikmamba.engine.train import lr_factor
+
+pytestmark = pytest.mark.slow  # trains, exports or runs subprocesses: the full suite, not the fast lane
 
 TINY = dict(sensor_size=16, frames=4, patch_size=4, num_train=48, num_test=24, batch_size=16, epochs=3,
             progress=False, tensorboard=False)
@@ -36,8 +39,8 @@ def tiny_cfg(out, **kw) -> TrainConfig:
 
 def as_args(cfg: TrainConfig) -> "list[str]":
     default = TrainConfig()
-    return [f"{f.name}={getattr(cfg, f.name)}" for f in dataclasses.fields(cfg)
-            if f.name != "model_overrides" and getattr(cfg, f.name) != getattr(default, f.name)]
+    return as_overrides({f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+                     if f.name != "model_overrides" and getattr(cfg, f.name) != getattr(default, f.name)})
 
 
 def first_test_inputs(cfg, n):
@@ -180,7 +183,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, how, every):
 def test_resume_can_extend_a_finished_run(tmp_path):
     cfg = tiny_cfg(tmp_path, epochs=1)
     train(cfg)
-    assert main(["train", "--resume", str(tmp_path / "last.pt"), "epochs=2"]) == 0
+    assert main(["train", "--resume", str(tmp_path / "last.pt"), "schedule.epochs=2"]) == 0
     assert load_checkpoint(tmp_path / "last.pt")["progress"]["epoch"] == 2
     assert main(["train", "--resume", str(tmp_path / "last.pt"), "--config", "x.yaml"]) == 2
 
@@ -219,7 +222,7 @@ def test_two_torchrun_processes_match_one_process(tmp_path):
 def test_bf16_autocast_trains_and_fp16_on_cpu_is_refused(tmp_path):
     summary = train(tiny_cfg(tmp_path, epochs=1, amp="bf16"))
     assert np.isfinite(summary["history"][0]["train_loss"])
-    with pytest.raises(ValueError, match="amp=fp16 needs a CUDA device"):
+    with pytest.raises(ValueError, match="device.amp=fp16 needs a CUDA device"):
         train(tiny_cfg(tmp_path / "fp16", epochs=1, amp="fp16", device="cpu"))
 
 
@@ -316,14 +319,18 @@ def test_schedules_warm_up_then_decay():
 def test_config_choices_are_checked_and_help_shows_defaults(capsys):
     from spikmamba.engine import apply_overrides
 
-    with pytest.raises(ValueError, match="'optimizer' must be one of adamw, adam, sgd"):
-        apply_overrides(TrainConfig(), ["optimizer=lamb"])
+    with pytest.raises(ValueError, match="'optim.name' must be one of adamw, adam, sgd"):
+        apply_overrides(TrainConfig(), ["optim.name=lamb"])
     for command in ("train", "test", "predict"):
         with pytest.raises(SystemExit):
             main([command, "--help"])
         text = capsys.readouterr().out
         assert "default" in text
-    assert "[0.005]" in (main.__globals__["_train_help"]())
+    epilog = main.__globals__["_train_help"]()
+    assert "[0.005]" in epilog
+    for section in ("model", "data", "data.synth", "data.video", "data.images", "data.adaptive", "optim", "schedule",
+                    "device", "run"):
+        assert f"\n  {section}:\n" in epilog, section
 
 
 def test_gesture_clips_smoke_config_runs_read_frames_model_prediction(shared_data, tmp_path, capsys):

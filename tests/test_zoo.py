@@ -9,6 +9,8 @@ from spikmamba.cli import main
 from spikmamba.models import create_model, pretrained_tags
 from spikmamba.models.registry import ZOO
 
+pytestmark = pytest.mark.slow  # trains, exports or runs subprocesses: the full suite, not the fast lane
+
 
 def test_every_shipped_model_is_small_documented_and_loads():
     folders = sorted(d for d in ZOO.iterdir() if d.is_dir())

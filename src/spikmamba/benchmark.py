@@ -43,6 +43,9 @@ def optional(module: str, why: str = "") -> Skip | None:
 def run_case(impls: dict, repeats: int = 5, warmup: int = 1) -> dict:
     """Median seconds per implementation, measured alternately; ratios against the first (ours)."""
     live = {k: f for k, f in impls.items() if not isinstance(f, Skip)}
+    ours = next(iter(impls))
+    if ours not in live:
+        raise SpikmambaError(f"our implementation {ours!r} was skipped: {impls[ours].reason}")
     times = {k: [] for k in live}
     for round_ in range(warmup + repeats):
         for name, fn in live.items():
@@ -52,9 +55,6 @@ def run_case(impls: dict, repeats: int = 5, warmup: int = 1) -> dict:
             elapsed = time.perf_counter() - start
             if round_ >= warmup:
                 times[name].append(elapsed)
-    ours = next(iter(impls))
-    if ours not in live:
-        raise SpikmambaError(f"our implementation {ours!r} was skipped: {impls[ours].reason}")
     ours_median = statistics.median(times[ours])
     rows = {}
     for name, fn in impls.items():

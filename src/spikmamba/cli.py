@@ -165,7 +165,7 @@ def _run_report(summary: dict, out: Path) -> str:
     if summary.get("test_acc") is not None or summary.get("final_val_acc") is not None:
         lines.append(f"  next: spikmamba test --checkpoint {out / 'last.pt'}")
     else:  # neither a test set nor a validation split: `test` needs one named
-        lines.append(f"  next: spikmamba test --checkpoint {out / 'last.pt'} test_root=<folder of a test set>")
+        lines.append(f"  next: spikmamba test --checkpoint {out / 'last.pt'} data.test_root=<folder of a test set>")
     return "\n".join(lines)
 
 
@@ -403,12 +403,12 @@ def _train_parser(sub) -> None:
         "train", help="train a model (default: on the built-in simulated action dataset)",
         description="Train a model. With no arguments: SpikMamba tiny on SynthActions (10 simulated DVS action "
         "classes, generated from a seed; no download), then accuracy on a held-out test split. With "
-        "data_name=<dataset> data_root=<folder> (see `spikmamba datasets`): a recorded dataset, with a seeded "
-        "stratified validation split (val_fraction) that picks the best epoch, and test_root for a separate "
+        "data.name=<dataset> data.root=<folder> (see `spikmamba datasets`): a recorded dataset, with a seeded "
+        "stratified validation split (data.val_fraction) that picks the best epoch, and data.test_root for a separate "
         "test folder. Writes OUT_DIR/config.yaml, last.pt (every epoch; resumable), best.pt (with a validation "
         "split), log.csv, tensorboard/ and summary.json. Ctrl-C or SIGTERM saves last.pt and stops; "
         "--resume continues exactly where it stopped. Under `torchrun --nproc_per_node N -m spikmamba train ...` "
-        "it trains data-parallel (gloo on CPU, NCCL on CUDA) with the same global batch_size.",
+        "it trains data-parallel (gloo on CPU, NCCL on CUDA) with the same global data.batch_size.",
         epilog=_train_help(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", metavar="FILE", default=None,
@@ -416,8 +416,8 @@ def _train_parser(sub) -> None:
                    "(default: none, the built-in defaults below)")
     p.add_argument("--resume", metavar="CKPT", default=None,
                    help="continue from a last.pt with its stored config (key=value overrides still apply, e.g. "
-                   "epochs=30); default: start afresh")
-    _add_overrides(p, "epochs=5 batch_size=16 data.root=DIR")
+                   "schedule.epochs=30); default: start afresh")
+    _add_overrides(p, "schedule.epochs=5 data.batch_size=16 data.root=DIR")
     p.set_defaults(func=_cmd_train)
 
 
@@ -425,18 +425,18 @@ def _test_parser(sub) -> None:
     p = sub.add_parser(
         "test", help="evaluate a checkpoint: top-1/top-5, per-class accuracy, confusion matrix",
         description="Evaluate a checkpoint on the test set its config names (synth: its test split; a recorded "
-        "dataset: test_root). Prints top-1, top-5 and per-class accuracy; writes metrics.json, per_class.csv, "
+        "dataset: data.test_root). Prints top-1, top-5 and per-class accuracy; writes metrics.json, per_class.csv, "
         "confusion.csv (true class per row) and confusion.png.",
         epilog=_train_help(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_checkpoint(p)
     p.add_argument("--config", metavar="FILE", default=None,
-                   help="YAML whose keys replace the checkpoint's stored config, e.g. a different test_root "
+                   help="YAML whose keys replace the checkpoint's stored config, e.g. a different data.test_root "
                    "(default: the stored config as is)")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="where to write the reports (default: test-<checkpoint name>/ beside the checkpoint)")
     p.add_argument("--quiet", action="store_true", help="no progress bar (default: shown)")
-    _add_overrides(p, "test_root=DIR batch_size=64")
+    _add_overrides(p, "data.test_root=DIR data.batch_size=64")
     p.set_defaults(func=_cmd_test)
 
 
@@ -465,7 +465,7 @@ def _predict_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, default=16, help="files per forward pass")
     p.add_argument("--device", default="cpu", help="'cpu', 'cuda', 'cuda:N' or 'auto'")
     p.add_argument("--workers", type=int, default=-1, help="processes that read and prepare the files (-1: from the "
-                   "CPU count, as training's num_workers)")
+                   "CPU count, as training's data.num_workers)")
     p.add_argument("--window", type=float, default=None, metavar="MS",
                    help="classify a long recording window by window: windows of MS milliseconds, read as a stream "
                    "(the file never sits whole in memory); prints a timeline")
@@ -487,8 +487,8 @@ def _energy_parser(sub) -> None:
         "spikes) and the estimated energy E = E_MAC x MACs + E_AC x SOPs (45 nm: 4.6 pJ and 0.9 pJ). The first "
         "layer and every layer fed by non-spike input count as MAC. The same model with neurons replaced by the "
         "identity (ANN) is reported beside it. Writes energy.json, energy.csv and energy.png.",
-        epilog="Give the data with config overrides, as for `spikmamba train` (e.g. representation=afe "
-        "resolution=128 for the published models); the default is the built-in SynthActions test split.",
+        epilog="Give the data with config overrides, as for `spikmamba train` (e.g. data.representation=afe "
+        "data.resolution=128 for the published models); the default is the built-in SynthActions test split.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     _add_model_source(p, required=True, checkpoint_help="a trained checkpoint; its test data are used",
@@ -500,7 +500,7 @@ def _energy_parser(sub) -> None:
     p.add_argument("--no-ann", action="store_true", help="skip the ANN comparison run")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="report folder (default: energy-<ckpt name>/ beside the checkpoint, or runs/energy/<model>)")
-    _add_overrides(p, "representation=afe resolution=128 (the data and the model)")
+    _add_overrides(p, "data.representation=afe data.resolution=128 (the data and the model)")
     p.set_defaults(func=_cmd_energy)
 
 
@@ -610,7 +610,8 @@ def _synth_parser(sub) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write (created if missing)")
     p.add_argument("--count", type=int, default=20, help="clips to write (classes cycle 0-9)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"), help="which seed stream")
-    p.add_argument("--sensor-size", type=int, default=32, help="sensor width = height, pixels (train's sensor_size)")
+    p.add_argument("--sensor-size", type=int, default=32, help="sensor width = height, pixels (train's "
+                   "data.synth.sensor_size)")
     p.add_argument("--seed", type=int, default=0, help="base seed (train's seed)")
     p.add_argument("--format", default=".npz", help="file extension: .npz/.h5 store the sensor size; .aedat (AEDAT "
                    "3.1), .bs2 (N-MNIST), .dat, .raw and .npy do not, so readers then need it passed")

@@ -81,7 +81,7 @@ class Confinement:
             raise DatasetPathError(
                 f"{where}: {path} leads to {real}, outside the dataset folder {self.root}; refused. If the dataset is "
                 f"meant to reach there (a folder of links to recordings elsewhere, a list of absolute paths), set "
-                f"allow_outside_root=true")
+                f"data.allow_outside_root=true")
         return path
 
 
@@ -89,8 +89,8 @@ def config_root(cfg, split: str, name: str) -> Path:
     """The folder a config names for ``split``: ``data_root`` for training, ``test_root`` for test."""
     root = cfg.data_root if split == "train" else cfg.test_root
     if not root:
-        key = "data_root" if split == "train" else "test_root"
-        raise InputError(f"data_name={name!r} needs {key}=<folder> (see `spikmamba datasets {name}`)")
+        key = "data.root" if split == "train" else "data.test_root"
+        raise InputError(f"data.name={name!r} needs {key}=<folder> (see `spikmamba datasets {name}`)")
     return Path(root)
 
 

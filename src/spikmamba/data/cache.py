@@ -221,7 +221,7 @@ class RepresentationCache:
             self.writable = False
             why = "no space left on the device" if err.errno == 28 else f"{type(err).__name__}: {err.strerror or err}"
             warnings.warn(f"representation cache {self.folder} cannot be written ({why}); samples are computed "
-                          f"without caching from now on (set cache_dir to a writable folder with space, or leave "
+                          f"without caching from now on (set data.cache_dir to a writable folder with space, or leave "
                           f"it empty)", stacklevel=2)
         finally:
             if tmp is not None:

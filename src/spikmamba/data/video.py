@@ -161,7 +161,7 @@ class VideoClips(Dataset):
         except Exception as err:
             raise SampleError(f"{self.name}: clip {index} (video {path}, clip {k + 1} of {self.clips_per_video}, "
                               f"label {label}) failed: {type(err).__name__}: {err} (training with "
-                              f"skip_unreadable=true leaves unreadable videos out)") from err
+                              f"data.skip_unreadable=true leaves unreadable videos out)") from err
         return clip, label
 
     def __getitem__(self, index: int):

@@ -105,7 +105,7 @@ def auto_augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         from torchvision.transforms import v2
     except ImportError:
         if not _warned:
-            warnings.warn("image_augment=published: AutoAugment skipped because torchvision is not installed "
+            warnings.warn("data.images.augment=published: AutoAugment skipped because torchvision is not installed "
                           "(pip install torchvision); crop, flip and erasing still apply", stacklevel=2)
             _warned.append(True)
         return x

@@ -100,7 +100,8 @@ def load_checkpoint(path: str | os.PathLike, resume: bool = False) -> dict:
     the field for anything unusable. ``resume=True`` also requires the training state."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist (training writes best.pt and last.pt in its out_dir)")
+        raise CheckpointError(f"checkpoint {path} does not exist (training writes best.pt and last.pt in its "
+                              f"run.out_dir)")
     ckpt = load_checkpoint_file(path, "spikmamba checkpoint")
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path} holds a {type(ckpt).__name__}, not a spikmamba checkpoint dict")
@@ -174,7 +175,7 @@ def load_model_state(model: nn.Module, state: dict, source: str) -> None:
 
 def stored_config(ckpt: dict, path: str | os.PathLike):
     """The TrainConfig saved in a checkpoint, validated like any config (errors name the checkpoint)."""
-    return config_from_dict(ckpt["config"], f"in the config stored in {path}")
+    return config_from_dict(ckpt["config"], f"in the config stored in {path}", note_old_keys=False)
 
 
 def model_from_checkpoint(path: str | os.PathLike, ckpt: dict | None = None):

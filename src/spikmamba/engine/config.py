@@ -9,7 +9,9 @@ command line do the same (``data.root=x``).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,10 +21,28 @@ from ..text import shown
 from .yaml_load import MAX_BYTES, load_yaml
 
 
-def _opt(default, help: str, choices: tuple | None = None):
-    meta = {"help": help}
+def _at_least(lo):
+    return (lambda v: v >= lo), f">= {lo}"
+
+
+def _between(lo, hi, hi_open=True):
+    return ((lambda v: lo <= v < hi) if hi_open else (lambda v: lo <= v <= hi)), \
+        f"in [{lo}, {hi}{')' if hi_open else ']'}"
+
+
+def _opt(default, help: str, choices: tuple | None = None, allowed: tuple | None = None, only: str | None = None,
+         key: str = ""):
+    """A config field with its help, its choices or its allowed range (``(predicate, words)``,
+    checked by :func:`validate_config`), ``only``: the data it is for ("recorded" or "synth";
+    setting it for the other kind is an error, not a silently ignored key), and ``key``: its
+    name in the config's sections (``optim.lr``), in YAML and on the command line."""
+    meta = {"help": help, "key": key}
     if choices:
         meta["choices"] = choices
+    if allowed:
+        meta["allowed"] = allowed
+    if only:
+        meta["only"] = only
     if isinstance(default, (dict, list)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -31,92 +51,226 @@ def _opt(default, help: str, choices: tuple | None = None):
 @dataclass
 class TrainConfig:
     # model
-    model: str = _opt("spikmamba_tiny_sps", "registered model name (`spikmamba models` lists them)")
+    model: str = _opt("spikmamba_tiny_sps", "registered model name (`spikmamba models` lists them)", key="model.name")
     patch_size: int = _opt(0, "patch size of the patch embedding, pixels; 0 = the model's default (8 for "
-                                 "spikmamba_tiny*, 4 for svmamba_*)")
-    model_overrides: dict = _opt({}, "extra keyword arguments for the model factory (YAML only), e.g. {embed_dim: 96}")
+                                 "spikmamba_tiny*, 4 for svmamba_*)", allowed=_at_least(0), key="model.patch_size")
+    model_overrides: dict = _opt(
+        {}, "extra keyword arguments for the model factory (YAML only), e.g. {embed_dim: 96}", key="model.overrides"
+    )
     # data
     data_name: str = _opt(
-        "synth", "'synth' (built-in simulated actions, no download) or a dataset from `spikmamba datasets`"
+        "synth",
+        "'synth' (built-in simulated actions, no download) or a dataset from `spikmamba datasets`",
+        key="data.name",
     )
-    data_root: str = _opt("", "folder of the recorded training set (not used for synth)")
-    test_root: str = _opt("", "folder of the recorded test set; empty = no test set (synth has its own)")
-    val_fraction: float = _opt(0.0, "fraction of the training set held out (stratified, seeded) to pick the best epoch")
+    data_root: str = _opt(
+        "", "folder of the recorded training set (not used for synth)", only="recorded", key="data.root"
+    )
+    test_root: str = _opt(
+        "",
+        "folder of the recorded test set; empty = no test set (synth has its own)",
+        only="recorded",
+        key="data.test_root",
+    )
+    val_fraction: float = _opt(
+        0.0,
+        "fraction of the training set held out (stratified, seeded) to pick the best epoch",
+        allowed=_between(0.0, 1.0),
+        key="data.val_fraction",
+    )
     representation: str = _opt("frames", "event representation; 'adaptive' = EAS-SNN's learned sampler over "
-                               "frames x adaptive_fine_steps fine bins, trained with the model",
-                               ("frames", "voxel", "count", "afe", "adaptive"))
-    adaptive_fine_steps: int = _opt(4, "adaptive only: fine bins per output time step")
-    adaptive_channels: int = _opt(2, "adaptive only: channels of the sampled representation")
-    adaptive_sat: bool = _opt(True, "adaptive only: spike-aware training (gradient through the sampling spikes)")
-    adaptive_rpd: bool = _opt(True, "adaptive only: residual potential dropout (drop windows still open at the end)")
-    split_by: str = _opt("time", "how frames slice a recording: equal time or equal event count", ("time", "number"))
-    frames: int = _opt(8, "time steps T (frames or voxel bins) per sample")
-    resolution: int = _opt(0, "resize frames to resolution x resolution pixels; 0 = the sensor size")
-    frame_stride: int = _opt(2, "video only: take every N-th frame when cutting a clip of `frames` frames")
-    clips_per_video: int = _opt(1, "video only: clips cut from each video, evenly spaced")
-    fold: int = _opt(1, "video only: the official split (fold) of UCF-101 / HMDB-51, 1-3")
-    skip_unreadable: bool = _opt(False, "leave out samples that cannot be read or decoded (counted, listed in "
-                                 "OUT_DIR/skipped.csv) instead of stopping with an error naming the file")
+                               "frames x data.adaptive.fine_steps fine bins, trained with the model",
+                               ("frames", "voxel", "count", "afe", "adaptive"), key="data.representation")
+    adaptive_fine_steps: int = _opt(
+        4, "adaptive only: fine bins per output time step", allowed=_at_least(1), key="data.adaptive.fine_steps"
+    )
+    adaptive_channels: int = _opt(
+        2, "adaptive only: channels of the sampled representation", allowed=_at_least(1), key="data.adaptive.channels"
+    )
+    adaptive_sat: bool = _opt(
+        True, "adaptive only: spike-aware training (gradient through the sampling spikes)", key="data.adaptive.sat"
+    )
+    adaptive_rpd: bool = _opt(
+        True, "adaptive only: residual potential dropout (drop windows still open at the end)", key="data.adaptive.rpd"
+    )
+    split_by: str = _opt(
+        "time", "how frames slice a recording: equal time or equal event count", ("time", "number"), key="data.split_by"
+    )
+    frames: int = _opt(8, "time steps T (frames or voxel bins) per sample", allowed=_at_least(1), key="data.frames")
+    resolution: int = _opt(
+        0,
+        "resize frames to resolution x resolution pixels; 0 = the sensor size",
+        allowed=_at_least(0),
+        key="data.resolution",
+    )
+    frame_stride: int = _opt(
+        2,
+        "video only: take every N-th frame when cutting a clip of `data.frames` frames",
+        allowed=_at_least(1),
+        key="data.video.frame_stride",
+    )
+    clips_per_video: int = _opt(
+        1,
+        "video only: clips cut from each video, evenly spaced",
+        allowed=_at_least(1),
+        key="data.video.clips_per_video",
+    )
+    fold: int = _opt(
+        1,
+        "video only: the official split (fold) of UCF-101 / HMDB-51, 1-3",
+        allowed=_between(1, 3, hi_open=False),
+        key="data.video.fold",
+    )
+    skip_unreadable: bool = _opt(
+        False,
+        "leave out samples that cannot be read or decoded (counted, listed in "
+        "OUT_DIR/skipped.csv) instead of stopping with an error naming the file",
+        key="data.skip_unreadable",
+    )
     allow_outside_root: bool = _opt(
         False,
-        "let a dataset's list files and symbolic links reach files outside data_root / "
-        "test_root (a folder of links to recordings elsewhere, a list of absolute paths); "
+        "let a dataset's list files and symbolic links reach files outside data.root / "
+        "data.test_root (a folder of links to recordings elsewhere, a list of absolute paths); "
         "off, such paths are refused",
+        key="data.allow_outside_root",
     )
-    max_skipped_fraction: float = _opt(0.05, "with skip_unreadable: stop when more than this fraction of the samples "
-                                       "read so far had to be left out")
-    transforms: list = _opt([], "event transforms, in order (YAML list, e.g. [Denoise, {RandomFlip: {p: 0.5}}, "
-                            "{DropEvent: {p: 0.1}}]); random ones draw per sample from (seed, epoch, sample) and only "
-                            "in training; evaluation and predict use the deterministic form (RandomCrop -> CenterCrop)")
+    max_skipped_fraction: float = _opt(
+        0.05,
+        "with data.skip_unreadable: stop when more than this fraction of the samples read so far had to be left out",
+        allowed=_between(0.0, 1.0, hi_open=False),
+        key="data.max_skipped_fraction",
+    )
+    transforms: list = _opt(
+        [],
+        "event transforms, in order (YAML list, e.g. [Denoise, {RandomFlip: {p: 0.5}}, "
+        "{DropEvent: {p: 0.1}}]); random ones draw per sample from (seed, epoch, sample) and only "
+        "in training; evaluation and predict use the deterministic form (RandomCrop -> CenterCrop)",
+        key="data.transforms",
+    )
     cache_dir: str = _opt("", "folder for the representation cache (compact entries, safe to share between runs and "
-                          "processes); empty = no cache")
+                          "processes); empty = no cache", only="recorded", key="data.cache_dir")
     num_workers: int = _opt(-1, "DataLoader worker processes per training process; -1 = from the CPU count (0 for "
-                            "the in-memory synth data)")
-    sensor_size: int = _opt(32, "synth only: simulated sensor width = height, pixels")
-    num_train: int = _opt(3000, "synth only: training clips")
-    num_test: int = _opt(500, "synth only: test clips (a disjoint seed stream)")
-    augment_shift: int = _opt(2, "random translation of each training sample by up to this many pixels (0 = off)")
-    image_augment: str = _opt("flip", "images only: 'flip', or 'published' = random resized crop + flip + AutoAugment "
-                              "(torchvision) + random erasing", ("none", "flip", "published"))
+                            "the in-memory synth data)", allowed=_at_least(-1), key="data.num_workers")
+    sensor_size: int = _opt(
+        32,
+        "synth only: simulated sensor width = height, pixels",
+        allowed=_at_least(1),
+        only="synth",
+        key="data.synth.sensor_size",
+    )
+    num_train: int = _opt(
+        3000, "synth only: training clips", allowed=_at_least(1), only="synth", key="data.synth.num_train"
+    )
+    num_test: int = _opt(
+        500,
+        "synth only: test clips (a disjoint seed stream)",
+        allowed=_at_least(1),
+        only="synth",
+        key="data.synth.num_test",
+    )
+    augment_shift: int = _opt(
+        2,
+        "random translation of each training sample by up to this many pixels (0 = off)",
+        allowed=_at_least(0),
+        key="data.augment_shift",
+    )
+    image_augment: str = _opt(
+        "flip",
+        "images only: 'flip', or 'published' = random resized crop + flip + AutoAugment (torchvision) + random erasing",
+        ("none", "flip", "published"),
+        key="data.images.augment",
+    )
     # optimisation
-    batch_size: int = _opt(16, "global batch size (split across processes under torchrun)")
-    epochs: int = _opt(14, "training epochs")
-    max_steps: int = _opt(0, "stop after this many optimizer steps in all (smoke runs, budgets); 0 = run every epoch. "
-                          "The schedule still spans `epochs`, so a longer run resumed from it is the same run")
-    eval_every: int = _opt(1, "validate every this many epochs (and after the last)")
-    limit_val_batches: int = _opt(0, "validate on at most this many batches per process (a fixed seeded subset); "
-                                  "0 = the whole validation split")
+    batch_size: int = _opt(
+        16, "global batch size (split across processes under torchrun)", allowed=_at_least(1), key="data.batch_size"
+    )
+    epochs: int = _opt(14, "training epochs", allowed=_at_least(1), key="schedule.epochs")
+    max_steps: int = _opt(
+        0,
+        "stop after this many optimizer steps in all (smoke runs, budgets); 0 = run every epoch. "
+        "The schedule still spans `schedule.epochs`, so a longer run resumed from it is the same run",
+        allowed=_at_least(0),
+        key="schedule.max_steps",
+    )
+    eval_every: int = _opt(
+        1, "validate every this many epochs (and after the last)", allowed=_at_least(1), key="schedule.eval_every"
+    )
+    limit_val_batches: int = _opt(
+        0,
+        "validate on at most this many batches per process (a fixed seeded subset); 0 = the whole validation split",
+        allowed=_at_least(0),
+        key="schedule.limit_val_batches",
+    )
     optimizer: str = _opt("adamw", "optimizer (adam = L2 weight decay, as the published SpikMamba recipe)",
-                          ("adamw", "adam", "sgd"))
-    lr: float = _opt(5e-3, "peak learning rate, reached after warm-up")
-    momentum: float = _opt(0.9, "SGD momentum (sgd only)")
-    weight_decay: float = _opt(0.05, "decoupled weight decay (AdamW) or L2 (SGD)")
-    schedule: str = _opt("cosine", "learning-rate schedule after warm-up", ("cosine", "step", "constant"))
-    min_lr: float = _opt(0.0, "cosine schedule: the learning rate it decays to")
-    step_epochs: int = _opt(10, "step schedule: multiply the learning rate by step_gamma every this many epochs")
-    step_gamma: float = _opt(0.1, "step schedule: decay factor")
-    warmup_epochs: float = _opt(1.0, "linear warm-up length in epochs (may be fractional)")
-    label_smoothing: float = _opt(0.1, "label smoothing of the cross-entropy loss")
+                          ("adamw", "adam", "sgd"), key="optim.name")
+    lr: float = _opt(
+        5e-3, "peak learning rate, reached after warm-up", allowed=((lambda v: v > 0), "> 0"), key="optim.lr"
+    )
+    momentum: float = _opt(0.9, "SGD momentum (sgd only)", allowed=_between(0.0, 1.0), key="optim.momentum")
+    weight_decay: float = _opt(
+        0.05, "decoupled weight decay (AdamW) or L2 (SGD)", allowed=_at_least(0.0), key="optim.weight_decay"
+    )
+    schedule: str = _opt(
+        "cosine", "learning-rate schedule after warm-up", ("cosine", "step", "constant"), key="schedule.name"
+    )
+    min_lr: float = _opt(
+        0.0, "cosine schedule: the learning rate it decays to", allowed=_at_least(0.0), key="schedule.min_lr"
+    )
+    step_epochs: int = _opt(
+        10,
+        "step schedule: multiply the learning rate by schedule.step_gamma every this many epochs",
+        allowed=_at_least(1),
+        key="schedule.step_epochs",
+    )
+    step_gamma: float = _opt(
+        0.1, "step schedule: decay factor", allowed=((lambda v: 0 < v <= 1), "in (0, 1]"), key="schedule.step_gamma"
+    )
+    warmup_epochs: float = _opt(
+        1.0, "linear warm-up length in epochs (may be fractional)", allowed=_at_least(0.0), key="schedule.warmup_epochs"
+    )
+    label_smoothing: float = _opt(
+        0.1, "label smoothing of the cross-entropy loss", allowed=_between(0.0, 1.0), key="optim.label_smoothing"
+    )
     ema_decay: float = _opt(0.0, "keep an exponential moving average of the weights with this decay (e.g. 0.9998) "
-                            "and evaluate / save it; 0 = off")
-    clip_grad: float = _opt(1.0, "clip the gradient norm to this value (0 = off)")
+                            "and evaluate / save it; 0 = off", allowed=_between(0.0, 1.0), key="optim.ema_decay")
+    clip_grad: float = _opt(
+        1.0, "clip the gradient norm to this value (0 = off)", allowed=_at_least(0.0), key="optim.clip_grad"
+    )
     skip_nonfinite: int = _opt(
         0, "skip up to this many steps whose loss or gradient is NaN/inf (0 = stop at the first)"
-    )
+    , allowed=_at_least(0), key="optim.skip_nonfinite")
     amp: str = _opt(
-        "none", "mixed precision: bf16 (CPU or CUDA) or fp16 (CUDA, with a grad scaler)", ("none", "bf16", "fp16")
+        "none",
+        "mixed precision: bf16 (CPU or CUDA) or fp16 (CUDA, with a grad scaler)",
+        ("none", "bf16", "fp16"),
+        key="device.amp",
     )
-    device: str = _opt("auto", "'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'")
-    seed: int = _opt(0, "seed of data generation, initialisation, shuffling and augmentation")
+    device: str = _opt("auto", "'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'", key="device.name")
+    seed: int = _opt(
+        0,
+        "seed of data generation, initialisation, shuffling and augmentation",
+        allowed=_between(0, 2**32),
+        key="run.seed",
+    )
     # outputs
     out_dir: str = _opt(
-        "runs/synth", "folder for checkpoints (best.pt, last.pt), config.yaml, log.csv, TensorBoard events"
+        "runs/synth",
+        "folder for checkpoints (best.pt, last.pt), config.yaml, log.csv, TensorBoard events",
+        key="run.out_dir",
     )
-    overwrite: bool = _opt(False, "write into out_dir even when it holds another run's files (they are removed first); "
-                           "by default a new run goes to the first free out_dir-2, out_dir-3, ...")
-    checkpoint_every: int = _opt(0, "also write last.pt every this many steps (0 = at the end of each epoch only)")
-    tensorboard: bool = _opt(True, "write TensorBoard scalars per epoch when the tensorboard package is installed")
-    progress: bool = _opt(True, "show progress bars and per-epoch lines")
+    overwrite: bool = _opt(False, "write into run.out_dir even when it holds another run's files (they are removed "
+                           "first); by default a new run goes to the first free out_dir-2, out_dir-3, ...",
+                           key="run.overwrite")
+    checkpoint_every: int = _opt(
+        0,
+        "also write last.pt every this many steps (0 = at the end of each epoch only)",
+        allowed=_at_least(0),
+        key="run.checkpoint_every",
+    )
+    tensorboard: bool = _opt(
+        True, "write TensorBoard scalars per epoch when the tensorboard package is installed", key="run.tensorboard"
+    )
+    progress: bool = _opt(True, "show progress bars and per-epoch lines", key="run.progress")
 
 
 def config_fields() -> list[dataclasses.Field]:
@@ -157,19 +311,36 @@ def _coerce(key: str, value, current, source: str):
     return kind(value) if kind is float else value
 
 
-def _set(cfg: TrainConfig, pairs, source: str) -> TrainConfig:
+def config_keys() -> dict[str, str]:
+    """Each key as written in YAML sections and ``key=value`` overrides (``optim.lr``) -> its field."""
+    return {f.metadata["key"]: f.name for f in config_fields()}
+
+
+def _field_of(key: str, fields: dict, keys: dict) -> tuple[str | None, bool]:
+    """``(field name, spelled the old way)`` for a key: its sectioned name (``optim.lr``), or
+    the flat name of earlier versions (``lr``; also ``data.root`` for ``data_root``)."""
+    if key in keys:
+        return keys[key], False
+    for name in (key, key.replace(".", "_")):
+        if name in fields:
+            return name, True
+    return None, False
+
+
+def _set(cfg: TrainConfig, pairs, source: str, note_old_keys: bool = True) -> TrainConfig:
     fields = {f.name: f for f in config_fields()}
+    keys = config_keys()
     updates = {}
     for key, value in pairs:
-        name = key.replace(".", "_")
-        if name not in fields:
-            import difflib
-
-            close = difflib.get_close_matches(name, list(fields), n=3, cutoff=0.6)
+        name, old = _field_of(key, fields, keys)
+        if name is None:
+            close = difflib.get_close_matches(key, list(keys) + list(fields), n=3, cutoff=0.6)
+            close = list(dict.fromkeys(fields[c].metadata["key"] if c in fields else c for c in close))
             hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-            raise InputError(
-                f"unknown config key {shown(key)} ({source}); {hint}valid keys: {', '.join(sorted(fields))}"
-            )
+            raise InputError(f"unknown config key {shown(key)} ({source}); {hint}`spikmamba train --help` lists them")
+        if old and note_old_keys:
+            warnings.warn(f"config key {key!r} is now {fields[name].metadata['key']!r}; the old name still works in "
+                          f"this release", FutureWarning, stacklevel=3)
         value = _coerce(key, value, getattr(cfg, name), source)
         choices = fields[name].metadata.get("choices")
         if choices and value not in choices:
@@ -188,17 +359,36 @@ def apply_overrides(cfg: TrainConfig, items: list[str]) -> TrainConfig:
     return _set(cfg, pairs, "command line")
 
 
+#: keys whose value is itself a mapping (not a section to descend into)
+_MAPPING_KEYS = ("model.overrides", "model_overrides")
+
+
 def _flatten(d: dict, prefix: str = ""):
     for k, v in d.items():
-        if isinstance(v, dict) and f"{prefix}{k}" != "model_overrides":
+        if isinstance(v, dict) and f"{prefix}{k}" not in _MAPPING_KEYS:
             yield from _flatten(v, f"{prefix}{k}.")
         else:
             yield f"{prefix}{k}", v
 
 
-def config_from_dict(doc: dict, source: str, base: TrainConfig | None = None) -> TrainConfig:
-    """Validate a (possibly nested) mapping into a TrainConfig; errors name the key and ``source``."""
-    return _set(base or TrainConfig(), list(_flatten(doc)), source)
+def config_from_dict(doc: dict, source: str, base: TrainConfig | None = None,
+                     note_old_keys: bool = True) -> TrainConfig:
+    """Validate a mapping (in sections, or flat as earlier versions wrote it) into a TrainConfig;
+    errors name the key and ``source``. ``note_old_keys``: warn about flat keys (not for configs
+    stored inside checkpoints, which are flat by design)."""
+    return _set(base or TrainConfig(), list(_flatten(doc)), source, note_old_keys)
+
+
+def config_sections(cfg: TrainConfig) -> dict:
+    """``cfg`` as nested sections, the way YAML configs are written (``{"optim": {"lr": ...}}``)."""
+    doc: dict = {}
+    for f in config_fields():
+        *path, leaf = f.metadata["key"].split(".")
+        node = doc
+        for part in path:
+            node = node.setdefault(part, {})
+        node[leaf] = getattr(cfg, f.name)
+    return doc
 
 
 def load_config(path: str | os.PathLike, base: TrainConfig | None = None) -> TrainConfig:
@@ -219,59 +409,26 @@ def save_config(cfg: TrainConfig, path: str | os.PathLike) -> None:
     import yaml
 
     text = "# resolved config of this run; reload with: spikmamba train --config <this file>\n"
-    text += yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False)
+    text += yaml.safe_dump(config_sections(cfg), sort_keys=False)
     atomic_write_bytes(path, text.encode())
 
 
-def _at_least(lo):
-    return (lambda v: v >= lo), f">= {lo}"
+def key_of(name: str) -> str:
+    """The sectioned key (``optim.lr``) of a TrainConfig field (``lr``): the name messages use."""
+    return TrainConfig.__dataclass_fields__[name].metadata["key"]
 
 
-def _between(lo, hi, hi_open=True):
-    return ((lambda v: lo <= v < hi) if hi_open else (lambda v: lo <= v <= hi)), \
-        f"in [{lo}, {hi}{')' if hi_open else ']'}"
+def as_overrides(values: dict) -> list[str]:
+    """``key=value`` overrides, under sectioned keys, for TrainConfig field values (``{"lr": 0.1}``
+    -> ``["optim.lr=0.1"]``): what a script passes to ``spikmamba train`` in a subprocess."""
+    import json
+
+    return [f"{key_of(k)}={json.dumps(v) if isinstance(v, (dict, list)) else v}" for k, v in values.items()]
 
 
-#: the allowed range of every numeric key (checked by :func:`validate_config`)
-RANGES = {
-    "patch_size": _at_least(0),
-    "frames": _at_least(1),
-    "resolution": _at_least(0),
-    "frame_stride": _at_least(1),
-    "clips_per_video": _at_least(1),
-    "fold": _between(1, 3, hi_open=False),
-    "sensor_size": _at_least(1),
-    "num_train": _at_least(1),
-    "num_test": _at_least(1),
-    "augment_shift": _at_least(0),
-    "val_fraction": _between(0.0, 1.0),
-    "adaptive_fine_steps": _at_least(1),
-    "adaptive_channels": _at_least(1),
-    "batch_size": _at_least(1),
-    "epochs": _at_least(1),
-    "lr": ((lambda v: v > 0), "> 0"),
-    "momentum": _between(0.0, 1.0),
-    "weight_decay": _at_least(0.0),
-    "min_lr": _at_least(0.0),
-    "step_epochs": _at_least(1),
-    "step_gamma": ((lambda v: 0 < v <= 1), "in (0, 1]"),
-    "warmup_epochs": _at_least(0.0),
-    "label_smoothing": _between(0.0, 1.0),
-    "ema_decay": _between(0.0, 1.0),
-    "clip_grad": _at_least(0.0),
-    "skip_nonfinite": _at_least(0),
-    "seed": _between(0, 2**32),
-    "checkpoint_every": _at_least(0),
-    "max_skipped_fraction": _between(0.0, 1.0, hi_open=False),
-    "num_workers": _at_least(-1),
-    "max_steps": _at_least(0),
-    "eval_every": _at_least(1),
-    "limit_val_batches": _at_least(0),
-}
-#: keys that only mean something for recorded data; set with data_name=synth they would be ignored
-RECORDED_ONLY = ("data_root", "test_root", "cache_dir")
-#: keys that only mean something for the built-in SynthActions
-SYNTH_ONLY = ("sensor_size", "num_train", "num_test")
+def _only(kind: str) -> list[str]:
+    """The keys that only mean something for ``kind`` of data ("recorded" or "synth")."""
+    return [f.name for f in config_fields() if f.metadata.get("only") == kind]
 
 
 def validate_config(cfg: TrainConfig, source: str = "config") -> TrainConfig:
@@ -281,27 +438,30 @@ def validate_config(cfg: TrainConfig, source: str = "config") -> TrainConfig:
     import math
     import re
 
-    for key, (ok, allowed) in RANGES.items():
-        value = getattr(cfg, key)
+    for f in config_fields():
+        if "allowed" not in f.metadata:
+            continue
+        (ok, allowed), value = f.metadata["allowed"], getattr(cfg, f.name)
         if isinstance(value, float) and not math.isfinite(value) or not ok(value):
-            raise InputError(f"config key {key!r} is {shown(value)}; it must be {allowed} ({source})")
+            raise InputError(f"config key {key_of(f.name)!r} is {shown(value)}; it must be {allowed} ({source})")
     if cfg.min_lr > cfg.lr:
-        raise InputError(f"config key 'min_lr' is {cfg.min_lr!r}, above lr={cfg.lr!r}; the cosine schedule decays "
-                         f"from lr down to min_lr, so min_lr must be <= lr ({source})")
+        raise InputError(f"config key 'schedule.min_lr' is {cfg.min_lr!r}, above optim.lr={cfg.lr!r}; the cosine "
+                         f"schedule decays from optim.lr down to schedule.min_lr, so it must be <= optim.lr "
+                         f"({source})")
     if cfg.warmup_epochs > cfg.epochs:
-        raise InputError(f"config key 'warmup_epochs' is {cfg.warmup_epochs!r}, longer than epochs={cfg.epochs}; the "
-                         f"learning rate would never reach lr ({source})")
+        raise InputError(f"config key 'schedule.warmup_epochs' is {cfg.warmup_epochs!r}, longer than "
+                         f"schedule.epochs={cfg.epochs}; the learning rate would never reach optim.lr ({source})")
     from ..models.registry import list_models, suggest
 
     if cfg.model not in list_models():
-        raise InputError(f"config key 'model' is {shown(cfg.model)}, which is not a registered model; "
+        raise InputError(f"config key 'model.name' is {shown(cfg.model)}, which is not a registered model; "
                          f"{suggest(cfg.model)}`spikmamba models` lists them ({source})")
     if not cfg.out_dir.strip():
-        raise InputError(f"config key 'out_dir' is empty; name the folder the run writes, e.g. out_dir=runs/mine "
-                         f"({source})")
+        raise InputError(f"config key 'run.out_dir' is empty; name the folder the run writes, e.g. "
+                         f"run.out_dir=runs/mine ({source})")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", cfg.device):
         raise InputError(
-            f"config key 'device' is {shown(cfg.device)}; use 'auto', 'cpu', 'cuda' or 'cuda:N' ({source})"
+            f"config key 'device.name' is {shown(cfg.device)}; use 'auto', 'cpu', 'cuda' or 'cuda:N' ({source})"
         )
     if cfg.transforms:
         from ..events.transforms import check_transforms_spec
@@ -309,34 +469,47 @@ def validate_config(cfg: TrainConfig, source: str = "config") -> TrainConfig:
         try:
             check_transforms_spec(cfg.transforms)
         except ValueError as err:
-            raise InputError(f"config key 'transforms': {err} ({source})") from None
+            raise InputError(f"config key 'data.transforms': {err} ({source})") from None
     defaults = TrainConfig()
     if cfg.data_name == "synth":
-        for key in RECORDED_ONLY:
+        for key in _only("recorded"):
             if getattr(cfg, key):
                 raise InputError(
-                    f"config key {key!r} is set ({shown(getattr(cfg, key))}) but data_name is 'synth', the built-in "
-                    f"simulated data, which reads no folder; to train on recorded data set data_name=<dataset> "
-                    f"too (`spikmamba datasets` lists them), or drop {key} ({source})")
+                    f"config key {key_of(key)!r} is set ({shown(getattr(cfg, key))}) but data.name is 'synth', the "
+                    f"built-in simulated data, which reads no folder; to train on recorded data set "
+                    f"data.name=<dataset> too (`spikmamba datasets` lists them), or drop {key_of(key)} ({source})")
     else:
         from ..data import DATASETS
 
         if cfg.data_name not in DATASETS:
-            raise InputError(f"config key 'data_name' is {shown(cfg.data_name)}; choose 'synth' or one of "
+            raise InputError(f"config key 'data.name' is {shown(cfg.data_name)}; choose 'synth' or one of "
                              f"{', '.join(DATASETS)} ({source})")
-        for key in SYNTH_ONLY:
+        for key in _only("synth"):
             if getattr(cfg, key) != getattr(defaults, key):
                 raise InputError(
-                    f"config key {key!r} is set ({shown(getattr(cfg, key))}) but only the built-in synth data "
-                    f"use it; data_name={shown(cfg.data_name)} reads its samples from data_root ({source})"
+                    f"config key {key_of(key)!r} is set ({shown(getattr(cfg, key))}) but only the built-in synth "
+                    f"data use it; data.name={shown(cfg.data_name)} reads its samples from data.root ({source})"
                 )
     return cfg
 
 
 def config_help() -> str:
-    lines = ["config keys (override with key=value; the default is in brackets):"]
-    for f in config_fields():
+    """Every key by section, with its help, choices and default: the epilog of ``train --help``."""
+    lines = ["config keys, by section (YAML: nested sections; command line: optim.lr=0.001; the default is in "
+             "brackets):"]
+    section, order = None, {}
+    width = max(len(f.metadata["key"].rsplit(".", 1)[1]) for f in config_fields())
+    for f in config_fields():  # sections in the order they are declared, each one's subsections after it
+        top = f.metadata["key"].split(".")[0]
+        order.setdefault(top, len(order))
+    for f in sorted(config_fields(), key=lambda f: (order[f.metadata["key"].split(".")[0]],
+                                                    f.metadata["key"].count(".") > 1,
+                                                    f.metadata["key"].rsplit(".", 1)[0])):
+        key = f.metadata["key"]
+        if key.rsplit(".", 1)[0] != section:
+            section = key.rsplit(".", 1)[0]
+            lines.append(f"  {section}:")
         choices = f" {{{'|'.join(f.metadata['choices'])}}}" if "choices" in f.metadata else ""
         default = getattr(TrainConfig(), f.name)
-        lines.append(f"  {f.name:<17} {f.metadata['help']}{choices} [{default!r}]")
+        lines.append(f"    {key.rsplit('.', 1)[1]:<{width}} {f.metadata['help']}{choices} [{default!r}]")
     return "\n".join(lines)

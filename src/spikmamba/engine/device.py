@@ -25,5 +25,5 @@ def autocast(device: torch.device, amp: str):
     if amp == "none":
         return contextlib.nullcontext()
     if amp == "fp16" and device.type != "cuda":
-        raise InputError("amp=fp16 needs a CUDA device; on the CPU use amp=bf16")
+        raise InputError("device.amp=fp16 needs a CUDA device; on the CPU use device.amp=bf16")
     return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)

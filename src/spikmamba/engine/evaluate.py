@@ -130,12 +130,12 @@ def run_test(checkpoint: str, config_file: str | None = None, overrides: list[st
     if cfg.data_name != "synth" and not cfg.test_root:
         if not cfg.val_fraction > 0:
             raise InputError(f"the config of {checkpoint} has no test set and no validation split: pass "
-                             f"test_root=<folder> (see `spikmamba datasets {cfg.data_name}`)")
+                             f"data.test_root=<folder> (see `spikmamba datasets {cfg.data_name}`)")
         data = load_data(cfg)
         view, classes, rep, split = data.val, data.classes, data.representation, "validation"
-        notes.append(f"the run's config has no test set (test_root): evaluated on its validation split instead "
-                     f"({len(view)} samples held out of training by val_fraction={cfg.val_fraction:g}, seed "
-                     f"{cfg.seed}); pass test_root=<folder> for a test set")
+        notes.append(f"the run's config has no test set (data.test_root): evaluated on its validation split instead "
+                     f"({len(view)} samples held out of training by data.val_fraction={cfg.val_fraction:g}, seed "
+                     f"{cfg.seed}); pass data.test_root=<folder> for a test set")
     else:
         try:
             view, classes, rep = eval_view(cfg, "test")
@@ -143,9 +143,9 @@ def run_test(checkpoint: str, config_file: str | None = None, overrides: list[st
             same = cfg.test_root and cfg.data_root and Path(cfg.test_root).resolve() == Path(cfg.data_root).resolve()
             if not same:
                 raise
-            raise InputError(f"test_root is the training folder ({cfg.data_root}), which holds no test split:\n{err}\n"
-                             f"Give test_root a test set's folder, or leave it out: without a test set, `spikmamba "
-                             f"test` evaluates the run's validation split") from None
+            raise InputError(f"data.test_root is the training folder ({cfg.data_root}), which holds no test "
+                             f"split:\n{err}\nGive data.test_root a test set's folder, or leave it out: without a "
+                             f"test set, `spikmamba test` evaluates the run's validation split") from None
         shared = overlap_with_training(cfg, view)
         if shared:
             notes.append(
@@ -154,7 +154,7 @@ def run_test(checkpoint: str, config_file: str | None = None, overrides: list[st
             )
     if list(classes) != list(ckpt["classes"]):
         raise InputError(f"the test set's classes {list(classes)[:5]}... differ from the checkpoint's "
-                         f"{list(ckpt['classes'])[:5]}...; point test_root at the same dataset")
+                         f"{list(ckpt['classes'])[:5]}...; point data.test_root at the same dataset")
     want = ckpt["geometry"]
     got = geometry_of(rep)
     if got != {k: int(want[k]) for k in got}:

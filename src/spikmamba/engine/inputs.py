@@ -94,7 +94,7 @@ def build_dataset(cfg: TrainConfig, split: str):
     if cfg.data_name == "synth":
         return SynthActions.from_config(cfg, split)
     if cfg.data_name not in DATASETS:
-        raise InputError(f"unknown data_name {cfg.data_name!r}; choose 'synth' or one of {', '.join(DATASETS)}")
+        raise InputError(f"unknown data.name {cfg.data_name!r}; choose 'synth' or one of {', '.join(DATASETS)}")
     return DATASETS[cfg.data_name].from_config(cfg, split)
 
 
@@ -204,7 +204,7 @@ def load_data(cfg: TrainConfig, progress: bool = False, env: D.DistEnv | None = 
     test_eval = pipelines(cfg, test_base).eval if test_base is not None else None
     if test_base is not None and list(test_base.classes) != list(base.classes):
         raise InputError(f"the test set's classes {list(test_base.classes)[:5]}... differ from the training set's "
-                         f"{list(base.classes)[:5]}...; point test_root at the same dataset")
+                         f"{list(base.classes)[:5]}...; point data.test_root at the same dataset")
     train_ds, eval_ds = pipes.train, pipes.eval
     in_memory = cfg.data_name == "synth" and not getattr(train_ds, "transform", None)
     if in_memory:  # generated clips: made once, in parallel, kept as tensors (see the module docstring)

@@ -40,5 +40,5 @@ def build_model(cfg: TrainConfig, num_classes: int, in_chans: int = 2, img_size:
     try:
         return build_from_config(spec, initial_weights=pretrained)
     except TypeError as err:  # an override the model does not take
-        raise UnknownModelArgument(f"model {cfg.model!r} does not take these arguments: {err}; check model_overrides "
+        raise UnknownModelArgument(f"model {cfg.model!r} does not take these arguments: {err}; check model.overrides "
                                    f"{dict(cfg.model_overrides)!r} (see the factory's docstring)") from None

@@ -167,7 +167,7 @@ class RunLock:
             if host != socket.gethostname() or _alive(pid):
                 raise RunDirBusy(
                     f"{self.path.parent} is being written by process {pid} on {host} (since {started}); "
-                    f"wait for it to finish, or give this run another out_dir. If that process is gone "
+                    f"wait for it to finish, or give this run another run.out_dir. If that process is gone "
                     f"(another machine's run that crashed), delete {self.path}")
             self.note = f"took over {self.path} left by process {pid} (no longer running; started {started})"
             self.path.unlink(missing_ok=True)

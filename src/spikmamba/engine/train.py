@@ -87,7 +87,7 @@ def _claim_run_folder(cfg: TrainConfig, resume: str | None, ckpt: dict | None, e
         print(f"overwrite=true: removed {', '.join(lock.removed)} of the previous run in {out}", file=sys.stderr)
     elif resume is None and lock.folder != out:
         print(f"{out} holds another run ({', '.join(holds_run(out))}); this run writes to {lock.folder} "
-              f"(set out_dir=<folder>, or overwrite=true to replace that run)", file=sys.stderr)
+              f"(set run.out_dir=<folder>, or run.overwrite=true to replace that run)", file=sys.stderr)
     return lock
 
 

@@ -190,15 +190,15 @@ class Trainer:
         if s.batch > self.steps_per_epoch or s.step != s.epoch * self.steps_per_epoch + s.batch:
             raise CheckpointError(
                 f"{resume}: field 'progress' (epoch {s.epoch}, batch {s.batch}, step {s.step}) does not fit this data "
-                f"({self.steps_per_epoch} steps per epoch): the checkpoint belongs to another dataset or batch_size, "
-                f"or is damaged")
+                f"({self.steps_per_epoch} steps per epoch): the checkpoint belongs to another dataset or "
+                f"data.batch_size, or is damaged")
         try:
             set_rng_state(ckpt["rng"], self.env)
         except Exception as err:
             raise CheckpointError(f"{resume}: field 'rng' cannot be restored ({type(err).__name__}: {err})") from None
         if self.ema is not None:
             if "train_model" not in ckpt:
-                raise CheckpointError(f"{resume} was trained without ema_decay; resume with ema_decay=0")
+                raise CheckpointError(f"{resume} was trained without optim.ema_decay; resume with optim.ema_decay=0")
             self.ema.load_state_dict(ckpt["model"])
         if self.main:
             s = self.state
@@ -364,8 +364,8 @@ class Trainer:
             if state.nonfinite_steps > cfg.skip_nonfinite:
                 raise NonFiniteLoss(
                     f"non-finite loss or gradient at {where}; weights were not updated with it. "
-                    f"Last good checkpoint: {self.last_written}. Lower lr, set clip_grad, check the input "
-                    f"data, or allow skipping such steps with skip_nonfinite=<count>")
+                    f"Last good checkpoint: {self.last_written}. Lower optim.lr, set optim.clip_grad, check the input "
+                    f"data, or allow skipping such steps with optim.skip_nonfinite=<count>")
             self.opt.zero_grad(set_to_none=True)
             if self.scaler.is_enabled() and grad_norm is None:
                 self.scaler.unscale_(self.opt)  # the scaler's update() needs this step's inf check
@@ -428,9 +428,9 @@ class Trainer:
         if s.samples_skipped and s.samples_skipped > cfg.max_skipped_fraction * max(s.samples_read, 1):
             raise TooManySkipped(
                 f"{s.samples_skipped} of {s.samples_read} training samples read so far could not be read "
-                f"({s.samples_skipped / max(s.samples_read, 1):.1%}, above max_skipped_fraction="
+                f"({s.samples_skipped / max(s.samples_read, 1):.1%}, above data.max_skipped_fraction="
                 f"{cfg.max_skipped_fraction}); they are listed in {self.out / 'skipped.csv'}. Fix or remove them, or "
-                f"raise max_skipped_fraction; {self.out / 'last.pt'} holds the run so far")
+                f"raise data.max_skipped_fraction; {self.out / 'last.pt'} holds the run so far")
 
     # ---- the end ----
     def _finish(self) -> dict:
