@@ -59,6 +59,7 @@ def test_a_saved_config_is_in_sections_and_loads_back_equal(tmp_path):
     assert load_config(tmp_path / "c.yaml") == cfg
 
 
+@pytest.mark.slow  # a 3-epoch training run
 def test_train_end_to_end_writes_a_loadable_checkpoint(tmp_path):
     cfg = TrainConfig(
         num_train=60,
@@ -132,6 +133,7 @@ def test_config_files_in_repo_load(tmp_path):
         assert cfg.data_name == "synth" or cfg.data_name in DATASETS, f
 
 
+@pytest.mark.slow  # 4 epochs on real recordings
 def test_few_epochs_on_100_real_nmnist_samples_beat_chance_on_unseen_samples(shared_data, tmp_path):
     # 4 epochs (80 steps) of spikmamba_tiny_sps reach 25.5% on 200 unseen samples here. Chance is
     # 10%, and a one-class predictor scores about that; P(>= 30/200 correct | p = 0.1) is about 0.01.
