@@ -147,6 +147,15 @@ def _seg_offsets(b, d, n, Dm, N, n_seg):
 
 
 @triton.jit
+def _store_summary(a_ptr, h_ptr, b, d, n, dm, nm, Dm, N, n_seg, dt_sum, A3, state):
+    """A segment's summary: its decay over the whole segment, ``exp(A * sum(delta))``, and ``state``."""
+    o = _seg_offsets(b, d, n, Dm, N, n_seg)
+    m_dn = dm[:, None] & nm[None, :]
+    tl.store(a_ptr + o, tl.exp(dt_sum[:, None] * tl.sum(A3, axis=1)), mask=m_dn)
+    tl.store(h_ptr + o, state, mask=m_dn)
+
+
+@triton.jit
 def _scan_fwd_summary(u_ptr, dl_ptr, A_ptr, B_ptr, bias_ptr, a_ptr, h_ptr, Dm, L, N, n_chunks, dpg, tps, n_seg,
                       sBb, sBg, sBd, sBn, sBt, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, CHUNK: tl.constexpr,
                       BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr):
@@ -166,10 +175,7 @@ def _scan_fwd_summary(u_ptr, dl_ptr, A_ptr, B_ptr, bias_ptr, a_ptr, h_ptr, Dm, L
         P, h = tl.associative_scan((dA, bx), axis=1, combine_fn=_linear_combine)
         x = _last(h + P * x[:, None, :], tt, CHUNK)
         dt_sum += tl.sum(dt, axis=1)
-    o = _seg_offsets(b, d, n, Dm, N, n_seg)
-    m_dn = dm[:, None] & nm[None, :]
-    tl.store(a_ptr + o, tl.exp(dt_sum[:, None] * tl.sum(A3, axis=1)), mask=m_dn)
-    tl.store(h_ptr + o, x, mask=m_dn)
+    _store_summary(a_ptr, h_ptr, b, d, n, dm, nm, Dm, N, n_seg, dt_sum, A3, x)
 
 
 @triton.jit
@@ -279,10 +285,7 @@ def _scan_bwd_summary(dl_ptr, A_ptr, C_ptr, z_ptr, bias_ptr, gout_ptr, a_ptr, h_
         dt_next, Q, g = _adjoint(dl_ptr, bias, row, t, dm, L, A3, gy, C3, SOFTPLUS)
         R = _first(g + Q * R[:, None, :], tt)
         dt_sum += tl.sum(dt_next, axis=1)
-    o = _seg_offsets(b, d, n, Dm, N, n_seg)
-    m_dn = dm[:, None] & nm[None, :]
-    tl.store(a_ptr + o, tl.exp(dt_sum[:, None] * tl.sum(A3, axis=1)), mask=m_dn)
-    tl.store(h_ptr + o, R, mask=m_dn)
+    _store_summary(a_ptr, h_ptr, b, d, n, dm, nm, Dm, N, n_seg, dt_sum, A3, R)
 
 
 @triton.jit
