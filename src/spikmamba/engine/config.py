@@ -246,6 +246,18 @@ class TrainConfig:
         key="device.amp",
     )
     device: str = _opt("auto", "'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'", key="device.name")
+    compile: bool = _opt(
+        False,
+        "compile the model with torch.compile for training and evaluation (the first steps take longer while it "
+        "compiles; `spikmamba bench model-train-step-compiled` measures what it gains here)",
+        key="device.compile",
+    )
+    compile_mode: str = _opt(
+        "default",
+        "torch.compile's mode, with device.compile",
+        ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+        key="device.compile_mode",
+    )
     seed: int = _opt(
         0,
         "seed of data generation, initialisation, shuffling and augmentation",

@@ -15,7 +15,7 @@ def resolve_device(name: str, env: D.DistEnv | None = None) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise InputError(f"device={name!r} but CUDA is not available here; use device=cpu")
+            raise InputError(f"device.name={name!r} but CUDA is not available here; use device.name=cpu")
         if name == "cuda" and env is not None and env.enabled:
             name = f"cuda:{env.local_rank}"
     return torch.device(name)

@@ -32,14 +32,23 @@ class DistEnv:
         return self.rank == 0
 
 
+#: the process group's backend per device: on CUDA, NCCL takes the gradients and the global
+#: BatchNorm's statistics (device tensors), gloo the small bookkeeping the loop keeps on the CPU
+#: (sample counts, metrics, the confusion matrix). NCCL alone refuses CPU tensors.
+BACKENDS = {"cuda": "cpu:gloo,cuda:nccl", "cpu": "gloo"}
+
+
 def init(device_type: str) -> DistEnv:
     """Join the process group torchrun describes; a single process when not launched by torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistEnv()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
-    return DistEnv(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+        if device_type == "cuda":
+            torch.cuda.set_device(local_rank)  # before NCCL makes its communicators
+        dist.init_process_group(BACKENDS.get(device_type, "gloo"))
+    return DistEnv(dist.get_rank(), dist.get_world_size(), local_rank)
 
 
 def shutdown(env: DistEnv) -> None:
@@ -55,9 +64,28 @@ def shard(idx: torch.Tensor, env: DistEnv) -> torch.Tensor:
     return idx.tensor_split(env.world_size)[env.rank] if env.enabled else idx
 
 
+def group_devices() -> set[str]:
+    """The device types the default process group has a backend for (``cpu:gloo,cuda:nccl`` ->
+    {cpu, cuda}; a bare ``nccl`` -> {cuda})."""
+    config = str(dist.get_backend_config())
+    if ":" not in config:  # one backend for every device it supports
+        return {"cuda"} if config == "nccl" else {"cpu"} if config == "gloo" else {"cpu", "cuda"}
+    return {part.split(":")[0] for part in config.split(",")}
+
+
+def check_device(t: torch.Tensor) -> torch.Tensor:
+    """A collective's tensor must be on a device the group has a backend for: NCCL handed a CPU
+    tensor fails only on a multi-GPU machine, so every collective of ours checks it everywhere."""
+    devices = group_devices()
+    if t.device.type not in devices:
+        raise RuntimeError(f"a collective got a {t.device.type} tensor, but the process group "
+                           f"({dist.get_backend_config()}) has a backend for {sorted(devices)} only")
+    return t
+
+
 def all_reduce_sum(t: torch.Tensor, env: DistEnv) -> torch.Tensor:
     if env.enabled:
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        dist.all_reduce(check_device(t), op=dist.ReduceOp.SUM)
     return t
 
 
@@ -73,13 +101,13 @@ class _AllReduceSum(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         y = x.clone()
-        dist.all_reduce(y, op=dist.ReduceOp.SUM)
+        dist.all_reduce(check_device(y), op=dist.ReduceOp.SUM)
         return y
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         grad = grad.clone()
-        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        dist.all_reduce(check_device(grad), op=dist.ReduceOp.SUM)
         return grad
 
 

@@ -33,14 +33,17 @@ from .device import autocast, resolve_device  # noqa: F401  (re-exported: the en
 from .evaluate import evaluate  # noqa: F401
 from .inputs import load_data
 from .run_dir import RunDirBusy, claim_run_dir, holds_run
+from .task import ClassificationTask, Task  # noqa: F401  (ClassificationTask: re-exported)
 from .trainer import Interrupted, NonFiniteLoss, TooManySkipped, Trainer, lr_factor, make_optimizer, param_groups  # noqa: F401
 
 
-def train(cfg: TrainConfig, resume: str | None = None) -> dict:
+def train(cfg: TrainConfig, resume: str | None = None, task: Task | None = None) -> dict:
     """Train ``cfg.model`` on ``cfg``'s data; returns a summary dict (also written to summary.json).
 
     With ``resume``, continue from that ``last.pt`` (its weights, optimizer, schedule, RNG and
-    position); ``cfg`` should be the checkpoint's config, possibly with changed ``epochs``."""
+    position); ``cfg`` should be the checkpoint's config, possibly with changed ``epochs``.
+    ``task``: what a step computes (:mod:`.task`; default: classification with ``cfg``'s label
+    smoothing)."""
     validate_config(cfg)
     ckpt = load_checkpoint(resume, resume=True) if resume else None
     device = resolve_device(cfg.device)
@@ -57,7 +60,7 @@ def train(cfg: TrainConfig, resume: str | None = None) -> dict:
         finished = False
         try:
             cfg = dataclasses.replace(cfg, out_dir=str(_shared_folder(lock, failure, env)))
-            summary = _train(cfg, ckpt, resume, device, env)
+            summary = _train(cfg, ckpt, resume, device, env, task)
             # rank 0 is still writing summary.json when the others finish: tearing the gloo group
             # down under it aborted a process now and then ("terminate called without an active
             # exception", SIGABRT); wait for every rank first
@@ -101,7 +104,7 @@ def _shared_folder(lock, failure: Exception | None, env: D.DistEnv) -> Path:
     return Path(choice[0])
 
 
-def _train(cfg, ckpt, resume, device, env) -> dict:
+def _train(cfg, ckpt, resume, device, env, task) -> dict:
     import random
     import time
 
@@ -110,7 +113,7 @@ def _train(cfg, ckpt, resume, device, env) -> dict:
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)
     data = load_data(cfg, progress=cfg.progress and env.is_main, env=env)
-    return Trainer(cfg, data, env, device, ckpt, resume, started).fit()
+    return Trainer(cfg, data, env, device, ckpt, resume, started, task).fit()
 
 
 def resume_config(path: str, overrides: list[str]) -> TrainConfig:

@@ -36,6 +36,7 @@ from .logs import RunLogger, save_training_curves
 from .model import build_model
 from .state import STATE_FORMAT, TrainState
 from .stop import Interrupted, StopFlag  # noqa: F401  (Interrupted: re-exported)
+from .task import ClassificationTask, Task
 
 
 class NonFiniteLoss(SpikmambaError, FloatingPointError):
@@ -114,8 +115,10 @@ class Trainer:
     """Trains ``cfg.model`` on ``data`` (see the module docstring); :meth:`fit` returns the summary."""
 
     def __init__(self, cfg: TrainConfig, data: Data, env: D.DistEnv, device: torch.device,
-                 ckpt: dict | None = None, resume: str | None = None, started: float | None = None):
+                 ckpt: dict | None = None, resume: str | None = None, started: float | None = None,
+                 task: Task | None = None):
         self.cfg, self.data, self.env, self.device = cfg, data, env, device
+        self.task = task if task is not None else ClassificationTask(cfg.label_smoothing)
         self.started = time.perf_counter() if started is None else started  # for the time to the first step
         self.first_step_s: float | None = None
         self.main = env.is_main
@@ -137,13 +140,16 @@ class Trainer:
             self.net = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[device.index] if device.type == "cuda" else None
             )
+        self.eval_net = self.model
+        if cfg.compile:  # the same weights: checkpoints keep saving self.model's plain state dict
+            self.net = torch.compile(self.net, mode=cfg.compile_mode)
+            self.eval_net = torch.compile(self.model, mode=cfg.compile_mode)
         self.opt = make_optimizer(cfg, self.model)
         self.ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.sampler = ShuffledBatches(len(data.train), cfg.batch_size, cfg.seed, env)
         self.steps_per_epoch = self.sampler.steps_per_epoch
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_factor(cfg, self.steps_per_epoch))
         self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
-        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing, reduction="sum")
         self.state = TrainState()
         self.last_written = f"{self.out / 'last.pt'} from the earlier run" if ckpt is not None else "none written yet"
         if ckpt is not None:
@@ -256,6 +262,10 @@ class Trainer:
             self.logger = RunLogger(self.out, cfg.tensorboard, resume_epoch=state.epoch if state.step else 0,
                                     quiet=not cfg.progress)
         self.bar = tqdm(total=self.steps_per_epoch, disable=not self.show, dynamic_ncols=True)  # reset every epoch
+        if self.show and (cfg.compile or self.device.type == "cuda"):
+            what = f"torch.compile (mode {cfg.compile_mode}) compiles the model" if cfg.compile else \
+                "the GPU kernels compile (Triton keeps them in its cache for later runs)"
+            tqdm.write(f"the first step takes longer: {what}")
         validated_at = -1
         try:
             with StopFlag(self.out if self.main else None) as stop:
@@ -342,17 +352,21 @@ class Trainer:
                 logits = self.net(xb.to(self.device, non_blocking=True))
                 # sum over this share / global batch, times world size: DDP's average then equals
                 # the mean loss over the global batch
-                loss = self.loss_fn(logits.float(), yb) * (env.world_size / n_global)
+                loss = self.task.loss(logits, yb) * (env.world_size / n_global)
             self.scaler.scale(loss).backward()
             if cfg.clip_grad > 0:
                 self.scaler.unscale_(self.opt)
                 grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
-            stats = torch.tensor([loss.item() * n_global / env.world_size, float((logits.argmax(1) == yb).sum()),
-                                  float(len(yb))], dtype=torch.float64)
+            # one device->host copy a step for the loss, the correct count and the gradient norm
+            # (each .item() would stall the device on its own)
+            norm = grad_norm.float() if grad_norm is not None else loss.new_zeros(())
+            right = self.task.correct(logits, yb).float()
+            here = torch.stack([loss.detach().float(), right, norm]).cpu().double()
+            stats = torch.stack([here[0] * n_global / env.world_size, here[1], here.new_tensor(len(yb))])
             D.all_reduce_sum(stats, env)  # before the step: a non-finite loss on any rank stops all of them
             # fp16's grad scaler skips overflowing steps itself; otherwise an inf/NaN gradient is bad too
             finite = math.isfinite(stats[0].item()) and (
-                grad_norm is None or cfg.amp == "fp16" or math.isfinite(grad_norm.item()))
+                grad_norm is None or cfg.amp == "fp16" or math.isfinite(here[2].item()))
         if n_global and finite:
             self.scaler.step(self.opt)
             if self.ema is not None:
@@ -387,7 +401,7 @@ class Trainer:
 
     def _validate(self, record: dict) -> None:
         with self._evaluation_weights():
-            r = evaluate(self.model, self.val_loader, len(self.classes), self.env, self.device, self.cfg.amp)
+            r = evaluate(self.eval_net, self.val_loader, len(self.classes), self.env, self.device, self.cfg.amp)
         self.skipped_here += [(self.state.epoch, "val", s.source, s.reason) for s in r.skipped] if self.main else []
         record.update(val_acc=r.top1, val_top5=r.topk_acc, val_samples=r.metrics.count)
         if r.top1 > self.state.best_val_acc:
@@ -452,7 +466,7 @@ class Trainer:
                            best_val_acc=state.best_val_acc, best_epoch=state.best_epoch)
         if self.test_loader is not None:  # the final model: a test set never selects anything
             with self._evaluation_weights():
-                r: EvalResult = evaluate(self.model, self.test_loader, len(self.classes), env, self.device, cfg.amp,
+                r: EvalResult = evaluate(self.eval_net, self.test_loader, len(self.classes), env, self.device, cfg.amp,
                                          groups=self.data.test.groups, progress=self.show)
             if r.per_group is not None:  # clip-level (as published code measures) and video-level
                 summary.update(test_video_acc=r.per_group.top1, test_video_top5=r.per_group.topk_acc)
