@@ -72,3 +72,19 @@ def test_every_collective_of_a_training_run_is_checked(one_process_group, monkey
     monkeypatch.setattr(dist, "get_backend_config", lambda group=None: "nccl")
     with pytest.raises(RuntimeError, match="a collective got a cpu tensor"):
         train(TrainConfig(**TINY, out_dir=str(tmp_path / "nccl")))
+
+
+def test_default_workers_feed_a_gpu_with_every_spare_cpu_and_leave_a_cpu_model_its_cores(monkeypatch):
+    from spikmamba import threads
+    from spikmamba.engine.loader import CPU_MODEL_MAX_WORKERS, default_num_workers
+
+    monkeypatch.setattr(threads, "usable_cpus", lambda: 16)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert default_num_workers(False, device=torch.device("cuda")) == 15  # was capped at 4 on the H200 host
+    assert default_num_workers(False, device="cpu") == CPU_MODEL_MAX_WORKERS
+    assert default_num_workers(True, device="cuda") == 0  # data in memory: nothing to read
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two GPUs' processes share the CPUs
+    assert default_num_workers(False, D.DistEnv(0, 2, 0), device="cuda") == 7
+    monkeypatch.setattr(threads, "usable_cpus", lambda: 2)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
+    assert default_num_workers(False, device="cpu") == default_num_workers(False, device="cuda") == 1

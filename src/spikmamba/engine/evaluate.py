@@ -164,7 +164,7 @@ def run_test(checkpoint: str, config_file: str | None = None, overrides: list[st
     model.to(device)
     from .loader import default_num_workers
 
-    workers = cfg.num_workers if cfg.num_workers >= 0 else default_num_workers(cfg.data_name == "synth")
+    workers = cfg.num_workers if cfg.num_workers >= 0 else default_num_workers(cfg.data_name == "synth", device=device)
     loader = make_loader(view, SequentialBatches(len(view), cfg.batch_size), workers, device)
     result_ = evaluate(model, loader, len(classes), device=device, amp=cfg.amp, progress=progress, groups=view.groups)
     metrics, per_video = result_.metrics, result_.per_group

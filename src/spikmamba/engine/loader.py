@@ -206,10 +206,17 @@ def make_loader(view: SampleView, batch_sampler: Sampler, num_workers: int, devi
                       pin_memory=device is not None and device.type == "cuda", worker_init_fn=_worker_init)
 
 
-def default_num_workers(in_memory: bool, env: D.DistEnv | None = None) -> int:
+#: with the model on the CPU, workers take cores from its own threads, so their number stays
+#: small. 4 is a judgement, not a measurement: the development machine has 2 cores, where the
+#: share (1) is below it; measure on a larger CPU before changing it
+CPU_MODEL_MAX_WORKERS = 4
+
+
+def default_num_workers(in_memory: bool, env: D.DistEnv | None = None, device="cpu") -> int:
     """Workers per process when ``num_workers=-1``: none for data already in memory; else the CPUs
-    this process may use, shared among the processes on this machine, less one for the training
-    threads, at most 4 (measured in benchmarks/RESULTS.md)."""
+    this process may use, shared among the processes on this machine, less one for the process
+    itself. With the model on the CPU at most :data:`CPU_MODEL_MAX_WORKERS` (its threads need the
+    rest); with the model on a GPU no cap, since the CPUs have nothing else to do than feed it."""
     import os
 
     from ..threads import usable_cpus
@@ -218,4 +225,5 @@ def default_num_workers(in_memory: bool, env: D.DistEnv | None = None) -> int:
         return 0
     env = env or D.DistEnv()
     local = max(1, min(int(os.environ.get("LOCAL_WORLD_SIZE", env.world_size)), usable_cpus()))
-    return max(0, min(4, usable_cpus() // local - 1))
+    share = max(0, usable_cpus() // local - 1)
+    return share if getattr(device, "type", device) == "cuda" else min(CPU_MODEL_MAX_WORKERS, share)

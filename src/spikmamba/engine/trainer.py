@@ -154,7 +154,7 @@ class Trainer:
         self.last_written = f"{self.out / 'last.pt'} from the earlier run" if ckpt is not None else "none written yet"
         if ckpt is not None:
             self._restore(ckpt, resume)
-        workers = cfg.num_workers if cfg.num_workers >= 0 else default_num_workers(data.in_memory, env)
+        workers = cfg.num_workers if cfg.num_workers >= 0 else default_num_workers(data.in_memory, env, device)
         self.num_workers = workers
         self.train_loader = make_loader(data.train, self.sampler, workers, device)
         eval_loader = lambda view, limit: make_loader(  # noqa: E731
