@@ -396,3 +396,36 @@ def test_skip_nonfinite_skips_exactly_that_many_steps(tmp_path, monkeypatch):
     built = _nan_model(monkeypatch, {2, 4, 6})
     with pytest.raises(FloatingPointError, match="global step 6"):
         train(tiny_cfg(tmp_path / "again", skip_nonfinite=2))
+
+
+class _Killed(BaseException):
+    """The process dying at a given point (nothing after it runs, unlike an exception handled)."""
+
+
+def test_an_epoch_checkpointed_just_before_a_kill_keeps_its_log_row(tmp_path, monkeypatch):
+    # last.pt of epoch 2 is written, then the process dies before epoch 2's CSV row: the resumed
+    # run's log.csv must still list every epoch once (it is rebuilt from the checkpoint's history)
+    from spikmamba.engine import logs
+
+    cfg = tiny_cfg(tmp_path, epochs=4)
+    real_log = logs.RunLogger.log
+
+    def dying_log(self, record):
+        if record["epoch"] == 2:
+            raise _Killed
+        real_log(self, record)
+
+    monkeypatch.setattr(logs.RunLogger, "log", dying_log)
+    with pytest.raises(_Killed):
+        train(cfg)
+    assert load_checkpoint(tmp_path / "last.pt")["progress"]["epoch"] == 2
+    with open(tmp_path / "log.csv") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1]  # the row the kill took
+    monkeypatch.setattr(logs.RunLogger, "log", real_log)
+    assert main(["train", "--resume", str(tmp_path / "last.pt")]) == 0
+    summary_rows = json.loads((tmp_path / "summary.json").read_text())["history"]
+    with open(tmp_path / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    for row, record in zip(rows, summary_rows):
+        assert float(row["train_loss"]) == pytest.approx(record["train_loss"], rel=1e-12)

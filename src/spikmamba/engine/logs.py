@@ -1,7 +1,8 @@
 """Per-epoch logs: ``log.csv`` (always) and TensorBoard scalars (when ``tensorboard`` is installed).
 
-On resume the CSV keeps only the epochs the checkpoint has seen, so an epoch that ran after the
-last checkpoint and is run again does not appear twice.
+On resume the CSV is written anew from the checkpoint's own history: an epoch that ran after the
+last checkpoint and is run again does not appear twice, and an epoch whose checkpoint was written
+just before the process was killed (and whose CSV row was not) is not lost.
 """
 from __future__ import annotations
 
@@ -24,16 +25,13 @@ COLUMNS = (
 
 
 class RunLogger:
-    def __init__(self, out_dir: str | Path, tensorboard: bool = True, resume_epoch: int = 0, quiet: bool = False):
+    def __init__(self, out_dir: str | Path, tensorboard: bool = True, resume_epoch: int = 0, quiet: bool = False,
+                 history: list[dict] = ()):
+        """``history``: the per-epoch records of the checkpoint a run resumes from (its CSV rows)."""
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.csv_path = self.out / "log.csv"
-        kept = []
-        if resume_epoch and self.csv_path.exists():
-            with open(self.csv_path, newline="") as f:
-                kept = [
-                    r for r in csv.DictReader(f) if r.get("epoch", "").isdigit() and int(r["epoch"]) <= resume_epoch
-                ]
+        kept = [r for r in history if r["epoch"] <= resume_epoch] if resume_epoch else []
         with open(self.csv_path, "w", newline="") as f:
             w = csv.DictWriter(f, COLUMNS)
             w.writeheader()

@@ -260,7 +260,7 @@ class Trainer:
 
             save_config(cfg, self.out / "config.yaml")
             self.logger = RunLogger(self.out, cfg.tensorboard, resume_epoch=state.epoch if state.step else 0,
-                                    quiet=not cfg.progress)
+                                    quiet=not cfg.progress, history=state.history)
         self.bar = tqdm(total=self.steps_per_epoch, disable=not self.show, dynamic_ncols=True)  # reset every epoch
         if self.show and (cfg.compile or self.device.type == "cuda"):
             what = f"torch.compile (mode {cfg.compile_mode}) compiles the model" if cfg.compile else \
