@@ -20,8 +20,10 @@ loader-alone part on 200 recordings, for quick checks.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -204,7 +206,64 @@ def _loader_setup(quick: bool):
                       "loader, 0 workers": lambda: loader_throughput(root, "frames", 0, None, n)}}
 
 
-BENCHMARKS = {"loader": _loader_setup}
+def e2e_steps(root: Path, out: Path, kind: str, size: int, frames: int, model: str = "spikmamba_tiny_sps",
+              batch_size: int = 16, device: str = "cpu", amp: str = "none"):
+    """``(trainer, from_files, from_memory)``: one optimizer step of ``spikmamba train``'s own loop
+    (its Trainer, loader and workers) on the recordings in ``root``, and the same step on one batch
+    kept in memory. Their time ratio is the fraction of the model's own rate that the data path
+    delivers (issue 30's target: 0.9). Also used by gpu_check.py on a GPU."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    import torch
+    from tqdm import tqdm
+
+    from spikmamba.engine.config import TrainConfig
+    from spikmamba.engine.distributed import DistEnv
+    from spikmamba.engine.inputs import load_data
+    from spikmamba.engine.trainer import Trainer
+
+    cfg = dataclasses.replace(TrainConfig(), model=model, data_name="nmnist", data_root=str(root), resolution=size,
+                              frames=frames, representation=kind, allow_outside_root=True, out_dir=str(out),
+                              progress=False, tensorboard=False, device=device, amp=amp, batch_size=batch_size,
+                              epochs=1000)
+    trainer = Trainer(cfg, load_data(cfg), DistEnv(), torch.device(device))
+    trainer.bar = tqdm(disable=True)  # fit() makes it; these steps run outside fit
+    stop = SimpleNamespace(raised=False, raised_everywhere=False)
+    batches = iter(trainer.train_loader)
+    fixed = next(batches)
+
+    def from_files():
+        nonlocal batches
+        try:
+            batch = next(batches)
+        except StopIteration:  # the loader's epoch is over: the next one, as training does
+            batches = iter(trainer.train_loader)
+            batch = next(batches)
+        trainer._step(batch, stop)
+
+    return trainer, from_files, lambda: trainer._step(fixed, stop)
+
+
+def _train_e2e(kind: str):
+    def setup(quick: bool):
+        from spikmamba.threads import usable_cpus
+
+        n, size, T = (32, 32, 4) if quick else (400, 128, 16)
+        folder = Path(tempfile.mkdtemp(prefix="spikmamba-e2e-"))
+        atexit.register(shutil.rmtree, folder, True)
+        real = (SHARED / "labels.txt").is_file()
+        root = build_folder(n, folder / "data") if real else synthetic_folder(n, folder / "data")
+        trainer, from_files, from_memory = e2e_steps(root, folder / "run", kind, size, T)
+        what = "real N-MNIST recordings" if real else "N-MNIST-like random recordings"
+        return {"what": f"a train step of spikmamba_tiny_sps, batch 16 of {kind} {T}x{size}x{size}, from {n} {what} "
+                        f"({trainer.num_workers} loader workers, {usable_cpus()} CPUs) vs from memory",
+                "impls": {"from event files (spikmamba train's loop)": from_files,
+                          "from memory (the model's own rate)": from_memory}}
+    return setup
+
+
+BENCHMARKS = {"loader": _loader_setup, "train-e2e-frames": _train_e2e("frames"), "train-e2e-afe": _train_e2e("afe")}
 
 if __name__ == "__main__":
     main()

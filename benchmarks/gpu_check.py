@@ -247,6 +247,40 @@ def compiled_train_step(results: dict, size: str):
         empty_cache()
 
 
+def train_from_files(results: dict, size: str):
+    """``spikmamba train``'s own loop (Trainer, loader, workers) on N-MNIST recordings read from
+    files, against the same step on a batch kept in memory (issue 30: the data path should
+    deliver >= 90% of the model's rate), for frames and AFE, bf16. The folder links the shared
+    recordings over and over (20,000 at full size); without them, random recordings."""
+    import atexit
+    import shutil
+    import sys
+    import tempfile
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_data import SHARED, build_folder, e2e_steps, synthetic_folder
+
+    n, res, frames, batch, model = {"smoke": (8, 16, 2, 4, "spikmamba_tiny_sps"),
+                                    "quick": (2_000, 128, 16, 8, "spikmamba_bissm_bisla_t16"),
+                                    "full": (20_000, 128, 16, 32, "spikmamba_bissm_bisla_t16")}[size]
+    work = Path(tempfile.mkdtemp(prefix="gpu-check-e2e-"))
+    atexit.register(shutil.rmtree, work, True)
+    real = (SHARED / "labels.txt").is_file()
+    root = build_folder(n, work / "data") if real else synthetic_folder(min(n, 64), work / "data")
+    results["from_files"] = {"recordings": n if real else min(n, 64), "real": real, "model": model,
+                             "input": f"batch {batch}, {frames} x {res} x {res}"}
+    for kind in ("frames", "afe"):
+        trainer, from_files, from_memory = e2e_steps(root, work / f"run-{kind}", kind, res, frames, model=model,
+                                                     batch_size=batch, device=DEV, amp="bf16")
+        files_s = cuda_time(from_files, repeats=20 if size != "smoke" else 2, warmup=3, budget_s=60)
+        memory_s = cuda_time(from_memory, repeats=10 if size != "smoke" else 2, warmup=1, budget_s=30)
+        results["from_files"][kind] = {"workers": trainer.num_workers, "files_samples_per_s": batch / files_s,
+                                       "memory_samples_per_s": batch / memory_s, "fraction": memory_s / files_s}
+        SAVE()
+        del trainer, from_files, from_memory
+        empty_cache()
+
+
 def half_kernels(results: dict, size: str):
     """The Triton scan and LIF in bf16 beside their fp32 figures (same shapes)."""
     from spikmamba.nn.lif_op import multistep_lif_triton
@@ -386,6 +420,14 @@ def table(r: dict) -> str:
         rows += [f"| {k} | {v['eager_ms']:.1f} | {v['compiled_ms']:.1f} | {v['eager_samples_per_s']:.1f} | "
                  f"{v['compiled_samples_per_s']:.1f} | {v['compile_s']:.0f} | {v['eager_peak_gib']:.2f} / "
                  f"{v['compiled_peak_gib']:.2f} |" for k, v in r["compile"].items()]
+    if r.get("from_files"):
+        ff = r["from_files"]
+        rows += ["", f"Training from event files ({ff['recordings']} {'real N-MNIST' if ff['real'] else 'random'} "
+                 f"recordings), {ff['model']}, {ff['input']}, bf16, against the same step from memory:", "",
+                 "| representation | loader workers | from files, samples/s | from memory, samples/s | fraction |",
+                 "|---|---|---|---|---|"]
+        rows += [f"| {k} | {v['workers']} | {v['files_samples_per_s']:.1f} | {v['memory_samples_per_s']:.1f} | "
+                 f"{v['fraction'] * 100:.0f}% |" for k, v in ff.items() if isinstance(v, dict)]
     for part, err in r.get("errors", {}).items():
         rows.append(f"\n**{part} failed**: {err}")
     return "\n".join(rows)
@@ -423,7 +465,8 @@ def main() -> int:
         (out / "gpu_check.md").write_text(table(r) + "\n")
 
     SAVE = save
-    for part in (time_scans, time_lif, half_kernels, train_step, compiled_train_step, sweep_launch):
+    for part in (time_scans, time_lif, half_kernels, train_step, compiled_train_step, train_from_files,
+                 sweep_launch):
         started = time.perf_counter()
         try:
             part(r, size)
