@@ -181,9 +181,9 @@ def _train_setup(size: str, precision: str):
     small = {"img_size": 16, "patch_size": 4, "num_frames": 2} if size == "smoke" else {}
     torch.manual_seed(0)
     model = create_model("spikmamba_bissm_bisla_t16", **small).to(DEV).train()
-    cfg = {**model.default_cfg["input"], **({"frames": 2, "size": 16} if small else {})}
-    x = torch.rand(batch, cfg["frames"], cfg["channels"], cfg["size"], cfg["size"], device=DEV)
-    y = torch.randint(0, model.default_cfg["num_classes"], (batch,), device=DEV)
+    inp = model.model_cfg.input  # the arguments it was built with: shrunk at --smoke
+    x = torch.rand(batch, inp.frames, inp.channels, inp.size, inp.size, device=DEV)
+    y = torch.randint(0, model.model_cfg.num_classes, (batch,), device=DEV)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def step(forward=model):

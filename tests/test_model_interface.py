@@ -34,7 +34,8 @@ def small(name):
 @pytest.mark.parametrize("name", list_models())
 def test_every_model_answers_the_one_interface(name):
     cfg = default_cfg(name)
-    assert {"channels", "frames", "size", "representation", "normalisation"} <= set(cfg["input"]), name
+    assert cfg.name == name and cfg.input.channels > 0 and cfg.input.frames > 0 and cfg.input.size, cfg
+    assert cfg.input.representation and cfg.input.normalisation and cfg.num_classes > 0, cfg
     m, x = small(name)
     m.eval()
     with torch.no_grad():
@@ -43,7 +44,8 @@ def test_every_model_answers_the_one_interface(name):
         pooled = m.forward_head(features, pre_logits=True)
         assert features.dim() >= 3 and pooled.shape[0] == 2 and pooled.dim() == 2  # unpooled, then pooled
         torch.testing.assert_close(m.forward_head(features), logits)
-    assert logits.shape == (2, 5) and m.default_cfg["input"]["representation"] == cfg["input"]["representation"]
+    assert logits.shape == (2, 5) and m.model_cfg.input.representation == cfg.input.representation
+    assert m.model_cfg.num_classes == 5 and m.model_cfg.weights is None  # what it was built with, random weights
 
 
 def test_no_module_under_models_or_nn_imports_the_engine():
@@ -69,6 +71,11 @@ def test_a_weights_folder_round_trips_and_names_what_is_wrong(tmp_path):
         torch.testing.assert_close(loaded(x), m(x), rtol=0, atol=0)
         torch.testing.assert_close(again.eval()(x), m(x), rtol=0, atol=0)
     assert cfg["classes"] == list("abcde")
+    typed = loaded.model_cfg  # one typed description: the input as built, the classes, the source
+    assert (typed.input.size, typed.input.frames, typed.input.channels, typed.num_classes) == (16, 2, 2, 5)
+    assert typed.classes == tuple("abcde") and typed.weights == str(folder) and typed.record["kwargs"]["img_size"] == 16
+    assert again.model_cfg == typed and default_cfg("spikmamba_tiny_sps").input.size == 64  # the defaults stay
+    assert json.loads(json.dumps(typed.to_dict()))["input"]["representation"] == "frames"
     # an unknown model, tensors that do not fit, a truncated file: each named
     bad = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**bad, "model": "no_such_model"}))

@@ -22,7 +22,8 @@ def test_every_shipped_model_is_small_documented_and_loads():
         cfg = json.loads((d / "config.json").read_text())
         assert cfg["classes"] and cfg["representation"], d.name
         model = create_model(d.name)  # "name.tag"
-        assert model.pretrained_cfg["model"] == d.name.split(".")[0]
+        assert model.model_cfg.record["model"] == d.name.split(".")[0] and model.model_cfg.weights.endswith(d.name)
+        assert model.model_cfg.classes == tuple(cfg["classes"]) and model.model_cfg.num_classes == len(cfg["classes"])
     assert pretrained_tags("spikmamba_tiny_sps") == ["nmnist", "synth"]
 
 
@@ -67,14 +68,14 @@ def test_a_shipped_name_is_not_shadowed_by_a_folder_of_the_tag_here(tmp_path, mo
 
     monkeypatch.chdir(tmp_path)
     shipped = _digest(create_model("spikmamba_tiny_sps.nmnist"))
-    cfg = dict(create_model("spikmamba_tiny_sps.nmnist").pretrained_cfg)
+    cfg = dict(create_model("spikmamba_tiny_sps.nmnist").model_cfg.record)
     torch.manual_seed(123)
     other = create_model("spikmamba_tiny_sps", **cfg["kwargs"])  # the same geometry, other (random) weights
     save_pretrained(other, tmp_path / "nmnist", {k: v for k, v in cfg.items() if k != "format"})
     assert main(["synth", "--out", "synth", "--count", "4"]) == 0
     capsys.readouterr()
     assert _same(_digest(create_model("spikmamba_tiny_sps.nmnist")), shipped)
-    assert create_model("spikmamba_tiny_sps.synth").pretrained_cfg["classes"]
+    assert create_model("spikmamba_tiny_sps.synth").model_cfg.classes
     assert main(["predict", "--model", "spikmamba_tiny_sps.synth", "synth", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)["predictions"]) == 4
     # a plain name that is both a shipped tag and a weights folder here is ambiguous: refused naming both

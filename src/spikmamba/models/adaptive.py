@@ -6,6 +6,8 @@ end; the backbone is built exactly as for fixed frames, with ``in_chans = C`` an
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 
@@ -16,9 +18,10 @@ class AdaptiveFrontEnd(nn.Module):
     def __init__(self, sampler: AdaptiveSampler, backbone: nn.Module):
         super().__init__()
         self.sampler, self.backbone = sampler, backbone
-        cfg = getattr(backbone, "default_cfg", {})
-        self.default_cfg = {**cfg, "input": {**cfg.get("input", {}), "representation": "adaptive",
-                                             "channels": sampler.in_chans}}
+        cfg = getattr(backbone, "model_cfg", None)  # None: a backbone built without the registry
+        if cfg is not None:
+            self.model_cfg = dataclasses.replace(cfg, input=dataclasses.replace(
+                cfg.input, representation="adaptive", channels=sampler.in_chans))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone.forward_features(self.sampler(x))

@@ -53,7 +53,7 @@ def create_model(name: str, pretrained=None, **overrides) -> nn.Module:
     if pretrained is False:  # the state comes from elsewhere: read no initial-weight file
         overrides = {k: v for k, v in overrides.items() if not k.endswith("_weights")}
     model = model_factory(name)(**overrides)
-    model.default_cfg = default_cfg(name)
+    model.model_cfg = default_cfg(name).built(model)
     return model
 
 
@@ -110,7 +110,7 @@ def load_folder(folder: str | os.PathLike, overrides: dict | None = None,
             raise WeightsError(f"{folder / WEIGHTS_FILE}: tensor {shown(k)} holds NaN or infinite values")
     model = build_from_config(build)
     load_state_checked(model, state, str(folder / WEIGHTS_FILE))
-    model.pretrained_cfg = cfg
+    model.model_cfg = model.model_cfg.with_weights(folder, cfg)
     return model.eval(), cfg
 
 

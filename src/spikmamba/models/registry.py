@@ -1,8 +1,8 @@
 """One registry for every model: ``create_model("spikmamba_bissm_bisla_t16", num_classes=10)``.
 
 Every registered model answers the interface the field knows from timm: ``forward_features(x)``
-(features before pooling), ``forward_head(features, pre_logits=False)``, and ``default_cfg``
-(what input it expects: channels, time steps, size, representation, normalisation). Models are
+(features before pooling), ``forward_head(features, pre_logits=False)``, and ``model_cfg`` (a
+:class:`~.model_cfg.ModelCfg`: the input it expects, its classes, where its weights came from). Models are
 built here alone, weights included: ``create_model(name, pretrained=...)`` with a weights folder,
 a tag of the small zoo shipped in the package (``spikmamba_tiny_sps.nmnist``), or ``False`` to
 read no file at all (the state will come from a checkpoint).
@@ -17,21 +17,23 @@ from torch import nn
 
 from ..errors import InputError
 from ..text import shown
+from .model_cfg import ModelCfg
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
-_DEFAULT_CFGS: dict[str, dict] = {}
+_DEFAULT_CFGS: dict[str, ModelCfg] = {}
 #: the small model zoo shipped inside the package: ``zoo/<model>.<tag>/`` weights folders
 ZOO = Path(__file__).resolve().parent / "zoo"
 
 
 def register_model(fn: Callable[..., nn.Module] | None = None, *, default_cfg: dict | None = None):
     """Decorator: register a factory under its function name (first docstring paragraph = description),
-    with the model's default input (``default_cfg``)."""
+    with the model's default input and classes (``default_cfg``: ``{"input": {...}, "num_classes": N}``,
+    kept as a :class:`ModelCfg`)."""
     def add(f):
         if f.__name__ in _MODELS:
             raise InputError(f"model {f.__name__!r} is registered twice")
         _MODELS[f.__name__] = f
-        _DEFAULT_CFGS[f.__name__] = dict(default_cfg or {})
+        _DEFAULT_CFGS[f.__name__] = ModelCfg.registered(f.__name__, default_cfg or {})
         return f
     return add(fn) if fn is not None else add
 
@@ -66,11 +68,11 @@ def check_registered(name) -> None:
                          f"(see `spikmamba models`)")
 
 
-def default_cfg(name: str) -> dict:
-    """What ``name`` takes by default: ``input`` (channels, frames, size, representation,
-    normalisation) and ``num_classes``."""
+def default_cfg(name: str) -> ModelCfg:
+    """What ``name`` takes by default (before any argument): its input (channels, frames, size,
+    representation, normalisation) and ``num_classes``."""
     check_registered(name)
-    return {k: dict(v) if isinstance(v, dict) else v for k, v in _DEFAULT_CFGS[name].items()}
+    return _DEFAULT_CFGS[name]
 
 
 def pretrained_tags(name: str) -> list[str]:
