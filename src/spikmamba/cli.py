@@ -14,13 +14,13 @@ spikmamba: spiking state-space models (SpikMamba and friends) for event-camera d
 
 Typical use:
   spikmamba train                      train SpikMamba tiny on the built-in simulated dataset
-  spikmamba train epochs=3 lr=1e-3     the same with config overrides (key=value)
+  spikmamba train schedule.epochs=3 optim.lr=1e-3   the same with config overrides (section.key=value)
   spikmamba train --resume runs/synth/last.pt    continue an interrupted run exactly
   spikmamba test --checkpoint runs/synth/last.pt  top-1/top-5, per-class, confusion matrix
   spikmamba predict --checkpoint runs/synth/last.pt clips/   classify event files (`spikmamba synth` makes some)
   spikmamba train --config configs/synth_adaptive.yaml   EAS-SNN's learned sampler in front of the model
-  spikmamba train --config configs/cifar10_svmamba_tiny.yaml data.root=DIR test_root=DIR   SVMamba on images
-  spikmamba train --config configs/ucf101_respike.yaml data.root=DIR test_root=DIR   ReSpike on RGB video
+  spikmamba train --config configs/cifar10_svmamba_tiny.yaml data.root=DIR data.test_root=DIR   SVMamba on images
+  spikmamba train --config configs/ucf101_respike.yaml data.root=DIR data.test_root=DIR   ReSpike on RGB video
   torchrun --nproc_per_node 2 -m spikmamba train  data-parallel training
   spikmamba energy --checkpoint runs/synth/last.pt   firing rates, SOPs, energy (SNN vs ANN)
   spikmamba bench lif scan-L1024       time kernels against baselines (ratios)
@@ -31,6 +31,7 @@ Typical use:
   spikmamba predict --model spikmamba_tiny_sps.synth --window 500 long.aedat4   a timeline of a long recording
   spikmamba show clip.aedat4 --out clip.gif      the recording as an animation (--model: with labels)
   spikmamba inspect --model spikmamba_tiny_sps.synth clip.npz   firing rates over time, a spike raster
+  spikmamba replay clip.aedat4 --serve tcp://:7777 --loop   serve a recording as DV's live stream
 
 Run `spikmamba COMMAND --help` for the options of one command.
 """
@@ -80,6 +81,13 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         f"wrote {len(paths)} SynthActions {args.split} clips ({args.sensor_size}x{args.sensor_size} sensor, seed "
         f"{args.seed}) and labels.csv to {args.out}; e.g. spikmamba predict --checkpoint runs/synth/last.pt {args.out}"
     )
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from .events.replay import serve
+
+    serve(args.file, args.serve, args.speed, args.loop)
     return 0
 
 
@@ -618,6 +626,23 @@ def _synth_parser(sub) -> None:
     p.set_defaults(func=_cmd_synth)
 
 
+def _replay_parser(sub) -> None:
+    p = sub.add_parser(
+        "replay", help="serve a recording as a live camera stream (DV's AEDAT 4 over TCP)",
+        description="Serve FILE (any readable event recording) as the AEDAT 4 stream DV's network output sends, at "
+        "the recording's own pace: for tests, demos and anyone without a camera. Every client that connects gets "
+        "the recording from its start; `spikmamba predict --live tcp://HOST:PORT`, dv-processing's NetworkReader "
+        "or DV itself read it. Ctrl-C stops.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("file", help="the recording to serve (its sensor size must be known: AEDAT, .npz, .h5, ...)")
+    p.add_argument("--serve", required=True, metavar="tcp://[HOST]:PORT",
+                   help="where to listen, e.g. tcp://:7777 (every interface) or tcp://127.0.0.1:7777")
+    p.add_argument("--speed", type=float, default=1.0, help="times real time; inf = as fast as clients read")
+    p.add_argument("--loop", action="store_true", help="start again at the end, timestamps continuing upward")
+    p.set_defaults(func=_cmd_replay)
+
+
 def _models_parser(sub) -> None:
     p = sub.add_parser(
         "models", help="list registered models with parameter counts",
@@ -651,7 +676,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     for add in (_train_parser, _test_parser, _predict_parser, _energy_parser, _bench_parser, _export_parser,
-                _show_parser, _inspect_parser, _synth_parser, _models_parser, _datasets_parser):
+                _show_parser, _inspect_parser, _synth_parser, _replay_parser, _models_parser, _datasets_parser):
         add(sub)
     return parser
 

@@ -10,6 +10,7 @@ from .dispatch import (
            write_events,
 )
 from .errors import EventFormatError
+from .live import is_live_source, open_live
 from .prophesee_labels import BBOX_DTYPE, read_prophesee_bboxes
 from .recording import Recording
 
@@ -21,6 +22,8 @@ __all__ = [
     "Recording",
     "WRITERS",
     "detect_format",
+    "is_live_source",
+    "open_live",
     "read_events",
     "read_prophesee_bboxes",
     "STREAMS",

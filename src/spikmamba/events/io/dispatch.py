@@ -12,6 +12,7 @@ from ...errors import InputError
 from . import aedat2, aedat3, aedat4, arrays, nbin, prophesee
 from ._common import check_bounds, file_size
 from .errors import EventFormatError
+from .live import is_live_source, open_live
 from .recording import Recording
 
 READERS = {
@@ -114,7 +115,11 @@ def read_events(path: str | os.PathLike, format: str | None = None, sensor_size=
 def stream_events(path: str | os.PathLike, format: str | None = None, sensor_size=None, **options):
     """Open any supported event file as an :class:`~._common.EventStream`: chunks of events in
     file order, so a long recording is processed piece by piece and never sits whole in memory
-    (``.npz`` archives, compressed, come as one chunk). Options as for :func:`read_events`."""
+    (``.npz`` archives, compressed, come as one chunk). Options as for :func:`read_events`.
+    A live source (``tcp://HOST:PORT``, ``-`` or a named pipe carrying DV's AEDAT 4 stream) is
+    opened by :func:`~.live.open_live` (``timeout``: seconds the header may take)."""
+    if is_live_source(path):
+        return open_live(path, **{k: v for k, v in options.items() if k == "timeout"})
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no event file at {os.fspath(path)!r}")
     fmt = format or detect_format(path)

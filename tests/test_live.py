@@ -1,0 +1,264 @@
+"""Live input (issue 32): DV's AEDAT 4 network stream read over real sockets, named pipes and
+standard input; `spikmamba replay` serving recordings as that stream; broken streams refused
+with the byte offset, never a hang; dv-processing (iniVation's own library) reading our stream
+and we reading its, when it is installed."""
+import math
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from spikmamba.errors import MissingDependency
+from spikmamba.events import make_events
+from spikmamba.events.io import EventFormatError, read_events, stream_events, write_events
+from spikmamba.events.io.aedat4_wire import decode_events, encode_events, encode_header, parse_header
+from spikmamba.events.replay import ReplayServer
+
+#: one packet as dv-processing 2.0.4's NetworkWriter sent it (five events: t = 1.7e15 + 10 i,
+#: x = i, y = 2 i, on for even i), captured from a socket
+DV_PACKET = bytes.fromhex(
+    "00000000700000006c00000010000000455654530000060008000400060000000400000005000000"
+    "00401e18240a060000000000010000000a401e18240a0600010002000000000014401e18240a0600"
+    "02000400010000001e401e18240a0600030006000000000028401e18240a06000400080001000000"
+)
+
+
+def _events(n=20_000, span=400_000, sensor=(128, 96), seed=0):
+    rng = np.random.default_rng(seed)
+    return make_events(np.sort(rng.integers(0, span, n)), rng.integers(0, sensor[0], n), rng.integers(0, sensor[1], n),
+                       rng.integers(0, 2, n))
+
+
+@pytest.fixture
+def recording(tmp_path):
+    ev = _events()
+    write_events(tmp_path / "rec.npz", ev, sensor_size=(128, 96))
+    return tmp_path / "rec.npz", ev
+
+
+def test_our_packet_is_byte_for_byte_dvs_and_decodes_back():
+    assert len(DV_PACKET) == 8 + 112
+    ev = decode_events("dv", DV_PACKET[8:], 8)
+    want = make_events([1_700_000_000_000_000 + 10 * i for i in range(5)], list(range(5)), [2 * i for i in range(5)],
+                       [1, 0, 1, 0, 1])
+    np.testing.assert_array_equal(ev, want)
+    assert encode_events(want) == DV_PACKET
+    header = encode_header(346, 260, source="a <camera> & co")
+    assert parse_header("ours", header[4:], 4) == (0, (346, 260), {0})
+
+
+def test_a_replayed_recording_arrives_whole_and_in_order_over_tcp(recording):
+    path, ev = recording
+    with ReplayServer(path, speed=math.inf) as server:
+        stream = stream_events(server.address, timeout=5)
+        assert stream.sensor_size == (128, 96) and stream.format == "aedat4-live"
+        chunks = list(stream)
+    np.testing.assert_array_equal(np.concatenate(chunks), ev)
+    assert stream.packets == len(chunks) > 100 and stream.last_arrival is not None  # 2 ms packets of 0.4 s
+
+
+def test_replay_keeps_real_time_and_loops_with_rising_timestamps(recording):
+    path, ev = recording
+    with ReplayServer(path, speed=2.0, loop=True) as server:
+        stream = stream_events(server.address, timeout=5)
+        started, got = time.monotonic(), []
+        for chunk in stream:
+            got.append(chunk)
+            if sum(len(c) for c in got) >= 2 * len(ev) + 10:
+                break
+        elapsed = time.monotonic() - started
+        stream.close()
+    t = np.concatenate(got)["t"]
+    assert np.all(np.diff(t) >= 0)  # the second pass continues upward
+    assert elapsed >= 0.9 * (t[-1] - t[0]) / 1e6 / 2  # paced at 2x the recording's own clock
+
+
+def test_an_aedat4_file_of_our_framing_is_read_by_the_aedat_decoder(tmp_path):
+    pytest.importorskip("aedat", reason="the aedat package is not installed (pip install aedat)")
+    ev = _events(3000)
+    body = encode_header(128, 96)
+    body += b"".join(encode_events(ev[i:i + 500]) for i in range(0, len(ev), 500))
+    (tmp_path / "ours.aedat4").write_bytes(b"#!AER-DAT4.0\r\n" + body)
+    rec = read_events(tmp_path / "ours.aedat4")  # the Rust decoder of iniVation's format, not ours
+    np.testing.assert_array_equal(rec.events, ev)
+    assert rec.sensor_size == (128, 96)
+
+
+def _serve_bytes(payload: bytes, then_wait: float = 0.0):
+    """A one-shot TCP server sending ``payload`` and then holding the connection ``then_wait`` s."""
+    srv = socket.create_server(("127.0.0.1", 0))
+
+    def run():
+        conn, _ = srv.accept()
+        with conn:
+            conn.sendall(payload)
+            time.sleep(then_wait)
+        srv.close()
+
+    threading.Thread(target=run, daemon=True).start()
+    return f"tcp://127.0.0.1:{srv.getsockname()[1]}"
+
+
+def _read_all(address, timeout=0.5):
+    return list(stream_events(address, timeout=timeout))
+
+
+def test_broken_streams_are_refused_naming_the_byte_and_never_hang():
+    header = encode_header(64, 64)
+    packet = encode_events(_events(10, sensor=(64, 64)))
+    started = time.monotonic()
+    with pytest.raises(EventFormatError, match=r"at byte 0: the stream stalled while sending the header size: "
+                                               r"nothing came in 0.5 s"):
+        _read_all(_serve_bytes(b"", then_wait=2))
+    with pytest.raises(EventFormatError, match="header size 2147483647 is not in"):
+        _read_all(_serve_bytes(struct.pack("<i", 2**31 - 1)))
+    with pytest.raises(EventFormatError, match="lacks the IOHE tag"):
+        _read_all(_serve_bytes(struct.pack("<i", 64) + b"\0" * 64))
+    with pytest.raises(EventFormatError, match=f"at byte {len(header)}: a packet of 1000000000 bytes"):
+        _read_all(_serve_bytes(header + struct.pack("<ii", 0, 10**9)))
+    with pytest.raises(EventFormatError, match=f"at byte {len(header) + 8}: the stream ended inside a "
+                                               f"{len(packet) - 8}-byte packet \\(20 of"):
+        _read_all(_serve_bytes(header + packet[:28]))
+    with pytest.raises(EventFormatError, match="stalled while sending a .*-byte packet: 20 of"):
+        _read_all(_serve_bytes(header + packet[:28], then_wait=2))
+    bad = bytearray(packet)
+    bad[8 + 4 + 24:8 + 4 + 28] = struct.pack("<I", 10**6)  # the vector claims a million events
+    with pytest.raises(EventFormatError, match="claims 1,000,000 events"):
+        _read_all(_serve_bytes(header + bytes(bad)))
+    assert time.monotonic() - started < 10
+    events = _read_all(_serve_bytes(header + packet))  # the same bytes whole: read, then a clean end
+    assert sum(len(c) for c in events) == 10
+
+
+@pytest.mark.parametrize("kind, code, package", [("lz4", 1, "lz4"), ("zstd", 3, "zstandard")])
+def test_a_compressed_stream_is_decoded_or_names_the_package(kind, code, package):
+    header = bytearray(encode_header(64, 64))
+    header[4 + 28:4 + 32] = struct.pack("<i", code)  # the IOHeader's compression field
+    ev = _events(500, sensor=(64, 64))
+    plain = encode_events(ev)
+    try:
+        __import__(package)
+    except ImportError:
+        with pytest.raises(MissingDependency, match=f"pip install {package}"):
+            _read_all(_serve_bytes(bytes(header) + plain))
+        return
+    if kind == "lz4":
+        import lz4.frame
+
+        body = lz4.frame.compress(plain[8:])
+    else:
+        import zstandard
+
+        body = zstandard.ZstdCompressor().compress(plain[8:])
+    packet = struct.pack("<ii", 0, len(body)) + body
+    np.testing.assert_array_equal(np.concatenate(_read_all(_serve_bytes(bytes(header) + packet))), ev)
+    with pytest.raises(EventFormatError, match=f"at byte {len(header) + 8}: a {kind} packet does not decompress"):
+        _read_all(_serve_bytes(bytes(header) + plain))  # the header says compressed; the body is not
+
+
+def test_a_named_pipe_and_standard_input_carry_the_same_stream(tmp_path):
+    ev = _events(2000, sensor=(64, 64))
+    payload = encode_header(64, 64) + b"".join(encode_events(ev[i:i + 300]) for i in range(0, len(ev), 300))
+    fifo = tmp_path / "camera.fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(payload), daemon=True)
+    writer.start()
+    np.testing.assert_array_equal(np.concatenate(list(stream_events(fifo))), ev)
+    code = ("import sys, numpy as np; from spikmamba.events.io import stream_events; "
+            "print(sum(len(c) for c in stream_events('-')))")
+    run = subprocess.run([sys.executable, "-c", code], input=payload, capture_output=True, timeout=60)
+    assert run.returncode == 0 and run.stdout.decode().strip() == "2000", run.stderr.decode()[-2000:]
+
+
+def _free_port() -> int:
+    probe = socket.create_server(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    return port
+
+
+def _replay_process(path, port, *extra):
+    """`spikmamba replay` in its own process (dv-processing's reader holds the GIL while it waits)."""
+    proc = subprocess.Popen([sys.executable, "-m", "spikmamba", "replay", str(path), "--serve",
+                             f"tcp://127.0.0.1:{port}", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    line = proc.stdout.readline()
+    assert line.startswith("serving "), line + proc.stderr.read()
+    return proc
+
+
+_DV_WRITER = """
+import sys, time, numpy as np, dv_processing as dv
+ev = np.load(sys.argv[1])
+stream = dv.io.Stream.EventStream(0, "events", "test", (128, 96))
+stream.setCompression(getattr(dv.CompressionType, sys.argv[3]))
+writer = dv.io.NetworkWriter("127.0.0.1", int(sys.argv[2]), stream)
+print("listening", flush=True)
+deadline = time.time() + 20
+while writer.getClientCount() == 0 and time.time() < deadline:
+    time.sleep(0.01)
+store = dv.EventStore()
+for t, x, y, p in zip(ev["t"].tolist(), ev["x"].tolist(), ev["y"].tolist(), ev["p"].tolist()):
+    store.push_back(t, x, y, bool(p))
+writer.writeEvents(store)
+time.sleep(2)
+"""
+
+
+def test_dv_processing_reads_our_stream_and_we_read_its(tmp_path):
+    dv = pytest.importorskip("dv_processing", reason="dv-processing is not installed (pip install dv-processing)")
+    ev = _events(4000, span=200_000)
+    write_events(tmp_path / "r.npz", ev, sensor_size=(128, 96))
+    # ours -> theirs: their NetworkReader on `spikmamba replay` (looping: a connection that stays live)
+    port = _free_port()
+    server = _replay_process(tmp_path / "r.npz", port, "--loop")
+    try:
+        reader = dv.io.NetworkReader("127.0.0.1", port)
+        assert reader.isEventStreamAvailable() and tuple(reader.getEventResolution()) == (128, 96)
+        got, deadline = [], time.monotonic() + 20
+        while sum(len(b) for b in got) < 200 and time.monotonic() < deadline:
+            batch = reader.getNextEventBatch()
+            if batch is None:
+                time.sleep(0.005)
+            else:
+                got.append(batch.numpy())
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    theirs = np.concatenate(got)
+    k = len(theirs)
+    assert k >= 200
+    np.testing.assert_array_equal(theirs["timestamp"], ev["t"][:k])
+    np.testing.assert_array_equal(theirs["x"], ev["x"][:k])
+    np.testing.assert_array_equal(theirs["y"], ev["y"][:k])
+    np.testing.assert_array_equal(theirs["polarity"].astype(int), ev["p"][:k])
+    # theirs -> ours: our reader on their NetworkWriter, in its own process, plain and compressed
+    np.save(tmp_path / "ev.npy", ev[:300])
+    for compression in ("NONE", "LZ4", "ZSTD"):
+        _read_from_dv_writer(tmp_path / "ev.npy", compression, ev[:300])
+
+
+def _read_from_dv_writer(events_file, compression, want):
+    port = _free_port()
+    writer = subprocess.Popen([sys.executable, "-c", _DV_WRITER, str(events_file), str(port), compression],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "listening", writer.stderr.read()
+        ours = stream_events(f"tcp://127.0.0.1:{port}", timeout=10)
+        assert ours.sensor_size == (128, 96)
+        received = []
+        for chunk in ours:
+            received.append(chunk)
+            if sum(len(c) for c in received) >= 300:
+                break
+        ours.close()
+    finally:
+        writer.kill()
+        writer.wait(timeout=10)
+    np.testing.assert_array_equal(np.concatenate(received), want, err_msg=compression)
