@@ -262,3 +262,79 @@ def _read_from_dv_writer(events_file, compression, want):
         writer.kill()
         writer.wait(timeout=10)
     np.testing.assert_array_equal(np.concatenate(received), want, err_msg=compression)
+
+
+@pytest.fixture
+def gesture_stream(tmp_path):
+    """Two seconds of simulated actions (SynthActions clips one after another) on the 32x32 sensor
+    the shipped synth model was trained on."""
+    from spikmamba.data import SynthActions
+
+    ds = SynthActions(split="test", num_samples=4, sensor_size=(32, 32), seed=0)
+    parts, offset = [], 0
+    for i in range(4):
+        ev = ds.events(i).copy()
+        ev["t"] = ev["t"] - ev["t"][0] + offset
+        offset = int(ev["t"][-1]) + 1000
+        parts.append(ev)
+    write_events(tmp_path / "actions.npz", np.concatenate(parts), sensor_size=(32, 32))
+    return tmp_path / "actions.npz"
+
+
+def test_live_prediction_labels_each_window_as_it_closes_with_its_latency(gesture_stream, tmp_path):
+    from spikmamba.engine.live import predict_live
+    from spikmamba.engine.predict import load_predictor
+
+    predictor = load_predictor(model="spikmamba_tiny_sps.synth")
+    seen = []
+    with ReplayServer(gesture_stream, speed=4.0) as server:
+        r = predict_live(predictor, server.address, window_ms=500, stride_ms=250, echo=seen.append,
+                         max_lag_ms=10_000)
+    rows = r.timeline.rows
+    assert seen == rows and len(rows) >= 6 and r.ended == "the stream ended" and r.dropped == 0
+    assert all(row["label"] in predictor.classes for row in rows if row["events"])
+    assert all(row["latency_ms"] >= 0 for row in rows)
+    s = r.summary()
+    assert 0 < s["latency_p50_ms"] <= s["latency_p95_ms"] <= s["latency_p99_ms"]
+    assert s["events"] == len(read_events(gesture_stream).events) and r.packets > 10
+    # the live windows are the file's windows: the same labels as `predict --window` on the file
+    from spikmamba.engine.timeline import predict_timeline
+
+    offline = predict_timeline(predictor, gesture_stream, 500, 250, topk=3)
+    assert [row["label"] for row in rows] == [row["label"] for row in offline.rows]
+
+
+def test_a_model_slower_than_the_stream_drops_windows_and_counts_them(gesture_stream):
+    from spikmamba.engine.live import DROPPED, predict_live
+    from spikmamba.engine.predict import load_predictor
+
+    predictor = load_predictor(model="spikmamba_tiny_sps.synth")
+    slow_forward = predictor.forward
+
+    def slow(x):
+        time.sleep(0.2)  # a window every 62.5 ms of wall time at 4x: this model cannot keep up
+        return slow_forward(x)
+
+    predictor.forward = slow
+    with ReplayServer(gesture_stream, speed=4.0) as server:
+        r = predict_live(predictor, server.address, window_ms=500, stride_ms=250, max_lag_ms=100)
+    labels = [row["label"] for row in r.timeline.rows]
+    assert r.dropped == labels.count(DROPPED) > 0 and labels.count(DROPPED) < len(labels)
+    assert r.summary()["dropped_windows"] == r.dropped
+
+
+def test_predict_live_on_the_command_line_prints_windows_and_writes_the_timeline(gesture_stream, tmp_path, capsys):
+    from spikmamba.cli import main
+
+    with ReplayServer(gesture_stream, speed=8.0) as server:
+        rc = main(["predict", "--model", "spikmamba_tiny_sps.synth", "--live", server.address, "--window", "500",
+                   "--stride", "250", "--max-windows", "4", "--timeline", str(tmp_path / "tl")])
+    out = capsys.readouterr().out
+    assert rc == 0 and out.count(" ms\n") == 4 and "latency p50/p95/p99" in out and "stopped after 4 windows" in out
+    import json
+
+    doc = json.loads((tmp_path / "tl.json").read_text())
+    assert len(doc["windows"]) == 4 and doc["latency_p99_ms"] is not None and doc["dropped_windows"] == 0
+    assert main(["predict", "--model", "spikmamba_tiny_sps.synth", "--live", server.address, "x.npz"]) == 2
+    assert main(["predict", "--model", "spikmamba_tiny_sps.synth", "--live", "tcp://127.0.0.1:1"]) == 2
+    assert "cannot connect to tcp://127.0.0.1:1" in capsys.readouterr().err

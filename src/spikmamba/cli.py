@@ -229,11 +229,50 @@ def _cmd_predict_windows(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_predict_live(args: argparse.Namespace) -> int:
+    import json
+
+    from .engine.live import predict_live
+    from .engine.predict import load_predictor
+
+    predictor = load_predictor(args.checkpoint, args.model, args.device, args.backend)
+
+    def line(row):
+        if args.json:
+            return
+        top = f" {row['top'][0]['probability']:.3f}" if row["top"] else ""
+        late = f"  latency {row['latency_ms']:6.1f} ms" if "latency_ms" in row else ""
+        print(f"{row['end_ms'] / 1e3:9.3f} s  {row['label']}{top}{late}", flush=True)
+
+    window = 500.0 if args.window is None else args.window
+    r = predict_live(predictor, args.live, window, args.stride, args.top, args.smooth, timeout=args.connect_timeout,
+                     max_windows=args.max_windows, echo=line)
+    s = r.summary()
+    if args.timeline:
+        paths = r.timeline.write(args.timeline)
+        paths[1].write_text(json.dumps({**s, "windows": r.timeline.rows}, indent=2))
+    if args.json:
+        print(json.dumps({**s, "windows": r.timeline.rows}, indent=2))
+        return 0
+    lat = (f"latency p50/p95/p99 {s['latency_p50_ms']:.1f} / {s['latency_p95_ms']:.1f} / {s['latency_p99_ms']:.1f} ms"
+           if s["latency_p50_ms"] is not None else "no latency measured")
+    print(f"{args.live}: {s['windows']} windows ({s['dropped_windows']} dropped, {s['empty_windows']} empty), "
+          f"{s['events']:,} events in {s['processing_s']:.1f} s ({s['events_per_s_sustained']:,.0f} events/s), {lat}; "
+          f"{s['ended']}" + (f"; wrote {args.timeline}.csv and .json" if args.timeline else ""))
+    return 0
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     import json
 
     from .engine.predict import predict_files
 
+    if args.live is not None:
+        if args.paths:
+            raise InputError("give either --live SOURCE or files to classify, not both")
+        return _cmd_predict_live(args)
+    if not args.paths:
+        raise InputError("name the event, image or video files (or folders) to classify, or --live SOURCE")
     if args.window is not None:
         return _cmd_predict_windows(args)
     names = None
@@ -461,8 +500,16 @@ def _predict_parser(sub) -> None:
     )
     _add_model_source(p, required=True)
     p.add_argument(
-        "paths", nargs="+", metavar="FILE_OR_FOLDER", help="event, image or video files and/or folders of them"
+        "paths", nargs="*", metavar="FILE_OR_FOLDER", help="event, image or video files and/or folders of them"
     )
+    p.add_argument("--live", metavar="SOURCE", default=None,
+                   help="classify a live event stream window by window as it arrives: tcp://HOST:PORT (DV's network "
+                   "output, or `spikmamba replay FILE --serve tcp://:PORT`), - (standard input) or a named pipe; "
+                   "prints each window's label and latency, then p50/p95/p99 latency and dropped windows")
+    p.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
+                   help="with --live: seconds the stream's header, or a packet once begun, may take")
+    p.add_argument("--max-windows", type=int, default=0, metavar="N", help="with --live: stop after N windows "
+                   "(0: until the stream ends or Ctrl-C)")
     p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"),
                    help="run the model with PyTorch, or export it to ONNX (checked against PyTorch) and run it with "
                    "ONNX Runtime")
@@ -476,7 +523,7 @@ def _predict_parser(sub) -> None:
                    "CPU count, as training's data.num_workers)")
     p.add_argument("--window", type=float, default=None, metavar="MS",
                    help="classify a long recording window by window: windows of MS milliseconds, read as a stream "
-                   "(the file never sits whole in memory); prints a timeline")
+                   "(the file never sits whole in memory); prints a timeline (with --live: 500 when not given)")
     p.add_argument("--stride", type=float, default=None, metavar="MS", help="with --window: the step between window "
                    "starts (default: half the window)")
     p.add_argument("--smooth", type=int, default=1, metavar="K",

@@ -30,6 +30,8 @@ MAX_WINDOWS = 200_000
 #: the most events one window may hold (13 bytes each): a file of 10**12 events at one timestamp
 #: would otherwise be gathered whole
 MAX_WINDOW_EVENTS = 1 << 27
+#: chunks held unmerged while no window completes (small live packets; a file's chunks are larger)
+PENDING_EVENTS = 1 << 20
 
 
 @dataclass
@@ -103,20 +105,20 @@ class Windows:
         self.count += needed
 
     def __iter__(self):
-        buf, t, next_start, newest = None, None, None, None
+        buf, t, next_start, newest, before = None, None, None, None, None
+        pending, pending_n = [], 0  # chunks not yet merged: small live packets are merged once per window
         for chunk in self.stream:
             if not len(chunk):
                 continue
             if next_start is None:
                 next_start = int(chunk["t"].min())
-            before = newest
-            newest = int(chunk["t"].max()) if before is None else max(before, int(chunk["t"].max()))
-            buf = sort_by_time(chunk if buf is None or not len(buf) else np.concatenate([buf, chunk]))
-            t = np.ascontiguousarray(buf["t"])  # searchsorted on a strided field is several times slower
-            old = int(np.searchsorted(t, next_start, "left"))
-            if old:  # before the next window: gone back in time (late), or in a gap between windows (not late)
-                self.late += int(np.searchsorted(t[:old], before, "left")) if before is not None else 0
-                buf, t = buf[old:], t[old:]
+            newest = int(chunk["t"].max()) if newest is None else max(newest, int(chunk["t"].max()))
+            pending.append(chunk)
+            pending_n += len(chunk)
+            if next_start + self.window_us > newest and pending_n < PENDING_EVENTS:
+                continue  # no window completes yet: merging now would copy the open window once per packet
+            buf, t = self._merge(buf, pending, next_start, before)
+            pending, pending_n, before = [], 0, newest
             if len(t) > MAX_WINDOW_EVENTS:
                 raise InputError(f"more than {MAX_WINDOW_EVENTS:,} events fall in the window starting at "
                                  f"t={next_start:,} µs; give a shorter --window, or check the recording's timestamps")
@@ -129,12 +131,27 @@ class Windows:
             buf, t = buf[keep:], t[keep:]
         if next_start is None:
             return
+        if pending:
+            buf, t = self._merge(buf, pending, next_start, before)
         last = newest  # the windows that start at or before the last event
         if next_start <= last:
             self._budget(next_start, last, t)
         while next_start <= last:
             yield self._window(buf, t, next_start)
             next_start += self.stride_us
+
+    def _merge(self, buf, pending: list, next_start: int, before):
+        """``(events, their times)``: the open windows' events and the new chunks, in time order,
+        without what falls before ``next_start`` (counted as late when older than ``before``, the
+        newest time seen at the last merge; else it fell in a gap between windows)."""
+        parts = ([buf] if buf is not None and len(buf) else []) + pending
+        buf = sort_by_time(parts[0] if len(parts) == 1 else np.concatenate(parts))
+        t = np.ascontiguousarray(buf["t"])  # searchsorted on a strided field is several times slower
+        old = int(np.searchsorted(t, next_start, "left"))
+        if old:
+            self.late += int(np.searchsorted(t[:old], before, "left")) if before is not None else 0
+            buf, t = buf[old:], t[old:]
+        return buf, t
 
     def _window(self, buf, t, start: int):
         a, b = np.searchsorted(t, [min(start, T_END), min(start + self.window_us, T_END)], "left")

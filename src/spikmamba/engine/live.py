@@ -1,0 +1,130 @@
+"""Recognition as the events arrive (``spikmamba predict --live SOURCE``): DV's AEDAT 4 stream
+over TCP, standard input or a named pipe, windowed exactly as ``--window`` windows a file (the
+same :class:`~.timeline.Windows`), one label per window as soon as an event at or after its end
+has arrived.
+
+**Latency** of a window: from the arrival of the packet holding the event that closes it (the
+monotonic clock when that packet's last byte was read) to the moment its label is emitted. It
+is reported per window and as p50 / p95 / p99.
+
+**Falling behind.** A window whose closing packet arrived more than ``max_lag`` ago (default:
+one stride) when its turn comes is dropped, not classified: its label would be stale, and
+classifying it would put the next window further behind. Drops are counted and listed, so a
+model too slow for the stream shows as drops, never as a queue growing without bound.
+
+``smooth=K`` averages each window's probabilities with the K-1 windows *before* it (live, there
+is no after).
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..events.io import stream_events
+from ..events.types import duration_us
+from .inputs import EMPTY, prepare_events
+from .timeline import Timeline, Windows
+
+DROPPED = "(dropped)"
+
+
+@dataclass
+class LiveResult:
+    timeline: Timeline
+    latencies_ms: list = field(default_factory=list)
+    dropped: int = 0
+    packets: int = 0
+    ended: str = "the stream ended"
+
+    def summary(self) -> dict:
+        lat = np.asarray(self.latencies_ms, dtype=float)
+        pct = {f"latency_p{q}_ms": (float(np.percentile(lat, q)) if len(lat) else None) for q in (50, 95, 99)}
+        s = self.timeline.summary()
+        events_per_s = s["events"] / max(s["processing_s"], 1e-9)
+        return {**s, **pct, "dropped_windows": self.dropped, "packets": self.packets,
+                "events_per_s_sustained": events_per_s, "ended": self.ended}
+
+
+@torch.no_grad()
+def predict_live(predictor, source: str, window_ms: float, stride_ms: float | None = None, topk: int = 3,
+                 smooth: int = 1, timeout: float = 10.0, max_lag_ms: float | None = None, max_windows: int = 0,
+                 echo=None) -> LiveResult:
+    """Classify ``source``'s windows as they close (see the module docstring). ``echo(row)`` is
+    called for each window as it is decided; ``max_windows`` > 0 stops after that many; Ctrl-C
+    stops cleanly with what was decided so far."""
+    window_us = duration_us(window_ms, "--window")
+    stride_us = duration_us(window_ms / 2 if stride_ms is None else stride_ms, "--stride")
+    if smooth < 1 or topk < 1:
+        raise InputError(f"--smooth and --top must be >= 1, got {smooth} and {topk}")
+    max_lag_s = (stride_us / 1e6) if max_lag_ms is None else max_lag_ms / 1e3
+    _warm_up(predictor, tuple(predictor.representation.sensor_size))
+    stream = stream_events(source, timeout=timeout)
+    rep = predictor.representation
+    sensor = tuple(stream.sensor_size) if stream.sensor_size else tuple(rep.sensor_size)
+    classes = predictor.classes
+    k = min(topk, len(classes))
+    result = LiveResult(Timeline(str(source), window_us, stride_us))
+    recent: deque = deque(maxlen=smooth)
+    started, first, events = time.perf_counter(), None, [0]
+
+    def counted():
+        nonlocal first
+        for chunk in stream:
+            first = int(chunk["t"][0]) if first is None else first
+            events[0] += len(chunk)
+            yield chunk
+
+    windows = Windows(counted(), window_us, stride_us, predictor.transforms, rep, sensor)
+    try:
+        for start, end, n, x in windows:
+            arrival = getattr(stream, "last_arrival", None)  # None: a file, read as fast as it goes
+            row = {"start_us": start, "end_us": end, "events": n, "top": []}
+            if arrival is not None and time.monotonic() - arrival > max_lag_s:
+                row["label"] = DROPPED
+                result.dropped += 1
+            elif x is None:
+                row["label"] = EMPTY
+            else:
+                p = predictor.forward(torch.from_numpy(x)[None]).softmax(1)[0]
+                recent.append(p)
+                top = p.topk(k)
+                row["top"] = [{"class": classes[int(i)], "probability": float(v)}
+                              for v, i in zip(top.values, top.indices)]
+                row["label"] = classes[int(torch.stack(list(recent)).mean(0).argmax())]
+            if row["label"] != DROPPED and arrival is not None:
+                row["latency_ms"] = (time.monotonic() - arrival) * 1e3
+                result.latencies_ms.append(row["latency_ms"])
+            row["start_ms"], row["end_ms"] = (start - first) / 1e3, (end - first) / 1e3
+            result.timeline.rows.append(row)
+            if echo is not None:
+                echo(row)
+            if max_windows and len(result.timeline.rows) >= max_windows:
+                result.ended = f"stopped after {max_windows} windows"
+                break
+    except KeyboardInterrupt:
+        result.ended = "stopped by Ctrl-C"
+    finally:
+        getattr(stream, "close", lambda: None)()
+    tl = result.timeline
+    tl.seconds, tl.events, tl.first_us, tl.late_events = time.perf_counter() - started, events[0], first or 0, \
+        windows.late
+    if tl.rows:
+        tl.duration_us = tl.rows[-1]["end_us"] - tl.rows[0]["start_us"]
+    result.packets = getattr(stream, "packets", 0)
+    return result
+
+
+def _warm_up(predictor, sensor) -> None:
+    """One window's work before the stream opens: compiled loops and first-call allocations would
+    otherwise count against the first windows' latency (and drop them)."""
+    from ..events import make_events
+
+    w, h = sensor[:2]
+    events = make_events(np.arange(64) * 1000, np.arange(64) % w, np.arange(64) % h, np.arange(64) % 2)
+    x = prepare_events(events, predictor.representation, (w, h), predictor.transforms)
+    predictor.forward(torch.from_numpy(x)[None])
