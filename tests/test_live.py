@@ -211,6 +211,7 @@ time.sleep(2)
 """
 
 
+@pytest.mark.slow  # three subprocesses
 def test_dv_processing_reads_our_stream_and_we_read_its(tmp_path):
     dv = pytest.importorskip("dv_processing", reason="dv-processing is not installed (pip install dv-processing)")
     ev = _events(4000, span=200_000)
@@ -281,6 +282,7 @@ def gesture_stream(tmp_path):
     return tmp_path / "actions.npz"
 
 
+@pytest.mark.slow  # a model on a 1 s stream, then offline
 def test_live_prediction_labels_each_window_as_it_closes_with_its_latency(gesture_stream, tmp_path):
     from spikmamba.engine.live import predict_live
     from spikmamba.engine.predict import load_predictor
@@ -304,6 +306,7 @@ def test_live_prediction_labels_each_window_as_it_closes_with_its_latency(gestur
     assert [row["label"] for row in rows] == [row["label"] for row in offline.rows]
 
 
+@pytest.mark.slow  # a model on a 1 s stream
 def test_a_model_slower_than_the_stream_drops_windows_and_counts_them(gesture_stream):
     from spikmamba.engine.live import DROPPED, predict_live
     from spikmamba.engine.predict import load_predictor
@@ -323,6 +326,7 @@ def test_a_model_slower_than_the_stream_drops_windows_and_counts_them(gesture_st
     assert r.summary()["dropped_windows"] == r.dropped
 
 
+@pytest.mark.slow  # a model on a stream
 def test_predict_live_on_the_command_line_prints_windows_and_writes_the_timeline(gesture_stream, tmp_path, capsys):
     from spikmamba.cli import main
 
