@@ -342,3 +342,36 @@ def test_predict_live_on_the_command_line_prints_windows_and_writes_the_timeline
     assert main(["predict", "--model", "spikmamba_tiny_sps.synth", "--live", server.address, "x.npz"]) == 2
     assert main(["predict", "--model", "spikmamba_tiny_sps.synth", "--live", "tcp://127.0.0.1:1"]) == 2
     assert "cannot connect to tcp://127.0.0.1:1" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # a model on three short connections
+def test_reconnect_waits_for_the_server_and_reconnects_when_the_stream_ends(gesture_stream):
+    from spikmamba.engine.live import predict_live
+    from spikmamba.engine.predict import load_predictor
+
+    predictor = load_predictor(model="spikmamba_tiny_sps.synth")
+    one_pass = len(predict_timeline_rows(predictor, gesture_stream))
+    port = _free_port()
+    servers, notes = [], []
+
+    def note(text):  # the first failed connection brings the server up: nobody listened at first
+        notes.append(text)
+        if not servers:
+            servers.append(ReplayServer(gesture_stream, port=port, speed=8.0).start())
+
+    try:
+        r = predict_live(predictor, f"tcp://127.0.0.1:{port}", window_ms=500, stride_ms=250, reconnect=True,
+                         max_windows=one_pass + 2, note=note, timeout=2, max_lag_ms=10_000)
+    finally:
+        for server in servers:
+            server.close()
+    assert len(r.timeline.rows) == one_pass + 2 and r.ended == f"stopped after {one_pass + 2} windows"
+    assert r.reconnects >= 2  # nobody listening at first, then the end of the first pass
+    assert any("cannot connect" in n for n in notes) and any(n.startswith("the stream ended") for n in notes)
+    assert r.summary()["reconnects"] == r.reconnects
+
+
+def predict_timeline_rows(predictor, path):
+    from spikmamba.engine.timeline import predict_timeline
+
+    return predict_timeline(predictor, path, 500, 250).rows

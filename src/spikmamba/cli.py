@@ -246,7 +246,8 @@ def _cmd_predict_live(args: argparse.Namespace) -> int:
 
     window = 500.0 if args.window is None else args.window
     r = predict_live(predictor, args.live, window, args.stride, args.top, args.smooth, timeout=args.connect_timeout,
-                     max_windows=args.max_windows, echo=line)
+                     max_windows=args.max_windows, echo=line, reconnect=args.reconnect,
+                     note=lambda text: print(f"spikmamba predict: {text}", file=sys.stderr, flush=True))
     s = r.summary()
     if args.timeline:
         paths = r.timeline.write(args.timeline)
@@ -510,6 +511,8 @@ def _predict_parser(sub) -> None:
                    help="with --live: seconds the stream's header, or a packet once begun, may take")
     p.add_argument("--max-windows", type=int, default=0, metavar="N", help="with --live: stop after N windows "
                    "(0: until the stream ends or Ctrl-C)")
+    p.add_argument("--reconnect", action="store_true", help="with --live: when the stream ends, breaks or cannot "
+                   "be reached, say so and connect again every second until Ctrl-C (default: stop there)")
     p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"),
                    help="run the model with PyTorch, or export it to ONNX (checked against PyTorch) and run it with "
                    "ONNX Runtime")

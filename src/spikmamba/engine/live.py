@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..events.io import stream_events
+from ..events.io import EventFormatError, stream_events
 from ..events.types import duration_us
 from .inputs import EMPTY, prepare_events
 from .timeline import Timeline, Windows
@@ -39,6 +39,7 @@ class LiveResult:
     latencies_ms: list = field(default_factory=list)
     dropped: int = 0
     packets: int = 0
+    reconnects: int = 0
     ended: str = "the stream ended"
 
     def summary(self) -> dict:
@@ -46,77 +47,108 @@ class LiveResult:
         pct = {f"latency_p{q}_ms": (float(np.percentile(lat, q)) if len(lat) else None) for q in (50, 95, 99)}
         s = self.timeline.summary()
         events_per_s = s["events"] / max(s["processing_s"], 1e-9)
-        return {**s, **pct, "dropped_windows": self.dropped, "packets": self.packets,
+        return {**s, **pct, "dropped_windows": self.dropped, "packets": self.packets, "reconnects": self.reconnects,
                 "events_per_s_sustained": events_per_s, "ended": self.ended}
 
 
 @torch.no_grad()
 def predict_live(predictor, source: str, window_ms: float, stride_ms: float | None = None, topk: int = 3,
                  smooth: int = 1, timeout: float = 10.0, max_lag_ms: float | None = None, max_windows: int = 0,
-                 echo=None) -> LiveResult:
+                 echo=None, reconnect: bool = False, note=None) -> LiveResult:
     """Classify ``source``'s windows as they close (see the module docstring). ``echo(row)`` is
     called for each window as it is decided; ``max_windows`` > 0 stops after that many; Ctrl-C
-    stops cleanly with what was decided so far."""
+    stops cleanly with what was decided so far. ``reconnect``: when the stream ends or breaks (or
+    cannot be reached), say so through ``note(text)`` and connect again a second later, until
+    Ctrl-C or ``max_windows``."""
     window_us = duration_us(window_ms, "--window")
     stride_us = duration_us(window_ms / 2 if stride_ms is None else stride_ms, "--stride")
     if smooth < 1 or topk < 1:
         raise InputError(f"--smooth and --top must be >= 1, got {smooth} and {topk}")
-    max_lag_s = (stride_us / 1e6) if max_lag_ms is None else max_lag_ms / 1e3
     _warm_up(predictor, tuple(predictor.representation.sensor_size))
-    stream = stream_events(source, timeout=timeout)
-    rep = predictor.representation
-    sensor = tuple(stream.sensor_size) if stream.sensor_size else tuple(rep.sensor_size)
-    classes = predictor.classes
-    k = min(topk, len(classes))
-    result = LiveResult(Timeline(str(source), window_us, stride_us))
-    recent: deque = deque(maxlen=smooth)
-    started, first, events = time.perf_counter(), None, [0]
+    run = _Run(predictor, source, window_us, stride_us, topk, smooth,
+               (stride_us / 1e6) if max_lag_ms is None else max_lag_ms / 1e3, max_windows, echo)
+    try:
+        while True:
+            try:
+                run.connection(stream_events(source, timeout=timeout))
+            except (EventFormatError, ConnectionError) as err:
+                if not reconnect:
+                    raise
+                run.result.ended = f"the stream broke: {err}"
+            if not reconnect or run.finished:
+                break
+            run.result.reconnects += 1
+            if note is not None:
+                note(f"{run.result.ended}; connecting again in 1 s (Ctrl-C stops)")
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        run.result.ended = "stopped by Ctrl-C"
+    return run.finish()
 
-    def counted():
-        nonlocal first
+
+class _Run:
+    """One live run's state across connections: the windows decided, the smoothing history, counts."""
+
+    def __init__(self, predictor, source, window_us, stride_us, topk, smooth, max_lag_s, max_windows, echo):
+        self.predictor, self.window_us, self.stride_us = predictor, window_us, stride_us
+        self.k, self.max_lag_s, self.max_windows, self.echo = min(topk, len(predictor.classes)), max_lag_s, \
+            max_windows, echo
+        self.result = LiveResult(Timeline(str(source), window_us, stride_us))
+        self.recent: deque = deque(maxlen=smooth)
+        self.started, self.first, self.events, self.late = time.perf_counter(), None, 0, 0
+        self.finished = False
+
+    def _counted(self, stream):
         for chunk in stream:
-            first = int(chunk["t"][0]) if first is None else first
-            events[0] += len(chunk)
+            self.first = int(chunk["t"][0]) if self.first is None else self.first
+            self.events += len(chunk)
             yield chunk
 
-    windows = Windows(counted(), window_us, stride_us, predictor.transforms, rep, sensor)
-    try:
-        for start, end, n, x in windows:
-            arrival = getattr(stream, "last_arrival", None)  # None: a file, read as fast as it goes
-            row = {"start_us": start, "end_us": end, "events": n, "top": []}
-            if arrival is not None and time.monotonic() - arrival > max_lag_s:
-                row["label"] = DROPPED
-                result.dropped += 1
-            elif x is None:
-                row["label"] = EMPTY
-            else:
-                p = predictor.forward(torch.from_numpy(x)[None]).softmax(1)[0]
-                recent.append(p)
-                top = p.topk(k)
-                row["top"] = [{"class": classes[int(i)], "probability": float(v)}
-                              for v, i in zip(top.values, top.indices)]
-                row["label"] = classes[int(torch.stack(list(recent)).mean(0).argmax())]
-            if row["label"] != DROPPED and arrival is not None:
-                row["latency_ms"] = (time.monotonic() - arrival) * 1e3
-                result.latencies_ms.append(row["latency_ms"])
-            row["start_ms"], row["end_ms"] = (start - first) / 1e3, (end - first) / 1e3
-            result.timeline.rows.append(row)
-            if echo is not None:
-                echo(row)
-            if max_windows and len(result.timeline.rows) >= max_windows:
-                result.ended = f"stopped after {max_windows} windows"
-                break
-    except KeyboardInterrupt:
-        result.ended = "stopped by Ctrl-C"
-    finally:
-        getattr(stream, "close", lambda: None)()
-    tl = result.timeline
-    tl.seconds, tl.events, tl.first_us, tl.late_events = time.perf_counter() - started, events[0], first or 0, \
-        windows.late
-    if tl.rows:
-        tl.duration_us = tl.rows[-1]["end_us"] - tl.rows[0]["start_us"]
-    result.packets = getattr(stream, "packets", 0)
-    return result
+    def connection(self, stream) -> None:
+        """Decide the windows of one connection until it ends (or ``max_windows``)."""
+        rep, classes, result = self.predictor.representation, self.predictor.classes, self.result
+        sensor = tuple(stream.sensor_size) if stream.sensor_size else tuple(rep.sensor_size)
+        windows = Windows(self._counted(stream), self.window_us, self.stride_us, self.predictor.transforms, rep,
+                          sensor)
+        try:
+            result.ended = "the stream ended"
+            for start, end, n, x in windows:
+                arrival = getattr(stream, "last_arrival", None)  # None: a file, read as fast as it goes
+                row = {"start_us": start, "end_us": end, "events": n, "top": []}
+                if arrival is not None and time.monotonic() - arrival > self.max_lag_s:
+                    row["label"] = DROPPED
+                    result.dropped += 1
+                elif x is None:
+                    row["label"] = EMPTY
+                else:
+                    p = self.predictor.forward(torch.from_numpy(x)[None]).softmax(1)[0]
+                    self.recent.append(p)
+                    top = p.topk(self.k)
+                    row["top"] = [{"class": classes[int(i)], "probability": float(v)}
+                                  for v, i in zip(top.values, top.indices)]
+                    row["label"] = classes[int(torch.stack(list(self.recent)).mean(0).argmax())]
+                if row["label"] != DROPPED and arrival is not None:
+                    row["latency_ms"] = (time.monotonic() - arrival) * 1e3
+                    result.latencies_ms.append(row["latency_ms"])
+                row["start_ms"], row["end_ms"] = (start - self.first) / 1e3, (end - self.first) / 1e3
+                result.timeline.rows.append(row)
+                if self.echo is not None:
+                    self.echo(row)
+                if self.max_windows and len(result.timeline.rows) >= self.max_windows:
+                    result.ended, self.finished = f"stopped after {self.max_windows} windows", True
+                    break
+        finally:
+            getattr(stream, "close", lambda: None)()
+            self.late += windows.late
+            result.packets += getattr(stream, "packets", 0)
+
+    def finish(self) -> LiveResult:
+        tl = self.result.timeline
+        tl.seconds, tl.events, tl.first_us, tl.late_events = time.perf_counter() - self.started, self.events, \
+            self.first or 0, self.late
+        if tl.rows:
+            tl.duration_us = tl.rows[-1]["end_us"] - tl.rows[0]["start_us"]
+        return self.result
 
 
 def _warm_up(predictor, sensor) -> None:
