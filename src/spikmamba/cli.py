@@ -250,8 +250,7 @@ def _cmd_predict_live(args: argparse.Namespace) -> int:
                      note=lambda text: print(f"spikmamba predict: {text}", file=sys.stderr, flush=True))
     s = r.summary()
     if args.timeline:
-        paths = r.timeline.write(args.timeline)
-        paths[1].write_text(json.dumps({**s, "windows": r.timeline.rows}, indent=2))
+        r.timeline.write(args.timeline, s)
     if args.json:
         print(json.dumps({**s, "windows": r.timeline.rows}, indent=2))
         return 0

@@ -509,7 +509,7 @@ def config_help() -> str:
     """Every key by section, with its help, choices and default: the epilog of ``train --help``."""
     lines = ["config keys, by section (YAML: nested sections; command line: optim.lr=0.001; the default is in "
              "brackets):"]
-    section, order = None, {}
+    section, order, defaults = None, {}, TrainConfig()
     width = max(len(f.metadata["key"].rsplit(".", 1)[1]) for f in config_fields())
     for f in config_fields():  # sections in the order they are declared, each one's subsections after it
         top = f.metadata["key"].split(".")[0]
@@ -522,6 +522,6 @@ def config_help() -> str:
             section = key.rsplit(".", 1)[0]
             lines.append(f"  {section}:")
         choices = f" {{{'|'.join(f.metadata['choices'])}}}" if "choices" in f.metadata else ""
-        default = getattr(TrainConfig(), f.name)
-        lines.append(f"    {key.rsplit('.', 1)[1]:<{width}} {f.metadata['help']}{choices} [{default!r}]")
+        lines.append(f"    {key.rsplit('.', 1)[1]:<{width}} {f.metadata['help']}{choices} "
+                     f"[{getattr(defaults, f.name)!r}]")
     return "\n".join(lines)

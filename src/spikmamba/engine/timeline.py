@@ -59,8 +59,9 @@ class Timeline:
                 "duration_s": self.duration_us / 1e6, "events": self.events, "processing_s": self.seconds,
                 "realtime_factor": self.realtime_factor, "late_events": self.late_events, "notes": self.notes}
 
-    def write(self, prefix: str | Path) -> list[Path]:
-        """``prefix.csv`` (one row per window: start, end, events, label, top classes) and ``prefix.json``."""
+    def write(self, prefix: str | Path, summary: dict | None = None) -> list[Path]:
+        """``prefix.csv`` (one row per window: start, end, events, label, top classes) and ``prefix.json``
+        (``summary``, by default this timeline's, and the windows)."""
         prefix = Path(prefix)
         prefix.parent.mkdir(parents=True, exist_ok=True)
         csv_path, json_path = prefix.with_suffix(".csv"), prefix.with_suffix(".json")
@@ -74,7 +75,7 @@ class Timeline:
                 w.writerow(
                     [f"{r['start_ms']:.3f}", f"{r['end_ms']:.3f}", r["start_us"], r["events"], r["label"], *tops]
                 )
-        json_path.write_text(json.dumps({**self.summary(), "windows": self.rows}, indent=2))
+        json_path.write_text(json.dumps({**(summary or self.summary()), "windows": self.rows}, indent=2))
         return [csv_path, json_path]
 
 

@@ -142,8 +142,10 @@ class Trainer:
             )
         self.eval_net = self.model
         if cfg.compile:  # the same weights: checkpoints keep saving self.model's plain state dict
+            ddp = self.net is not self.model
             self.net = torch.compile(self.net, mode=cfg.compile_mode)
-            self.eval_net = torch.compile(self.model, mode=cfg.compile_mode)
+            # one compiled module serves both when there is no DDP wrapper to keep out of evaluation
+            self.eval_net = torch.compile(self.model, mode=cfg.compile_mode) if ddp else self.net
         self.opt = make_optimizer(cfg, self.model)
         self.ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.sampler = ShuffledBatches(len(data.train), cfg.batch_size, cfg.seed, env)
