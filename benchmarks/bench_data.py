@@ -112,15 +112,14 @@ def train_run(root: Path, out: Path, steps: int, batch_size: int, workers: int, 
 def loader_throughput(root: Path, kind: str, workers: int, cache_dir: str | None, samples: int,
                       batch_size: int = 16) -> float:
     """Samples/s of the loader alone: read + represent ``samples`` recordings at 128x128, T=16."""
-    import dataclasses
 
     from spikmamba.engine.config import TrainConfig
     from spikmamba.engine.inputs import load_data
     from spikmamba.engine.loader import ShuffledBatches, make_loader
 
-    cfg = dataclasses.replace(TrainConfig(), data_name="nmnist", data_root=str(root), resolution=128, frames=16,
-                              representation=kind, cache_dir=cache_dir or "", augment_shift=0,
-                              allow_outside_root=True)  # links to the real samples
+    cfg = TrainConfig().replace({"data.name": "nmnist", "data.root": str(root), "data.resolution": 128,
+                                 "data.frames": 16, "data.representation": kind, "data.cache_dir": cache_dir or "",
+                                 "data.augment_shift": 0, "data.allow_outside_root": True})  # links to the real samples
     data = load_data(cfg)
     sampler = ShuffledBatches(min(samples, len(data.train)), batch_size, seed=0)
     loader = make_loader(data.train, sampler, workers)
@@ -207,31 +206,35 @@ def _loader_setup(quick: bool):
 
 
 def e2e_steps(root: Path, out: Path, kind: str, size: int, frames: int, model: str = "spikmamba_tiny_sps",
-              batch_size: int = 16, device: str = "cpu", amp: str = "none"):
+              batch_size: int = 16, device: str = "cpu", amp: str = "none", represent_on: str = "cpu"):
     """``(trainer, from_files, from_memory)``: one optimizer step of ``spikmamba train``'s own loop
     (its Trainer, loader and workers) on the recordings in ``root``, and the same step on one batch
-    kept in memory. Their time ratio is the fraction of the model's own rate that the data path
-    delivers (issue 30's target: 0.9). Also used by gpu_check.py on a GPU."""
-    import dataclasses
+    kept in memory (as the model's input, already built). Their time ratio is the fraction of the
+    model's own rate that the data path delivers (issue 30's target: 0.9). ``represent_on``: where
+    the frames are built (``data.represent_on``). Also used by gpu_check.py on a GPU."""
     from types import SimpleNamespace
 
     import torch
     from tqdm import tqdm
 
     from spikmamba.engine.config import TrainConfig
+    from spikmamba.engine.device_inputs import model_input
     from spikmamba.engine.distributed import DistEnv
     from spikmamba.engine.inputs import load_data
     from spikmamba.engine.trainer import Trainer
 
-    cfg = dataclasses.replace(TrainConfig(), model=model, data_name="nmnist", data_root=str(root), resolution=size,
-                              frames=frames, representation=kind, allow_outside_root=True, out_dir=str(out),
-                              progress=False, tensorboard=False, device=device, amp=amp, batch_size=batch_size,
-                              epochs=1000)
-    trainer = Trainer(cfg, load_data(cfg), DistEnv(), torch.device(device))
+    cfg = TrainConfig().replace({"model.name": model, "data.name": "nmnist", "data.root": str(root),
+                                 "data.resolution": size, "data.frames": frames, "data.representation": kind,
+                                 "data.allow_outside_root": True, "run.out_dir": str(out), "run.progress": False,
+                                 "run.tensorboard": False, "device.name": device, "device.amp": amp,
+                                 "data.batch_size": batch_size, "schedule.epochs": 1000,
+                                 "data.represent_on": represent_on})
+    trainer = Trainer(cfg, load_data(cfg, device=device), DistEnv(), torch.device(device))
     trainer.bar = tqdm(disable=True)  # fit() makes it; these steps run outside fit
     stop = SimpleNamespace(raised=False, raised_everywhere=False)
     batches = iter(trainer.train_loader)
     fixed = next(batches)
+    fixed = fixed._replace(x=model_input(fixed.x, trainer.data.representation, torch.device(device)))
 
     def from_files():
         nonlocal batches
@@ -245,7 +248,7 @@ def e2e_steps(root: Path, out: Path, kind: str, size: int, frames: int, model: s
     return trainer, from_files, lambda: trainer._step(fixed, stop)
 
 
-def _train_e2e(kind: str):
+def _train_e2e(kind: str, represent_on: str = "cpu"):
     def setup(quick: bool):
         from spikmamba.threads import usable_cpus
 
@@ -254,16 +257,19 @@ def _train_e2e(kind: str):
         atexit.register(shutil.rmtree, folder, True)
         real = (SHARED / "labels.txt").is_file()
         root = build_folder(n, folder / "data") if real else synthetic_folder(n, folder / "data")
-        trainer, from_files, from_memory = e2e_steps(root, folder / "run", kind, size, T)
+        trainer, from_files, from_memory = e2e_steps(root, folder / "run", kind, size, T, represent_on=represent_on)
         what = "real N-MNIST recordings" if real else "N-MNIST-like random recordings"
-        return {"what": f"a train step of spikmamba_tiny_sps, batch 16 of {kind} {T}x{size}x{size}, from {n} {what} "
-                        f"({trainer.num_workers} loader workers, {usable_cpus()} CPUs) vs from memory",
+        return {"what": f"a train step of spikmamba_tiny_sps, batch 16 of {kind} {T}x{size}x{size} built on the "
+                        f"{represent_on} (data.represent_on), from {n} {what} ({trainer.num_workers} loader workers, "
+                        f"{usable_cpus()} CPUs) vs from memory",
                 "impls": {"from event files (spikmamba train's loop)": from_files,
                           "from memory (the model's own rate)": from_memory}}
     return setup
 
 
-BENCHMARKS = {"loader": _loader_setup, "train-e2e-frames": _train_e2e("frames"), "train-e2e-afe": _train_e2e("afe")}
+BENCHMARKS = {"loader": _loader_setup, "train-e2e-frames": _train_e2e("frames"), "train-e2e-afe": _train_e2e("afe"),
+              "train-e2e-frames-device": _train_e2e("frames", "device"),
+              "train-e2e-afe-device": _train_e2e("afe", "device")}
 
 if __name__ == "__main__":
     main()

@@ -250,7 +250,8 @@ def compiled_train_step(results: dict, size: str):
 def train_from_files(results: dict, size: str):
     """``spikmamba train``'s own loop (Trainer, loader, workers) on N-MNIST recordings read from
     files, against the same step on a batch kept in memory (issue 30: the data path should
-    deliver >= 90% of the model's rate), for frames and AFE, bf16. The folder links the shared
+    deliver >= 90% of the model's rate), for frames and AFE, each built by the loader workers
+    (``data.represent_on=cpu``) and on the GPU (``device``), bf16. The folder links the shared
     recordings over and over (20,000 at full size); without them, random recordings."""
     import atexit
     import shutil
@@ -270,15 +271,18 @@ def train_from_files(results: dict, size: str):
     results["from_files"] = {"recordings": n if real else min(n, 64), "real": real, "model": model,
                              "input": f"batch {batch}, {frames} x {res} x {res}"}
     for kind in ("frames", "afe"):
-        trainer, from_files, from_memory = e2e_steps(root, work / f"run-{kind}", kind, res, frames, model=model,
-                                                     batch_size=batch, device=DEV, amp="bf16")
-        files_s = cuda_time(from_files, repeats=20 if size != "smoke" else 2, warmup=3, budget_s=60)
-        memory_s = cuda_time(from_memory, repeats=10 if size != "smoke" else 2, warmup=1, budget_s=30)
-        results["from_files"][kind] = {"workers": trainer.num_workers, "files_samples_per_s": batch / files_s,
-                                       "memory_samples_per_s": batch / memory_s, "fraction": memory_s / files_s}
-        SAVE()
-        del trainer, from_files, from_memory
-        empty_cache()
+        for where in ("cpu", "device"):
+            trainer, from_files, from_memory = e2e_steps(root, work / f"run-{kind}-{where}", kind, res, frames,
+                                                         model=model, batch_size=batch, device=DEV, amp="bf16",
+                                                         represent_on=where)
+            files_s = cuda_time(from_files, repeats=20 if size != "smoke" else 2, warmup=3, budget_s=30)
+            memory_s = cuda_time(from_memory, repeats=10 if size != "smoke" else 2, warmup=1, budget_s=15)
+            results["from_files"][f"{kind}, built on the {where}"] = {
+                "workers": trainer.num_workers, "files_samples_per_s": batch / files_s,
+                "memory_samples_per_s": batch / memory_s, "fraction": memory_s / files_s}
+            SAVE()
+            del trainer, from_files, from_memory
+            empty_cache()
 
 
 def half_kernels(results: dict, size: str):

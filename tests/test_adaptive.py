@@ -1,6 +1,5 @@
 """EAS-SNN's adaptive sampler: against a pixel-by-pixel reference, SAT and RPD exactly as
 specified, and trained end to end in front of SpikMamba through the config."""
-import dataclasses
 import json
 
 import numpy as np
@@ -73,9 +72,11 @@ def test_sampler_input_errors():
 
 
 def test_adaptive_representation_trains_end_to_end_with_spikmamba(tmp_path, capsys):
-    cfg = dataclasses.replace(TrainConfig(), sensor_size=16, frames=4, num_train=96, num_test=32, batch_size=16,
-                              epochs=4, lr=5e-3, representation="adaptive", adaptive_fine_steps=2, progress=False,
-                              tensorboard=False, out_dir=str(tmp_path / "run"), model="spikmamba_tiny", patch_size=4)
+    cfg = TrainConfig().replace({"data.synth.sensor_size": 16, "data.frames": 4, "data.synth.num_train": 96,
+                                 "data.synth.num_test": 32, "data.batch_size": 16, "schedule.epochs": 4,
+                                 "optim.lr": 5e-3, "data.representation": "adaptive", "data.adaptive.fine_steps": 2,
+                                 "run.progress": False, "run.tensorboard": False, "run.out_dir": str(tmp_path / "run"),
+                                 "model.name": "spikmamba_tiny", "model.patch_size": 4})
     summary = train(cfg)
     losses = [r["train_loss"] for r in summary["history"]]
     assert losses[-1] < losses[0], losses

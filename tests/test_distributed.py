@@ -8,8 +8,9 @@ import torch.distributed as dist
 from spikmamba.engine import TrainConfig, train
 from spikmamba.engine import distributed as D
 
-TINY = dict(sensor_size=16, frames=4, patch_size=4, num_train=16, num_test=8, batch_size=8, epochs=1,
-            progress=False, tensorboard=False)
+TINY = {"data.synth.sensor_size": 16, "data.frames": 4, "model.patch_size": 4, "data.synth.num_train": 16,
+        "data.synth.num_test": 8, "data.batch_size": 8, "schedule.epochs": 1, "run.progress": False,
+        "run.tensorboard": False}
 
 
 @pytest.fixture
@@ -67,11 +68,11 @@ def test_every_collective_of_a_training_run_is_checked(one_process_group, monkey
     monkeypatch.setattr(dist, "all_gather_object", lambda out, obj, group=None: out.__setitem__(slice(None),
                                                                                               [obj] * len(out)))
     monkeypatch.setattr(D, "shutdown", lambda env: None)  # the fixture's group outlives the run
-    summary = train(TrainConfig(**TINY, out_dir=str(tmp_path / "gloo")))
+    summary = train(TrainConfig().replace({**TINY, "run.out_dir": str(tmp_path / "gloo")}))
     assert summary["steps"] == 2 and seen and set(seen) == {"cpu"}
     monkeypatch.setattr(dist, "get_backend_config", lambda group=None: "nccl")
     with pytest.raises(RuntimeError, match="a collective got a cpu tensor"):
-        train(TrainConfig(**TINY, out_dir=str(tmp_path / "nccl")))
+        train(TrainConfig().replace({**TINY, "run.out_dir": str(tmp_path / "nccl")}))
 
 
 def test_default_workers_feed_a_gpu_with_every_spare_cpu_and_leave_a_cpu_model_its_cores(monkeypatch):

@@ -5,13 +5,15 @@ import torch
 
 from spikmamba.cli import main
 from spikmamba.engine import TrainConfig, apply_overrides, build_model, train
+from spikmamba.engine.checkpoint import stored_config
 
 
 def test_overrides_cast_types_and_reject_unknown_keys():
     cfg = apply_overrides(
         TrainConfig(), ["schedule.epochs=3", "optim.lr=0.01", "run.progress=false", "model.name=spikmamba_tiny_nosnn"]
     )
-    assert (cfg.epochs, cfg.lr, cfg.progress, cfg.model) == (3, 0.01, False, "spikmamba_tiny_nosnn")
+    assert (cfg.schedule.epochs, cfg.optim.lr, cfg.run.progress, cfg.model.name) == (
+        3, 0.01, False, "spikmamba_tiny_nosnn")
     with pytest.raises(ValueError, match="unknown config key 'epoch'"):
         apply_overrides(TrainConfig(), ["epoch=3"])
     with pytest.raises(ValueError, match="'schedule.epochs' expects int"):
@@ -27,7 +29,7 @@ def test_old_flat_keys_still_work_for_a_release_with_a_note_naming_the_new_key(t
     from spikmamba.engine.config import config_from_dict
 
     with pytest.warns(FutureWarning, match="config key 'lr' is now 'optim.lr'"):
-        assert apply_overrides(TrainConfig(), ["lr=0.25"]).lr == 0.25
+        assert apply_overrides(TrainConfig(), ["lr=0.25"]).optim.lr == 0.25
     old = tmp_path / "old.yaml"  # a config written before sections: flat keys and data.root-style keys
     old.write_text("model: spikmamba_tiny_nosnn\ndata:\n  name: nmnist\n  root: /d\ntest_root: /t\nepochs: 4\n"
                    "adaptive_fine_steps: 3\nmodel_overrides: {depth: 1}\n")
@@ -37,11 +39,12 @@ def test_old_flat_keys_still_work_for_a_release_with_a_note_naming_the_new_key(t
     for flat, new in (("model", "model.name"), ("test_root", "data.test_root"), ("epochs", "schedule.epochs"),
                       ("adaptive_fine_steps", "data.adaptive.fine_steps"), ("model_overrides", "model.overrides")):
         assert f"'{flat}' is now '{new}'" in said
-    assert (cfg.model, cfg.data_root, cfg.test_root, cfg.epochs, cfg.adaptive_fine_steps, cfg.model_overrides) == (
+    assert (cfg.model.name, cfg.data.root, cfg.data.test_root, cfg.schedule.epochs, cfg.data.adaptive.fine_steps,
+            cfg.model.overrides) == (
         "spikmamba_tiny_nosnn", "/d", "/t", 4, 3, {"depth": 1})
     with warnings.catch_warnings():  # a checkpoint's stored config is flat: it loads without a note
         warnings.simplefilter("error")
-        assert config_from_dict({"epochs": 4, "lr": 0.5}, "stored", note_old_keys=False).lr == 0.5
+        assert config_from_dict({"epochs": 4, "lr": 0.5}, "stored", note_old_keys=False).optim.lr == 0.5
 
 
 def test_a_saved_config_is_in_sections_and_loads_back_equal(tmp_path):
@@ -50,7 +53,7 @@ def test_a_saved_config_is_in_sections_and_loads_back_equal(tmp_path):
     from spikmamba.engine import load_config
     from spikmamba.engine.config import config_keys, save_config
 
-    cfg = TrainConfig(lr=0.125, epochs=3, adaptive_fine_steps=2)
+    cfg = TrainConfig().replace({"optim.lr": 0.125, "schedule.epochs": 3, "data.adaptive.fine_steps": 2})
     save_config(cfg, tmp_path / "c.yaml")
     doc = yaml.safe_load((tmp_path / "c.yaml").read_text())
     assert set(doc) == {key.split(".")[0] for key in config_keys()} == {"model", "data", "optim", "schedule",
@@ -61,25 +64,17 @@ def test_a_saved_config_is_in_sections_and_loads_back_equal(tmp_path):
 
 @pytest.mark.slow  # a 3-epoch training run
 def test_train_end_to_end_writes_a_loadable_checkpoint(tmp_path):
-    cfg = TrainConfig(
-        num_train=60,
-        num_test=30,
-        epochs=3,
-        batch_size=20,
-        sensor_size=16,
-        frames=4,
-        patch_size=4,
-        out_dir=str(tmp_path),
-        progress=False,
-    )
+    cfg = TrainConfig().replace({"data.synth.num_train": 60, "data.synth.num_test": 30, "schedule.epochs": 3,
+                                 "data.batch_size": 20, "data.synth.sensor_size": 16, "data.frames": 4,
+                                 "model.patch_size": 4, "run.out_dir": str(tmp_path), "run.progress": False})
     summary = train(cfg)
     losses = [h["train_loss"] for h in summary["history"]]
     assert losses[-1] < losses[0], losses
     assert 0.0 <= summary["test_acc"] <= 1.0
     ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
-    model = build_model(TrainConfig(**ckpt["config"]), len(ckpt["classes"]))
+    model = build_model(stored_config(ckpt, "last.pt"), len(ckpt["classes"]))
     model.load_state_dict(ckpt["model"])  # strict: every key and shape must match
-    assert json.loads((tmp_path / "summary.json").read_text())["config"]["epochs"] == 3
+    assert json.loads((tmp_path / "summary.json").read_text())["config"]["schedule"]["epochs"] == 3
     assert not list(tmp_path.glob("*tmp*"))
 
 
@@ -95,14 +90,14 @@ def test_yaml_config_is_validated_and_names_key_and_file(tmp_path):
     good.write_text("model:\n  name: spikmamba_tiny_nosnn\ndata:\n  name: nmnist\n  root: /data/nmnist\n"
                     "schedule:\n  epochs: 4\noptim:\n  lr: 1\n")
     cfg = load_config(good)
-    assert (cfg.model, cfg.data_name, cfg.data_root, cfg.epochs, cfg.lr) == (
+    assert (cfg.model.name, cfg.data.name, cfg.data.root, cfg.schedule.epochs, cfg.optim.lr) == (
         "spikmamba_tiny_nosnn",
         "nmnist",
         "/data/nmnist",
         4,
         1.0,
     )
-    assert apply_overrides(cfg, ["data.root=/elsewhere"]).data_root == "/elsewhere"
+    assert apply_overrides(cfg, ["data.root=/elsewhere"]).data.root == "/elsewhere"
     bad = tmp_path / "bad.yaml"
     bad.write_text("epochz: 3\n")
     with pytest.raises(ValueError, match=r"unknown config key 'epochz' \(in .*bad.yaml\)"):
@@ -129,8 +124,8 @@ def test_config_files_in_repo_load(tmp_path):
     assert len(files) >= 9
     for f in files:
         cfg = load_config(f)
-        assert cfg.model in list_models(), f
-        assert cfg.data_name == "synth" or cfg.data_name in DATASETS, f
+        assert cfg.model.name in list_models(), f
+        assert cfg.data.name == "synth" or cfg.data.name in DATASETS, f
 
 
 @pytest.mark.slow  # 4 epochs on real recordings
@@ -145,23 +140,12 @@ def test_few_epochs_on_100_real_nmnist_samples_beat_chance_on_unseen_samples(sha
             sid = line.split()[0]
             (tmp_path / name / f"{sid}.bs2").symlink_to(src / f"{sid}.bs2")
         (tmp_path / name / "labels.txt").write_text("#sample #class\n" + "\n".join(part) + "\n")
-    cfg = TrainConfig(
-        data_name="nmnist",
-        data_root=str(tmp_path / "data"),
-        test_root=str(tmp_path / "unseen"),
-        resolution=32,
-        frames=4,
-        patch_size=8,
-        epochs=4,
-        batch_size=4,
-        augment_shift=0,
-        warmup_epochs=0.0,
-        val_fraction=0.2,
-        out_dir=str(tmp_path / "run"),
-        progress=False,
-        tensorboard=False,
-        allow_outside_root=True,
-    )  # the folders are links to the shared samples
+    cfg = TrainConfig().replace({"data.name": "nmnist", "data.root": str(tmp_path / "data"),
+                                 "data.test_root": str(tmp_path / "unseen"), "data.resolution": 32, "data.frames": 4,
+                                 "model.patch_size": 8, "schedule.epochs": 4, "data.batch_size": 4,
+                                 "data.augment_shift": 0, "schedule.warmup_epochs": 0.0, "data.val_fraction": 0.2,
+                                 "run.out_dir": str(tmp_path / "run"), "run.progress": False, "run.tensorboard": False,
+                                 "data.allow_outside_root": True})  # the folders are links to the shared samples
     summary = train(cfg)
     assert summary["geometry"] == {"in_chans": 2, "img_size": 32, "num_frames": 4}
     assert summary["test_acc"] >= 0.15, summary  # 200 samples never seen in training
@@ -182,3 +166,63 @@ def test_weight_decay_skips_biases_norms_and_marked_parameters():
         assert id(named[name]) in kept, name
     assert id(named["head.weight"]) not in kept
     assert len(decay["params"]) + len(keep["params"]) == len(named)
+
+
+def test_each_section_checks_its_own_keys_and_the_root_checks_what_spans_sections():
+    import dataclasses
+
+    from spikmamba.engine.config import DataSection, OptimSection, ScheduleSection, VideoSection, validate_config
+
+    with pytest.raises(ValueError, match=r"'optim.lr' is 0.0; it must be > 0 \(t\)"):
+        OptimSection(lr=0.0).check("optim", "t")
+    with pytest.raises(ValueError, match="'schedule.warmup_epochs' is 5.0, longer than schedule.epochs=2"):
+        ScheduleSection(epochs=2, warmup_epochs=5.0).check("schedule", "t")
+    with pytest.raises(ValueError, match=r"'data.video.fold' is 4; it must be in \[1, 3\]"):
+        DataSection(name="ucf101", video=VideoSection(fold=4)).check("data", "t")  # a subsection, from its parent
+    OptimSection(lr=0.5).check("optim", "t")
+    with pytest.raises(ValueError, match="'schedule.min_lr' is 1.0, above optim.lr=0.5"):
+        validate_config(TrainConfig().replace({"optim.lr": 0.5, "schedule.min_lr": 1.0}))
+    a = TrainConfig()
+    b = a.replace({"optim.lr": 0.5})
+    assert (a.optim.lr, b.optim.lr) == (5e-3, 0.5) and b.data is a.data  # a new config; untouched sections shared
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        b.optim.lr = 1.0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"data.video.fold": 2}, r"'data.video.fold' is set \(2\) but data.video keys are used only by video datasets; "
+                             r"data.name='synth' holds events; drop it"),
+    ({"data.adaptive.channels": 4}, r"'data.adaptive.channels' is set \(4\) but .* only with "
+                                    r"data.representation=adaptive \(it is 'frames'\)"),
+    ({"data.name": "cifar10", "data.root": "/x", "data.video.frame_stride": 3},
+     "'data.video.frame_stride'.*holds image"),
+    ({"data.name": "ucf101", "data.root": "/x", "data.images.augment": "none"}, "'data.images.augment'.*holds video"),
+    ({"data.name": "nmnist", "data.root": "/x", "data.synth.num_train": 5}, "'data.synth.num_train'.*synth data"),
+])
+def test_a_subsection_that_does_not_apply_to_the_run_is_refused_by_name(changes, message):
+    from spikmamba.engine.config import validate_config
+
+    with pytest.raises(ValueError, match=message):
+        validate_config(TrainConfig().replace(changes))
+
+
+def test_subsections_that_apply_to_the_run_are_accepted():
+    from spikmamba.engine.config import validate_config
+
+    for changes in ({"data.name": "ucf101", "data.root": "/x", "data.video.fold": 2},
+                    {"data.name": "cifar10", "data.root": "/x", "data.images.augment": "published"},
+                    {"data.representation": "adaptive", "data.adaptive.channels": 4},
+                    {"data.synth.num_train": 5}):
+        validate_config(TrainConfig().replace(changes))
+
+
+def test_every_key_has_help_and_one_flat_name_of_earlier_versions():
+    from spikmamba.engine.config import config_keys, config_leaves
+
+    leaves = list(config_leaves())
+    old = [f.metadata["old"] or key.rsplit(".", 1)[1] for key, f in leaves]
+    assert len(set(old)) == len(old) == len(config_keys()) == 57
+    assert all(f.metadata["help"] for _, f in leaves)
+    named = dict(zip(old, config_keys()))
+    assert (named["optimizer"], named["schedule"], named["device"], named["data_name"], named["image_augment"]) == (
+        "optim.name", "schedule.name", "device.name", "data.name", "data.images.augment")

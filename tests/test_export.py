@@ -1,6 +1,5 @@
 """Export (issue 20): weights folders, ONNX for every family (checked with ONNX Runtime), predict
 through ONNX Runtime, and NIR for the spiking CNN with its LIF parameters mapped as documented."""
-import dataclasses
 import json
 
 import numpy as np
@@ -15,14 +14,15 @@ pytestmark = pytest.mark.slow  # trains, exports or runs subprocesses: the full 
 
 onnxruntime = pytest.importorskip("onnxruntime")
 
-TINY = dict(sensor_size=16, frames=4, patch_size=4, num_train=32, num_test=16, batch_size=16, epochs=1,
-            progress=False, tensorboard=False, model="spikmamba_tiny")
+TINY = {"data.synth.sensor_size": 16, "data.frames": 4, "model.patch_size": 4, "data.synth.num_train": 32,
+        "data.synth.num_test": 16, "data.batch_size": 16, "schedule.epochs": 1, "run.progress": False,
+        "run.tensorboard": False, "model.name": "spikmamba_tiny"}
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    train(dataclasses.replace(TrainConfig(), **TINY, out_dir=str(out)))
+    train(TrainConfig().replace({**TINY, "run.out_dir": str(out)}))
     return out
 
 
@@ -143,8 +143,9 @@ def test_models_nir_cannot_express_are_refused_naming_the_module(run, capsys):
 
 def test_the_spiking_cnn_trains_and_exports_from_the_command(tmp_path, capsys):
     pytest.importorskip("nir")
-    cfg = dict(TINY, model="scnn_nmnist", epochs=3, num_train=48, lr=0.01, patch_size=0)
-    summary = train(dataclasses.replace(TrainConfig(), **cfg, out_dir=str(tmp_path / "run")))
+    cfg = {**TINY, "model.name": "scnn_nmnist", "schedule.epochs": 3, "data.synth.num_train": 48, "optim.lr": 0.01,
+           "model.patch_size": 0}
+    summary = train(TrainConfig().replace({**cfg, "run.out_dir": str(tmp_path / "run")}))
     losses = [h["train_loss"] for h in summary["history"]]
     assert losses[-1] < losses[0], losses
     assert main(["export", "--checkpoint", str(tmp_path / "run" / "last.pt"), "--format", "nir"]) == 0

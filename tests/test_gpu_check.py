@@ -35,7 +35,8 @@ def test_the_gpu_check_script_runs_every_part_and_writes_its_table(tmp_path):
     assert set(r["compile"]) == {"fp32", "bf16"}
     assert all(v["compiled_ms"] > 0 and v["eager_ms"] > 0 and v["compile_s"] > 0 for v in r["compile"].values())
     assert all(r["from_files"][k]["fraction"] > 0 and r["from_files"][k]["files_samples_per_s"] > 0
-               for k in ("frames", "afe"))
+               for k in ("frames, built on the cpu", "frames, built on the device", "afe, built on the cpu",
+                         "afe, built on the device"))
     table = (tmp_path / "gpu_check.md").read_text()
     assert "| triton (ours) |" in table and "| bf16 |" in table and "eager vs torch.compile" in table
     assert "Triton kernels in bf16" in table and "Scan time split" in table and "Training from event files" in table

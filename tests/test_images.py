@@ -1,6 +1,5 @@
 """Image data and the image workflow: CIFAR-10/100 folders written in the official pickle layout,
 a Mini-ImageNet-style folder of PNGs, batch augmentation, and SVMamba trained end to end."""
-import dataclasses
 import json
 import pickle
 import signal
@@ -103,26 +102,16 @@ def test_ema_tracks_and_swaps_weights():
     torch.testing.assert_close(model.weight, before + 2.0)
 
 
-IMAGE_CFG = dict(
-    model="svmamba_tiny",
-    data_name="cifar10",
-    frames=2,
-    batch_size=16,
-    epochs=4,
-    lr=3e-3,
-    warmup_epochs=0.5,
-    augment_shift=2,
-    image_augment="flip",
-    progress=False,
-    tensorboard=False,
-    model_overrides={"dims": [16, 32], "depths": [1, 1], "drop_path_rate": 0.0},
-)
+IMAGE_CFG = {"model.name": "svmamba_tiny", "data.name": "cifar10", "data.frames": 2, "data.batch_size": 16,
+             "schedule.epochs": 4, "optim.lr": 3e-3, "schedule.warmup_epochs": 0.5, "data.augment_shift": 2,
+             "data.images.augment": "flip", "run.progress": False, "run.tensorboard": False,
+             "model.overrides": {"dims": [16, 32], "depths": [1, 1], "drop_path_rate": 0.0}}
 
 
 def test_svmamba_trains_on_a_tiny_cifar_folder_then_tests_predicts_and_reports_energy(tmp_path, capsys):
     root = write_cifar10(tmp_path / "data", n_per_batch=32)
-    cfg = dataclasses.replace(TrainConfig(), **IMAGE_CFG, data_root=str(root), test_root=str(root),
-                              out_dir=str(tmp_path / "run"), ema_decay=0.9)
+    cfg = TrainConfig().replace({**IMAGE_CFG, "data.root": str(root), "data.test_root": str(root),
+                                 "run.out_dir": str(tmp_path / "run"), "optim.ema_decay": 0.9})
     summary = train(cfg)
     losses = [r["train_loss"] for r in summary["history"]]
     assert losses[-1] < losses[0] - 0.2, losses
@@ -159,9 +148,9 @@ def test_resume_with_ema_is_exact(tmp_path, monkeypatch):
     from spikmamba.engine.train import Interrupted
 
     root = write_cifar10(tmp_path / "data", n_per_batch=8)
-    base = dataclasses.replace(TrainConfig(), **{**IMAGE_CFG, "epochs": 2, "image_augment": "published"},
-                               data_root=str(root), ema_decay=0.8)
-    full = train(dataclasses.replace(base, out_dir=str(tmp_path / "full")))
+    base = TrainConfig().replace({**{**IMAGE_CFG, "schedule.epochs": 2, "data.images.augment": "published"},
+                                  "data.root": str(root), "optim.ema_decay": 0.8})
+    full = train(base.replace({"run.out_dir": str(tmp_path / "full")}))
     T = sys.modules["spikmamba.engine.trainer"]
     real, calls = T.build_model, [0]
 
@@ -176,10 +165,10 @@ def test_resume_with_ema_is_exact(tmp_path, monkeypatch):
         return model
     monkeypatch.setattr(T, "build_model", build)
     with pytest.raises(Interrupted):
-        train(dataclasses.replace(base, out_dir=str(tmp_path / "part")))
+        train(base.replace({"run.out_dir": str(tmp_path / "part")}))
     monkeypatch.undo()
     resumed = train(
-        dataclasses.replace(base, out_dir=str(tmp_path / "part")), resume=str(tmp_path / "part" / "last.pt")
+        base.replace({"run.out_dir": str(tmp_path / "part")}), resume=str(tmp_path / "part" / "last.pt")
     )
     assert resumed["weights_sha256_per_rank"] == full["weights_sha256_per_rank"]
     a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["model"]  # the EMA weights

@@ -1,7 +1,6 @@
 """The streaming data path (issue 19): every dataset name trains through `spikmamba train`, results
 do not depend on the number of loader workers, a run stopped at max_steps resumes exactly, a run
 reads only the samples its steps need, and config transforms reach training, evaluation and predict."""
-import dataclasses
 import json
 import os
 import shutil
@@ -155,7 +154,6 @@ VIDEO_ARGS = [
     "data.frames=8",
     "data.video.frame_stride=1",
     "data.resolution=16",
-    "data.images.augment=none",
     "data.augment_shift=0",
     "data.batch_size=2",
 ]
@@ -278,42 +276,33 @@ def _flat_nmnist(folder, n, events=60):
     return folder
 
 
-def _cfg(root, out, **kw) -> TrainConfig:
-    base = dict(
-        data_name="nmnist",
-        data_root=str(root),
-        model="spikmamba_tiny",
-        frames=4,
-        patch_size=4,
-        resolution=16,
-        batch_size=4,
-        epochs=2,
-        warmup_epochs=0.0,
-        progress=False,
-        tensorboard=False,
-        out_dir=str(out),
-        transforms=["Denoise", {"RandomFlip": {"p": 0.5}}, {"DropEvent": {"p": 0.2}}, {"TimeJitter": {"std": 50}}],
-        augment_shift=2,
-    )
-    return dataclasses.replace(TrainConfig(), **{**base, **kw})
+def _cfg(root, out, changes: dict | None = None) -> TrainConfig:
+    base = {"data.name": "nmnist", "data.root": str(root), "model.name": "spikmamba_tiny", "data.frames": 4,
+            "model.patch_size": 4, "data.resolution": 16, "data.batch_size": 4, "schedule.epochs": 2,
+            "schedule.warmup_epochs": 0.0, "run.progress": False, "run.tensorboard": False, "run.out_dir": str(out),
+            "data.transforms": ["Denoise", {"RandomFlip": {"p": 0.5}}, {"DropEvent": {"p": 0.2}},
+                                {"TimeJitter": {"std": 50}}],
+            "data.augment_shift": 2}
+    return TrainConfig().replace({**base, **(changes or {})})
 
 
 def test_results_do_not_depend_on_the_number_of_workers(tmp_path):
     root = _flat_nmnist(tmp_path / "data", 24)
-    a = train(_cfg(root, tmp_path / "w0", num_workers=0))
-    b = train(_cfg(root, tmp_path / "w2", num_workers=2))
+    a = train(_cfg(root, tmp_path / "w0", {"data.num_workers": 0}))
+    b = train(_cfg(root, tmp_path / "w2", {"data.num_workers": 2}))
     assert a["num_workers"] == 0 and b["num_workers"] == 2
     assert a["weights_sha256_per_rank"] == b["weights_sha256_per_rank"]
     assert [r["train_loss"] for r in a["history"]] == [r["train_loss"] for r in b["history"]]
     # and the random transforms really draw: another seed gives other weights
-    c = train(_cfg(root, tmp_path / "seed1", num_workers=0, seed=1))
+    c = train(_cfg(root, tmp_path / "seed1", {"data.num_workers": 0, "run.seed": 1}))
     assert c["weights_sha256_per_rank"] != a["weights_sha256_per_rank"]
 
 
 def test_a_run_stopped_at_max_steps_resumes_to_the_uninterrupted_weights(tmp_path, capsys):
     root = _flat_nmnist(tmp_path / "data", 40)  # 30 training samples: 8 steps per epoch
-    whole = train(_cfg(root, tmp_path / "whole", num_workers=2, val_fraction=0.25))
-    part = train(_cfg(root, tmp_path / "part", num_workers=2, val_fraction=0.25, max_steps=4))
+    whole = train(_cfg(root, tmp_path / "whole", {"data.num_workers": 2, "data.val_fraction": 0.25}))
+    part = train(_cfg(root, tmp_path / "part", {"data.num_workers": 2, "data.val_fraction": 0.25,
+                                                "schedule.max_steps": 4}))
     assert part["stopped_at_max_steps"] == 4 and part["steps"] == 4 and part["final_val_acc"] is not None
     state = load_checkpoint(tmp_path / "part" / "last.pt")["progress"]
     assert (state["epoch"], state["batch"], state["step"]) == (0, 4, 4)  # mid-epoch
@@ -336,16 +325,9 @@ def test_a_run_reads_only_the_samples_its_steps_need(tmp_path, monkeypatch):
     reads, real = [], base.read_events
     monkeypatch.setattr(base, "read_events", lambda path, **kw: reads.append(path) or real(path, **kw))
     summary = train(
-        _cfg(
-            big,
-            tmp_path / "run",
-            num_workers=0,
-            max_steps=3,
-            transforms=[],
-            val_fraction=0.1,
-            limit_val_batches=2,
-            allow_outside_root=True,
-        )
+        _cfg(big, tmp_path / "run", {"data.num_workers": 0, "schedule.max_steps": 3, "data.transforms": [],
+                                     "data.val_fraction": 0.1, "schedule.limit_val_batches": 2,
+                                     "data.allow_outside_root": True})
     )
     assert summary["steps"] == 3
     # 3 steps of 4 samples and 2 validation batches of 4: nothing else of the 3,000 recordings is read
@@ -356,16 +338,8 @@ def test_a_run_reads_only_the_samples_its_steps_need(tmp_path, monkeypatch):
 def test_eval_every_and_a_capped_validation(tmp_path):
     root = _flat_nmnist(tmp_path / "data", 40)
     s = train(
-        _cfg(
-            root,
-            tmp_path / "run",
-            epochs=3,
-            eval_every=2,
-            val_fraction=0.5,
-            limit_val_batches=2,
-            num_workers=0,
-            transforms=[],
-        )
+        _cfg(root, tmp_path / "run", {"schedule.epochs": 3, "schedule.eval_every": 2, "data.val_fraction": 0.5,
+                                      "schedule.limit_val_batches": 2, "data.num_workers": 0, "data.transforms": []})
     )
     assert ["val_acc" in r for r in s["history"]] == [False, True, True]  # epoch 2, and the last
     assert {r["val_samples"] for r in s["history"] if "val_acc" in r} == {8}  # 2 batches of 4, of 20
@@ -373,15 +347,9 @@ def test_eval_every_and_a_capped_validation(tmp_path):
 
 def test_config_transforms_reach_evaluation_and_predict(tmp_path, capsys):
     root = _flat_nmnist(tmp_path / "data", 12)
-    cfg = _cfg(
-        root,
-        tmp_path / "run",
-        epochs=1,
-        resolution=0,
-        test_root=str(root),
-        num_workers=0,
-        transforms=[{"RandomCrop": {"size": [24, 24]}}, "RandomFlip"],
-    )
+    cfg = _cfg(root, tmp_path / "run", {"schedule.epochs": 1, "data.resolution": 0, "data.test_root": str(root),
+                                        "data.num_workers": 0,
+                                        "data.transforms": [{"RandomCrop": {"size": [24, 24]}}, "RandomFlip"]})
     summary = train(cfg)
     assert summary["geometry"] == {"in_chans": 2, "img_size": 24, "num_frames": 4}  # the crop set the input size
     from spikmamba.engine import model_from_checkpoint
@@ -424,10 +392,10 @@ def test_a_run_on_a_tampered_cache_trains_bit_identically_to_a_run_without_one(t
     """Issue 33, item 1: entries overwritten with zeros of the right shape (the digest left), and
     one sample's entry copied over another's, are recomputed, not trained on."""
     root = _flat_nmnist(tmp_path / "data", 16)
-    kw = dict(num_workers=0, transforms=[], epochs=1, val_fraction=0.25)
-    plain = train(_cfg(root, tmp_path / "plain", **kw))
+    kw = {"data.num_workers": 0, "data.transforms": [], "schedule.epochs": 1, "data.val_fraction": 0.25}
+    plain = train(_cfg(root, tmp_path / "plain", kw))
     cache = tmp_path / "cache"
-    first = train(_cfg(root, tmp_path / "fill", cache_dir=str(cache), **kw))
+    first = train(_cfg(root, tmp_path / "fill", {"data.cache_dir": str(cache), **kw}))
     assert first["weights_sha256_per_rank"] == plain["weights_sha256_per_rank"]
     entries = sorted(cache.rglob("*.npz"))
     assert len(entries) == 16
@@ -440,6 +408,53 @@ def test_a_run_on_a_tampered_cache_trains_bit_identically_to_a_run_without_one(t
     for e in entries[8:12]:
         shutil.copy(entries[12], e)
     with pytest.warns(UserWarning, match="is unreadable or does not match"):
-        tampered = train(_cfg(root, tmp_path / "tampered", cache_dir=str(cache), **kw))
+        tampered = train(_cfg(root, tmp_path / "tampered", {"data.cache_dir": str(cache), **kw}))
     assert tampered["weights_sha256_per_rank"] == plain["weights_sha256_per_rank"]
     assert [r["train_loss"] for r in tampered["history"]] == [r["train_loss"] for r in plain["history"]]
+
+
+@pytest.mark.parametrize("kind", ["frames", "afe", "voxel"])
+def test_inputs_built_on_the_device_equal_the_workers_inputs_and_train(tmp_path, kind):
+    """Issue 30, item 3: with data.represent_on=device the workers send events (and their
+    shifts), and the batch built where the model is equals the batch the workers would build."""
+    from spikmamba.engine.device_inputs import DeviceInputs, model_input
+    from spikmamba.engine.inputs import load_data
+    from spikmamba.engine.loader import SequentialBatches, ShuffledBatches, make_loader
+
+    root = _flat_nmnist(tmp_path / "data", 24)
+    extra = {"data.representation": kind, "data.num_workers": 0, "data.val_fraction": 0.25,
+             "data.represent_on": "cpu"}
+    if kind == "afe":
+        extra["data.transforms"] = []  # AFE of 60 random events: one frame each, whatever the transforms
+    cpu_cfg = _cfg(root, tmp_path / "cpu", extra)
+    dev_cfg = cpu_cfg.replace({"data.represent_on": "device", "run.out_dir": str(tmp_path / "dev")})
+    cpu, dev = load_data(cpu_cfg, device="cpu"), load_data(dev_cfg, device="cpu")
+    assert (cpu.on_device, dev.on_device) == (False, True) and cpu.representation == dev.representation
+    for split, sampler in (("train", ShuffledBatches(len(cpu.train), 4, seed=0)),
+                           ("val", SequentialBatches(len(cpu.val), 4))):
+        if split == "train":
+            sampler.set_epoch(1)
+        made = [make_loader(getattr(d, split), sampler, 0) for d in (cpu, dev)]
+        for a, b in zip(*made, strict=True):
+            assert isinstance(b.x, DeviceInputs) and (b.x.shifts is not None) == (split == "train")
+            assert torch.equal(a.y, b.y)
+            assert torch.allclose(model_input(b.x, dev.representation, torch.device("cpu")), a.x, atol=1e-6)
+    summary = train(dev_cfg)
+    losses = [h["train_loss"] for h in summary["history"]]
+    assert summary["num_workers"] == 0 and losses[-1] < losses[0], losses
+
+
+def test_represent_on_device_refuses_what_it_cannot_build(tmp_path):
+    from spikmamba.engine.config import validate_config
+    from spikmamba.engine.device_inputs import represent_on_device
+
+    with pytest.raises(ValueError, match="'data.cache_dir' caches representations built on the CPU"):
+        validate_config(_cfg(tmp_path, tmp_path, {"data.represent_on": "device", "data.cache_dir": str(tmp_path)}))
+    with pytest.raises(ValueError, match="kept in memory as tensors"):
+        represent_on_device("device", torch.device("cpu"), "events", True, "")
+    with pytest.raises(ValueError, match="image, already built"):
+        represent_on_device("device", torch.device("cpu"), "image", False, "")
+    assert not represent_on_device("auto", torch.device("cpu"), "events", False, "")
+    assert represent_on_device("auto", torch.device("cuda"), "events", False, "")
+    assert not represent_on_device("auto", torch.device("cuda"), "events", False, str(tmp_path))  # the cache wins
+    assert not represent_on_device("auto", torch.device("cuda"), "image", False, "")

@@ -1,6 +1,5 @@
 """Reliability, round two (issue 23): crafted checkpoints and configs, full disks, damaged files
 and escapes from the dataset folder end in one clear message, never a traceback or silent nonsense."""
-import dataclasses
 import errno
 import json
 import os
@@ -18,14 +17,15 @@ from spikmamba.engine.config import as_overrides
 
 pytestmark = pytest.mark.slow  # trains, exports or runs subprocesses: the full suite, not the fast lane
 
-TINY = dict(sensor_size=16, frames=4, patch_size=4, num_train=32, num_test=16, batch_size=16, epochs=2,
-            progress=False, tensorboard=False)
+TINY = {"data.synth.sensor_size": 16, "data.frames": 4, "model.patch_size": 4, "data.synth.num_train": 32,
+        "data.synth.num_test": 16, "data.batch_size": 16, "schedule.epochs": 2, "run.progress": False,
+        "run.tensorboard": False}
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    train(dataclasses.replace(TrainConfig(), **TINY, out_dir=str(out)))
+    train(TrainConfig().replace({**TINY, "run.out_dir": str(out)}))
     return out
 
 
@@ -47,7 +47,7 @@ CASES = {
     "tensor-a-string": (lambda c: c["model"].__setitem__(next(iter(c["model"])), "weights"), "must be a tensor"),
     "classes-empty": (lambda c: c.__setitem__("classes", []), "field 'classes'"),
     "model-name-a-number": (lambda c: c.__setitem__("model_name", 7), "field 'model_name'"),
-    "unknown-override": (lambda c: c["config"].__setitem__("model_overrides", {"unknown": 1}),
+    "unknown-override": (lambda c: c["config"]["model"].__setitem__("overrides", {"unknown": 1}),
                          "does not take these arguments"),
 }
 

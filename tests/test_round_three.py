@@ -650,25 +650,14 @@ def test_nmnist_labels_txt_is_read_too(shared_data, tmp_path, capsys):
 
 def test_an_exported_onnx_file_predicts_like_its_checkpoint(tmp_path, capsys):
     pytest.importorskip("onnxruntime")
-    import dataclasses
 
     from spikmamba.engine import TrainConfig, train
 
     train(
-        dataclasses.replace(
-            TrainConfig(),
-            sensor_size=16,
-            frames=4,
-            patch_size=4,
-            num_train=32,
-            num_test=16,
-            batch_size=16,
-            epochs=1,
-            progress=False,
-            tensorboard=False,
-            model="spikmamba_tiny",
-            out_dir=str(tmp_path / "run"),
-        )
+        TrainConfig().replace({"data.synth.sensor_size": 16, "data.frames": 4, "model.patch_size": 4,
+                               "data.synth.num_train": 32, "data.synth.num_test": 16, "data.batch_size": 16,
+                               "schedule.epochs": 1, "run.progress": False, "run.tensorboard": False,
+                               "model.name": "spikmamba_tiny", "run.out_dir": str(tmp_path / "run")})
     )
     ckpt = str(tmp_path / "run" / "last.pt")
     assert main(["export", "--checkpoint", ckpt, "--format", "onnx", "--out", str(tmp_path / "m.onnx")]) == 0

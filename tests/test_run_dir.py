@@ -1,5 +1,4 @@
 """A run never writes into another run's folder, and two live processes never share one (issue 25)."""
-import dataclasses
 import os
 import subprocess
 import sys
@@ -14,12 +13,13 @@ from spikmamba.engine.run_dir import LOCK_NAME, RunDirBusy, RunLock, fresh_run_d
 pytestmark = pytest.mark.slow  # trains, exports or runs subprocesses: the full suite, not the fast lane
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "nmnist-small" / "train"
-TINY = dict(sensor_size=16, frames=4, patch_size=4, num_train=32, num_test=16, batch_size=16, epochs=1,
-            progress=False, tensorboard=False)
+TINY = {"data.synth.sensor_size": 16, "data.frames": 4, "model.patch_size": 4, "data.synth.num_train": 32,
+        "data.synth.num_test": 16, "data.batch_size": 16, "schedule.epochs": 1, "run.progress": False,
+        "run.tensorboard": False}
 
 
-def tiny(out, **kw) -> TrainConfig:
-    return dataclasses.replace(TrainConfig(), **{**TINY, "out_dir": str(out), **kw})
+def tiny(out, changes: dict | None = None) -> TrainConfig:
+    return TrainConfig().replace({**TINY, "run.out_dir": str(out), **(changes or {})})
 
 
 def snapshot(folder: Path) -> dict:
@@ -40,15 +40,15 @@ def test_a_second_run_goes_to_a_fresh_folder_and_leaves_the_first_intact(tmp_pat
     first = tmp_path / "synth"
     train(tiny(first))
     before = snapshot(first)
-    summary = train(tiny(first, seed=1))
+    summary = train(tiny(first, {"run.seed": 1}))
     assert summary["out_dir"] == str(tmp_path / "synth-2")
     assert snapshot(first) == before  # config.yaml, log.csv, last.pt, summary.json byte-identical
     assert (tmp_path / "synth-2" / "last.pt").is_file()
-    assert load_checkpoint(tmp_path / "synth-2" / "last.pt")["config"]["out_dir"] == str(tmp_path / "synth-2")
+    assert load_checkpoint(tmp_path / "synth-2" / "last.pt")["config"]["run"]["out_dir"] == str(tmp_path / "synth-2")
     assert "holds another run" in capsys.readouterr().err
     assert fresh_run_dir(first) == tmp_path / "synth-3"
     # overwrite=true replaces the first run's files instead
-    summary = train(tiny(first, seed=2, overwrite=True))
+    summary = train(tiny(first, {"run.seed": 2, "run.overwrite": True}))
     assert summary["out_dir"] == str(first) and snapshot(first)["last.pt"] != before["last.pt"]
 
 
@@ -59,7 +59,7 @@ def test_a_live_process_holding_the_folder_refuses_a_second_one(tmp_path, capsys
     try:
         (out / LOCK_NAME).write_text(f"{holder.pid}\n{os.uname().nodename}\n2026-11-30 00:00:00\n")
         with pytest.raises(RunDirBusy, match=f"process {holder.pid}"):
-            train(tiny(out, overwrite=True))
+            train(tiny(out, {"run.overwrite": True}))
         assert main(["train", "--resume", str(out / "last.pt"), "schedule.epochs=2"]) == 2
         assert f"being written by process {holder.pid}" in capsys.readouterr().err
         assert load_checkpoint(out / "last.pt")["progress"]["epoch"] == 1  # untouched
@@ -126,7 +126,7 @@ def test_an_unreadable_lock_is_treated_as_live_and_overwrite_deletes_nothing(con
     before = snapshot(out)
     (out / LOCK_NAME).write_bytes(content)
     with pytest.raises(RunDirBusy, match=f"{out / LOCK_NAME} exists but cannot be read as a lock"):
-        train(tiny(out, overwrite=True))
+        train(tiny(out, {"run.overwrite": True}))
     assert main(["train", "--resume", str(out / "last.pt"), "schedule.epochs=2"]) == 2
     assert "cannot be read as a lock" in capsys.readouterr().err
     assert {k: v for k, v in snapshot(out).items() if k != LOCK_NAME} == {

@@ -5,10 +5,12 @@ import pytest
 import torch
 
 from spikmamba.engine import TrainConfig, train
+from spikmamba.engine.checkpoint import stored_config
 from spikmamba.engine.task import ClassificationTask
 
-TINY = dict(sensor_size=16, frames=4, patch_size=4, num_train=48, num_test=16, batch_size=16, epochs=3,
-            progress=False, tensorboard=False, lr=3e-3, warmup_epochs=0.0)
+TINY = {"data.synth.sensor_size": 16, "data.frames": 4, "model.patch_size": 4, "data.synth.num_train": 48,
+        "data.synth.num_test": 16, "data.batch_size": 16, "schedule.epochs": 3, "run.progress": False,
+        "run.tensorboard": False, "optim.lr": 3e-3, "schedule.warmup_epochs": 0.0}
 
 
 def test_the_classification_task_is_summed_cross_entropy_and_top_class_counts():
@@ -38,12 +40,12 @@ class BrierTask:
 @pytest.mark.slow  # two tiny training runs
 def test_a_new_task_trains_through_the_unchanged_loop(tmp_path):
     task = BrierTask()
-    summary = train(TrainConfig(**TINY, out_dir=str(tmp_path / "brier")), task=task)
+    summary = train(TrainConfig().replace({**TINY, "run.out_dir": str(tmp_path / "brier")}), task=task)
     losses = [h["train_loss"] for h in summary["history"]]
     assert task.calls == summary["steps"] == 9
     assert losses[-1] < losses[0], losses
     assert all(0 <= h["train_loss"] <= 2 for h in summary["history"])  # a Brier score per sample is within [0, 2]
-    default = train(TrainConfig(**TINY, out_dir=str(tmp_path / "ce")))
+    default = train(TrainConfig().replace({**TINY, "run.out_dir": str(tmp_path / "ce")}))
     assert default["history"][0]["train_loss"] != summary["history"][0]["train_loss"]  # the task was the one used
 
 
@@ -63,6 +65,6 @@ def test_a_compiled_run_trains_evaluates_and_saves_plain_weights(tmp_path, capsy
     assert losses[-1] < losses[0], losses
     ckpt = load_checkpoint(out / "last.pt")
     assert not any("_orig_mod" in k for k in ckpt["model"])  # the plain model's keys: loads without compile
-    model = build_model(TrainConfig(**ckpt["config"]), len(ckpt["classes"]), **ckpt["geometry"])
+    model = build_model(stored_config(ckpt, "last.pt"), len(ckpt["classes"]), **ckpt["geometry"])
     model.load_state_dict(ckpt["model"])
     assert 0.0 <= summary["test_acc"] <= 1.0

@@ -74,8 +74,8 @@ def test_ann_weights_load_from_a_local_torchvision_file(tmp_path):
     # a checkpoint of a model initialised from the file loads without it (predict on another machine)
     from spikmamba.engine import model_from_checkpoint, save_checkpoint
 
-    cfg = dataclasses.replace(TrainConfig(), model="respike_tiny", frames=8,
-                              model_overrides={"ann_weights": str(tmp_path / "resnet50.pth")})
+    cfg = TrainConfig().replace({"model.name": "respike_tiny", "data.frames": 8,
+                                 "model.overrides": {"ann_weights": str(tmp_path / "resnet50.pth")}})
     save_checkpoint(
         tmp_path / "ckpt.pt",
         {
@@ -148,21 +148,24 @@ def test_unreadable_videos_stop_or_are_skipped_only_when_asked(tmp_path, capsys)
     broken = [i for i in range(len(ds)) if ds.source(i).endswith("broken.avi")][0]
     with pytest.raises(SampleError, match="broken.avi.*skip_unreadable=true"):
         ds[broken]
-    cfg = dataclasses.replace(TrainConfig(), model="respike_tiny", data_name="video-folder", data_root=str(tmp_path),
-                              frames=4, frame_stride=2, resolution=16, batch_size=4, epochs=1, augment_shift=0,
-                              image_augment="none", progress=False, tensorboard=False, out_dir=str(tmp_path / "run"))
+    cfg = TrainConfig().replace({"model.name": "respike_tiny", "data.name": "video-folder", "data.root": str(tmp_path),
+                                 "data.frames": 4, "data.video.frame_stride": 2, "data.resolution": 16,
+                                 "data.batch_size": 4, "schedule.epochs": 1, "data.augment_shift": 0,
+                                 "run.progress": False, "run.tensorboard": False,
+                                 "run.out_dir": str(tmp_path / "run")})
     with pytest.raises(SampleError, match="broken.avi"):
         train(cfg)
     # one of 7 is 14%: allowed with max_skipped_fraction=0.2, listed in skipped.csv
-    summary = train(dataclasses.replace(cfg, skip_unreadable=True, max_skipped_fraction=0.2,
-                                        out_dir=str(tmp_path / "run2")))
+    summary = train(cfg.replace({"data.skip_unreadable": True, "data.max_skipped_fraction": 0.2,
+                                 "run.out_dir": str(tmp_path / "run2")}))
     assert summary["skipped_samples"] == 1
     rows = (tmp_path / "run2" / "skipped.csv").read_text().splitlines()
     assert rows[0] == "epoch,split,sample,reason" and len(rows) == 2 and "broken.avi" in rows[1]
     from spikmamba.engine.train import TooManySkipped
 
     with pytest.raises(TooManySkipped, match="1 of 7 training samples .*skipped.csv"):
-        train(dataclasses.replace(cfg, skip_unreadable=True, max_skipped_fraction=0.1, out_dir=str(tmp_path / "run3")))
+        train(cfg.replace({"data.skip_unreadable": True, "data.max_skipped_fraction": 0.1,
+                           "run.out_dir": str(tmp_path / "run3")}))
     with pytest.raises(DatasetLayoutError, match="no test.txt"):
         VideoFolder(tmp_path, "test")
 
@@ -178,11 +181,13 @@ def test_respike_trains_on_a_tiny_video_folder(tmp_path, capsys):
             lines[split].append(f"{names[k]}/{i}.avi")
     for split, rel in lines.items():
         (root / f"{split}.txt").write_text("\n".join(rel) + "\n")
-    cfg = dataclasses.replace(TrainConfig(), model="respike_tiny", data_name="video-folder", data_root=str(root),
-                              test_root=str(root), frames=8, frame_stride=2, clips_per_video=2, resolution=32,
-                              batch_size=8, epochs=4, lr=2e-3, warmup_epochs=0.5, augment_shift=0, image_augment="none",
-                              progress=False, tensorboard=False, out_dir=str(tmp_path / "run"),
-                              model_overrides={"stride": 4})
+    cfg = TrainConfig().replace({"model.name": "respike_tiny", "data.name": "video-folder", "data.root": str(root),
+                                 "data.test_root": str(root), "data.frames": 8, "data.video.frame_stride": 2,
+                                 "data.video.clips_per_video": 2, "data.resolution": 32, "data.batch_size": 8,
+                                 "schedule.epochs": 4, "optim.lr": 2e-3, "schedule.warmup_epochs": 0.5,
+                                 "data.augment_shift": 0, "run.progress": False,
+                                 "run.tensorboard": False, "run.out_dir": str(tmp_path / "run"),
+                                 "model.overrides": {"stride": 4}})
     summary = train(cfg)
     losses = [r["train_loss"] for r in summary["history"]]
     assert losses[-1] < losses[0], losses
@@ -223,9 +228,9 @@ def test_validation_split_keeps_each_videos_clips_together(tmp_path):
                         c.mux(p)
                 for p in s.encode():
                     c.mux(p)
-    cfg = dataclasses.replace(TrainConfig(), model="respike_tiny", data_name="video-folder", data_root=str(tmp_path),
-                              frames=4, frame_stride=1, clips_per_video=3, resolution=16, val_fraction=0.25,
-                              progress=False)
+    cfg = TrainConfig().replace({"model.name": "respike_tiny", "data.name": "video-folder", "data.root": str(tmp_path),
+                                 "data.frames": 4, "data.video.frame_stride": 1, "data.video.clips_per_video": 3,
+                                 "data.resolution": 16, "data.val_fraction": 0.25, "run.progress": False})
     data = load_data(cfg)
     x_tr = [data.train[i][0] for i in range(len(data.train))]
     x_va = [data.val[i][0] for i in range(len(data.val))]

@@ -1,6 +1,5 @@
 """train -> checkpoint -> test -> predict -> resume, DDP with real torchrun processes, AMP, logs."""
 import csv
-import dataclasses
 import json
 import os
 import signal
@@ -23,24 +22,25 @@ from spikmamba.engine import (
     train,
 )
 from spikmamba.engine.checkpoint import state_digest
-from spikmamba.engine.config import as_overrides
+from spikmamba.engine.config import as_overrides, config_from_dict, config_keys, config_leaves, value_at
 from spikmamba.engine.inputs import eval_view
-from spikmamba.engine.train import lr_factor
+from spikmamba.engine.train import lr_factor, resume_config
 
 pytestmark = pytest.mark.slow  # trains, exports or runs subprocesses: the full suite, not the fast lane
 
-TINY = dict(sensor_size=16, frames=4, patch_size=4, num_train=48, num_test=24, batch_size=16, epochs=3,
-            progress=False, tensorboard=False)
+TINY = {"data.synth.sensor_size": 16, "data.frames": 4, "model.patch_size": 4, "data.synth.num_train": 48,
+        "data.synth.num_test": 24, "data.batch_size": 16, "schedule.epochs": 3, "run.progress": False,
+        "run.tensorboard": False}
 
 
-def tiny_cfg(out, **kw) -> TrainConfig:
-    return dataclasses.replace(TrainConfig(), **{**TINY, "out_dir": str(out), **kw})
+def tiny_cfg(out, changes: dict | None = None) -> TrainConfig:
+    return TrainConfig().replace({**TINY, "run.out_dir": str(out), **(changes or {})})
 
 
 def as_args(cfg: TrainConfig) -> "list[str]":
     default = TrainConfig()
-    return as_overrides({f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
-                     if f.name != "model_overrides" and getattr(cfg, f.name) != getattr(default, f.name)})
+    return as_overrides({k: value_at(cfg, k) for k in config_keys()
+                         if k != "model.overrides" and value_at(cfg, k) != value_at(default, k)})
 
 
 def first_test_inputs(cfg, n):
@@ -56,13 +56,13 @@ def weights(path) -> dict:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    cfg = tiny_cfg(out, epochs=4, val_fraction=0.25)
+    cfg = tiny_cfg(out, {"schedule.epochs": 4, "data.val_fraction": 0.25})
     return cfg, train(cfg)
 
 
 def test_training_writes_config_logs_and_both_checkpoints(trained):
     cfg, summary = trained
-    out = cfg.out_dir
+    out = cfg.run.out_dir
     losses = [h["train_loss"] for h in summary["history"]]
     assert losses[-1] < losses[0], losses
     with open(f"{out}/log.csv") as f:
@@ -79,16 +79,16 @@ def test_training_writes_config_logs_and_both_checkpoints(trained):
 
 def test_test_command_reports_topk_per_class_and_confusion(trained, tmp_path, capsys):
     cfg, summary = trained
-    assert main(["test", "--checkpoint", f"{cfg.out_dir}/last.pt", "--out", str(tmp_path), "--quiet"]) == 0
+    assert main(["test", "--checkpoint", f"{cfg.run.out_dir}/last.pt", "--out", str(tmp_path), "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "top-1" in printed and "move_right" in printed
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["top1"] == pytest.approx(summary["test_acc"])  # the same model on the same test set
-    assert m["samples"] == cfg.num_test and sum(map(sum, m["confusion"])) == cfg.num_test
+    assert m["samples"] == cfg.data.synth.num_test and sum(map(sum, m["confusion"])) == cfg.data.synth.num_test
     assert m["top5"] >= m["top1"]
     with open(tmp_path / "confusion.csv") as f:
         rows = list(csv.reader(f))
-    assert len(rows) == 11 and sum(int(v) for r in rows[1:] for v in r[1:]) == cfg.num_test
+    assert len(rows) == 11 and sum(int(v) for r in rows[1:] for v in r[1:]) == cfg.data.synth.num_test
     assert (tmp_path / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     per_class = {r["class"]: r for r in m["per_class"]}
     c = m["confusion"]
@@ -102,17 +102,17 @@ def test_predict_classifies_files_like_the_test_pipeline(trained, tmp_path, caps
     from spikmamba.events.io import write_events
 
     cfg, _ = trained
-    ds = SynthActions("test", num_samples=cfg.num_test, sensor_size=(16, 16), seed=cfg.seed, cache=False)
+    ds = SynthActions("test", num_samples=cfg.data.synth.num_test, sensor_size=(16, 16), seed=cfg.run.seed, cache=False)
     for i in range(5):
         write_events(tmp_path / f"clip{i}.npz", ds.events(i), sensor_size=(16, 16))
     (tmp_path / "broken.npz").write_bytes(b"not an npz file")
-    rc = main(["predict", "--checkpoint", f"{cfg.out_dir}/last.pt", str(tmp_path), "--json", "--top", "3"])
+    rc = main(["predict", "--checkpoint", f"{cfg.run.out_dir}/last.pt", str(tmp_path), "--json", "--top", "3"])
     out = capsys.readouterr()
     assert rc == 1 and "broken.npz" in out.err  # the bad file is named, the others still classified
     result = json.loads(out.out)
     assert [os.path.basename(p["file"]) for p in result["predictions"]] == [f"clip{i}.npz" for i in range(5)]
     assert len(result["errors"]) == 1 and result["errors"][0]["file"].endswith("broken.npz")
-    model, ckpt = model_from_checkpoint(f"{cfg.out_dir}/last.pt")
+    model, ckpt = model_from_checkpoint(f"{cfg.run.out_dir}/last.pt")
     x, classes = first_test_inputs(cfg, 5)
     with torch.no_grad():
         probs = model(x).softmax(1)
@@ -128,9 +128,9 @@ def test_synth_clips_written_as_files_are_classified_like_the_test_split(trained
     rows = (tmp_path / "clips" / "labels.csv").read_text().splitlines()
     assert rows[0] == "file,class_id,class_name" and rows[5].startswith("0004_rotate_cw.npz,4,")
     capsys.readouterr()
-    assert main(["predict", "--checkpoint", f"{cfg.out_dir}/last.pt", str(tmp_path / "clips"), "--json"]) == 0
+    assert main(["predict", "--checkpoint", f"{cfg.run.out_dir}/last.pt", str(tmp_path / "clips"), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    model, _ = model_from_checkpoint(f"{cfg.out_dir}/last.pt")
+    model, _ = model_from_checkpoint(f"{cfg.run.out_dir}/last.pt")
     x, classes = first_test_inputs(cfg, 6)
     with torch.no_grad():
         expected = [classes[int(i)] for i in model(x).argmax(1)]
@@ -143,7 +143,7 @@ def test_predict_rejects_events_beyond_the_trained_sensor(trained, tmp_path, cap
 
     cfg, _ = trained
     write_events(tmp_path / "big.npy", make_events(x=[40], y=[3], t=[10], p=[1]))
-    assert main(["predict", "--checkpoint", f"{cfg.out_dir}/last.pt", str(tmp_path / "big.npy")]) == 1
+    assert main(["predict", "--checkpoint", f"{cfg.run.out_dir}/last.pt", str(tmp_path / "big.npy")]) == 1
     err = capsys.readouterr().err
     assert "beyond the 16x16 sensor" in err and err.count("big.npy") == 1, err  # the file named once
 
@@ -151,12 +151,12 @@ def test_predict_rejects_events_beyond_the_trained_sensor(trained, tmp_path, cap
 @pytest.mark.parametrize("how, every", [("SIGKILL", 1), ("SIGTERM", 1), ("SIGKILL", 0)])
 def test_killed_run_resumes_to_the_same_weights(tmp_path, how, every):
     # every=1: last.pt after each step, so the kill lands mid-epoch; every=0: only at epoch ends
-    cfg = tiny_cfg(tmp_path / "whole", epochs=4, checkpoint_every=every)
+    cfg = tiny_cfg(tmp_path / "whole", {"schedule.epochs": 4, "run.checkpoint_every": every})
     train(cfg)
     reference = weights(tmp_path / "whole" / "last.pt")
 
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "spikmamba", "train", *as_args(dataclasses.replace(cfg, out_dir=str(out)))]
+    cmd = [sys.executable, "-m", "spikmamba", "train", *as_args(cfg.replace({"run.out_dir": str(out)}))]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not (out / "last.pt").exists() and proc.poll() is None and time.time() < deadline:
@@ -181,7 +181,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, how, every):
 
 
 def test_resume_can_extend_a_finished_run(tmp_path):
-    cfg = tiny_cfg(tmp_path, epochs=1)
+    cfg = tiny_cfg(tmp_path, {"schedule.epochs": 1})
     train(cfg)
     assert main(["train", "--resume", str(tmp_path / "last.pt"), "schedule.epochs=2"]) == 0
     assert load_checkpoint(tmp_path / "last.pt")["progress"]["epoch"] == 2
@@ -194,11 +194,12 @@ def test_two_torchrun_processes_match_one_process(tmp_path):
     # rounding can move a weight by up to one learning rate there).
     # The one-conv tubelet stem: with the deeper SPS stem, a rounding-level difference can flip a
     # spike whose membrane sits at the threshold, and the runs then drift apart legitimately.
-    cfg = tiny_cfg(tmp_path / "single", model="spikmamba_tiny", num_train=49, epochs=2, optimizer="sgd", lr=0.05)
+    cfg = tiny_cfg(tmp_path / "single", {"model.name": "spikmamba_tiny", "data.synth.num_train": 49,
+                                         "schedule.epochs": 2, "optim.name": "sgd", "optim.lr": 0.05})
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     ddp_out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "spikmamba", "train", *as_args(dataclasses.replace(cfg, out_dir=str(ddp_out)))]
+           "-m", "spikmamba", "train", *as_args(cfg.replace({"run.out_dir": str(ddp_out)}))]
     run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     single = subprocess.run([sys.executable, "-m", "spikmamba", "train", *as_args(cfg)], env=env,
@@ -220,17 +221,17 @@ def test_two_torchrun_processes_match_one_process(tmp_path):
 
 
 def test_bf16_autocast_trains_and_fp16_on_cpu_is_refused(tmp_path):
-    summary = train(tiny_cfg(tmp_path, epochs=1, amp="bf16"))
+    summary = train(tiny_cfg(tmp_path, {"schedule.epochs": 1, "device.amp": "bf16"}))
     assert np.isfinite(summary["history"][0]["train_loss"])
     with pytest.raises(ValueError, match="device.amp=fp16 needs a CUDA device"):
-        train(tiny_cfg(tmp_path / "fp16", epochs=1, amp="fp16", device="cpu"))
+        train(tiny_cfg(tmp_path / "fp16", {"schedule.epochs": 1, "device.amp": "fp16", "device.name": "cpu"}))
 
 
 def test_tensorboard_scalars_are_readable(tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    summary = train(tiny_cfg(tmp_path, epochs=2, tensorboard=True, val_fraction=0.25))
+    summary = train(tiny_cfg(tmp_path, {"schedule.epochs": 2, "run.tensorboard": True, "data.val_fraction": 0.25}))
     acc = EventAccumulator(str(tmp_path / "tensorboard"))
     acc.Reload()
     loss = acc.Scalars("train/train_loss")
@@ -241,7 +242,7 @@ def test_tensorboard_scalars_are_readable(tmp_path):
 
 def test_bad_checkpoints_are_clear_errors(trained, tmp_path):
     cfg, _ = trained
-    last = f"{cfg.out_dir}/last.pt"
+    last = f"{cfg.run.out_dir}/last.pt"
     blob = open(last, "rb").read()
     (tmp_path / "cut.pt").write_bytes(blob[: len(blob) // 2])
     with pytest.raises(CheckpointError, match="not a readable spikmamba checkpoint"):
@@ -253,7 +254,7 @@ def test_bad_checkpoints_are_clear_errors(trained, tmp_path):
         load_checkpoint(tmp_path / "nope.pt")
     # weights for a different model shape under the same name
     ckpt = load_checkpoint(last)
-    ckpt["config"]["model_overrides"] = {"embed_dim": 32}
+    ckpt["config"]["model"]["overrides"] = {"embed_dim": 32}
     save_checkpoint(tmp_path / "other.pt", ckpt)
     with pytest.raises(CheckpointError, match="shape mismatch"):
         model_from_checkpoint(tmp_path / "other.pt")
@@ -306,13 +307,14 @@ def test_classification_metrics_match_a_hand_count():
 
 
 def test_schedules_warm_up_then_decay():
-    cfg = TrainConfig(epochs=4, warmup_epochs=1, schedule="cosine")
+    cfg = TrainConfig().replace({"schedule.epochs": 4, "schedule.warmup_epochs": 1, "schedule.name": "cosine"})
     f = lr_factor(cfg, steps_per_epoch=10)
     assert [f(0), f(9)] == [pytest.approx(0.1), pytest.approx(1.0)]
     assert f(10) == pytest.approx(1.0) and f(25) == pytest.approx(0.5) and f(39) < 0.01
-    floor = lr_factor(dataclasses.replace(cfg, lr=1e-5, min_lr=1e-6), 10)
+    floor = lr_factor(cfg.replace({"optim.lr": 1e-5, "schedule.min_lr": 1e-6}), 10)
     assert floor(39) == pytest.approx(0.1, abs=5e-3) and floor(39) > 0.1 and floor(10) == pytest.approx(1.0)
-    g = lr_factor(dataclasses.replace(cfg, schedule="step", step_epochs=2, step_gamma=0.5, warmup_epochs=0), 10)
+    g = lr_factor(cfg.replace({"schedule.name": "step", "schedule.step_epochs": 2, "schedule.step_gamma": 0.5,
+                               "schedule.warmup_epochs": 0}), 10)
     assert [g(0), g(19), g(20), g(39)] == [1.0, 1.0, 0.5, 0.5]
 
 
@@ -330,7 +332,7 @@ def test_config_choices_are_checked_and_help_shows_defaults(capsys):
     assert "[0.005]" in epilog
     for section in ("model", "data", "data.synth", "data.video", "data.images", "data.adaptive", "optim", "schedule",
                     "device", "run"):
-        assert f"\n  {section}:\n" in epilog, section
+        assert f"\n  {section}: " in epilog, section  # each section with what it is for
 
 
 def test_gesture_clips_smoke_config_runs_read_frames_model_prediction(shared_data, tmp_path, capsys):
@@ -340,8 +342,8 @@ def test_gesture_clips_smoke_config_runs_read_frames_model_prediction(shared_dat
     from spikmamba.engine import load_config
 
     config = Path(__file__).resolve().parents[1] / "configs" / "dvsgesture_clips_smoke.yaml"
-    cfg = dataclasses.replace(load_config(config), data_root=str(shared_data / "dvsgesture-clips"),
-                              out_dir=str(tmp_path), progress=False, tensorboard=False, epochs=1)
+    cfg = load_config(config).replace({"data.root": str(shared_data / "dvsgesture-clips"), "run.out_dir": str(tmp_path),
+                                       "run.progress": False, "run.tensorboard": False, "schedule.epochs": 1})
     summary = train(cfg)
     assert np.isfinite(summary["history"][0]["train_loss"])
     rc = main(["predict", "--checkpoint", str(tmp_path / "last.pt"), str(shared_data / "dvsgesture-clips"), "--json"])
@@ -383,19 +385,19 @@ def test_nonfinite_loss_stops_naming_the_step_and_the_last_good_checkpoint(tmp_p
     # the checkpoint on disk is the good one, and resuming from it works
     assert torch.load(tmp_path / "last.pt", weights_only=True)["progress"]["step"] == 3
     monkeypatch.undo()
-    summary = train(dataclasses.replace(cfg, epochs=2), resume=str(tmp_path / "last.pt"))
+    summary = train(cfg.replace({"schedule.epochs": 2}), resume=str(tmp_path / "last.pt"))
     assert len(summary["history"]) == 2
 
 
 def test_skip_nonfinite_skips_exactly_that_many_steps(tmp_path, monkeypatch):
     built = _nan_model(monkeypatch, {2, 4})
-    summary = train(tiny_cfg(tmp_path, skip_nonfinite=2))
+    summary = train(tiny_cfg(tmp_path, {"optim.skip_nonfinite": 2}))
     assert all(torch.isfinite(p).all() for p in built[0].parameters())
     assert all(np.isfinite(r["train_loss"]) for r in summary["history"])
     assert torch.load(tmp_path / "last.pt", weights_only=True)["progress"]["nonfinite_steps"] == 2
     built = _nan_model(monkeypatch, {2, 4, 6})
     with pytest.raises(FloatingPointError, match="global step 6"):
-        train(tiny_cfg(tmp_path / "again", skip_nonfinite=2))
+        train(tiny_cfg(tmp_path / "again", {"optim.skip_nonfinite": 2}))
 
 
 class _Killed(BaseException):
@@ -407,7 +409,7 @@ def test_an_epoch_checkpointed_just_before_a_kill_keeps_its_log_row(tmp_path, mo
     # run's log.csv must still list every epoch once (it is rebuilt from the checkpoint's history)
     from spikmamba.engine import logs
 
-    cfg = tiny_cfg(tmp_path, epochs=4)
+    cfg = tiny_cfg(tmp_path, {"schedule.epochs": 4})
     real_log = logs.RunLogger.log
 
     def dying_log(self, record):
@@ -429,3 +431,29 @@ def test_an_epoch_checkpointed_just_before_a_kill_keeps_its_log_row(tmp_path, mo
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
     for row, record in zip(rows, summary_rows):
         assert float(row["train_loss"]) == pytest.approx(record["train_loss"], rel=1e-12)
+
+
+def _flat_as_before_sections(doc: dict) -> dict:
+    """A config in sections, stored the way versions before sections stored it: flat old names."""
+    return {f.metadata["old"] or key.rsplit(".", 1)[1]: value_at(config_from_dict(doc, "t", note_old_keys=False), key)
+            for key, f in config_leaves()}
+
+
+@pytest.mark.slow  # two one-epoch resumes
+def test_a_checkpoint_with_the_flat_config_of_earlier_versions_tests_and_resumes_the_same(trained, tmp_path):
+    cfg, _ = trained
+    ckpt = load_checkpoint(f"{cfg.run.out_dir}/last.pt")
+    flat = {**ckpt, "config": _flat_as_before_sections(ckpt["config"])}
+    assert "lr" in flat["config"] and "optim" not in flat["config"]
+    for name, body in (("nested", ckpt), ("flat", flat)):
+        (tmp_path / name).mkdir()
+        save_checkpoint(tmp_path / name / "last.pt", {k: v for k, v in body.items() if k not in ("format", "digest")})
+        assert main(["test", "--checkpoint", str(tmp_path / name / "last.pt"), "--out", str(tmp_path / name / "t"),
+                     "--quiet"]) == 0
+    metrics = [json.loads((tmp_path / name / "t" / "metrics.json").read_text()) for name in ("nested", "flat")]
+    assert metrics[0]["confusion"] == metrics[1]["confusion"] and metrics[0]["top1"] == metrics[1]["top1"]
+    resumed = [train(resume_config(str(tmp_path / name / "last.pt"), ["schedule.epochs=5", "run.progress=false"]),
+                     resume=str(tmp_path / name / "last.pt")) for name in ("nested", "flat")]
+    assert len(resumed[1]["history"]) == 5
+    assert resumed[0]["weights_sha256_per_rank"] == resumed[1]["weights_sha256_per_rank"]
+    assert [h["train_loss"] for h in resumed[0]["history"]] == [h["train_loss"] for h in resumed[1]["history"]]

@@ -126,7 +126,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         if args.config:
             raise InputError("--resume continues with the config stored in the checkpoint; drop --config "
-                             "(key=value overrides, e.g. epochs=30, are allowed)")
+                             "(key=value overrides, e.g. schedule.epochs=30, are allowed)")
         cfg = resume_config(args.resume, args.overrides)
     else:
         cfg = load_config(args.config) if args.config else TrainConfig()
@@ -156,7 +156,7 @@ def _run_report(summary: dict, out: Path) -> str:
     """The last lines of every run: where it ended, its checkpoints, its files and figures."""
     files = set(summary.get("files", []))
     epochs = len(summary["history"])
-    how = (f"stopped at max_steps={summary['stopped_at_max_steps']} (step {summary['steps']})"
+    how = (f"stopped at schedule.max_steps={summary['stopped_at_max_steps']} (step {summary['steps']})"
            if "stopped_at_max_steps" in summary else f"{epochs} epoch(s), {summary['steps']} steps")
     lines = [f"run finished in {out}: {how}"]
     ckpts = [f"{out / 'last.pt'} (resume, test, predict)"]

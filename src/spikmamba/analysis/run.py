@@ -1,7 +1,6 @@
 """``spikmamba energy``: the energy report of a checkpoint (on its test data) or of an untrained model."""
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import torch
@@ -19,13 +18,13 @@ def _inputs(cfg: TrainConfig, samples: int) -> tuple:
     classes and the representation."""
     from ..engine.loader import SequentialBatches, make_loader
 
-    if cfg.data_name == "synth":
-        cfg = dataclasses.replace(cfg, num_test=samples)
-    view, classes, rep = eval_view(cfg, "test" if cfg.data_name == "synth" or cfg.test_root else "train")
+    if cfg.data.name == "synth":
+        cfg = cfg.replace({"data.synth.num_test": samples})
+    view, classes, rep = eval_view(cfg, "test" if cfg.data.name == "synth" or cfg.data.test_root else "train")
     n = min(samples, len(view))
     batches = [b.x for b in make_loader(view, SequentialBatches(n, 64), 0) if b.x is not None]
     if not batches:
-        raise InputError(f"none of the first {n} samples of {cfg.data_name} could be read")
+        raise InputError(f"none of the first {n} samples of {cfg.data.name} could be read")
     return torch.cat(batches), classes, rep
 
 
@@ -33,7 +32,7 @@ def _ann_twin(cfg: TrainConfig, num_classes: int, geometry: dict, state: dict):
     """The same model and weights with every spiking neuron replaced by the identity, or None
     when the model has no ``spiking`` switch."""
     try:
-        twin = build_model(dataclasses.replace(cfg, model_overrides={**cfg.model_overrides, "spiking": False}),
+        twin = build_model(cfg.replace({"model.overrides": {**cfg.model.overrides, "spiking": False}}),
                            num_classes, **geometry, pretrained=False)
     except UnknownModelArgument:  # the model takes no `spiking` switch
         return None
@@ -54,17 +53,17 @@ def run_energy(checkpoint: str | None = None, model_name: str | None = None, ove
         x = _inputs(cfg, samples)[0]
         num_classes, geometry = len(ckpt["classes"]), dict(ckpt["geometry"])
     else:
-        cfg = validate_config(apply_overrides(dataclasses.replace(TrainConfig(), model=model_name, progress=False),
+        cfg = validate_config(apply_overrides(TrainConfig().replace({"model.name": model_name, "run.progress": False}),
                                               overrides or []))
         x, classes, rep = _inputs(cfg, samples)
         geometry = geometry_of(rep)
         num_classes = len(classes)
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(cfg.run.seed)
         model = build_model(cfg, num_classes, **geometry).eval()
     batches = [x[i:i + batch_size] for i in range(0, len(x), batch_size)]
     snn = energy_report(model, batches, constants)
     twin = _ann_twin(cfg, num_classes, geometry, model.state_dict()) if ann else None
-    return {"model": cfg.model, "data": cfg.data_name, "snn": snn,
+    return {"model": cfg.model.name, "data": cfg.data.name, "snn": snn,
             "ann": energy_report(twin, batches, constants) if twin is not None else None}
 
 

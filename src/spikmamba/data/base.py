@@ -87,7 +87,7 @@ class Confinement:
 
 def config_root(cfg, split: str, name: str) -> Path:
     """The folder a config names for ``split``: ``data_root`` for training, ``test_root`` for test."""
-    root = cfg.data_root if split == "train" else cfg.test_root
+    root = cfg.data.root if split == "train" else cfg.data.test_root
     if not root:
         key = "data.root" if split == "train" else "data.test_root"
         raise InputError(f"data.name={name!r} needs {key}=<folder> (see `spikmamba datasets {name}`)")
@@ -143,7 +143,7 @@ class EventDataset(Dataset):
     @classmethod
     def from_config(cls, cfg, split: str) -> EventDataset:
         """The dataset a config names for ``split`` ('train' or 'test'): every dataset is made this one way."""
-        return cls(config_root(cfg, split, cls.name), split, allow_outside_root=cfg.allow_outside_root)
+        return cls(config_root(cfg, split, cls.name), split, allow_outside_root=cfg.data.allow_outside_root)
 
     def configured(self, representation=None, transform=None, pre_transform=None, cache_dir=None) -> EventDataset:
         """A copy over the same samples with another pipeline (the training and the evaluation

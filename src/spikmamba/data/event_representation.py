@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
+from ..events import batched as on_device
 from ..events.afe import to_afe_frames
 from ..events.representations import to_frames
 from ..events.voxel import to_count_image, to_voxel_grid
@@ -82,6 +83,24 @@ class EventRepresentation:
 
     def __call__(self, events: np.ndarray) -> np.ndarray:
         return self.finish(self.raw(events))
+
+    def batched(self, batch: on_device.EventBatch) -> torch.Tensor:
+        """``float32 [B, T, C, H, W]`` of a whole batch of events, built where the batch is (see
+        :mod:`spikmamba.events.batched`): each sample equals ``self(events)``."""
+        if self.kind in ("frames", "adaptive"):
+            x = on_device.frames(batch, self.sensor_size, self.time_steps, self.split_by, self.binary)
+        elif self.kind == "voxel":
+            x = on_device.voxel_grid(batch, self.sensor_size, self.frames)
+        elif self.kind == "count":
+            x = on_device.count_image(batch, self.sensor_size)
+        else:
+            x = on_device.afe_frames(batch, self.sensor_size, self.frames, self.afe_threshold, self.afe_min_events)
+        if self.normalize == "log1p" and self.kind in ("frames", "count", "adaptive"):
+            x = torch.log1p(x)
+        if self.resolution is not None and tuple(self.resolution) != tuple(self.sensor_size):
+            W, H = self.resolution
+            x = F.interpolate(x.flatten(0, 1), size=(H, W), mode="area").unflatten(0, x.shape[:2])
+        return x
 
     def __repr__(self) -> str:
         return "EventRepresentation(" + ", ".join(f"{k}={v!r}" for k, v in asdict(self).items()) + ")"

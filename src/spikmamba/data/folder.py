@@ -37,7 +37,7 @@ root/
         size from the first recording that states one."""
         root = config_root(cfg, split, cls.name)
         listed = split if (root / f"{split}.txt").is_file() else None
-        allow = cfg.allow_outside_root
+        allow = cfg.data.allow_outside_root
         if cls.default_sensor_size is not None:
             return cls(root, listed, allow_outside_root=allow)
         return cls(root, listed, sensor_size=cls._stated_sensor(root), allow_outside_root=allow)

@@ -66,7 +66,7 @@ root/
     @classmethod
     def from_config(cls, cfg, split: str) -> DVSGestureClips:
         # one folder per split: data_root, test_root
-        return cls(config_root(cfg, split, cls.name), allow_outside_root=cfg.allow_outside_root)
+        return cls(config_root(cfg, split, cls.name), allow_outside_root=cfg.data.allow_outside_root)
 
     def __init__(self, root, allow_outside_root: bool = False, **kwargs):
         root = Path(root)

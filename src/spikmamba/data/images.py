@@ -111,11 +111,11 @@ class ImageDataset(Dataset):
 
     @classmethod
     def from_config(cls, cfg, split: str) -> ImageDataset:
-        kwargs = {"allow_outside_root": cfg.allow_outside_root} if issubclass(cls, ImageFolderSplits) else {}
-        ds = cls(config_root(cfg, split, cls.name), split, size=cfg.resolution, **kwargs)
+        kwargs = {"allow_outside_root": cfg.data.allow_outside_root} if issubclass(cls, ImageFolderSplits) else {}
+        ds = cls(config_root(cfg, split, cls.name), split, size=cfg.data.resolution, **kwargs)
         if not ds.sensor_size[0]:
-            raise InputError(f"{cls.name} images come in many sizes: set resolution=<pixels>")
-        ds.representation = ImageRepresentation(size=ds.sensor_size[0], frames=cfg.frames)
+            raise InputError(f"{cls.name} images come in many sizes: set data.resolution=<pixels>")
+        ds.representation = ImageRepresentation(size=ds.sensor_size[0], frames=cfg.data.frames)
         return ds
 
     def configured(self, representation=None, transform=None, pre_transform=None, cache_dir=None) -> ImageDataset:

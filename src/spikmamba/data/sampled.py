@@ -78,7 +78,7 @@ class SampledFrames(Dataset):
     def from_config(cls, cfg, split: str) -> SampledFrames:
         root = config_root(cfg, split, cls.name)
         list_file = root / f"{split}.txt" if root.is_dir() else root
-        ds = cls(list_file, list_file.parent / "classnames.json", allow_outside_root=cfg.allow_outside_root)
+        ds = cls(list_file, list_file.parent / "classnames.json", allow_outside_root=cfg.data.allow_outside_root)
         if not len(ds):
             raise DatasetLayoutError("SampledFrames", list_file.parent, f"{list_file.name} lists no files", LAYOUT)
         first = ds.sample(0)[0]

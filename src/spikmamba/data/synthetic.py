@@ -133,8 +133,10 @@ class SynthActions:
 
     @classmethod
     def from_config(cls, cfg, split: str) -> SynthActions:
-        n = cfg.num_train if split == "train" else cfg.num_test
-        return cls(split, num_samples=n, sensor_size=(cfg.sensor_size, cfg.sensor_size), seed=cfg.seed, cache=False)
+        synth = cfg.data.synth
+        n = synth.num_train if split == "train" else synth.num_test
+        return cls(split, num_samples=n, sensor_size=(synth.sensor_size, synth.sensor_size), seed=cfg.run.seed,
+                   cache=False)
 
     def configured(self, representation=None, transform=None, pre_transform=None, cache_dir=None) -> SynthActions:
         """A copy with another pipeline (``cache_dir`` is not used: clips are generated, not read)."""

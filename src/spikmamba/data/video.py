@@ -9,7 +9,7 @@ video clip ``i`` came from, so accuracy can be reported per clip and per video. 
 than one clip repeats its last frame; one shorter than ``clips_per_video`` clips gives its one
 clip that many times (the clip count of a video is known before it is decoded). A video that
 cannot be decoded raises :class:`~spikmamba.data.SampleError` naming the file; training with
-``skip_unreadable=true`` leaves such samples out and lists them.
+``data.skip_unreadable=true`` leaves such samples out and lists them.
 """
 from __future__ import annotations
 
@@ -111,9 +111,11 @@ class VideoClips(Dataset):
 
     @staticmethod
     def _config_kwargs(cfg) -> dict:
-        return dict(representation=VideoRepresentation(frames=cfg.frames, frame_stride=cfg.frame_stride,
-                                                       size=cfg.resolution or 112, clips_per_video=cfg.clips_per_video),
-                    allow_outside_root=cfg.allow_outside_root)
+        data = cfg.data
+        return dict(representation=VideoRepresentation(frames=data.frames, frame_stride=data.video.frame_stride,
+                                                       size=data.resolution or 112,
+                                                       clips_per_video=data.video.clips_per_video),
+                    allow_outside_root=data.allow_outside_root)
 
     def configured(self, representation=None, transform=None, pre_transform=None, cache_dir=None) -> VideoClips:
         if transform is not None or pre_transform is not None:
@@ -185,7 +187,7 @@ root/
 
     @classmethod
     def _config_kwargs(cls, cfg) -> dict:
-        return {**VideoClips._config_kwargs(cfg), "fold": cfg.fold}
+        return {**VideoClips._config_kwargs(cfg), "fold": cfg.data.video.fold}
 
     def __init__(
         self, root, split: str = "train", fold: int = 1, representation=None, allow_outside_root: bool = False
@@ -229,7 +231,7 @@ root/
 
     @classmethod
     def _config_kwargs(cls, cfg) -> dict:
-        return {**VideoClips._config_kwargs(cfg), "fold": cfg.fold}
+        return {**VideoClips._config_kwargs(cfg), "fold": cfg.data.video.fold}
 
     def __init__(
         self, root, split: str = "train", fold: int = 1, representation=None, allow_outside_root: bool = False

@@ -21,16 +21,24 @@ from ..errors import InputError
 IMAGE_AUGMENTS = ("none", "flip", "published")
 
 
+def shift_offsets(n: int, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """``[n, 2]`` random (dy, dx) in ``[0, 2 * max_shift]`` (offsets into the padded view)."""
+    return torch.randint(0, 2 * max_shift + 1, (n, 2), generator=generator)
+
+
+def apply_shifts(x: torch.Tensor, offsets: torch.Tensor, max_shift: int) -> torch.Tensor:
+    """``x [B, ..., H, W]`` with sample ``i`` translated by ``offsets[i] - max_shift``, zero fill."""
+    H, W, s = x.shape[-2], x.shape[-1], max_shift
+    padded = F.pad(x, (s, s, s, s))
+    return torch.stack([padded[i, ..., dy:dy + H, dx:dx + W] for i, (dy, dx) in enumerate(offsets.tolist())])
+
+
 def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
     """Translate each sample of ``x [B, ..., H, W]`` by its own random (dx, dy) in
     ``[-max_shift, max_shift]``, filling with zeros (no events entered the view there)."""
     if max_shift <= 0:
         return x
-    B, H, W = x.shape[0], x.shape[-2], x.shape[-1]
-    s = max_shift
-    offsets = torch.randint(0, 2 * s + 1, (B, 2), generator=generator).tolist()
-    padded = F.pad(x, (s, s, s, s))
-    return torch.stack([padded[i, ..., dy:dy + H, dx:dx + W] for i, (dy, dx) in enumerate(offsets)])
+    return apply_shifts(x, shift_offsets(x.shape[0], max_shift, generator), max_shift)
 
 
 def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

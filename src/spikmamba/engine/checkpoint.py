@@ -182,9 +182,9 @@ def model_from_checkpoint(path: str | os.PathLike, ckpt: dict | None = None):
     """(model in eval mode, checkpoint dict): the model the checkpoint's config describes, with its weights."""
     ckpt = ckpt if ckpt is not None else load_checkpoint(path)
     cfg = stored_config(ckpt, path)
-    if cfg.model != ckpt["model_name"]:
+    if cfg.model.name != ckpt["model_name"]:
         raise CheckpointError(
-            f"{path}: config names model {cfg.model!r} but the weights are for {ckpt['model_name']!r}"
+            f"{path}: config names model {cfg.model.name!r} but the weights are for {ckpt['model_name']!r}"
         )
     model = build_model(cfg, len(ckpt["classes"]), **ckpt["geometry"], pretrained=False)
     load_model_state(model, ckpt["model"], str(path))

@@ -9,7 +9,6 @@ Predicting on unlabelled files is :mod:`.predict`.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from . import distributed as D
 from .checkpoint import load_checkpoint, model_from_checkpoint, stored_config
 from .config import TrainConfig, apply_overrides, load_config, validate_config
 from .device import autocast, resolve_device
+from .device_inputs import model_input
 from .inputs import (
     build_dataset,
     eval_view,
@@ -52,11 +52,13 @@ class EvalResult:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, num_classes: int, env: D.DistEnv | None = None,
-             device: torch.device | str = "cpu", amp: str = "none", groups=None, progress: bool = False) -> EvalResult:
+             device: torch.device | str = "cpu", amp: str = "none", groups=None, progress: bool = False,
+             representation=None) -> EvalResult:
     """Metrics of ``model`` over a loader of :class:`~.loader.Batch` es. Under DDP each process
     evaluates its share and the counts are summed, so every process returns the metrics of the
     whole set. With ``groups`` (the video of each sample of the view) a video's prediction is the
-    mean of its clips' logits."""
+    mean of its clips' logits. ``representation`` builds batches of events sent for the device
+    (see :mod:`.device_inputs`)."""
     env = env or D.DistEnv()
     device = torch.device(device)
     model.eval()
@@ -70,7 +72,7 @@ def evaluate(model: nn.Module, loader, num_classes: int, env: D.DistEnv | None =
         if batch.x is None:
             continue
         with autocast(device, amp):
-            logits = model(batch.x.to(device, non_blocking=True))
+            logits = model(model_input(batch.x, representation, device))
         metrics.update(logits, batch.y)
         if logits_all is not None:
             logits_all[batch.position] = logits.detach().double().cpu()
@@ -106,7 +108,7 @@ def overlap_with_training(cfg: TrainConfig, test_view) -> tuple[int, int] | None
     ``test_view`` is the test set already made, whose sample list is compared, not listed again."""
     import os
 
-    if cfg.data_name == "synth" or not cfg.test_root:
+    if cfg.data.name == "synth" or not cfg.data.test_root:
         return None
     test = getattr(test_view.dataset, "samples", None)
     try:
@@ -124,32 +126,33 @@ def run_test(checkpoint: str, config_file: str | None = None, overrides: list[st
              out_dir: str | None = None, progress: bool = True) -> dict:
     """Evaluate ``checkpoint`` on its test set; returns the metrics dict (also written as JSON)."""
     ckpt = load_checkpoint(checkpoint)
-    cfg = dataclasses.replace(test_config(checkpoint, ckpt, config_file, overrides or []), progress=progress)
+    cfg = test_config(checkpoint, ckpt, config_file, overrides or []).replace({"run.progress": progress})
     model, _ = model_from_checkpoint(checkpoint, ckpt)
     split, notes = "test", []
-    if cfg.data_name != "synth" and not cfg.test_root:
-        if not cfg.val_fraction > 0:
+    if cfg.data.name != "synth" and not cfg.data.test_root:
+        if not cfg.data.val_fraction > 0:
             raise InputError(f"the config of {checkpoint} has no test set and no validation split: pass "
-                             f"data.test_root=<folder> (see `spikmamba datasets {cfg.data_name}`)")
+                             f"data.test_root=<folder> (see `spikmamba datasets {cfg.data.name}`)")
         data = load_data(cfg)
         view, classes, rep, split = data.val, data.classes, data.representation, "validation"
         notes.append(f"the run's config has no test set (data.test_root): evaluated on its validation split instead "
-                     f"({len(view)} samples held out of training by data.val_fraction={cfg.val_fraction:g}, seed "
-                     f"{cfg.seed}); pass data.test_root=<folder> for a test set")
+                     f"({len(view)} samples held out of training by data.val_fraction={cfg.data.val_fraction:g}, seed "
+                     f"{cfg.run.seed}); pass data.test_root=<folder> for a test set")
     else:
         try:
             view, classes, rep = eval_view(cfg, "test")
         except FileNotFoundError as err:  # DatasetLayoutError: no test split where test_root points
-            same = cfg.test_root and cfg.data_root and Path(cfg.test_root).resolve() == Path(cfg.data_root).resolve()
+            data = cfg.data
+            same = data.test_root and data.root and Path(data.test_root).resolve() == Path(data.root).resolve()
             if not same:
                 raise
-            raise InputError(f"data.test_root is the training folder ({cfg.data_root}), which holds no test "
+            raise InputError(f"data.test_root is the training folder ({cfg.data.root}), which holds no test "
                              f"split:\n{err}\nGive data.test_root a test set's folder, or leave it out: without a "
                              f"test set, `spikmamba test` evaluates the run's validation split") from None
         shared = overlap_with_training(cfg, view)
         if shared:
             notes.append(
-                f"{shared[0]} of the {shared[1]} test samples are files of the training set ({cfg.data_root}): "
+                f"{shared[0]} of the {shared[1]} test samples are files of the training set ({cfg.data.root}): "
                 f"this accuracy is not a held-out result"
             )
     if list(classes) != list(ckpt["classes"]):
@@ -160,17 +163,19 @@ def run_test(checkpoint: str, config_file: str | None = None, overrides: list[st
     if got != {k: int(want[k]) for k in got}:
         raise InputError(f"the test data has geometry {got} but the model was trained on {dict(want)}; keep the "
                          f"representation, frames and resolution of training")
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device.name)
     model.to(device)
     from .loader import default_num_workers
 
-    workers = cfg.num_workers if cfg.num_workers >= 0 else default_num_workers(cfg.data_name == "synth", device=device)
-    loader = make_loader(view, SequentialBatches(len(view), cfg.batch_size), workers, device)
-    result_ = evaluate(model, loader, len(classes), device=device, amp=cfg.amp, progress=progress, groups=view.groups)
+    workers = cfg.data.num_workers
+    workers = workers if workers >= 0 else default_num_workers(cfg.data.name == "synth", device=device)
+    loader = make_loader(view, SequentialBatches(len(view), cfg.data.batch_size), workers, device)
+    result_ = evaluate(model, loader, len(classes), device=device, amp=cfg.device.amp, progress=progress,
+                       groups=view.groups)
     metrics, per_video = result_.metrics, result_.per_group
     out = Path(out_dir) if out_dir else Path(checkpoint).parent / f"test-{Path(checkpoint).stem}"
     out.mkdir(parents=True, exist_ok=True)
-    result = {"checkpoint": str(checkpoint), "model": ckpt["model_name"], "data": cfg.data_name, "split": split,
+    result = {"checkpoint": str(checkpoint), "model": ckpt["model_name"], "data": cfg.data.name, "split": split,
               "notes": notes, **metrics.summary(classes)}
     if per_video is not None:  # the published ReSpike code reports per clip; both are given, and named
         result["level"] = "clip"
@@ -184,6 +189,6 @@ def run_test(checkpoint: str, config_file: str | None = None, overrides: list[st
         for row in result["per_class"]:
             w.writerow([row["class"], "" if row["accuracy"] is None else f"{row['accuracy']:.6f}", row["samples"]])
     metrics.save_csv(out / "confusion.csv", classes)
-    metrics.save_png(out / "confusion.png", classes, title=f"{ckpt['model_name']} on {cfg.data_name} {split}")
+    metrics.save_png(out / "confusion.png", classes, title=f"{ckpt['model_name']} on {cfg.data.name} {split}")
     result["out_dir"] = str(out)
     return result

@@ -27,6 +27,7 @@ from torch import nn
 
 from ..errors import SpikmambaError
 from .checkpoint import load_checkpoint, model_from_checkpoint, state_digest, stored_config
+from .config import config_sections
 from .inputs import input_spec, representation_from_dict
 from .model import model_config
 
@@ -40,7 +41,7 @@ def checkpoint_config(ckpt: dict, path) -> dict:
     cfg = stored_config(ckpt, path)
     spec = model_config(cfg, len(ckpt["classes"]), **ckpt["geometry"])
     return {**spec, "classes": list(ckpt["classes"]), "representation": ckpt.get("representation"),
-            "transforms": list(cfg.transforms), "geometry": dict(ckpt["geometry"])}
+            "transforms": list(cfg.data.transforms), "geometry": dict(ckpt["geometry"])}
 
 
 def export_folder(checkpoint, out, card: str | None = None, overwrite: bool = False) -> Path:
@@ -70,9 +71,9 @@ def default_card(config: dict, checkpoint, ckpt: dict) -> str:
         for key in ("test_acc", "best_val_acc", "final_val_acc"):
             if s.get(key) is not None:
                 results += f"- {key}: {s[key] * 100:.2f}%\n"
-    cfg = ckpt["config"]
+    cfg = config_sections(stored_config(ckpt, checkpoint))
     results = results or "- none recorded\n"
-    return (f"# {config['model']} ({cfg.get('data_name')})\n\n"
+    return (f"# {config['model']} ({cfg['data']['name']})\n\n"
             f"Exported from `{Path(checkpoint).name}` (epoch {ckpt.get('epoch')}).\n\n"
             f"## Input\n\n```json\n{json.dumps(config.get('representation'), indent=2)}\n```\n\n"
             f"## Results\n\n{results}\n"

@@ -33,6 +33,7 @@ from ..events.types import check_allocation
 from . import distributed as D
 from .augment import augment_batch
 from .config import TrainConfig
+from .device_inputs import DeferShift, represent_on_device
 from .loader import SampleView, SequentialBatches, make_loader
 from .stop import Interrupted, StopFlag
 
@@ -42,18 +43,18 @@ _REPRESENTATIONS = {"image": ImageRepresentation, "video": VideoRepresentation,
 
 def representation_for(cfg: TrainConfig, sensor_size) -> EventRepresentation:
     W, H = sensor_size
-    res = (cfg.resolution, cfg.resolution) if cfg.resolution else (W, H)
+    res = (cfg.data.resolution, cfg.data.resolution) if cfg.data.resolution else (W, H)
     if res[0] != res[1]:
         raise InputError(
-            f"{cfg.data_name} gives a {W}x{H} sensor; the models take square input: set resolution=<pixels>"
+            f"{cfg.data.name} gives a {W}x{H} sensor; the models take square input: set data.resolution=<pixels>"
         )
     return EventRepresentation(
         (W, H),
-        kind=cfg.representation,
-        frames=cfg.frames,
-        split_by=cfg.split_by,
+        kind=cfg.data.representation,
+        frames=cfg.data.frames,
+        split_by=cfg.data.split_by,
         resolution=res,
-        fine_steps=cfg.adaptive_fine_steps if cfg.representation == "adaptive" else 1,
+        fine_steps=cfg.data.adaptive.fine_steps if cfg.data.representation == "adaptive" else 1,
     )
 
 
@@ -91,16 +92,16 @@ def build_dataset(cfg: TrainConfig, split: str):
     from ..data import DATASETS
     from ..data.synthetic import SynthActions
 
-    if cfg.data_name == "synth":
+    if cfg.data.name == "synth":
         return SynthActions.from_config(cfg, split)
-    if cfg.data_name not in DATASETS:
-        raise InputError(f"unknown data.name {cfg.data_name!r}; choose 'synth' or one of {', '.join(DATASETS)}")
-    return DATASETS[cfg.data_name].from_config(cfg, split)
+    if cfg.data.name not in DATASETS:
+        raise InputError(f"unknown data.name {cfg.data.name!r}; choose 'synth' or one of {', '.join(DATASETS)}")
+    return DATASETS[cfg.data.name].from_config(cfg, split)
 
 
 def event_transforms(cfg: TrainConfig, sensor_size) -> tuple[Compose, Compose]:
     """The config's ``transforms``: (training form, evaluation form) for a ``(W, H)`` sensor."""
-    train = transforms_from_config(cfg.transforms, sensor_size)
+    train = transforms_from_config(cfg.data.transforms, sensor_size)
     return train, train.eval_form()
 
 
@@ -112,19 +113,22 @@ class Pipelines:
     representation: object
 
 
-def pipelines(cfg: TrainConfig, ds) -> Pipelines:
-    """Set the representation, transforms and cache of ``ds`` (see the module docstring)."""
+def pipelines(cfg: TrainConfig, ds, on_device: bool = False) -> Pipelines:
+    """Set the representation, transforms and cache of ``ds`` (see the module docstring);
+    ``on_device``: the datasets stop at the transformed events (the representation is built on
+    the model's device, see :mod:`.device_inputs`)."""
     modality = getattr(ds, "modality", "events")
     if modality != "events":
-        if cfg.transforms:
-            raise InputError(f"transforms apply to event data; {cfg.data_name} is {modality}")
+        if cfg.data.transforms:
+            raise InputError(f"transforms apply to event data; {cfg.data.name} is {modality}")
         return Pipelines(ds, ds, ds.representation)
     train_t, eval_t = event_transforms(cfg, ds.sensor_size)
     rep = representation_for(cfg, train_t.output_size(ds.sensor_size))
-    cache = cfg.cache_dir or None
-    evaluation = ds.configured(rep, pre_transform=eval_t if len(eval_t) else None, cache_dir=cache)
+    cache = cfg.data.cache_dir or None
+    here = None if on_device else rep
+    evaluation = ds.configured(here, pre_transform=eval_t if len(eval_t) else None, cache_dir=cache)
     if train_t.random:
-        training = ds.configured(rep, transform=train_t, cache_dir=None)  # drawn anew every epoch: nothing to cache
+        training = ds.configured(here, transform=train_t, cache_dir=None)  # drawn anew every epoch: nothing to cache
     else:
         training = evaluation
     return Pipelines(training, evaluation, rep)
@@ -167,10 +171,10 @@ def materialise(ds, desc: str, progress: bool, workers: int) -> InMemory:
 
 def augmenter(cfg: TrainConfig, modality: str):
     """The per-sample tensor augmentation of training (None when there is none)."""
-    image = cfg.image_augment if modality == "image" else "none"
-    if cfg.augment_shift <= 0 and image == "none":
+    image = cfg.data.images.augment if modality == "image" else "none"
+    if cfg.data.augment_shift <= 0 and image == "none":
         return None
-    return partial(_augment_one, shift=cfg.augment_shift, image_augment=image)
+    return partial(_augment_one, shift=cfg.data.augment_shift, image_augment=image)
 
 
 def _augment_one(x: torch.Tensor, generator: torch.Generator, shift: int, image_augment: str) -> torch.Tensor:
@@ -186,61 +190,68 @@ class Data:
     val: SampleView | None
     test: SampleView | None
     in_memory: bool = False
+    on_device: bool = False  # the views give events; the representation is built on the model's device
 
     @property
     def geometry(self) -> dict:
         return geometry_of(self.representation)
 
 
-def load_data(cfg: TrainConfig, progress: bool = False, env: D.DistEnv | None = None) -> Data:
-    """The train / validation (carved from train, stratified, seeded; whole videos) / test views of ``cfg``."""
+def load_data(cfg: TrainConfig, progress: bool = False, env: D.DistEnv | None = None,
+              device: torch.device | str = "cpu") -> Data:
+    """The train / validation (carved from train, stratified, seeded; whole videos) / test views of
+    ``cfg``, for a model on ``device`` (where ``data.represent_on`` may build the inputs)."""
     from ..data import stratified_split
     from ..threads import usable_cpus
 
     base = build_dataset(cfg, "train")
     modality = getattr(base, "modality", "events")
-    pipes = pipelines(cfg, base)
-    test_base = build_dataset(cfg, "test") if cfg.data_name == "synth" or cfg.test_root else None
-    test_eval = pipelines(cfg, test_base).eval if test_base is not None else None
+    random = modality == "events" and event_transforms(cfg, base.sensor_size)[0].random
+    in_memory = cfg.data.name == "synth" and not random
+    on_device = represent_on_device(cfg.data.represent_on, device, modality, in_memory, cfg.data.cache_dir)
+    pipes = pipelines(cfg, base, on_device)
+    test_base = build_dataset(cfg, "test") if cfg.data.name == "synth" or cfg.data.test_root else None
+    test_eval = pipelines(cfg, test_base, on_device).eval if test_base is not None else None
     if test_base is not None and list(test_base.classes) != list(base.classes):
         raise InputError(f"the test set's classes {list(test_base.classes)[:5]}... differ from the training set's "
                          f"{list(base.classes)[:5]}...; point data.test_root at the same dataset")
     train_ds, eval_ds = pipes.train, pipes.eval
-    in_memory = cfg.data_name == "synth" and not getattr(train_ds, "transform", None)
     if in_memory:  # generated clips: made once, in parallel, kept as tensors (see the module docstring)
         workers = max(0, min(usable_cpus() - 1, 4)) if not (env and env.enabled) else 0
-        workers = cfg.num_workers if cfg.num_workers >= 0 else workers
+        workers = cfg.data.num_workers if cfg.data.num_workers >= 0 else workers
         shown = progress and (env is None or env.is_main)
         train_ds = eval_ds = materialise(train_ds, "simulating train events", shown, workers)
         if test_eval is not None:
             test_eval = materialise(test_eval, "simulating test events", shown, workers)
     targets = list(base.targets)
     train_idx, val_idx = None, None
-    if cfg.val_fraction > 0:
+    if cfg.data.val_fraction > 0:
         groups = getattr(base, "groups", None)
         if groups is None:
-            train_idx, val_idx = stratified_split(targets, cfg.val_fraction, cfg.seed)
+            train_idx, val_idx = stratified_split(targets, cfg.data.val_fraction, cfg.run.seed)
         else:  # split whole videos, so no video has clips on both sides
             first = {}
             for i, g in enumerate(groups):
                 first.setdefault(g, i)
             vids = list(first)
-            _, vva = stratified_split([targets[first[v]] for v in vids], cfg.val_fraction, cfg.seed)
+            _, vva = stratified_split([targets[first[v]] for v in vids], cfg.data.val_fraction, cfg.run.seed)
             held = {vids[i] for i in vva}
             train_idx = [i for i, g in enumerate(groups) if g not in held]
             val_idx = [i for i, g in enumerate(groups) if g in held]
-    augment = augmenter(cfg, modality)
-    train = SampleView(train_ds, train_idx, cfg.seed, augment, cfg.skip_unreadable)
-    val = SampleView(eval_ds, val_idx, cfg.seed, None, cfg.skip_unreadable) if val_idx is not None else None
-    test = SampleView(test_eval, None, cfg.seed, None, cfg.skip_unreadable) if test_eval is not None else None
-    return Data(list(base.classes), pipes.representation, train, val, test, in_memory)
+    augment = augmenter(cfg, modality) if not on_device else \
+        DeferShift(cfg.data.augment_shift) if cfg.data.augment_shift > 0 else None
+    train = SampleView(train_ds, train_idx, cfg.run.seed, augment, cfg.data.skip_unreadable)
+    val = SampleView(eval_ds, val_idx, cfg.run.seed, None, cfg.data.skip_unreadable) if val_idx is not None else None
+    test = SampleView(test_eval, None, cfg.run.seed, None, cfg.data.skip_unreadable) if test_eval is not None else None
+    return Data(list(base.classes), pipes.representation, train, val, test, in_memory, on_device)
 
 
 def eval_view(cfg: TrainConfig, split: str) -> tuple[SampleView, list, object]:
     """``(view, classes, representation)`` of one split read for evaluation (test, energy)."""
     ds = build_dataset(cfg, split)
     pipes = pipelines(cfg, ds)
-    return SampleView(pipes.eval, None, cfg.seed, None, cfg.skip_unreadable), list(ds.classes), pipes.representation
+    view = SampleView(pipes.eval, None, cfg.run.seed, None, cfg.data.skip_unreadable)
+    return view, list(ds.classes), pipes.representation
 
 
 #: the label of a recording or window without events

@@ -33,6 +33,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..data import SampleError
 from . import distributed as D
+from .device_inputs import collate as collate_deferred
+from .device_inputs import is_deferred
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,10 @@ def _stack(xs: list[torch.Tensor]) -> torch.Tensor:
 def collate(items: list) -> Batch:
     ok = [it for it in items if not isinstance(it, Skipped)]
     skipped = [it for it in items if isinstance(it, Skipped)]
-    x = _stack([torch.as_tensor(it[0]) for it in ok]) if ok else None
+    if ok and is_deferred(ok[0][0]):  # events, for frames built on the model's device
+        x = collate_deferred([it[0] for it in ok])
+    else:
+        x = _stack([torch.as_tensor(it[0]) for it in ok]) if ok else None
     y = torch.tensor([int(it[1]) for it in ok], dtype=torch.long)
     return Batch(x, y, torch.tensor([it[2] for it in ok], dtype=torch.long), skipped)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError
-from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, stored_config
 from .device import resolve_device
 from .inputs import (
     EMPTY,
@@ -119,7 +119,7 @@ def load_predictor(checkpoint: str | None = None, model: str | None = None, devi
             )
         net, _ = model_from_checkpoint(checkpoint, ckpt)
         info = {"model": ckpt["model_name"], "classes": list(ckpt["classes"]), "representation": ckpt["representation"],
-                "transforms": ckpt["config"].get("transforms") or None}
+                "transforms": stored_config(ckpt, checkpoint).data.transforms or None}
     else:
         _, folder = resolve_model_source(model)
         folder_cfg = read_config(folder)

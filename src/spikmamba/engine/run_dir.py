@@ -5,12 +5,12 @@ so a second run replaced the config, truncated the log and overwrote ``last.pt``
 was still going. Now:
 
 * a new run whose ``out_dir`` already holds a run's files writes to the first free numbered
-  sibling instead (``runs/synth-2``, ``runs/synth-3``, ...), and says so; ``overwrite=true``
+  sibling instead (``runs/synth-2``, ``runs/synth-3``, ...), and says so; ``run.overwrite=true``
   replaces the old run's files instead (as trainers elsewhere have ``exist_ok`` /
   ``overwrite_output_dir``);
 * resuming writes into the run's own folder, as it should;
 * while a run is going, ``out_dir/.lock`` holds its process id and host; a second process that
-  wants the same folder (a resume started twice, ``overwrite=true`` beside a live run) is refused
+  wants the same folder (a resume started twice, ``run.overwrite=true`` beside a live run) is refused
   with the process named. A lock left by a process that no longer exists (killed with SIGKILL)
   is taken over, with a note. The lock is written whole in one step (a temporary file linked
   into place), so an empty or unreadable lock is never a run's own: it is treated as live and
@@ -84,7 +84,7 @@ def claim_run_dir(out_dir: str | os.PathLike, mode: str = "new") -> RunLock:
 
 
 def clear_run_files(folder: str | os.PathLike) -> list[str]:
-    """Remove a previous run's files (``overwrite=true``); other files in the folder are kept."""
+    """Remove a previous run's files (``run.overwrite=true``); other files in the folder are kept."""
     removed = []
     for name in RUN_FILES:
         path = Path(folder) / name

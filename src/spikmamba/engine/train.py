@@ -19,7 +19,6 @@
 """
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -38,7 +37,7 @@ from .trainer import Interrupted, NonFiniteLoss, TooManySkipped, Trainer, lr_fac
 
 
 def train(cfg: TrainConfig, resume: str | None = None, task: Task | None = None) -> dict:
-    """Train ``cfg.model`` on ``cfg``'s data; returns a summary dict (also written to summary.json).
+    """Train ``cfg.model.name`` on ``cfg``'s data; returns a summary dict (also written to summary.json).
 
     With ``resume``, continue from that ``last.pt`` (its weights, optimizer, schedule, RNG and
     position); ``cfg`` should be the checkpoint's config, possibly with changed ``epochs``.
@@ -46,10 +45,10 @@ def train(cfg: TrainConfig, resume: str | None = None, task: Task | None = None)
     smoothing)."""
     validate_config(cfg)
     ckpt = load_checkpoint(resume, resume=True) if resume else None
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device.name)
     env = D.init(device.type)
     if device.type == "cuda" and env.enabled:
-        device = resolve_device(cfg.device, env)
+        device = resolve_device(cfg.device.name, env)
         torch.cuda.set_device(device)
     try:
         lock, failure = None, None
@@ -59,7 +58,7 @@ def train(cfg: TrainConfig, resume: str | None = None, task: Task | None = None)
             failure = err
         finished = False
         try:
-            cfg = dataclasses.replace(cfg, out_dir=str(_shared_folder(lock, failure, env)))
+            cfg = cfg.replace({"run.out_dir": str(_shared_folder(lock, failure, env))})
             summary = _train(cfg, ckpt, resume, device, env, task)
             # rank 0 is still writing summary.json when the others finish: tearing the gloo group
             # down under it aborted a process now and then ("terminate called without an active
@@ -79,15 +78,15 @@ def _claim_run_folder(cfg: TrainConfig, resume: str | None, ckpt: dict | None, e
     a new run one that holds no other run's files (or ``out_dir`` itself with ``overwrite``)."""
     if not env.is_main:
         return None
-    out = Path(cfg.out_dir)
-    if resume is not None and cfg.out_dir == str(ckpt["config"].get("out_dir", cfg.out_dir)):
+    out = Path(cfg.run.out_dir)
+    if resume is not None and cfg.run.out_dir == stored_config(ckpt, resume).run.out_dir:
         lock = claim_run_dir(Path(resume).parent, "resume")  # its own folder, wherever the command starts
     else:
-        lock = claim_run_dir(out, "overwrite" if cfg.overwrite else "new")
+        lock = claim_run_dir(out, "overwrite" if cfg.run.overwrite else "new")
     if lock.note:
         print(f"note: {lock.note}", file=sys.stderr)
     if lock.removed:
-        print(f"overwrite=true: removed {', '.join(lock.removed)} of the previous run in {out}", file=sys.stderr)
+        print(f"run.overwrite=true: removed {', '.join(lock.removed)} of the previous run in {out}", file=sys.stderr)
     elif resume is None and lock.folder != out:
         print(f"{out} holds another run ({', '.join(holds_run(out))}); this run writes to {lock.folder} "
               f"(set run.out_dir=<folder>, or run.overwrite=true to replace that run)", file=sys.stderr)
@@ -109,10 +108,10 @@ def _train(cfg, ckpt, resume, device, env, task) -> dict:
     import time
 
     started = time.perf_counter()
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    random.seed(cfg.seed)
-    data = load_data(cfg, progress=cfg.progress and env.is_main, env=env)
+    torch.manual_seed(cfg.run.seed)
+    np.random.seed(cfg.run.seed)
+    random.seed(cfg.run.seed)
+    data = load_data(cfg, progress=cfg.run.progress and env.is_main, env=env, device=device)
     return Trainer(cfg, data, env, device, ckpt, resume, started, task).fit()
 
 

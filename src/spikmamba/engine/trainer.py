@@ -28,6 +28,7 @@ from . import distributed as D
 from .checkpoint import CheckpointError, load_model_state, save_checkpoint, state_digest
 from .config import TrainConfig
 from .device import autocast
+from .device_inputs import model_input
 from .ema import EMA
 from .evaluate import EvalResult, evaluate
 from .inputs import Data, input_spec, representation_to_dict
@@ -48,18 +49,18 @@ class TooManySkipped(InputError):
 
 
 def lr_factor(cfg: TrainConfig, steps_per_epoch: int):
-    """Multiplier of ``cfg.lr`` at optimizer step ``s``: linear warm-up, then cosine / step / constant."""
-    total = steps_per_epoch * cfg.epochs
-    warmup = int(cfg.warmup_epochs * steps_per_epoch)
+    """Multiplier of ``cfg.optim.lr`` at optimizer step ``s``: linear warm-up, then cosine / step / constant."""
+    total = steps_per_epoch * cfg.schedule.epochs
+    warmup = int(cfg.schedule.warmup_epochs * steps_per_epoch)
 
     def factor(s: int) -> float:
         if s < warmup:
             return (s + 1) / warmup
-        if cfg.schedule == "cosine":
-            floor = cfg.min_lr / cfg.lr if cfg.lr > 0 else 0.0
+        if cfg.schedule.name == "cosine":
+            floor = cfg.schedule.min_lr / cfg.optim.lr if cfg.optim.lr > 0 else 0.0
             return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(total - warmup, 1)))
-        if cfg.schedule == "step":
-            return cfg.step_gamma ** (s // (cfg.step_epochs * steps_per_epoch))
+        if cfg.schedule.name == "step":
+            return cfg.schedule.step_gamma ** (s // (cfg.schedule.step_epochs * steps_per_epoch))
         return 1.0
     return factor
 
@@ -76,12 +77,12 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    groups = param_groups(model, cfg.weight_decay)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr)
-    return torch.optim.AdamW(groups, lr=cfg.lr)
+    groups = param_groups(model, cfg.optim.weight_decay)
+    if cfg.optim.name == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.optim.lr, momentum=cfg.optim.momentum)
+    if cfg.optim.name == "adam":
+        return torch.optim.Adam(groups, lr=cfg.optim.lr)
+    return torch.optim.AdamW(groups, lr=cfg.optim.lr)
 
 
 def rng_state(env: D.DistEnv) -> dict:
@@ -112,18 +113,18 @@ def set_rng_state(state: dict, env: D.DistEnv) -> None:
 
 
 class Trainer:
-    """Trains ``cfg.model`` on ``data`` (see the module docstring); :meth:`fit` returns the summary."""
+    """Trains ``cfg.model.name`` on ``data`` (see the module docstring); :meth:`fit` returns the summary."""
 
     def __init__(self, cfg: TrainConfig, data: Data, env: D.DistEnv, device: torch.device,
                  ckpt: dict | None = None, resume: str | None = None, started: float | None = None,
                  task: Task | None = None):
         self.cfg, self.data, self.env, self.device = cfg, data, env, device
-        self.task = task if task is not None else ClassificationTask(cfg.label_smoothing)
+        self.task = task if task is not None else ClassificationTask(cfg.optim.label_smoothing)
         self.started = time.perf_counter() if started is None else started  # for the time to the first step
         self.first_step_s: float | None = None
         self.main = env.is_main
-        self.show = cfg.progress and self.main
-        self.out = Path(cfg.out_dir)
+        self.show = cfg.run.progress and self.main
+        self.out = Path(cfg.run.out_dir)
         self.classes = list(data.classes)
         self.geometry = data.geometry
         self.model = build_model(cfg, len(self.classes), **self.geometry, pretrained=ckpt is None)
@@ -141,27 +142,28 @@ class Trainer:
                 self.model, device_ids=[device.index] if device.type == "cuda" else None
             )
         self.eval_net = self.model
-        if cfg.compile:  # the same weights: checkpoints keep saving self.model's plain state dict
+        if cfg.device.compile:  # the same weights: checkpoints keep saving self.model's plain state dict
             ddp = self.net is not self.model
-            self.net = torch.compile(self.net, mode=cfg.compile_mode)
+            self.net = torch.compile(self.net, mode=cfg.device.compile_mode)
             # one compiled module serves both when there is no DDP wrapper to keep out of evaluation
-            self.eval_net = torch.compile(self.model, mode=cfg.compile_mode) if ddp else self.net
+            self.eval_net = torch.compile(self.model, mode=cfg.device.compile_mode) if ddp else self.net
         self.opt = make_optimizer(cfg, self.model)
-        self.ema = EMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
-        self.sampler = ShuffledBatches(len(data.train), cfg.batch_size, cfg.seed, env)
+        self.ema = EMA(self.model, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
+        self.sampler = ShuffledBatches(len(data.train), cfg.data.batch_size, cfg.run.seed, env)
         self.steps_per_epoch = self.sampler.steps_per_epoch
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_factor(cfg, self.steps_per_epoch))
-        self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
+        self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.device.amp == "fp16")
         self.state = TrainState()
         self.last_written = f"{self.out / 'last.pt'} from the earlier run" if ckpt is not None else "none written yet"
         if ckpt is not None:
             self._restore(ckpt, resume)
-        workers = cfg.num_workers if cfg.num_workers >= 0 else default_num_workers(data.in_memory, env, device)
+        workers = cfg.data.num_workers
+        workers = workers if workers >= 0 else default_num_workers(data.in_memory, env, device)
         self.num_workers = workers
         self.train_loader = make_loader(data.train, self.sampler, workers, device)
         eval_loader = lambda view, limit: make_loader(  # noqa: E731
-            view, SequentialBatches(len(view), cfg.batch_size, env, limit, cfg.seed), workers, device)
-        self.val_loader = eval_loader(data.val, cfg.limit_val_batches) if data.val is not None else None
+            view, SequentialBatches(len(view), cfg.data.batch_size, env, limit, cfg.run.seed), workers, device)
+        self.val_loader = eval_loader(data.val, cfg.schedule.limit_val_batches) if data.val is not None else None
         self.test_loader = eval_loader(data.test, 0) if data.test is not None else None
         self.input_shape, self.input_dtype = input_spec(data.representation)
         self.rep_dict = representation_to_dict(data.representation)
@@ -222,7 +224,7 @@ class Trainer:
         """What best.pt holds: enough to evaluate, predict and fine-tune, not to resume. With
         ``ema_decay`` its weights are the moving average, the ones that were evaluated."""
         weights = self.ema.state_dict() if self.ema is not None else self.model.state_dict()
-        return {"model_name": self.cfg.model, "model": weights, "config": dataclasses.asdict(self.cfg),
+        return {"model_name": self.cfg.model.name, "model": weights, "config": dataclasses.asdict(self.cfg),
                 "classes": self.classes, "geometry": self.geometry, "representation": self.rep_dict,
                 "epoch": self.state.epoch}
 
@@ -250,10 +252,10 @@ class Trainer:
 
     # ---- the loop ----
     def _max_steps_reached(self) -> bool:
-        return bool(self.cfg.max_steps) and self.state.step >= self.cfg.max_steps
+        return bool(self.cfg.schedule.max_steps) and self.state.step >= self.cfg.schedule.max_steps
 
     def _finished(self) -> bool:
-        return self.state.epoch >= self.cfg.epochs or self._max_steps_reached()
+        return self.state.epoch >= self.cfg.schedule.epochs or self._max_steps_reached()
 
     def fit(self) -> dict:
         cfg, state = self.cfg, self.state
@@ -261,11 +263,11 @@ class Trainer:
             from .config import save_config
 
             save_config(cfg, self.out / "config.yaml")
-            self.logger = RunLogger(self.out, cfg.tensorboard, resume_epoch=state.epoch if state.step else 0,
-                                    quiet=not cfg.progress, history=state.history)
+            self.logger = RunLogger(self.out, cfg.run.tensorboard, resume_epoch=state.epoch if state.step else 0,
+                                    quiet=not cfg.run.progress, history=state.history)
         self.bar = tqdm(total=self.steps_per_epoch, disable=not self.show, dynamic_ncols=True)  # reset every epoch
-        if self.show and (cfg.compile or self.device.type == "cuda"):
-            what = f"torch.compile (mode {cfg.compile_mode}) compiles the model" if cfg.compile else \
+        if self.show and (cfg.device.compile or self.device.type == "cuda"):
+            what = f"torch.compile (mode {cfg.device.compile_mode}) compiles the model" if cfg.device.compile else \
                 "the GPU kernels compile (Triton keeps them in its cache for later runs)"
             tqdm.write(f"the first step takes longer: {what}")
         validated_at = -1
@@ -276,7 +278,7 @@ class Trainer:
                     record = self._train_epoch(stop)
                     if record is None:  # max_steps reached inside the epoch
                         break
-                    if self.data.val is not None and (state.epoch % cfg.eval_every == 0 or self._finished()):
+                    if self.data.val is not None and (state.epoch % cfg.schedule.eval_every == 0 or self._finished()):
                         self._validate(record)
                         validated_at = state.step
                     state.history = state.history + [record]
@@ -305,10 +307,10 @@ class Trainer:
         self.sampler.set_epoch(epoch, state.batch)
         self.net.train()
         # the bar counts this epoch's steps (its label says "epoch k/N"; it once counted the whole run's)
-        left = cfg.max_steps - state.step + state.batch if cfg.max_steps else self.steps_per_epoch
+        left = cfg.schedule.max_steps - state.step + state.batch if cfg.schedule.max_steps else self.steps_per_epoch
         self.bar.reset(total=min(self.steps_per_epoch, left))
         self.bar.update(state.batch)
-        self.bar.set_description(f"epoch {epoch + 1}/{cfg.epochs}")
+        self.bar.set_description(f"epoch {epoch + 1}/{cfg.schedule.epochs}")
         start, seen_here, resumed_at = time.perf_counter(), 0, state.batch
         for batch in self.train_loader:
             n = self._step(batch, stop)
@@ -322,7 +324,8 @@ class Trainer:
                 if state.batch < self.steps_per_epoch:
                     return None
                 break
-            if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.batch < self.steps_per_epoch:
+            every = cfg.run.checkpoint_every
+            if every and state.step % every == 0 and state.batch < self.steps_per_epoch:
                 self.write_last()
         elapsed = max(time.perf_counter() - start, 1e-9)
         run = state.running
@@ -350,15 +353,15 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         grad_norm = None
         if n_global:
-            with autocast(self.device, cfg.amp):
-                logits = self.net(xb.to(self.device, non_blocking=True))
+            with autocast(self.device, cfg.device.amp):
+                logits = self.net(model_input(xb, self.data.representation, self.device))
                 # sum over this share / global batch, times world size: DDP's average then equals
                 # the mean loss over the global batch
                 loss = self.task.loss(logits, yb) * (env.world_size / n_global)
             self.scaler.scale(loss).backward()
-            if cfg.clip_grad > 0:
+            if cfg.optim.clip_grad > 0:
                 self.scaler.unscale_(self.opt)
-                grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
+                grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.clip_grad)
             # one device->host copy a step for the loss, the correct count and the gradient norm
             # (each .item() would stall the device on its own)
             norm = grad_norm.float() if grad_norm is not None else loss.new_zeros(())
@@ -368,7 +371,7 @@ class Trainer:
             D.all_reduce_sum(stats, env)  # before the step: a non-finite loss on any rank stops all of them
             # fp16's grad scaler skips overflowing steps itself; otherwise an inf/NaN gradient is bad too
             finite = math.isfinite(stats[0].item()) and (
-                grad_norm is None or cfg.amp == "fp16" or math.isfinite(here[2].item()))
+                grad_norm is None or cfg.device.amp == "fp16" or math.isfinite(here[2].item()))
         if n_global and finite:
             self.scaler.step(self.opt)
             if self.ema is not None:
@@ -377,7 +380,7 @@ class Trainer:
         elif n_global:
             state.nonfinite_steps += 1
             where = f"epoch {state.epoch + 1}, step {state.batch + 1} (global step {state.step + 1})"
-            if state.nonfinite_steps > cfg.skip_nonfinite:
+            if state.nonfinite_steps > cfg.optim.skip_nonfinite:
                 raise NonFiniteLoss(
                     f"non-finite loss or gradient at {where}; weights were not updated with it. "
                     f"Last good checkpoint: {self.last_written}. Lower optim.lr, set optim.clip_grad, check the input "
@@ -387,7 +390,7 @@ class Trainer:
                 self.scaler.unscale_(self.opt)  # the scaler's update() needs this step's inf check
             if self.show:
                 tqdm.write(
-                    f"skipped a non-finite step at {where} ({state.nonfinite_steps}/{cfg.skip_nonfinite} allowed)"
+                    f"skipped a non-finite step at {where} ({state.nonfinite_steps}/{cfg.optim.skip_nonfinite} allowed)"
                 )
         if n_global and self.scaler.is_enabled():
             self.scaler.update()
@@ -403,7 +406,8 @@ class Trainer:
 
     def _validate(self, record: dict) -> None:
         with self._evaluation_weights():
-            r = evaluate(self.eval_net, self.val_loader, len(self.classes), self.env, self.device, self.cfg.amp)
+            r = evaluate(self.eval_net, self.val_loader, len(self.classes), self.env, self.device, self.cfg.device.amp,
+                         representation=self.data.representation)
         self.skipped_here += [(self.state.epoch, "val", s.source, s.reason) for s in r.skipped] if self.main else []
         record.update(val_acc=r.top1, val_top5=r.topk_acc, val_samples=r.metrics.count)
         if r.top1 > self.state.best_val_acc:
@@ -441,11 +445,12 @@ class Trainer:
 
     def _check_skipped(self) -> None:
         s, cfg = self.state, self.cfg
-        if s.samples_skipped and s.samples_skipped > cfg.max_skipped_fraction * max(s.samples_read, 1):
+        if s.samples_skipped and s.samples_skipped > cfg.data.max_skipped_fraction * max(s.samples_read, 1):
             raise TooManySkipped(
                 f"{s.samples_skipped} of {s.samples_read} training samples read so far could not be read "
                 f"({s.samples_skipped / max(s.samples_read, 1):.1%}, above data.max_skipped_fraction="
-                f"{cfg.max_skipped_fraction}); they are listed in {self.out / 'skipped.csv'}. Fix or remove them, or "
+                f"{cfg.data.max_skipped_fraction}); they are listed in {self.out / 'skipped.csv'}. Fix or remove "
+                f"them, or "
                 f"raise data.max_skipped_fraction; {self.out / 'last.pt'} holds the run so far")
 
     # ---- the end ----
@@ -459,8 +464,8 @@ class Trainer:
                    "config": dataclasses.asdict(cfg), "geometry": self.geometry, "world_size": env.world_size,
                    "steps": state.step, "weights_sha256_per_rank": digests, "num_workers": self.num_workers,
                    "first_step_s": self.first_step_s, "train_s": time.perf_counter() - self.started}
-        if self._max_steps_reached() and state.epoch < cfg.epochs:
-            summary["stopped_at_max_steps"] = cfg.max_steps
+        if self._max_steps_reached() and state.epoch < cfg.schedule.epochs:
+            summary["stopped_at_max_steps"] = cfg.schedule.max_steps
         if state.samples_skipped:
             summary["skipped_samples"] = state.samples_skipped
         if self.data.val is not None:
@@ -468,8 +473,9 @@ class Trainer:
                            best_val_acc=state.best_val_acc, best_epoch=state.best_epoch)
         if self.test_loader is not None:  # the final model: a test set never selects anything
             with self._evaluation_weights():
-                r: EvalResult = evaluate(self.eval_net, self.test_loader, len(self.classes), env, self.device, cfg.amp,
-                                         groups=self.data.test.groups, progress=self.show)
+                r: EvalResult = evaluate(self.eval_net, self.test_loader, len(self.classes), env, self.device,
+                                         cfg.device.amp, groups=self.data.test.groups, progress=self.show,
+                                         representation=self.data.representation)
             if r.per_group is not None:  # clip-level (as published code measures) and video-level
                 summary.update(test_video_acc=r.per_group.top1, test_video_top5=r.per_group.topk_acc)
             summary.update(test_acc=r.top1, test_top5=r.topk_acc)
