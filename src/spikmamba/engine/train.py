@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,19 +31,20 @@ from .checkpoint import load_checkpoint, stored_config
 from .config import TrainConfig, validate_config
 from .device import autocast, resolve_device  # noqa: F401  (re-exported: the engine's public names)
 from .evaluate import evaluate  # noqa: F401
+from .hooks import Hook
 from .inputs import load_data
 from .run_dir import RunDirBusy, claim_run_dir, holds_run
 from .task import ClassificationTask, Task  # noqa: F401  (ClassificationTask: re-exported)
 from .trainer import Interrupted, NonFiniteLoss, TooManySkipped, Trainer, lr_factor, make_optimizer, param_groups  # noqa: F401
 
 
-def train(cfg: TrainConfig, resume: str | None = None, task: Task | None = None) -> dict:
+def train(cfg: TrainConfig, resume: str | None = None, task: Task | None = None, hooks: Sequence[Hook] = ()) -> dict:
     """Train ``cfg.model.name`` on ``cfg``'s data; returns a summary dict (also written to summary.json).
 
     With ``resume``, continue from that ``last.pt`` (its weights, optimizer, schedule, RNG and
     position); ``cfg`` should be the checkpoint's config, possibly with changed ``epochs``.
     ``task``: what a step computes (:mod:`.task`; default: classification with ``cfg``'s label
-    smoothing)."""
+    smoothing). ``hooks``: code run at points of the loop (:mod:`.hooks`, e.g. ``EarlyStopping``)."""
     validate_config(cfg)
     ckpt = load_checkpoint(resume, resume=True) if resume else None
     device = resolve_device(cfg.device.name)
@@ -59,7 +61,7 @@ def train(cfg: TrainConfig, resume: str | None = None, task: Task | None = None)
         finished = False
         try:
             cfg = cfg.replace({"run.out_dir": str(_shared_folder(lock, failure, env))})
-            summary = _train(cfg, ckpt, resume, device, env, task)
+            summary = _train(cfg, ckpt, resume, device, env, task, hooks)
             # rank 0 is still writing summary.json when the others finish: tearing the gloo group
             # down under it aborted a process now and then ("terminate called without an active
             # exception", SIGABRT); wait for every rank first
@@ -103,7 +105,7 @@ def _shared_folder(lock, failure: Exception | None, env: D.DistEnv) -> Path:
     return Path(choice[0])
 
 
-def _train(cfg, ckpt, resume, device, env, task) -> dict:
+def _train(cfg, ckpt, resume, device, env, task, hooks) -> dict:
     import random
     import time
 
@@ -112,7 +114,7 @@ def _train(cfg, ckpt, resume, device, env, task) -> dict:
     np.random.seed(cfg.run.seed)
     random.seed(cfg.run.seed)
     data = load_data(cfg, progress=cfg.run.progress and env.is_main, env=env, device=device)
-    return Trainer(cfg, data, env, device, ckpt, resume, started, task).fit()
+    return Trainer(cfg, data, env, device, ckpt, resume, started, task, hooks).fit()
 
 
 def resume_config(path: str, overrides: list[str]) -> TrainConfig:

@@ -16,6 +16,7 @@ import random
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +32,10 @@ from .device import autocast
 from .device_inputs import model_input
 from .ema import EMA
 from .evaluate import EvalResult, evaluate
+from .hooks import Hook, RunLog
 from .inputs import Data, input_spec, representation_to_dict
 from .loader import SequentialBatches, ShuffledBatches, default_num_workers, make_loader
-from .logs import RunLogger, save_training_curves
+from .logs import RunLogger
 from .model import build_model
 from .state import STATE_FORMAT, TrainState
 from .stop import Interrupted, StopFlag  # noqa: F401  (Interrupted: re-exported)
@@ -117,8 +119,10 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, data: Data, env: D.DistEnv, device: torch.device,
                  ckpt: dict | None = None, resume: str | None = None, started: float | None = None,
-                 task: Task | None = None):
+                 task: Task | None = None, hooks: Sequence[Hook] = ()):
         self.cfg, self.data, self.env, self.device = cfg, data, env, device
+        self.hooks = [RunLog(), *hooks]
+        self.stop_reason: str | None = None  # set by request_stop
         self.task = task if task is not None else ClassificationTask(cfg.optim.label_smoothing)
         self.started = time.perf_counter() if started is None else started  # for the time to the first step
         self.first_step_s: float | None = None
@@ -249,13 +253,23 @@ class Trainer:
                                                    "scheduler": self.sched.state_dict(),
                                                    "scaler": self.scaler.state_dict(),
                                                    "progress": self.state.to_dict(), "rng": rng})
+            self._hooks("on_checkpoint", self.out / "last.pt")
 
     # ---- the loop ----
     def _max_steps_reached(self) -> bool:
         return bool(self.cfg.schedule.max_steps) and self.state.step >= self.cfg.schedule.max_steps
 
     def _finished(self) -> bool:
-        return self.state.epoch >= self.cfg.schedule.epochs or self._max_steps_reached()
+        return self.state.epoch >= self.cfg.schedule.epochs or self._max_steps_reached() or \
+            self.stop_reason is not None
+
+    def request_stop(self, reason: str) -> None:
+        """End the run after the current epoch, as if it were the last (a hook's call, e.g. :class:`EarlyStopping`)."""
+        self.stop_reason = reason
+
+    def _hooks(self, point: str, *args) -> None:
+        for hook in self.hooks:
+            getattr(hook, point)(self, *args)
 
     def fit(self) -> dict:
         cfg, state = self.cfg, self.state
@@ -271,6 +285,7 @@ class Trainer:
                 "the GPU kernels compile (Triton keeps them in its cache for later runs)"
             tqdm.write(f"the first step takes longer: {what}")
         validated_at = -1
+        self._hooks("on_fit_start")
         try:
             with StopFlag(self.out if self.main else None) as stop:
                 self.stop = stop
@@ -284,11 +299,7 @@ class Trainer:
                     state.history = state.history + [record]
                     self._write_skipped()
                     self.write_last()
-                    if self.main:
-                        self.logger.log(record)
-                        save_training_curves(state.history, self.out / "training_curves.png")
-                        if self.show:
-                            tqdm.write(self._epoch_line(record))
+                    self._hooks("on_epoch_end", record)  # the run's log first (RunLog)
                     self._check_skipped()
         finally:
             self.bar.close()
@@ -402,6 +413,7 @@ class Trainer:
         self.bar.update(1)
         run = state.running
         self.bar.set_postfix(loss=f"{run.loss:.3f}", acc=f"{run.acc:.3f}", refresh=False)
+        self._hooks("on_step_end")
         return n_global
 
     def _validate(self, record: dict) -> None:
@@ -414,9 +426,10 @@ class Trainer:
             self.state.best_val_acc, self.state.best_epoch = r.top1, self.state.epoch
             if self.main:
                 save_checkpoint(self.out / "best.pt", self.payload())
+                self._hooks("on_checkpoint", self.out / "best.pt")
         self.last_val = r
 
-    def _epoch_line(self, record: dict) -> str:
+    def epoch_line(self, record: dict) -> str:
         s = self.state
         val = (f", val acc {record['val_acc']:.4f} (best {s.best_val_acc:.4f} at epoch {s.best_epoch})"
                if "val_acc" in record else "")
@@ -466,6 +479,8 @@ class Trainer:
                    "first_step_s": self.first_step_s, "train_s": time.perf_counter() - self.started}
         if self._max_steps_reached() and state.epoch < cfg.schedule.epochs:
             summary["stopped_at_max_steps"] = cfg.schedule.max_steps
+        if self.stop_reason is not None:
+            summary["stopped_early"] = self.stop_reason
         if state.samples_skipped:
             summary["skipped_samples"] = state.samples_skipped
         if self.data.val is not None:
@@ -487,6 +502,7 @@ class Trainer:
             return sorted(p.name for p in self.out.iterdir() if not p.name.startswith("."))
 
         summary["files"] = run_files() if self.main else []
+        self._hooks("on_fit_end", summary)
         if self.main:
             import json
 
