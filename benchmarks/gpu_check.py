@@ -275,14 +275,49 @@ def train_from_files(results: dict, size: str):
             trainer, from_files, from_memory = e2e_steps(root, work / f"run-{kind}-{where}", kind, res, frames,
                                                          model=model, batch_size=batch, device=DEV, amp="bf16",
                                                          represent_on=where)
-            files_s = cuda_time(from_files, repeats=20 if size != "smoke" else 2, warmup=3, budget_s=30)
-            memory_s = cuda_time(from_memory, repeats=10 if size != "smoke" else 2, warmup=1, budget_s=15)
+            files_s = cuda_time(from_files, repeats=10 if size != "smoke" else 2, warmup=3, budget_s=12)
+            memory_s = cuda_time(from_memory, repeats=5 if size != "smoke" else 2, warmup=1, budget_s=6)
             results["from_files"][f"{kind}, built on the {where}"] = {
                 "workers": trainer.num_workers, "files_samples_per_s": batch / files_s,
                 "memory_samples_per_s": batch / memory_s, "fraction": memory_s / files_s}
             SAVE()
             del trainer, from_files, from_memory
             empty_cache()
+
+
+def two_processes(results: dict, size: str):
+    """``torchrun --nproc_per_node 2 -m spikmamba train`` on a tiny synth config, NCCL on two GPUs
+    (gloo on the CPU with --smoke), against one process with the same global batch: the two ranks
+    must hold bit-identical weights, and those must equal the one process's to rounding (issue 30:
+    multi-GPU must be correct). With one GPU it says so and runs nothing."""
+    import subprocess
+    import sys
+    import tempfile
+
+    gpus = torch.cuda.device_count() if DEV == "cuda" else 0
+    if DEV == "cuda" and gpus < 2:
+        results["ddp"] = {"gpus": gpus, "ran": False, "why": "one GPU here: torchrun with NCCL needs two"}
+        return
+    work = Path(tempfile.mkdtemp(prefix="gpu-check-ddp-"))
+    keys = ["model.name=spikmamba_tiny", "data.synth.sensor_size=16", "data.frames=4", "model.patch_size=4",
+            "data.synth.num_train=64", "data.synth.num_test=32", "data.batch_size=16", "schedule.epochs=1",
+            "optim.name=sgd", "optim.lr=0.05", "run.progress=false", "run.tensorboard=false", f"device.name={DEV}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    started = time.perf_counter()
+    for name, launcher in (("ddp", [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                    "--nproc_per_node", "2"]), ("one", [sys.executable])):
+        run = subprocess.run([*launcher, "-m", "spikmamba", "train", *keys, f"run.out_dir={work / name}"], env=env,
+                             capture_output=True, text=True, timeout=150)
+        if run.returncode != 0:
+            raise RuntimeError(f"{name}: exit {run.returncode}: {run.stderr[-800:]}")
+    two, one = (json.loads((work / name / "summary.json").read_text()) for name in ("ddp", "one"))
+    a, b = (torch.load(work / name / "last.pt", weights_only=True)["model"] for name in ("ddp", "one"))
+    diff = max(float((a[k].double() - b[k].double()).abs().max()) for k in a if a[k].is_floating_point())
+    digests = two["weights_sha256_per_rank"]
+    results["ddp"] = {"gpus": gpus, "ran": True, "backend": "nccl" if DEV == "cuda" else "gloo",
+                      "world_size": two["world_size"], "ranks_identical": len(set(digests)) == 1 and len(digests) == 2,
+                      "max_abs_diff_vs_one_process": diff, "test_acc": two["test_acc"],
+                      "one_process_test_acc": one["test_acc"], "seconds": time.perf_counter() - started}
 
 
 def half_kernels(results: dict, size: str):
@@ -432,6 +467,12 @@ def table(r: dict) -> str:
                  "|---|---|---|---|---|"]
         rows += [f"| {k} | {v['workers']} | {v['files_samples_per_s']:.1f} | {v['memory_samples_per_s']:.1f} | "
                  f"{v['fraction'] * 100:.0f}% |" for k, v in ff.items() if isinstance(v, dict)]
+    if r.get("ddp"):
+        d = r["ddp"]
+        rows += ["", f"Two processes (torchrun, {d.get('backend', 'NCCL')}), {d['gpus']} GPU(s): " + (
+            f"ranks bit-identical: {d['ranks_identical']}; largest weight difference from one process "
+            f"{d['max_abs_diff_vs_one_process']:.2e}; test accuracy {d['test_acc']:.3f} vs "
+            f"{d['one_process_test_acc']:.3f}; {d['seconds']:.0f} s" if d["ran"] else d["why"])]
     for part, err in r.get("errors", {}).items():
         rows.append(f"\n**{part} failed**: {err}")
     return "\n".join(rows)
@@ -470,7 +511,7 @@ def main() -> int:
 
     SAVE = save
     for part in (time_scans, time_lif, half_kernels, train_step, compiled_train_step, train_from_files,
-                 sweep_launch):
+                 sweep_launch, two_processes):
         started = time.perf_counter()
         try:
             part(r, size)

@@ -37,6 +37,10 @@ def test_the_gpu_check_script_runs_every_part_and_writes_its_table(tmp_path):
     assert all(r["from_files"][k]["fraction"] > 0 and r["from_files"][k]["files_samples_per_s"] > 0
                for k in ("frames, built on the cpu", "frames, built on the device", "afe, built on the cpu",
                          "afe, built on the device"))
+    ddp = r["ddp"]  # on the CPU: two gloo processes
+    assert ddp["ran"] and ddp["world_size"] == 2 and ddp["ranks_identical"], ddp
+    assert ddp["max_abs_diff_vs_one_process"] < 1e-4 and ddp["test_acc"] == ddp["one_process_test_acc"], ddp
     table = (tmp_path / "gpu_check.md").read_text()
     assert "| triton (ours) |" in table and "| bf16 |" in table and "eager vs torch.compile" in table
     assert "Triton kernels in bf16" in table and "Scan time split" in table and "Training from event files" in table
+    assert "Two processes (torchrun, gloo)" in table
