@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from spikmamba.errors import MissingDependency
-from spikmamba.events import make_events
+from spikmamba.events import EVENT_DTYPE, make_events
 from spikmamba.events.io import EventFormatError, read_events, stream_events, write_events
 from spikmamba.events.io.aedat4_wire import decode_events, encode_events, encode_header, parse_header
 from spikmamba.events.replay import ReplayServer
@@ -375,3 +375,47 @@ def predict_timeline_rows(predictor, path):
     from spikmamba.engine.timeline import predict_timeline
 
     return predict_timeline(predictor, path, 500, 250).rows
+
+
+class _Camera:
+    """A live stream stand-in: a chunk every 10 ms, each stamped on arrival, as open_live stamps them."""
+
+    def __init__(self, chunks=40, fail_at=None):
+        self.path, self.format, self.sensor_size = "camera", "aedat4-live", (8, 8)
+        self.last_arrival, self.packets, self.skipped, self.closed = None, 0, 0, False
+        self.chunks, self.fail_at = chunks, fail_at
+
+    def __iter__(self):
+        for k in range(self.chunks):
+            time.sleep(0.01)
+            if k == self.fail_at:
+                raise EventFormatError("camera", 1234, "a packet of -1 bytes")
+            self.last_arrival, self.packets = time.monotonic(), self.packets + 1
+            yield np.zeros(5, dtype=EVENT_DTYPE)
+
+    def close(self):
+        self.closed = True
+
+
+def test_read_ahead_stamps_packets_when_they_arrive_not_when_a_busy_consumer_takes_them():
+    from spikmamba.events.io.live import ReadAhead
+
+    stream = ReadAhead(_Camera())
+    arrivals = []
+    for i, _ in enumerate(stream):
+        arrivals.append(stream.last_arrival)
+        if i == 0:
+            time.sleep(0.3)  # classifying a window: 30 packets arrive meanwhile
+    assert len(arrivals) == 40 and stream.packets == 40 and stream.stalls == 0
+    gaps = np.diff(arrivals[1:])  # read in the consumer's thread they would all be stamped after the 0.3 s
+    assert arrivals[1] - arrivals[0] < 0.1 and np.median(gaps) > 0.005, (arrivals[1] - arrivals[0], gaps)
+    stream.close()
+    assert stream.stream.closed
+    # bounded: a consumer that does not read makes the reader wait, and it is counted
+    held = ReadAhead(_Camera(), max_events=10)
+    time.sleep(0.2)
+    assert held.waiting == 10 and held.stalls == 1
+    assert sum(len(c) for c in held) == 200  # nothing lost
+    # the stream's error reaches the consumer, naming the byte as before
+    with pytest.raises(EventFormatError, match="1234"):
+        list(ReadAhead(_Camera(fail_at=3)))

@@ -7,10 +7,13 @@ has arrived.
 monotonic clock when that packet's last byte was read) to the moment its label is emitted. It
 is reported per window and as p50 / p95 / p99.
 
-**Falling behind.** A window whose closing packet arrived more than ``max_lag`` ago (default:
-one stride) when its turn comes is dropped, not classified: its label would be stale, and
-classifying it would put the next window further behind. Drops are counted and listed, so a
-model too slow for the stream shows as drops, never as a queue growing without bound.
+**Falling behind.** The stream is read in a thread of its own (:class:`~..events.io.live.ReadAhead`),
+so packets are taken and stamped as they arrive even while a window is being classified. A
+window whose closing packet arrived more than ``max_lag`` ago (default: one stride) when its
+turn comes is dropped, not classified: its label would be stale, and classifying it would put
+the next window further behind. Drops are counted and listed, so a model too slow for the stream
+shows as drops, never as a queue growing without bound (the read-ahead is bounded; when it is
+full the reader waits, the sender is slowed, and ``read_stalls`` counts it).
 
 ``smooth=K`` averages each window's probabilities with the K-1 windows *before* it (live, there
 is no after).
@@ -26,6 +29,7 @@ import torch
 
 from ..errors import InputError
 from ..events.io import EventFormatError, stream_events
+from ..events.io.live import ReadAhead
 from ..events.types import duration_us
 from .inputs import EMPTY, prepare_events
 from .timeline import Timeline, Windows
@@ -40,6 +44,7 @@ class LiveResult:
     dropped: int = 0
     packets: int = 0
     reconnects: int = 0
+    read_stalls: int = 0  # times the read-ahead buffer was full and the reader waited (the stream was slowed)
     ended: str = "the stream ended"
 
     def summary(self) -> dict:
@@ -48,6 +53,7 @@ class LiveResult:
         s = self.timeline.summary()
         events_per_s = s["events"] / max(s["processing_s"], 1e-9)
         return {**s, **pct, "dropped_windows": self.dropped, "packets": self.packets, "reconnects": self.reconnects,
+                "read_stalls": self.read_stalls,
                 "events_per_s_sustained": events_per_s, "ended": self.ended}
 
 
@@ -107,6 +113,8 @@ class _Run:
     def connection(self, stream) -> None:
         """Decide the windows of one connection until it ends (or ``max_windows``)."""
         rep, classes, result = self.predictor.representation, self.predictor.classes, self.result
+        if hasattr(stream, "last_arrival"):  # a live stream: taken off the socket as it arrives
+            stream = ReadAhead(stream)
         sensor = tuple(stream.sensor_size) if stream.sensor_size else tuple(rep.sensor_size)
         windows = Windows(self._counted(stream), self.window_us, self.stride_us, self.predictor.transforms, rep,
                           sensor)
@@ -141,6 +149,7 @@ class _Run:
             getattr(stream, "close", lambda: None)()
             self.late += windows.late
             result.packets += getattr(stream, "packets", 0)
+            result.read_stalls += getattr(stream, "stalls", 0)
 
     def finish(self) -> LiveResult:
         tl = self.result.timeline

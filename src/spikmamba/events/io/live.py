@@ -14,9 +14,11 @@ error, never a hang.
 from __future__ import annotations
 
 import os
+import queue
 import socket
 import struct
 import sys
+import threading
 import time
 
 from ._common import EventStream
@@ -148,3 +150,76 @@ def open_live(source: str, timeout: float = 10.0) -> EventStream:
     stream = EventStream(source, "aedat4-live", sensor, 0, chunks)
     stream.last_arrival, stream.packets, stream.close = None, 0, wire.close
     return stream
+
+
+class ReadAhead:
+    """A live stream read in a thread of its own, so that packets leave the socket as they arrive
+    while the consumer is busy (classifying a window, say).
+
+    Why: read in the consumer's thread, a slow consumer stops reading, TCP's flow control then
+    slows the sender, and each packet is stamped when it is finally read: the stream falls behind
+    real time while the measured latency stays small, and nothing counts as late. Here each
+    chunk keeps the time its packet arrived (``last_arrival`` is that of the chunk last handed
+    out), so a consumer that falls behind sees it and can drop stale work. The chunks waiting
+    are bounded (``max_events``); past it the reader waits (``stalls`` counts how often).
+    Errors of the stream reach the consumer as they would have without the thread."""
+
+    _END = object()
+
+    def __init__(self, stream, max_events: int = 4_000_000):
+        self.stream, self.max_events = stream, max_events
+        self.path, self.format, self.sensor_size = stream.path, stream.format, stream.sensor_size
+        self.last_arrival: float | None = None
+        self.stalls, self.waiting = 0, 0
+        self._queue: queue.Queue = queue.Queue()
+        self._room = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._read, name="spikmamba-read-ahead", daemon=True)
+        self._thread.start()
+
+    @property
+    def packets(self) -> int:
+        return self.stream.packets
+
+    @property
+    def skipped(self) -> int:
+        return self.stream.skipped
+
+    def _read(self) -> None:
+        try:
+            for chunk in self.stream:
+                n = len(chunk)
+                room = lambda n=n: self._closed or not self.waiting or self.waiting + n <= self.max_events  # noqa: E731
+                with self._room:
+                    if not room():
+                        self.stalls += 1
+                        self._room.wait_for(room)
+                    if self._closed:
+                        return
+                    self.waiting += n
+                self._queue.put((chunk, self.stream.last_arrival))
+            self._queue.put((self._END, None))
+        except BaseException as err:  # handed to the consumer, raised there
+            self._queue.put((err, None))
+
+    def __iter__(self):
+        while True:
+            item, arrival = self._queue.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                if self._closed:
+                    return
+                raise item
+            with self._room:
+                self.waiting -= len(item)
+                self._room.notify()
+            self.last_arrival = arrival
+            yield item
+
+    def close(self) -> None:
+        with self._room:
+            self._closed = True
+            self._room.notify()
+        self.stream.close()
+        self._thread.join(timeout=5)
