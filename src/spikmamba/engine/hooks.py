@@ -12,34 +12,31 @@ The run's own log (log.csv, TensorBoard, the curves, the epoch line) is such a h
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
 from ..errors import InputError
 from .logs import save_training_curves
 
-if TYPE_CHECKING:
-    from .trainer import Trainer
-
 
 class Hook:
-    """Override the points you need; the others do nothing."""
+    """Override the points you need; the others do nothing. ``trainer`` is the running
+    :class:`~.trainer.Trainer` (not imported here: the loop imports its hooks, not the reverse)."""
 
-    def on_fit_start(self, trainer: Trainer) -> None:
+    def on_fit_start(self, trainer) -> None:
         """Before the first step (after a resume has restored the state)."""
 
-    def on_step_end(self, trainer: Trainer) -> None:
+    def on_step_end(self, trainer) -> None:
         """After each optimizer step: ``trainer.state`` (``step``, ``running.loss``, ``running.acc``)."""
 
-    def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
+    def on_epoch_end(self, trainer, record: dict) -> None:
         """After each epoch (and its validation, when it had one), before ``last.pt`` is written:
         ``record`` is the epoch's row of log.csv (``train_loss``, ``val_acc``, ...)."""
 
-    def on_checkpoint(self, trainer: Trainer, path: Path) -> None:
+    def on_checkpoint(self, trainer, path: Path) -> None:
         """After ``last.pt`` or ``best.pt`` was written (on the process that wrote it)."""
 
-    def on_fit_end(self, trainer: Trainer, summary: dict) -> None:
+    def on_fit_end(self, trainer, summary: dict) -> None:
         """After the final evaluation, with the run's summary (what summary.json holds)."""
 
 
@@ -47,7 +44,7 @@ class RunLog(Hook):
     """The run's own log: log.csv and TensorBoard (``trainer.logger``), training_curves.png and
     the per-epoch line on the console, all on rank 0."""
 
-    def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
+    def on_epoch_end(self, trainer, record: dict) -> None:
         if not trainer.main:
             return
         history = trainer.state.history + [record]
@@ -70,7 +67,7 @@ class EarlyStopping(Hook):
         self.best: float | None = None
         self.waited = 0
 
-    def on_epoch_end(self, trainer: Trainer, record: dict) -> None:
+    def on_epoch_end(self, trainer, record: dict) -> None:
         if self.monitor not in record:
             return
         value = float(record[self.monitor])
