@@ -35,6 +35,8 @@ from .inputs import EMPTY, prepare_events
 from .timeline import Timeline, Windows
 
 DROPPED = "(dropped)"
+#: at most this many closed windows share one forward pass (see :meth:`_Run._decide`)
+MAX_BATCH = 8
 
 
 @dataclass
@@ -103,6 +105,7 @@ class _Run:
         self.recent: deque = deque(maxlen=smooth)
         self.started, self.first, self.events, self.late = time.perf_counter(), None, 0, 0
         self.finished = False
+        self.max_batch = MAX_BATCH
 
     def _counted(self, stream):
         for chunk in stream:
@@ -112,44 +115,74 @@ class _Run:
 
     def connection(self, stream) -> None:
         """Decide the windows of one connection until it ends (or ``max_windows``)."""
-        rep, classes, result = self.predictor.representation, self.predictor.classes, self.result
+        rep, result = self.predictor.representation, self.result
         if hasattr(stream, "last_arrival"):  # a live stream: taken off the socket as it arrives
             stream = ReadAhead(stream)
         sensor = tuple(stream.sensor_size) if stream.sensor_size else tuple(rep.sensor_size)
         windows = Windows(self._counted(stream), self.window_us, self.stride_us, self.predictor.transforms, rep,
                           sensor)
+        pending: list = []
         try:
             result.ended = "the stream ended"
             for start, end, n, x in windows:
-                arrival = getattr(stream, "last_arrival", None)  # None: a file, read as fast as it goes
-                row = {"start_us": start, "end_us": end, "events": n, "top": []}
-                if arrival is not None and time.monotonic() - arrival > self.max_lag_s:
-                    row["label"] = DROPPED
-                    result.dropped += 1
-                elif x is None:
-                    row["label"] = EMPTY
-                else:
-                    p = self.predictor.forward(torch.from_numpy(x)[None]).softmax(1)[0]
-                    self.recent.append(p)
-                    top = p.topk(self.k)
-                    row["top"] = [{"class": classes[int(i)], "probability": float(v)}
-                                  for v, i in zip(top.values, top.indices)]
-                    row["label"] = classes[int(torch.stack(list(self.recent)).mean(0).argmax())]
-                if row["label"] != DROPPED and arrival is not None:
-                    row["latency_ms"] = (time.monotonic() - arrival) * 1e3
-                    result.latencies_ms.append(row["latency_ms"])
-                row["start_ms"], row["end_ms"] = (start - self.first) / 1e3, (end - self.first) / 1e3
-                result.timeline.rows.append(row)
-                if self.echo is not None:
-                    self.echo(row)
-                if self.max_windows and len(result.timeline.rows) >= self.max_windows:
-                    result.ended, self.finished = f"stopped after {self.max_windows} windows", True
+                pending.append((start, end, n, x, getattr(stream, "last_arrival", None)))  # None: a file
+                # the next window's closing event already here: decide it together with this one
+                more = getattr(stream, "arrived", lambda t: False)(end + self.stride_us)
+                if more and len(pending) < self.max_batch and not self._enough(len(pending)):
+                    continue
+                self._decide(pending)
+                pending = []
+                if self._enough(0):
                     break
+            self._decide(pending)
         finally:
             getattr(stream, "close", lambda: None)()
             self.late += windows.late
             result.packets += getattr(stream, "packets", 0)
             result.read_stalls += getattr(stream, "stalls", 0)
+
+    def _enough(self, pending: int) -> bool:
+        """``max_windows`` reached, counting ``pending`` windows not yet decided."""
+        if self.max_windows and len(self.result.timeline.rows) + pending >= self.max_windows:
+            if not pending:
+                self.result.ended, self.finished = f"stopped after {self.max_windows} windows", True
+            return True
+        return False
+
+    def _decide(self, pending: list) -> None:
+        """Label the closed windows in ``pending`` (in order), those with events in one forward
+        pass; a window whose closing packet arrived more than ``max_lag`` ago is dropped."""
+        if not pending:
+            return
+        classes, result, now = self.predictor.classes, self.result, time.monotonic()
+        rows, inputs = [], []
+        for start, end, n, x, arrival in pending:
+            row = {"start_us": start, "end_us": end, "events": n, "top": [],
+                   "start_ms": (start - self.first) / 1e3, "end_ms": (end - self.first) / 1e3}
+            if arrival is not None and now - arrival > self.max_lag_s:
+                row["label"] = DROPPED
+                result.dropped += 1
+            elif x is None:
+                row["label"] = EMPTY
+            else:
+                inputs.append((row, x))
+            rows.append((row, arrival))
+        if inputs:
+            probs = self.predictor.forward(torch.from_numpy(np.stack([x for _, x in inputs]))).softmax(1)
+            for (row, _), p in zip(inputs, probs):
+                self.recent.append(p)
+                top = p.topk(self.k)
+                row["top"] = [{"class": classes[int(i)], "probability": float(v)}
+                              for v, i in zip(top.values, top.indices)]
+                row["label"] = classes[int(torch.stack(list(self.recent)).mean(0).argmax())]
+        done = time.monotonic()
+        for row, arrival in rows:
+            if row["label"] != DROPPED and arrival is not None:
+                row["latency_ms"] = (done - arrival) * 1e3
+                result.latencies_ms.append(row["latency_ms"])
+            result.timeline.rows.append(row)
+            if self.echo is not None:
+                self.echo(row)
 
     def finish(self) -> LiveResult:
         tl = self.result.timeline

@@ -171,11 +171,17 @@ class ReadAhead:
         self.path, self.format, self.sensor_size = stream.path, stream.format, stream.sensor_size
         self.last_arrival: float | None = None
         self.stalls, self.waiting = 0, 0
+        self.newest_t: int | None = None  # the latest event time read so far
         self._queue: queue.Queue = queue.Queue()
         self._room = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._read, name="spikmamba-read-ahead", daemon=True)
         self._thread.start()
+
+    def arrived(self, t: int) -> bool:
+        """Whether an event at or after stream time ``t`` has already arrived (read, not yet
+        taken): reading up to it will not wait for the network."""
+        return self.newest_t is not None and self.newest_t >= t
 
     @property
     def packets(self) -> int:
@@ -197,6 +203,8 @@ class ReadAhead:
                     if self._closed:
                         return
                     self.waiting += n
+                last = int(chunk["t"][-1])
+                self.newest_t = last if self.newest_t is None else max(self.newest_t, last)
                 self._queue.put((chunk, self.stream.last_arrival))
             self._queue.put((self._END, None))
         except BaseException as err:  # handed to the consumer, raised there
