@@ -136,9 +136,11 @@ def main(argv=None) -> dict:
         for pace, (speed, lag) in paces.items():
             r = {"source": name, "pace": pace, "speed": speed, **live_run(path, speed, predictor, max_lag_ms=lag)}
             report["runs"].append(r)
+            ms = " / ".join("-" if r[f"latency_p{q}_ms"] is None else f"{r[f'latency_p{q}_ms']:.1f}"
+                            for q in (50, 95, 99))
             print(f"{name}, {pace}: {r['windows']} windows, {r['dropped_windows']} dropped, "
-                  f"{r['events_per_s_sustained']:,.0f} events/s, latency p50/p95/p99 {r['latency_p50_ms']:.1f} / "
-                  f"{r['latency_p95_ms']:.1f} / {r['latency_p99_ms']:.1f} ms, reader stalls {r['read_stalls']}")
+                  f"{r['events_per_s_sustained']:,.0f} events/s, latency p50/p95/p99 {ms} ms, "
+                  f"reader stalls {r['read_stalls']}")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     return report

@@ -419,3 +419,30 @@ def test_read_ahead_stamps_packets_when_they_arrive_not_when_a_busy_consumer_tak
     # the stream's error reaches the consumer, naming the byte as before
     with pytest.raises(EventFormatError, match="1234"):
         list(ReadAhead(_Camera(fail_at=3)))
+
+
+@pytest.mark.slow  # a model on a 2 s stream, then offline
+def test_windows_already_closed_share_one_forward_pass_and_keep_their_labels(gesture_stream):
+    from spikmamba.engine.live import predict_live
+    from spikmamba.engine.predict import load_predictor
+    from spikmamba.engine.timeline import predict_timeline
+
+    predictor = load_predictor(model="spikmamba_tiny_sps.synth")
+    real, sizes = predictor.forward, []
+
+    def busy(x):
+        sizes.append(len(x))
+        time.sleep(0.05)  # slower than the stream: closed windows pile up behind each pass
+        return real(x)
+
+    predictor.forward = busy
+    with ReplayServer(gesture_stream, speed=8.0) as server:
+        r = predict_live(predictor, server.address, window_ms=500, stride_ms=100, max_lag_ms=10_000)
+    predictor.forward = real
+    sizes = sizes[1:]  # the first is the warm-up before the stream opens
+    assert r.dropped == 0 and max(sizes) > 1 and sum(sizes) == sum(1 for row in r.timeline.rows if row["events"])
+    offline = predict_timeline(predictor, gesture_stream, 500, 100, topk=3)
+    assert [row["label"] for row in r.timeline.rows] == [row["label"] for row in offline.rows]
+    live_top = [[t["probability"] for t in row["top"]] for row in r.timeline.rows]
+    offline_top = [[t["probability"] for t in row["top"]] for row in offline.rows]
+    assert np.allclose(live_top, offline_top, atol=1e-5)

@@ -35,7 +35,7 @@ from .inputs import EMPTY, prepare_events
 from .timeline import Timeline, Windows
 
 DROPPED = "(dropped)"
-#: at most this many closed windows share one forward pass (see :meth:`_Run._decide`)
+#: at most this many closed windows share one forward pass (see :meth:`_Run._batch_limit`)
 MAX_BATCH = 8
 
 
@@ -105,7 +105,7 @@ class _Run:
         self.recent: deque = deque(maxlen=smooth)
         self.started, self.first, self.events, self.late = time.perf_counter(), None, 0, 0
         self.finished = False
-        self.max_batch = MAX_BATCH
+        self.cost: dict = {}  # forward seconds per window, moving averages: "one" window alone, "batch" together
 
     def _counted(self, stream):
         for chunk in stream:
@@ -128,7 +128,7 @@ class _Run:
                 pending.append((start, end, n, x, getattr(stream, "last_arrival", None)))  # None: a file
                 # the next window's closing event already here: decide it together with this one
                 more = getattr(stream, "arrived", lambda t: False)(end + self.stride_us)
-                if more and len(pending) < self.max_batch and not self._enough(len(pending)):
+                if more and len(pending) < self._batch_limit() and not self._enough(len(pending)):
                     continue
                 self._decide(pending)
                 pending = []
@@ -140,6 +140,16 @@ class _Run:
             self.late += windows.late
             result.packets += getattr(stream, "packets", 0)
             result.read_stalls += getattr(stream, "stalls", 0)
+
+    def _batch_limit(self) -> int:
+        """How many windows one forward pass may take: up to :data:`MAX_BATCH`, no more than fit in
+        ``max_lag`` at the measured cost per window (a slow model decides one at a time), and one
+        when a batch has proved to cost more per window than a single window (a large model on a
+        CPU can)."""
+        one, batch = self.cost.get("one"), self.cost.get("batch")
+        if one is None or (batch is not None and batch > one):
+            return 1
+        return max(1, int(min(MAX_BATCH, self.max_lag_s / max(min(one, batch or one), 1e-6))))
 
     def _enough(self, pending: int) -> bool:
         """``max_windows`` reached, counting ``pending`` windows not yet decided."""
@@ -168,7 +178,10 @@ class _Run:
                 inputs.append((row, x))
             rows.append((row, arrival))
         if inputs:
+            began = time.perf_counter()
             probs = self.predictor.forward(torch.from_numpy(np.stack([x for _, x in inputs]))).softmax(1)
+            cost, kind = (time.perf_counter() - began) / len(inputs), "one" if len(inputs) == 1 else "batch"
+            self.cost[kind] = cost if kind not in self.cost else 0.8 * self.cost[kind] + 0.2 * cost
             for (row, _), p in zip(inputs, probs):
                 self.recent.append(p)
                 top = p.topk(self.k)
