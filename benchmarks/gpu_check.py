@@ -511,7 +511,7 @@ def main() -> int:
 
     SAVE = save
     for part in (time_scans, time_lif, half_kernels, train_step, compiled_train_step, train_from_files,
-                 sweep_launch, two_processes):
+                 two_processes, sweep_launch):  # the slowest and least needed last: the script has a time cap
         started = time.perf_counter()
         try:
             part(r, size)
