@@ -71,14 +71,26 @@ class EventRepresentation:
         W, H = self.sensor_size
         return (self.time_steps, self.channels, H, W)
 
+    @property
+    def log_scaled(self) -> bool:
+        """Whether the counts are ``log1p``-scaled (``normalize``; counting kinds only)."""
+        return self.normalize == "log1p" and self.kind in ("frames", "count", "adaptive")
+
+    @property
+    def resized_hw(self) -> tuple[int, int] | None:
+        """``(H, W)`` the frames are resized to, or None when they keep the sensor's size."""
+        if self.resolution is None or tuple(self.resolution) == tuple(self.sensor_size):
+            return None
+        W, H = self.resolution
+        return H, W
+
     def finish(self, raw: np.ndarray) -> np.ndarray:
         """``float32 [T, C, H, W]``: ``log1p`` of counts (``normalize``), then resized to ``resolution``."""
         x = raw.astype(np.float32)
-        if self.normalize == "log1p" and self.kind in ("frames", "count", "adaptive"):
+        if self.log_scaled:
             x = np.log1p(x)
-        if self.resolution is not None and tuple(self.resolution) != tuple(self.sensor_size):
-            W, H = self.resolution
-            x = F.interpolate(torch.from_numpy(np.ascontiguousarray(x)), size=(H, W), mode="area").numpy()
+        if self.resized_hw is not None:
+            x = F.interpolate(torch.from_numpy(np.ascontiguousarray(x)), size=self.resized_hw, mode="area").numpy()
         return x.astype(np.float32, copy=False)
 
     def __call__(self, events: np.ndarray) -> np.ndarray:
@@ -95,11 +107,10 @@ class EventRepresentation:
             x = on_device.count_image(batch, self.sensor_size)
         else:
             x = on_device.afe_frames(batch, self.sensor_size, self.frames, self.afe_threshold, self.afe_min_events)
-        if self.normalize == "log1p" and self.kind in ("frames", "count", "adaptive"):
+        if self.log_scaled:
             x = torch.log1p(x)
-        if self.resolution is not None and tuple(self.resolution) != tuple(self.sensor_size):
-            W, H = self.resolution
-            x = F.interpolate(x.flatten(0, 1), size=(H, W), mode="area").unflatten(0, x.shape[:2])
+        if self.resized_hw is not None:
+            x = F.interpolate(x.flatten(0, 1), size=self.resized_hw, mode="area").unflatten(0, x.shape[:2])
         return x
 
     def __repr__(self) -> str:

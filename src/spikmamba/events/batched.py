@@ -72,6 +72,17 @@ def _counts(index: torch.Tensor, size: int) -> torch.Tensor:
     return out.index_add_(0, index, torch.ones(index.numel(), dtype=torch.float32, device=index.device))
 
 
+def _polarity_pixel(batch: EventBatch, slot: torch.Tensor, H: int, W: int, ev=slice(None)) -> torch.Tensor:
+    """The flat index ``((slot * 2 + (p > 0)) * H + y) * W + x`` of the events ``ev`` into
+    ``[slots, 2, H, W]`` count images (channel 0 OFF, 1 ON)."""
+    return ((slot * 2 + (batch.p[ev] > 0).long()) * H + batch.y[ev]) * W + batch.x[ev]
+
+
+def _halves(seg: torch.Tensor, mid: torch.Tensor) -> torch.Tensor:
+    """Segments ``(sample, start, stop)`` cut at ``mid``: the first halves, then the second."""
+    return torch.cat([torch.stack([seg[:, 0], seg[:, 1], mid], 1), torch.stack([seg[:, 0], mid, seg[:, 2]], 1)])
+
+
 def _per_sample(values: torch.Tensor, sample: torch.Tensor, B: int, how: str) -> torch.Tensor:
     init = torch.full((B,), 0, dtype=values.dtype, device=values.device)
     return init.scatter_reduce(0, sample, values, how, include_self=False)
@@ -100,7 +111,7 @@ def frames(batch: EventBatch, sensor_size, n_frames: int, split_by: str = "time"
 def count_image(batch: EventBatch, sensor_size) -> torch.Tensor:
     """``[B, 1, 2, H, W]`` float32 per-pixel counts (channel 0 OFF, 1 ON), as ``to_count_image``."""
     W, H = sensor_wh(sensor_size)
-    index = ((batch.sample * 2 + (batch.p > 0).long()) * H + batch.y) * W + batch.x
+    index = _polarity_pixel(batch, batch.sample, H, W)
     return _counts(index, len(batch) * 2 * H * W).view(len(batch), 1, 2, H, W)
 
 
@@ -167,19 +178,15 @@ def afe_segments(batch: EventBatch, sensor_size, threshold: float = 50.0,
         base = starts[seg[:, 0]]
         which, ev = _ranges(torch.cat([lo, mid]) + base.repeat(2), torch.cat([mid, hi]) + base.repeat(2))
         K = seg.shape[0]
-        index = ((which * 2 + (batch.p[ev] > 0).long()) * H + batch.y[ev]) * W + batch.x[ev]
+        index = _polarity_pixel(batch, which, H, W, ev)
         gray = _open2x2(_counts(index, 2 * K * 2 * H * W).view(2 * K, 2, H, W)).sum(1)
         diff = (gray[:K] - gray[K:]).abs().sum((1, 2))
         whole = 200.0 * diff / n <= threshold  # float32, as the NumPy twin computes it
         split = ~whole & (half <= min_events)
         deeper = ~whole & ~split
         done += [tuple(r) for r in seg[whole].tolist()]
-        s = seg[split]
-        m = mid[split]
-        done += [tuple(r) for r in torch.cat([torch.stack([s[:, 0], s[:, 1], m], 1),
-                                              torch.stack([s[:, 0], m, s[:, 2]], 1)]).tolist()]
-        s, m = seg[deeper], mid[deeper]
-        seg = torch.cat([torch.stack([s[:, 0], s[:, 1], m], 1), torch.stack([s[:, 0], m, s[:, 2]], 1)])
+        done += [tuple(r) for r in _halves(seg[split], mid[split]).tolist()]
+        seg = _halves(seg[deeper], mid[deeper])
     out: list[list[tuple[int, int]]] = [[] for _ in range(len(batch))]
     for b, a, e in sorted(done):
         out[b].append((a, e))
@@ -198,7 +205,7 @@ def afe_frames(batch: EventBatch, sensor_size, n_frames: int, threshold: float =
     ranges = torch.tensor(picked, dtype=torch.int64, device=dev).view(B * n_frames, 2)
     base = batch.starts.repeat_interleave(n_frames)
     slot, ev = _ranges(ranges[:, 0] + base, ranges[:, 1] + base)
-    index = ((slot * 2 + (batch.p[ev] > 0).long()) * H + batch.y[ev]) * W + batch.x[ev]
+    index = _polarity_pixel(batch, slot, H, W, ev)
     seen = _counts(index, B * n_frames * 2 * H * W).view(B, n_frames, 2, H, W) > 0
     off, on = seen[:, :, 0], seen[:, :, 1]
     return torch.stack([~off, ~(off | on), ~on], 2).float()
