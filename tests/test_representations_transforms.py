@@ -4,7 +4,7 @@ import pytest
 from conftest import random_events
 
 from spikmamba.data import EventRepresentation
-from spikmamba.data.event_representation import KINDS
+from spikmamba.data.event_representation import KINDS, LOOKUP_COUNTS, _log1p_counts
 from spikmamba.events import (
     CenterCrop,
     Compose,
@@ -87,6 +87,24 @@ def test_representation_kinds_shapes_and_resize():
 
 def _valid(ev, sensor):
     return len(ev) == 0 or (ev["x"].max() < sensor[0] and ev["y"].max() < sensor[1] and np.all(np.diff(ev["t"]) >= 0))
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint16, np.uint8])
+def test_log1p_by_table_equals_log1p_bit_for_bit(dtype):
+    """Counts are log-scaled by looking them up in a table: the values must be exactly those of
+    np.log1p on float32, at any array length (vector loops and their tails), and counts past the
+    table (or negative, which a corrupt cache could hold) take the plain path."""
+    rng = np.random.default_rng(1)
+    top = min(np.iinfo(dtype).max, LOOKUP_COUNTS + 10)
+    for n in (1, 7, 17, 1023, 8 * 2 * 128 * 128 + 3):
+        raw = rng.integers(0, top, n).astype(dtype)
+        got = _log1p_counts(raw.reshape(-1, 1))
+        assert got.dtype == np.float32 and got.shape == (n, 1)
+        np.testing.assert_array_equal(got[:, 0], np.log1p(raw.astype(np.float32)))
+    every = np.arange(LOOKUP_COUNTS + 1)
+    np.testing.assert_array_equal(_log1p_counts(every), np.log1p(every.astype(np.float32)))
+    np.testing.assert_array_equal(_log1p_counts(np.array([-1, 3])), np.log1p(np.array([-1, 3], np.float32)))
+    assert _log1p_counts(np.zeros((0, 2), np.int64)).shape == (0, 2)
 
 
 def test_transforms_keep_events_valid_and_do_what_they_say():

