@@ -405,8 +405,11 @@ def test_read_ahead_stamps_packets_when_they_arrive_not_when_a_busy_consumer_tak
     for i, _ in enumerate(stream):
         arrivals.append(stream.last_arrival)
         if i == 0:
+            assert not stream.arrived(1) and not stream.ended  # time 1 has not come (all events are at 0)
             time.sleep(0.3)  # classifying a window: 30 packets arrive meanwhile
+            assert stream.arrived(0)
     assert len(arrivals) == 40 and stream.packets == 40 and stream.stalls == 0
+    assert stream.ended and stream.arrived(10**15)  # ended: nothing more to wait for
     gaps = np.diff(arrivals[1:])  # read in the consumer's thread they would all be stamped after the 0.3 s
     assert arrivals[1] - arrivals[0] < 0.1 and np.median(gaps) > 0.005, (arrivals[1] - arrivals[0], gaps)
     stream.close()
@@ -441,6 +444,10 @@ def test_windows_already_closed_share_one_forward_pass_and_keep_their_labels(ges
     predictor.forward = real
     sizes = sizes[1:]  # the first is the warm-up before the stream opens
     assert r.dropped == 0 and max(sizes) > 1 and sum(sizes) == sum(1 for row in r.timeline.rows if row["events"])
+    # the windows that only the stream's end closes (no event at or after their end) are all known
+    # at once when it ends: one pass, not one after another, each waiting for those before it
+    last_t = int(read_events(gesture_stream).events["t"].max())
+    assert sizes[-1] >= sum(1 for row in r.timeline.rows if row["end_us"] > last_t) > 1
     offline = predict_timeline(predictor, gesture_stream, 500, 100, topk=3)
     assert [row["label"] for row in r.timeline.rows] == [row["label"] for row in offline.rows]
     live_top = [[t["probability"] for t in row["top"]] for row in r.timeline.rows]

@@ -172,6 +172,7 @@ class ReadAhead:
         self.last_arrival: float | None = None
         self.stalls, self.waiting = 0, 0
         self.newest_t: int | None = None  # the latest event time read so far
+        self.ended = False  # the stream ended (or broke): nothing more will arrive
         self._queue: queue.Queue = queue.Queue()
         self._room = threading.Condition()
         self._closed = False
@@ -179,9 +180,10 @@ class ReadAhead:
         self._thread.start()
 
     def arrived(self, t: int) -> bool:
-        """Whether an event at or after stream time ``t`` has already arrived (read, not yet
-        taken): reading up to it will not wait for the network."""
-        return self.newest_t is not None and self.newest_t >= t
+        """Whether reading up to stream time ``t`` will not wait for the network: an event at or
+        after ``t`` has already arrived (read, not yet taken), or the stream has ended (what
+        is left is all here: the windows it closes can be decided together)."""
+        return self.ended or (self.newest_t is not None and self.newest_t >= t)
 
     @property
     def packets(self) -> int:
@@ -206,8 +208,10 @@ class ReadAhead:
                 last = int(chunk["t"][-1])
                 self.newest_t = last if self.newest_t is None else max(self.newest_t, last)
                 self._queue.put((chunk, self.stream.last_arrival))
+            self.ended = True
             self._queue.put((self._END, None))
         except BaseException as err:  # handed to the consumer, raised there
+            self.ended = True
             self._queue.put((err, None))
 
     def __iter__(self):
