@@ -105,6 +105,9 @@ def untrained_predictor(name: str):
 
 
 def main(argv=None) -> dict:
+    from spikmamba.threads import apply_wait_policy
+
+    policy = apply_wait_policy()  # as `spikmamba predict --live` does: before torch loads
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--json", default=None)
@@ -128,7 +131,7 @@ def main(argv=None) -> dict:
     if SHARED.is_file():
         sources[f"shared {SHARED.name}"] = SHARED
     report = {"machine": {"cpus": os.cpu_count()}, "model": args.model, "torch_threads": torch.get_num_threads(),
-              "runs": []}
+              "thread_policy": policy, "runs": []}
     for name, path in sources.items():
         rate = _event_rate(path)
         paces = {"real time": (1.0, None), f"paced at {args.rate / 1e6:g} M events/s": (args.rate / rate, None),

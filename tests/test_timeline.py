@@ -113,6 +113,20 @@ def test_windows_of_a_stream_count_every_event_once_and_report_late_ones():
     assert w.late == 1  # t=100 came after its windows had closed
 
 
+def test_events_joined_as_bytes_equal_numpy_concatenate():
+    from spikmamba.events import EVENT_DTYPE
+    from spikmamba.events.types import concat_events
+
+    rng = np.random.default_rng(0)
+    ev = make_events(t=rng.integers(0, 10**12, 1001), x=rng.integers(0, 640, 1001), y=rng.integers(0, 480, 1001),
+                     p=rng.integers(0, 2, 1001), sort=False)
+    parts = [ev[:300], ev[300:300], ev[300:700:2], ev[700:]]  # an empty part and a strided one
+    joined = concat_events(parts)
+    assert joined.dtype == EVENT_DTYPE and joined.flags.c_contiguous
+    np.testing.assert_array_equal(joined, np.concatenate(parts))
+    assert len(concat_events([])) == 0 and concat_events([]).dtype == EVENT_DTYPE
+
+
 def test_the_onnx_backend_gives_the_same_timeline(tmp_path, capsys):
     pytest.importorskip("onnxruntime")
     long_recording(tmp_path / "l.npz", ["move_right", "approach"], clips_per_segment=1)

@@ -68,6 +68,16 @@ def sort_by_time(events: np.ndarray) -> np.ndarray:
     return events
 
 
+def concat_events(parts: list) -> np.ndarray:
+    """Event arrays joined, in order, as :data:`EVENT_DTYPE`. Why not ``np.concatenate``: on a
+    packed structured dtype it copies field by field, element by element (3.3 ms for 180,000
+    events); joined as bytes it is a plain copy, about 20 times faster, and byte for byte the same."""
+    parts = [np.ascontiguousarray(p, dtype=EVENT_DTYPE) for p in parts]
+    if not parts:
+        return np.empty(0, EVENT_DTYPE)
+    return np.concatenate([p.view(np.uint8) for p in parts]).view(EVENT_DTYPE)
+
+
 def sensor_wh(sensor_size) -> tuple[int, int]:
     """``(W, H)`` from ``(W, H)`` or tonic's ``(W, H, P)`` (``P``, the polarity count, 1 or 2)."""
     if sensor_size is None:
