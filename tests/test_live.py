@@ -79,6 +79,19 @@ def test_replay_keeps_real_time_and_loops_with_rising_timestamps(recording):
     assert elapsed >= 0.9 * (t[-1] - t[0]) / 1e6 / 2  # paced at 2x the recording's own clock
 
 
+def test_replay_packets_are_two_ms_of_the_wall_clock_at_any_speed(recording):
+    """As a camera commits packets at an interval: replayed 8x faster, each packet holds 16 ms of
+    the 0.4 s recording (25 packets), not 2 ms (200), and nothing is lost or reordered."""
+    path, ev = recording
+    with ReplayServer(path, speed=8.0) as server:
+        stream = stream_events(server.address, timeout=5)
+        chunks = list(stream)
+    np.testing.assert_array_equal(np.concatenate(chunks), ev)
+    span = int(ev["t"][-1] - ev["t"][0])
+    assert stream.packets == len(chunks) == span // 16_000 + 1
+    assert all(int(c["t"][-1] - c["t"][0]) < 16_000 for c in chunks)
+
+
 def test_an_aedat4_file_of_our_framing_is_read_by_the_aedat_decoder(tmp_path):
     pytest.importorskip("aedat", reason="the aedat package is not installed (pip install aedat)")
     ev = _events(3000)

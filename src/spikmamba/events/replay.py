@@ -3,8 +3,12 @@ by the events' own timestamps (``speed`` times real time), for tests, demos and 
 camera (``spikmamba replay FILE --serve tcp://:7777``).
 
 Each client that connects gets the recording from its start, in packets of ``packet_us``
-microseconds of events (as DV sends them), each sent when the wall clock reaches its last
-event's time. With ``loop`` it starts again when it ends, its timestamps continuing upward.
+microseconds of the wall clock, as a camera commits them (libcaer and DV close a packet at an
+interval), each sent when the wall clock reaches its last event's time. So at ``speed`` X a
+packet holds X times ``packet_us`` of the recording: a 300,000 events/s recording replayed at
+6.7x arrives as a 2 M events/s camera would send it, 500 packets a second of 4,000 events, not
+3,300 packets of 600. (As fast as possible, ``speed`` inf, packets hold ``packet_us`` of the
+recording.) With ``loop`` it starts again when it ends, its timestamps continuing upward.
 """
 from __future__ import annotations
 
@@ -85,7 +89,8 @@ class ReplayServer:
             try:
                 conn.sendall(encode_header(*self.sensor_size, source=f"spikmamba replay {self.path.name}"))
                 start, first = time.monotonic(), None
-                for events, end_us in packets(self.path, self.packet_us, self.loop):
+                span = self.packet_us * self.speed if math.isfinite(self.speed) else self.packet_us
+                for events, end_us in packets(self.path, max(1, int(span)), self.loop):
                     if self._stop.is_set():
                         return
                     first = end_us if first is None else first

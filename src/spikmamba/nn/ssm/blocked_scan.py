@@ -42,6 +42,16 @@ def _slice(M: torch.Tensor, a: int, b: int) -> torch.Tensor:
     return M[a:b] if M.shape[0] > 1 else M
 
 
+def _recur(dA: torch.Tensor, hs: torch.Tensor, h: torch.Tensor) -> None:
+    """``hs[t] = dA[t] * hs[t-1] + hs[t]`` in place, one step at a time, from ``hs[-1] = h``.
+    The steps are taken apart once (``unbind``) rather than indexed each step: with small states
+    (batch 1, as in live recognition) the indexing cost as much as the arithmetic."""
+    steps, decays = hs.unbind(0), dA.unbind(0)
+    steps[0].addcmul_(decays[0], h)
+    for t in range(1, len(steps)):
+        steps[t].addcmul_(decays[t], steps[t - 1])
+
+
 def blocked_forward(delta, u, A, Bx, Cx):
     """``(y, last_state, entries)``: the outputs, and the state entering each block (stacked,
     ``[blocks, B, G, Dg, N]``), all :func:`blocked_backward` needs besides the inputs."""
@@ -57,9 +67,7 @@ def blocked_forward(delta, u, A, Bx, Cx):
         dA = torch.exp(d * A)
         hs = (d * u[a:b].unsqueeze(-1)) * _slice(Bx, a, b)  # dBu, overwritten by the states
         entries.append(h)
-        hs[0].addcmul_(dA[0], h)
-        for t in range(1, b - a):
-            hs[t].addcmul_(dA[t], hs[t - 1])
+        _recur(dA, hs, h)
         torch.sum(hs * _slice(Cx, a, b), dim=-1, out=y[a:b])
         h = hs[-1].clone()
     return y, h, torch.stack(entries)
@@ -84,9 +92,7 @@ def blocked_backward(delta, u, A, Bx, Cx, entries, gy, g_last):
         dA = torch.exp(d * A)
         hs = (d * uu) * Bb
         h0 = entries[i]
-        hs[0].addcmul_(dA[0], h0)
-        for t in range(1, b - a):
-            hs[t].addcmul_(dA[t], hs[t - 1])
+        _recur(dA, hs, h0)
         gyb = gy[a:b].unsqueeze(-1)
         g = gyb * Cb                                            # adjoint of the states
         if carry is not None:
