@@ -88,7 +88,7 @@ def _event_rate(path) -> float:
 
 def _summary(result) -> dict:
     s = result.summary()
-    return {k: s[k] for k in ("windows", "dropped_windows", "events", "duration_s", "processing_s",
+    return {k: s[k] for k in ("windows", "dropped_windows", "events", "duration_s", "processing_s", "streaming_s",
                               "events_per_s_sustained", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
                               "read_stalls")}
 

@@ -92,6 +92,26 @@ def test_replay_packets_are_two_ms_of_the_wall_clock_at_any_speed(recording):
     assert all(int(c["t"][-1] - c["t"][0]) < 16_000 for c in chunks)
 
 
+def test_replay_starts_its_clock_with_the_first_packet_not_before_reading_the_file(recording, monkeypatch):
+    """A file slow to open (a large compressed npz is read whole first) must not make the first
+    packets late, sent in one burst: the pace holds from the first packet on."""
+    from spikmamba.events import replay
+
+    path, ev = recording
+    real = replay.packets
+
+    def slow_to_open(*args):
+        time.sleep(0.3)
+        yield from real(*args)
+
+    monkeypatch.setattr(replay, "packets", slow_to_open)
+    with ReplayServer(path, speed=1.0) as server:
+        stream = stream_events(server.address, timeout=5)
+        arrivals = [stream.last_arrival for _ in stream]
+    span = (int(ev["t"][-1]) - int(ev["t"][0])) / 1e6
+    assert arrivals[-1] - arrivals[0] >= 0.9 * span  # the whole 0.4 s, not 0.1 s after a 0.3 s burst
+
+
 def test_an_aedat4_file_of_our_framing_is_read_by_the_aedat_decoder(tmp_path):
     pytest.importorskip("aedat", reason="the aedat package is not installed (pip install aedat)")
     ev = _events(3000)
@@ -311,6 +331,8 @@ def test_live_prediction_labels_each_window_as_it_closes_with_its_latency(gestur
     assert all(row["latency_ms"] >= 0 for row in rows)
     s = r.summary()
     assert 0 < s["latency_p50_ms"] <= s["latency_p95_ms"] <= s["latency_p99_ms"]
+    # the rate is over the stream, from the first event's arrival, not over connecting and warming up
+    assert 0 < s["streaming_s"] < s["processing_s"] and s["events_per_s_sustained"] == s["events"] / s["streaming_s"]
     assert s["events"] == len(read_events(gesture_stream).events) and r.packets > 10
     # the live windows are the file's windows: the same labels as `predict --window` on the file
     from spikmamba.engine.timeline import predict_timeline

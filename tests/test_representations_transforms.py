@@ -200,3 +200,22 @@ def test_make_events_refuses_values_it_would_otherwise_wrap_or_truncate():
         make_events([0], [0], [0], [3])
     np.testing.assert_array_equal(make_events([0, 1], [0, 0], [0, 0], [-1, 1])["p"], [0, 1])
     np.testing.assert_array_equal(make_events([2.0, 1.0], [3.0, 4.0], [0, 0], [1, 0])["x"], [4, 3])  # sorted by t
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("compiled", [True, False])
+def test_events_beyond_the_sensor_are_named_by_every_representation(kind, compiled):
+    """prepare_events leaves the bounds to the representation (one pass over the events, not
+    three) and only words the error: every kind, compiled or not, must refuse such events."""
+    import contextlib
+
+    from spikmamba.engine.inputs import prepare_events
+    from spikmamba.errors import InputError
+    from spikmamba.events import _numba
+
+    ev = make_events(np.arange(200) * 10, np.r_[np.zeros(199), 130], np.zeros(200), np.ones(200))
+    rep = EventRepresentation((128, 128), kind=kind, frames=4, resolution=(32, 32), afe_min_events=10)
+    with contextlib.nullcontext() if compiled else _numba.disabled():
+        with pytest.raises(InputError, match="reach x=130, y=0, beyond the 128x128 sensor"):
+            prepare_events(ev, rep, (128, 128))
+        assert prepare_events(ev[:-1], rep, (128, 128)).shape[-2:] == (32, 32)

@@ -257,7 +257,7 @@ def _cmd_predict_live(args: argparse.Namespace) -> int:
     lat = (f"latency p50/p95/p99 {s['latency_p50_ms']:.1f} / {s['latency_p95_ms']:.1f} / {s['latency_p99_ms']:.1f} ms"
            if s["latency_p50_ms"] is not None else "no latency measured")
     print(f"{args.live}: {s['windows']} windows ({s['dropped_windows']} dropped, {s['empty_windows']} empty), "
-          f"{s['events']:,} events in {s['processing_s']:.1f} s ({s['events_per_s_sustained']:,.0f} events/s), {lat}; "
+          f"{s['events']:,} events in {s['streaming_s']:.1f} s ({s['events_per_s_sustained']:,.0f} events/s), {lat}; "
           f"{s['ended']}" + (f"; the reader waited {s['read_stalls']} time(s) on a full buffer (the sender was slowed)"
                              if s["read_stalls"] else "") + (f"; wrote {args.timeline}.csv and .json" if args.timeline
                                                                else ""))

@@ -302,14 +302,17 @@ def prepare_events(events: np.ndarray, rep: EventRepresentation, sensor, transfo
         pipeline = transforms_from_config(transforms, sensor).eval_form()
         events = pipeline(events)
         sensor = pipeline.output_size(sensor)
-    if len(events) and (int(events["x"].max()) >= sensor[0] or int(events["y"].max()) >= sensor[1]):
-        raise InputError(f"events reach x={int(events['x'].max())}, y={int(events['y'].max())}, beyond the "
-                         f"{sensor[0]}x{sensor[1]} sensor the model was trained on; give the recording's sensor size "
-                         f"(--sensor-size W H), store it in the file (e.g. npz with a 'sensor_size' entry) or crop "
-                         f"the events")
     out = rep.resolution or rep.sensor_size
     at_sensor = dataclasses.replace(rep, sensor_size=sensor, resolution=tuple(out))
     check_allocation(8 * int(np.prod(at_sensor.raw_shape())), f"the input at the {sensor[0]}x{sensor[1]} sensor "
                      f"({at_sensor.time_steps} steps x {at_sensor.channels} channels)",
                      "check --sensor-size or the size the file states")
-    return at_sensor(events)
+    try:
+        return at_sensor(events)
+    except InputError:  # every representation checks the bounds as it goes (one pass, not two more here)
+        if len(events) and (int(events["x"].max()) >= sensor[0] or int(events["y"].max()) >= sensor[1]):
+            raise InputError(f"events reach x={int(events['x'].max())}, y={int(events['y'].max())}, beyond the "
+                             f"{sensor[0]}x{sensor[1]} sensor the model was trained on; give the recording's sensor "
+                             f"size (--sensor-size W H), store it in the file (e.g. npz with a 'sensor_size' entry) "
+                             f"or crop the events") from None
+        raise

@@ -88,12 +88,13 @@ class ReplayServer:
         with conn:
             try:
                 conn.sendall(encode_header(*self.sensor_size, source=f"spikmamba replay {self.path.name}"))
-                start, first = time.monotonic(), None
+                start, first = None, None
                 span = self.packet_us * self.speed if math.isfinite(self.speed) else self.packet_us
                 for events, end_us in packets(self.path, max(1, int(span)), self.loop):
                     if self._stop.is_set():
                         return
-                    first = end_us if first is None else first
+                    if first is None:  # the clock starts with the first packet, once the file is open and
+                        start, first = time.monotonic(), end_us  # read: not a burst of packets made late by it
                     if math.isfinite(self.speed):
                         wait = start + (end_us - first) / 1e6 / self.speed - time.monotonic()
                         if wait > 0:
