@@ -28,8 +28,13 @@ def streams():
     ev = random_events(5000, sensor, 100_000, seed=3)
     shuffled = ev[np.random.default_rng(1).permutation(len(ev))]
     ties = make_events([5, 5, 5, 9, 9, 9, 9], [0, 1, 2, 3, 4, 5, 6], [1] * 7, [0, 1, 0, 1, 1, 0, 1])
+    # unsorted, yet the first and last events are the earliest and latest (the frame walk must step back)
+    inside = np.concatenate([ev[:1], ev[1:-1][np.random.default_rng(2).permutation(len(ev) - 2)], ev[-1:]])
+    # every time from 0 to 100 once: events exactly on the frame starts (100 * k / T, rounded up)
+    every = make_events(np.arange(101), np.arange(101) % 37, np.arange(101) % 23, np.arange(101) % 2)
     return {"sorted": (ev, sensor), "unsorted": (shuffled, sensor), "ties": (ties, (8, 2)),
-            "one": (ev[:1], sensor), "empty": (ev[:0], sensor)}
+            "one": (ev[:1], sensor), "empty": (ev[:0], sensor), "unsorted inside": (inside, sensor),
+            "every time": (every, sensor)}
 
 
 @pytest.mark.parametrize("name", list(streams()))
@@ -47,7 +52,7 @@ def test_voxel_and_afe_compiled_equal_numpy(name):
     ev, sensor = streams()[name]
     a, b = both(lambda: to_voxel_grid(ev, sensor, 6))
     assert a.dtype == b.dtype and np.array_equal(a, b), name
-    if name != "unsorted":
+    if not name.startswith("unsorted"):
         a, b = both(lambda: to_afe_frames(ev, sensor, 4, min_events=200))
         assert np.array_equal(a, b), name
 

@@ -52,6 +52,14 @@ def _frames_time(t, x, y, p, n_frames, W, H, out):
     t0 = t[0]
     t1 = t[n - 1]
     span = max(t1 - t0, 1)
+    # frame f starts at starts[f] = t0 + ceil(f * span / n_frames): ((t - t0) * n_frames) // span >= f
+    # exactly when t >= starts[f]. In time order the frame only moves forward, so each event is a
+    # comparison or two instead of an integer division (the loop's cost, at a million events)
+    starts = np.empty(n_frames + 1, dtype=np.int64)
+    for k in range(n_frames + 1):
+        starts[k] = t0 + (k * span + n_frames - 1) // n_frames
+    starts[n_frames] = t1 + 1  # the last frame takes everything to the end (the clip)
+    f = 0
     for i in range(n):
         xi, yi, pi = x[i], y[i], p[i]
         if xi >= W or yi >= H or pi > 1 or pi < 0:
@@ -60,9 +68,10 @@ def _frames_time(t, x, y, p, n_frames, W, H, out):
         if ti < t0 or ti > t1:  # unsorted: the extremes are elsewhere
             out[:] = 0
             return _frames_time_unsorted(t, x, y, p, n_frames, W, H, out)
-        f = ((ti - t0) * n_frames) // span
-        if f >= n_frames:
-            f = n_frames - 1
+        if ti < starts[f]:  # back in time (unsorted within the extremes): the division
+            f = min(((ti - t0) * n_frames) // span, n_frames - 1)
+        while ti >= starts[f + 1]:
+            f += 1
         out[f, pi, yi, xi] += 1
     return -1
 
