@@ -90,7 +90,7 @@ def _summary(result) -> dict:
     s = result.summary()
     return {k: s[k] for k in ("windows", "dropped_windows", "events", "duration_s", "processing_s", "streaming_s",
                               "events_per_s_sustained", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
-                              "read_stalls")}
+                              "end_windows", "end_latency_max_ms", "read_stalls")}
 
 
 def untrained_predictor(name: str):
@@ -148,8 +148,9 @@ def main(argv=None) -> dict:
             ms = " / ".join("-" if r[f"latency_p{q}_ms"] is None else f"{r[f'latency_p{q}_ms']:.1f}"
                             for q in (50, 95, 99))
             print(f"{name}, {pace}: {r['windows']} windows, {r['dropped_windows']} dropped, "
-                  f"{r['events_per_s_sustained']:,.0f} events/s, latency p50/p95/p99 {ms} ms, "
-                  f"reader stalls {r['read_stalls']}")
+                  f"{r['events_per_s_sustained']:,.0f} events/s, latency p50/p95/p99 {ms} ms "
+                  f"(+ {r['end_windows']} closed by the stream's end, within "
+                  f"{r['end_latency_max_ms'] or 0:.0f} ms), reader stalls {r['read_stalls']}")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     return report

@@ -483,6 +483,13 @@ def test_windows_already_closed_share_one_forward_pass_and_keep_their_labels(ges
     # at once when it ends: one pass, not one after another, each waiting for those before it
     last_t = int(read_events(gesture_stream).events["t"].max())
     assert sizes[-1] >= sum(1 for row in r.timeline.rows if row["end_us"] > last_t) > 1
+    # and they are marked, their latency reported apart from that of the windows an event closed
+    by_end = [row["end_us"] > last_t for row in r.timeline.rows]
+    assert [row.get("closed_by") == "end of stream" for row in r.timeline.rows] == by_end
+    s = r.summary()
+    assert s["end_windows"] == sum(by_end) == len(r.end_latencies_ms)
+    assert len(r.latencies_ms) == len(by_end) - sum(by_end)
+    assert s["end_latency_max_ms"] == max(row["latency_ms"] for row, end in zip(r.timeline.rows, by_end) if end)
     offline = predict_timeline(predictor, gesture_stream, 500, 100, topk=3)
     assert [row["label"] for row in r.timeline.rows] == [row["label"] for row in offline.rows]
     live_top = [[t["probability"] for t in row["top"]] for row in r.timeline.rows]

@@ -242,6 +242,7 @@ def _cmd_predict_live(args: argparse.Namespace) -> int:
             return
         top = f" {row['top'][0]['probability']:.3f}" if row["top"] else ""
         late = f"  latency {row['latency_ms']:6.1f} ms" if "latency_ms" in row else ""
+        late += "  (closed by the stream's end)" if row.get("closed_by") else ""
         print(f"{row['end_ms'] / 1e3:9.3f} s  {row['label']}{top}{late}", flush=True)
 
     window = 500.0 if args.window is None else args.window
@@ -256,6 +257,9 @@ def _cmd_predict_live(args: argparse.Namespace) -> int:
         return 0
     lat = (f"latency p50/p95/p99 {s['latency_p50_ms']:.1f} / {s['latency_p95_ms']:.1f} / {s['latency_p99_ms']:.1f} ms"
            if s["latency_p50_ms"] is not None else "no latency measured")
+    if s["end_windows"]:
+        lat += (f" ({s['end_windows']} window(s) closed by the stream's end: decided within "
+                f"{s['end_latency_max_ms']:.1f} ms of its last packet)")
     print(f"{args.live}: {s['windows']} windows ({s['dropped_windows']} dropped, {s['empty_windows']} empty), "
           f"{s['events']:,} events in {s['streaming_s']:.1f} s ({s['events_per_s_sustained']:,.0f} events/s), {lat}; "
           f"{s['ended']}" + (f"; the reader waited {s['read_stalls']} time(s) on a full buffer (the sender was slowed)"

@@ -5,7 +5,11 @@ has arrived.
 
 **Latency** of a window: from the arrival of the packet holding the event that closes it (the
 monotonic clock when that packet's last byte was read) to the moment its label is emitted. It
-is reported per window and as p50 / p95 / p99.
+is reported per window and as p50 / p95 / p99. When a stream ends, the windows still open (up to
+a window's length past its last event) are closed by the end, not by an event: all at once, so
+they queue behind each other. Their latency, from the last packet's arrival, is reported apart
+(``end_windows``, ``end_latency_max_ms``): a camera's stream does not end, and mixed in they
+would make the tail of a replay's percentiles.
 
 **Falling behind.** The stream is read in a thread of its own (:class:`~..events.io.live.ReadAhead`),
 so packets are taken and stamped as they arrive even while a window is being classified. A
@@ -42,7 +46,8 @@ MAX_BATCH = 8
 @dataclass
 class LiveResult:
     timeline: Timeline
-    latencies_ms: list = field(default_factory=list)
+    latencies_ms: list = field(default_factory=list)  # windows closed by an event
+    end_latencies_ms: list = field(default_factory=list)  # windows closed by the stream's end
     dropped: int = 0
     packets: int = 0
     reconnects: int = 0
@@ -58,7 +63,8 @@ class LiveResult:
         s = self.timeline.summary()
         streaming = self.streaming_s if self.streaming_s is not None else s["processing_s"]
         return {**s, **pct, "dropped_windows": self.dropped, "packets": self.packets, "reconnects": self.reconnects,
-                "read_stalls": self.read_stalls, "streaming_s": streaming,
+                "read_stalls": self.read_stalls, "streaming_s": streaming, "end_windows": len(self.end_latencies_ms),
+                "end_latency_max_ms": max(self.end_latencies_ms, default=None),
                 "events_per_s_sustained": s["events"] / max(streaming, 1e-9), "ended": self.ended}
 
 
@@ -131,7 +137,8 @@ class _Run:
         try:
             result.ended = "the stream ended"
             for start, end, n, x in windows:
-                pending.append((start, end, n, x, getattr(stream, "last_arrival", None)))  # None: a file
+                arrival = getattr(stream, "last_arrival", None)  # None: a file
+                pending.append((start, end, n, x, arrival, windows.ended))
                 # the next window's closing event already here: decide it together with this one
                 more = getattr(stream, "arrived", lambda t: False)(end + self.stride_us)
                 if more and len(pending) < self._batch_limit() and not self._enough(len(pending)):
@@ -172,9 +179,11 @@ class _Run:
             return
         classes, result, now = self.predictor.classes, self.result, time.monotonic()
         rows, inputs = [], []
-        for start, end, n, x, arrival in pending:
+        for start, end, n, x, arrival, by_end in pending:
             row = {"start_us": start, "end_us": end, "events": n, "top": [],
                    "start_ms": (start - self.first) / 1e3, "end_ms": (end - self.first) / 1e3}
+            if by_end:
+                row["closed_by"] = "end of stream"
             if arrival is not None and now - arrival > self.max_lag_s:
                 row["label"] = DROPPED
                 result.dropped += 1
@@ -198,7 +207,7 @@ class _Run:
         for row, arrival in rows:
             if row["label"] != DROPPED and arrival is not None:
                 row["latency_ms"] = (done - arrival) * 1e3
-                result.latencies_ms.append(row["latency_ms"])
+                (result.end_latencies_ms if "closed_by" in row else result.latencies_ms).append(row["latency_ms"])
             result.timeline.rows.append(row)
             if self.echo is not None:
                 self.echo(row)

@@ -89,6 +89,7 @@ class Windows:
         self.transforms, self.rep, self.sensor = transforms, rep, sensor
         self.late = 0  # events whose timestamps went back behind an already closed window
         self.count = 0
+        self.ended = False  # the stream has ended: the windows still to come are closed by its end, not by an event
 
     def _budget(self, start: int, upto: int, t) -> None:
         """Refuse, before making any, windows from ``start`` to ``upto`` beyond :data:`MAX_WINDOWS`."""
@@ -130,6 +131,7 @@ class Windows:
                 next_start += self.stride_us
             keep = int(np.searchsorted(t, min(next_start, T_END), "left"))  # drop what no later window needs
             buf, t = buf[keep:], t[keep:]
+        self.ended = True
         if next_start is None:
             return
         if pending:
