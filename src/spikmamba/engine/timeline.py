@@ -21,7 +21,7 @@ import torch
 
 from ..errors import InputError
 from ..events.io import stream_events
-from ..events.types import T_END, concat_events, duration_us
+from ..events.types import T_END, concat_events, duration_us, time_sorted
 from .inputs import EMPTY, prepare_events
 
 #: the most windows one timeline holds (rows of a few hundred bytes each): a timestamp that jumps
@@ -148,11 +148,8 @@ class Windows:
         without what falls before ``next_start`` (counted as late when older than ``before``, the
         newest time seen at the last merge; else it fell in a gap between windows)."""
         parts = ([buf] if buf is not None and len(buf) else []) + pending
-        buf = parts[0] if len(parts) == 1 else concat_events(parts)
-        t = np.ascontiguousarray(buf["t"])  # searchsorted on a strided field is several times slower
-        if len(t) > 1 and np.any(np.diff(t) < 0):  # as sort_by_time, on the contiguous times
-            order = np.argsort(t, kind="stable")
-            buf, t = buf[order], t[order]
+        # contiguous times: searchsorted on a strided field is several times slower
+        buf, t = time_sorted(parts[0] if len(parts) == 1 else concat_events(parts))
         old = int(np.searchsorted(t, next_start, "left"))
         if old:
             self.late += int(np.searchsorted(t[:old], before, "left")) if before is not None else 0

@@ -63,9 +63,17 @@ def make_events(t, x, y, p, sort: bool = True) -> np.ndarray:
 
 def sort_by_time(events: np.ndarray) -> np.ndarray:
     """``events`` in time order (stable: equal timestamps keep their order); itself when already so."""
-    if len(events) > 1 and np.any(np.diff(events["t"]) < 0):
-        return events[np.argsort(events["t"], kind="stable")]
-    return events
+    return time_sorted(events)[0]
+
+
+def time_sorted(events: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(sort_by_time(events), their times as one contiguous int64 array)``: the times are read
+    out of the strided field once, for the order check, the sort and a caller's searches alike."""
+    t = np.ascontiguousarray(events["t"])
+    if len(t) > 1 and np.any(np.diff(t) < 0):
+        order = np.argsort(t, kind="stable")
+        return events[order], t[order]
+    return events, t
 
 
 def concat_events(parts: list) -> np.ndarray:

@@ -43,7 +43,8 @@ def _slice(M: torch.Tensor, a: int, b: int) -> torch.Tensor:
 
 
 def _recur(dA: torch.Tensor, hs: torch.Tensor, h: torch.Tensor) -> None:
-    """``hs[t] = dA[t] * hs[t-1] + hs[t]`` in place, one step at a time, from ``hs[-1] = h``.
+    """``hs[t] = dA[t] * hs[t-1] + hs[t]`` in place, one step at a time, ``h`` being the state
+    before step 0.
     The steps are taken apart once (``unbind``) rather than indexed each step: with small states
     (batch 1, as in live recognition) the indexing cost as much as the arithmetic."""
     steps, decays = hs.unbind(0), dA.unbind(0)
